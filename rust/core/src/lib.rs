@@ -1,1 +1,21 @@
-pub fn hello() -> i32 { 1 }
+//! ferrax-core: the engine behind ferrax. Pure Rust, no Python.
+//!
+//! A model is a stack of layers built from a JSON spec (the same spec a saved
+//! model stores). Training runs whole chunks of batches here: gather a batch,
+//! forward, loss, backward, optimizer update, with buffers reused between batches.
+
+pub mod activation;
+pub mod data;
+pub mod error;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod matmul;
+pub mod metrics;
+pub mod model;
+pub mod optimizer;
+pub mod parallel;
+pub mod regularizer;
+pub mod rng;
+
+pub use error::{Error, Result};

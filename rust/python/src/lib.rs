@@ -1,3 +1,210 @@
+//! `ferrax._core`: the Python face of the engine. Thin on purpose: convert
+//! arguments, release the GIL, enter the thread pool, call the core, and turn
+//! every failure (including a panic) into a Python exception.
+
+mod arrays;
+mod testing;
+
+use arrays::{features, f32_slice, to_numpy};
+use ferrax_core::data::Dataset;
+use ferrax_core::model::{Model, Totals};
+use ferrax_core::parallel;
+use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Run `f` with the GIL released, inside the pool; map errors and panics.
+pub(crate) fn run_core<R: Send>(py: Python<'_>, f: impl FnOnce() -> ferrax_core::Result<R> + Send) -> PyResult<R> {
+    let outcome = py.allow_threads(|| catch_unwind(AssertUnwindSafe(|| parallel::install(f))));
+    match outcome {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!("internal error in the ferrax engine: {msg}")))
+        }
+    }
+}
+
+pub(crate) fn parse(json: &str) -> PyResult<serde_json::Value> {
+    serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid spec JSON: {e}")))
+}
+
+fn totals_to_py(t: &Totals) -> (f64, f64, Vec<(f64, f64)>, usize) {
+    (t.loss_sum, t.samples, t.metrics.clone(), t.batches)
+}
+
+/// A built model owned by the engine: layers, weights, optimizer state.
+#[pyclass(module = "ferrax._core")]
+struct CoreModel {
+    model: Model,
+}
+
+#[pymethods]
+impl CoreModel {
+    #[new]
+    fn new(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
+        let spec = parse(spec_json)?;
+        let model = run_core(py, || Model::from_spec(&spec))?;
+        Ok(CoreModel { model })
+    }
+
+    fn compile(&mut self, spec_json: &str) -> PyResult<()> {
+        let spec = parse(spec_json)?;
+        self.model.compile(&spec).map_err(|e| PyValueError::new_err(e.0))
+    }
+
+    /// Per-sample output shape of every layer.
+    fn output_shapes(&self) -> Vec<Vec<usize>> {
+        self.model.shapes()[1..].to_vec()
+    }
+
+    /// (layer index, weight name, shape) for every weight, in order.
+    fn weight_info(&self) -> Vec<(usize, String, Vec<usize>)> {
+        let mut out = Vec::new();
+        for (i, l) in self.model.layers().iter().enumerate() {
+            for p in l.params() {
+                out.push((i, p.name.to_string(), p.value.shape().to_vec()));
+            }
+        }
+        out
+    }
+
+    fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
+        self.model.params().map(|p| to_numpy(py, p.value_slice(), p.value.shape())).collect()
+    }
+
+    /// Replace all weights; shapes are checked before anything changes.
+    fn set_weights(&mut self, weights: Vec<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
+        let mut params = self.model.params_mut();
+        if weights.len() != params.len() {
+            return Err(PyValueError::new_err(format!("expected {} weight arrays, got {}", params.len(), weights.len())));
+        }
+        for (i, (p, w)) in params.iter().zip(&weights).enumerate() {
+            if p.value.shape() != w.shape() {
+                return Err(PyValueError::new_err(format!(
+                    "weight {i} ({}): expected shape {:?}, got {:?}",
+                    p.name,
+                    p.value.shape(),
+                    w.shape()
+                )));
+            }
+        }
+        for (p, w) in params.iter_mut().zip(&weights) {
+            p.value.assign(&w.as_array());
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn learning_rate(&self) -> Option<f32> {
+        self.model.compiled.as_ref().map(|c| c.optimizer.learning_rate)
+    }
+
+    #[setter]
+    fn set_learning_rate(&mut self, lr: f32) -> PyResult<()> {
+        match self.model.compiled.as_mut() {
+            Some(c) => {
+                c.optimizer.learning_rate = lr;
+                Ok(())
+            }
+            None => Err(PyRuntimeError::new_err("the model is not compiled")),
+        }
+    }
+
+    #[getter]
+    fn iterations(&self) -> u64 {
+        self.model.compiled.as_ref().map_or(0, |c| c.optimizer.iterations)
+    }
+
+    /// The shuffled sample order of `epoch` (depends only on the seed).
+    fn shuffled_order<'py>(&self, py: Python<'py>, n: usize, epoch: u64) -> Bound<'py, PyArray1<u32>> {
+        PyArray1::from_vec(py, self.model.shuffled_order(n, epoch))
+    }
+
+    /// Train on the samples `order` (a slice of an epoch's order), batch by batch.
+    /// Returns (loss_sum, samples, [(metric_sum, metric_weight)], batches).
+    #[pyo3(signature = (x, y, sample_weight, order, batch_size))]
+    fn train(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        order: PyReadonlyArrayDyn<'_, u32>,
+        batch_size: usize,
+    ) -> PyResult<(f64, f64, Vec<(f64, f64)>, usize)> {
+        let (xf, x_width) = features(x)?;
+        let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
+        let ws = match &sample_weight {
+            Some(w) => Some(f32_slice(w)?),
+            None => None,
+        };
+        let order = order.as_slice().map_err(|_| PyValueError::new_err("order must be contiguous"))?;
+        let data = Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
+        if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.n) {
+            return Err(PyValueError::new_err(format!("sample index {bad} out of range for {} samples", data.n)));
+        }
+        let model = &mut self.model;
+        let mut totals = Totals::default();
+        run_core(py, || model.train(&data, order, batch_size, &mut totals))?;
+        Ok(totals_to_py(&totals))
+    }
+
+    /// Score samples start..end in order. Same return as `train`.
+    #[pyo3(signature = (x, y, sample_weight, start, end, batch_size))]
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        start: usize,
+        end: usize,
+        batch_size: usize,
+    ) -> PyResult<(f64, f64, Vec<(f64, f64)>, usize)> {
+        let (xf, x_width) = features(x)?;
+        let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
+        let ws = match &sample_weight {
+            Some(w) => Some(f32_slice(w)?),
+            None => None,
+        };
+        let data = Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
+        let model = &mut self.model;
+        let mut totals = Totals::default();
+        run_core(py, || model.evaluate(&data, start, end, batch_size, &mut totals))?;
+        Ok(totals_to_py(&totals))
+    }
+
+    /// Outputs for samples start..end, as a (rows, output size) float32 array.
+    fn predict<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, start: usize, end: usize, batch_size: usize) -> PyResult<Bound<'py, PyAny>> {
+        let (xf, _) = features(x)?;
+        let out_size = self.model.output_size();
+        let rows = end.saturating_sub(start);
+        let mut out = vec![0.0f32; rows * out_size];
+        let model = &mut self.model;
+        run_core(py, || model.predict(xf, start, end, batch_size, &mut out))?;
+        Ok(to_numpy(py, &out, &[rows, out_size]))
+    }
+}
+
+/// Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores).
+#[pyfunction]
+fn num_threads() -> usize {
+    parallel::pool().current_num_threads()
+}
+
 #[pymodule]
-fn _core(_m: &Bound<'_, PyModule>) -> PyResult<()> { Ok(()) }
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CoreModel>()?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    testing::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

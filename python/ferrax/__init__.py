@@ -1,0 +1,46 @@
+"""ferrax: Keras-style deep learning for the CPU, with its engine in Rust.
+
+Switch from Keras by changing the import: ``import ferrax as keras``.
+"""
+
+from ferrax import (
+    activations,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+    utils,
+)
+from ferrax._core import __version__
+from ferrax.layers import Input
+from ferrax.models import Model, Sequential
+
+__all__ = [
+    "Input",
+    "Model",
+    "Sequential",
+    "__version__",
+    "activations",
+    "callbacks",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "regularizers",
+    "utils",
+]
+
+
+def __getattr__(name):
+    # datasets is imported lazily: it is pure Python and not needed to train.
+    if name == "datasets":
+        import importlib
+
+        return importlib.import_module("ferrax.datasets")
+    raise AttributeError(f"module 'ferrax' has no attribute {name!r}")

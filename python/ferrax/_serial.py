@@ -1,0 +1,37 @@
+"""Shared helpers for Keras-style objects resolved from strings, dicts or instances."""
+
+import re
+
+
+def snake_case(name):
+    """'GlorotUniform' -> 'glorot_uniform', 'L1L2' -> 'l1l2'."""
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return s.lower()
+
+
+def describe(value):
+    """A short description of a bad value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_number(owner, arg, value, *, low=None, high=None, low_open=False, high_open=False,
+                 integer=False):
+    """Raise a clear error unless `value` is a number within the given bounds."""
+    import numbers
+
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(
+        value, bool
+    )
+    if not ok_type:
+        raise TypeError(f"{owner}: '{arg}' must be {kind}, got {describe(value)}")
+    if value != value:  # NaN
+        raise ValueError(f"{owner}: '{arg}' must be {kind}, got nan")
+    if low is not None and (value <= low if low_open else value < low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ValueError(f"{owner}: '{arg}' must be {bound}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"{owner}: '{arg}' must be {bound}, got {value}")
+    return value

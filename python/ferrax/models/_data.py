@@ -1,0 +1,130 @@
+"""Checks and conversions of user data before the engine sees it.
+
+Every problem is reported here, before any training step, with a message
+that names the argument and says what was expected and what came.
+"""
+
+import numpy as np
+
+# dtypes the engine reads directly (no copy of the data set is made)
+_ENGINE_DTYPES = (np.uint8, np.float32, np.float64)
+
+
+def as_array(value, arg):
+    """A NumPy array from array-likes, with a TypeError for non-numeric data."""
+    if value is None:
+        raise ValueError(f"'{arg}' is required, got None")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"'{arg}' could not be converted to an array: {e}") from None
+    if a.dtype == bool:
+        a = a.astype(np.float32)
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise TypeError(f"'{arg}' must be a numeric array (ints or floats), got dtype {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError(f"'{arg}' must have a batch axis, got a scalar")
+    if len(a) == 0:
+        raise ValueError(f"'{arg}' is empty: got shape {a.shape}, need at least one sample")
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            where = np.unravel_index(int(np.argmax(bad)), a.shape)
+            raise ValueError(f"'{arg}' contains NaN or inf (first at index "
+                             f"{tuple(int(i) for i in where)}, value {a[where]})")
+    return a
+
+
+def features(x, expected_shape, model_name, arg="x"):
+    """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`."""
+    if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape):
+        raise ValueError(
+            f"Input of model '{model_name}' is incompatible: expected '{arg}' of shape "
+            f"(None, {', '.join(map(str, expected_shape))}) "
+            f"(samples of shape {tuple(expected_shape)}), got shape {x.shape}")
+    if x.dtype not in _ENGINE_DTYPES:
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+def check_lengths(x, y, x_arg="x", y_arg="y"):
+    if len(x) != len(y):
+        raise ValueError(f"'{x_arg}' and '{y_arg}' must hold the same number of samples: "
+                         f"{x_arg} has {len(x)}, {y_arg} has {len(y)}")
+
+
+def targets(y, loss, output_shape, output_layer, arg="y"):
+    """Targets as float32 (n, k): class ids (n, 1) for sparse losses, else the output's size."""
+    n = len(y)
+    out_size = int(np.prod(output_shape))
+    loss_name = type(loss).__name__
+    if loss.sparse:
+        ids = y.reshape(n) if (y.ndim == 2 and y.shape[1] == 1) else y
+        if ids.ndim != 1:
+            raise ValueError(
+                f"{loss_name} expects integer class ids of shape ({n},), but '{arg}' has shape "
+                f"{y.shape} (one-hot labels?). Use categorical_crossentropy for one-hot "
+                f"labels, or pass y.argmax(axis=-1).")
+        if np.issubdtype(ids.dtype, np.floating) and not np.all(np.mod(ids, 1) == 0):
+            raise ValueError(f"{loss_name} expects integer class ids in '{arg}', got "
+                             f"non-integer values such as {ids[np.mod(ids, 1) != 0][0]}")
+        lo, hi = ids.min(), ids.max()
+        if lo < 0 or hi >= out_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"{loss_name}: label {bad} in '{arg}' is out of range: the output layer "
+                f"'{output_layer}' has {out_size} units, so labels must be in [0, {out_size - 1}]")
+        return np.ascontiguousarray(ids.astype(np.float32).reshape(n, 1))
+    if loss_name == "CategoricalCrossentropy" and y.ndim == 1 and out_size > 1:
+        raise ValueError(
+            f"CategoricalCrossentropy expects one-hot targets of shape ({n}, {out_size}), but "
+            f"'{arg}' has shape {y.shape} (class ids?). Use sparse_categorical_crossentropy, "
+            f"or ferrax.utils.to_categorical(y).")
+    if y.size != n * out_size:
+        raise ValueError(
+            f"Targets '{arg}' of shape {y.shape} do not match the output of layer "
+            f"'{output_layer}', shape (None, {', '.join(map(str, output_shape))})")
+    return np.ascontiguousarray(y.reshape(n, out_size).astype(np.float32))
+
+
+def sample_weights(sample_weight, class_weight, y_ids, n):
+    """Per-sample float32 weights from sample_weight and/or class_weight, or None."""
+    w = None
+    if sample_weight is not None:
+        w = as_array(sample_weight, "sample_weight").astype(np.float32).reshape(-1)
+        if len(w) != n:
+            raise ValueError(f"'sample_weight' must hold one weight per sample: got {len(w)} "
+                             f"weights for {n} samples")
+        if (w < 0).any():
+            raise ValueError("'sample_weight' must be non-negative")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"'class_weight' must be a dict mapping class ids to weights, "
+                            f"got {type(class_weight).__name__}")
+        table = np.ones(int(max(max(class_weight, default=0), y_ids.max())) + 1, np.float32)
+        for k, v in class_weight.items():
+            table[int(k)] = float(v)
+        cw = table[y_ids.astype(np.int64)]
+        w = cw if w is None else w * cw
+    return None if w is None else np.ascontiguousarray(w, dtype=np.float32)
+
+
+def class_ids(y):
+    """Class id per sample: the value for ids, argmax for one-hot, threshold for binary."""
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return y.reshape(len(y), -1).argmax(axis=1)
+    flat = y.reshape(len(y))
+    return (flat > 0.5).astype(np.int64) if np.issubdtype(flat.dtype, np.floating) and \
+        flat.max() <= 1 and not np.all(np.mod(flat, 1) == 0) else flat.astype(np.int64)
+
+
+def check_batch_size(batch_size, arg="batch_size"):
+    import numbers
+
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"'{arg}' must be a positive integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"'{arg}' must be a positive integer (>= 1), got {batch_size}")
+    return int(batch_size)

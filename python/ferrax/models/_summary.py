@@ -1,0 +1,42 @@
+"""The text of Model.summary(), laid out like Keras's."""
+
+
+def _fmt_count(n):
+    return f"{n:,}"
+
+
+def _fmt_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}"
+        n /= 1024
+
+
+def summary_lines(model):
+    cols = (33, 26, 13)
+    layers = model._engine_layers()
+
+    def row(a, b, c, left="│", mid="│", right="│"):
+        return (f"{left} {a:<{cols[0] - 2}} {mid} {b:<{cols[1] - 2}} {mid} "
+                f"{c:>{cols[2] - 2}} {right}")
+
+    def rule(l, m, r, ch):
+        return l + m.join(ch * w for w in cols) + r
+
+    lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"),
+             row("Layer (type)", "Output Shape", "Param #", "┃", "┃", "┃"),
+             rule("┡", "╇", "┩", "━")]
+    total = 0
+    for i, layer in enumerate(layers):
+        shape = str(layer.output_shape) if layer._output_shape is not None else "?"
+        count = layer.count_params() if model.built else 0
+        total += count
+        lines.append(row(f"{layer.name} ({type(layer).__name__})", shape,
+                         _fmt_count(count) if model.built else "0 (unbuilt)"))
+        if i + 1 < len(layers):
+            lines.append(rule("├", "┼", "┤", "─"))
+    lines.append(rule("└", "┴", "┘", "─"))
+    lines.append(f" Total params: {_fmt_count(total)} ({_fmt_bytes(total * 4)})")
+    lines.append(f" Trainable params: {_fmt_count(total)} ({_fmt_bytes(total * 4)})")
+    lines.append(" Non-trainable params: 0 (0.00 B)")
+    return lines

@@ -1,0 +1,405 @@
+"""Model: compile, fit, evaluate, predict. The batch loop runs in the engine;
+Python runs a few times a second for progress and callbacks."""
+
+import json
+import math
+import time
+
+import numpy as np
+
+from ferrax import _core
+from ferrax import losses as losses_module
+from ferrax import metrics as metrics_module
+from ferrax import optimizers as optimizers_module
+from ferrax.callbacks import CallbackList, History, ProgbarLogger
+from ferrax.layers.base import Variable, unique_name
+from ferrax.models import _data
+
+# Each engine call runs batches for about this long before returning to Python.
+_CHUNK_SECONDS = 0.1
+
+
+class Model:
+    """Base class of ferrax models. Use Sequential to build one."""
+
+    def __init__(self, *args, name=None, trainable=True, **kwargs):
+        if args or kwargs:
+            raise NotImplementedError(
+                "ferrax supports Sequential models for now; the functional API "
+                "(Model(inputs, outputs)) and subclassed models are not available yet")
+        self.name = name or unique_name(self._name_prefix())
+        self.trainable = trainable
+        self._core = None
+        self._variable_cache = None
+        self._compile_config = None
+        self._engine_compile_spec = None
+        self.history = None
+        self.stop_training = False
+
+    @classmethod
+    def _name_prefix(cls):
+        return "model"
+
+    # --- subclasses provide the layer stack ------------------------------
+    def _engine_layers(self):
+        raise NotImplementedError
+
+    def _declared_input_shape(self):
+        return None
+
+    # --- building --------------------------------------------------------
+    @property
+    def built(self):
+        return self._core is not None
+
+    def build(self, input_shape=None):
+        """Create the weights for samples of `input_shape` (batch axis first or not)."""
+        shape = self._declared_input_shape()
+        if input_shape is not None:
+            dims = tuple(input_shape)
+            shape = dims[1:] if dims and dims[0] is None else dims
+        if shape is None:
+            raise ValueError(f"Model '{self.name}' cannot be built: its input shape is unknown. "
+                             f"Pass input_shape= to the first layer, start with "
+                             f"ferrax.Input(shape), or call fit/predict on data.")
+        self._build(tuple(int(d) for d in shape))
+
+    def _build(self, input_shape):
+        from ferrax.utils import _next_seed
+
+        layers = self._engine_layers()
+        if not layers:
+            raise ValueError(f"Model '{self.name}' has no layers to build")
+        spec = {"input_shape": list(input_shape), "layers": [l._core_spec() for l in layers],
+                "seed": _next_seed()}
+        try:
+            core = _core.CoreModel(json.dumps(spec))
+        except ValueError as e:
+            raise ValueError(f"Model '{self.name}' could not be built for input shape "
+                             f"(None, {', '.join(map(str, input_shape))}): {e}") from None
+        self._core = core
+        self._input_shape = tuple(input_shape)
+        self._variable_cache = None
+        info = core.weight_info()
+        shapes = core.output_shapes()
+        for i, layer in enumerate(layers):
+            layer._model = self
+            idx = [j for j, (li, _, _) in enumerate(info) if li == i]
+            layer._weight_slice = slice(idx[0], idx[-1] + 1) if idx else slice(0, 0)
+            layer._output_shape = tuple(shapes[i])
+        self._engine_compile_spec = None
+        if self._compile_config is not None:
+            self._compile_config["optimizer"]._core_model = core
+
+    def _variables(self):
+        if self._variable_cache is None:
+            layers = self._engine_layers()
+            self._variable_cache = [
+                Variable(self, j, f"{layers[li].name}/{name}", shape)
+                for j, (li, name, shape) in enumerate(self._core.weight_info())
+            ]
+        return self._variable_cache
+
+    def _ensure_built(self, x):
+        if self._core is None:
+            self._build(tuple(x.shape[1:]))
+
+    @property
+    def weights(self):
+        return list(self._variables()) if self.built else []
+
+    trainable_weights = weights
+    variables = weights
+
+    @property
+    def non_trainable_weights(self):
+        return []
+
+    def get_weights(self):
+        return self._core.get_weights() if self.built else []
+
+    def set_weights(self, weights):
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' is not built yet: call build() or fit first")
+        arrays = [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
+        self._core.set_weights(arrays)
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' is not built yet, so it has no parameters")
+        return int(sum(int(np.prod(v.shape)) for v in self._variables()))
+
+    @property
+    def input_shape(self):
+        shape = self._input_shape if self.built else self._declared_input_shape()
+        return None if shape is None else (None,) + tuple(shape)
+
+    @property
+    def output_shape(self):
+        return self._engine_layers()[-1].output_shape
+
+    # --- compile ---------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Choose optimizer, loss and metrics (strings or objects), as in Keras."""
+        opt = optimizers_module.get(optimizer)
+        loss_obj = None if loss is None else losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        elif isinstance(metrics, dict):
+            raise NotImplementedError("compile: per-output metric dicts are not supported")
+        metric_objs = [metrics_module.get(m) for m in metrics]
+        if weighted_metrics:
+            raise NotImplementedError("compile: weighted_metrics is not supported yet")
+        if loss_weights is not None:
+            raise NotImplementedError("compile: loss_weights applies to multi-output models, "
+                                      "which ferrax does not support yet")
+        self._compile_config = {"optimizer": opt, "loss": loss_obj, "metrics": metric_objs}
+        self.optimizer, self.loss = opt, loss_obj
+        self._engine_compile_spec = None
+        if self._core is not None:
+            opt._core_model = self._core
+
+    @property
+    def metrics_names(self):
+        if self._compile_config is None:
+            return []
+        return ["loss"] + [m.name for m in self._compile_config["metrics"]]
+
+    def _require_compiled(self, what):
+        if self._compile_config is None:
+            raise RuntimeError(f"You must call compile() on model '{self.name}' before {what}")
+        if self._compile_config["loss"] is None:
+            raise ValueError(f"Model '{self.name}' was compiled without a loss: pass loss= to "
+                             f"compile() before {what}")
+
+    def _compile_engine(self, y_rank, y_last):
+        """(Re)compile the engine side when the resolved spec changed (accuracy resolves
+        from the target shapes, as in Keras)."""
+        cfg = self._compile_config
+        out_last = self._engine_layers()[-1].output_shape[-1]
+        spec = {
+            "loss": cfg["loss"]._core_spec(),
+            "optimizer": cfg["optimizer"]._core_spec(),
+            "metrics": [m._core_spec(y_rank, y_last, out_last, cfg["loss"]) for m in cfg["metrics"]],
+        }
+        key = json.dumps(spec, sort_keys=True)
+        if key != self._engine_compile_spec:
+            self._core.compile(key)
+            self._engine_compile_spec = key
+            cfg["optimizer"]._core_model = self._core
+
+    # --- data ------------------------------------------------------------
+    def _prepare(self, x, y, sample_weight=None, class_weight=None, x_arg="x", y_arg="y"):
+        """Validated engine arrays (x, y, w) for x/y; builds the model if needed."""
+        xa = _data.as_array(x, x_arg)
+        ya = _data.as_array(y, y_arg)
+        _data.check_lengths(xa, ya, x_arg, y_arg)
+        expected = self._input_shape if self.built else self._declared_input_shape()
+        xf = _data.features(xa, expected, self.name, x_arg)
+        self._ensure_built(xa)
+        last = self._engine_layers()[-1]
+        loss = self._compile_config["loss"]
+        yf = _data.targets(ya, loss, last._output_shape, last.name, y_arg)
+        self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
+        ids = _data.class_ids(ya) if class_weight is not None else None
+        w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
+        return xf, yf, w
+
+    def _logs(self, result, prefix=""):
+        loss_sum, samples, metric_sums, _ = result
+        logs = {}
+        for m, (s, wsum) in zip(self._compile_config["metrics"], metric_sums):
+            logs[prefix + m.name] = float(s / wsum) if wsum else 0.0
+        logs[prefix + "loss"] = float(loss_sum / samples) if samples else 0.0
+        return logs
+
+    # --- training ----------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for `epochs` epochs; returns a History. Keras's arguments and defaults."""
+        self._require_compiled("training it (fit)")
+        batch_size = _data.check_batch_size(batch_size)
+        _check_int("epochs", epochs, 0)
+        _check_int("initial_epoch", initial_epoch, 0)
+        if steps_per_epoch is not None:
+            raise NotImplementedError("fit: steps_per_epoch is not supported for array inputs")
+        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+            raise ValueError(f"'validation_split' must be a float in [0, 1), got "
+                             f"{validation_split!r}")
+        verbose = _verbosity(verbose)
+        xa = _data.as_array(x, "x")
+        ya = _data.as_array(y, "y")
+        _data.check_lengths(xa, ya)
+        sw = sample_weight
+        if validation_data is None and validation_split:
+            # Keras takes the *last* samples, before any shuffling.
+            split_at = int(math.ceil(len(xa) * (1.0 - validation_split)))
+            if split_at == 0 or split_at == len(xa):
+                raise ValueError(f"validation_split={validation_split} leaves no samples for "
+                                 f"{'training' if split_at == 0 else 'validation'} out of "
+                                 f"{len(xa)}")
+            validation_data = (xa[split_at:], ya[split_at:])
+            xa, ya = xa[:split_at], ya[:split_at]
+            if sw is not None:
+                sw = np.asarray(sw)[:split_at]
+        xf, yf, w = self._prepare(xa, ya, sw, class_weight)
+        val = None
+        if validation_data is not None:
+            val = self._prepare_validation(validation_data)
+        n = len(xf)
+        steps = math.ceil(n / batch_size)
+        history = History()
+        cb_list = [history]
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        cb_list += list(callbacks or [])
+        cbs = CallbackList(cb_list, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
+        per_batch = cbs.wants_batches
+        self.history = history
+        self.stop_training = False
+        cbs.on_train_begin()
+        chunk = 1
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            order = (self._core.shuffled_order(n, epoch) if shuffle
+                     else np.arange(n, dtype=np.uint32))
+            totals = [0.0, 0.0, None, 0]
+            step = 0
+            while step < steps:
+                k = 1 if per_batch else min(chunk, steps - step)
+                if per_batch:
+                    cbs.on_train_batch_begin(step)
+                t0 = time.perf_counter()
+                result = self._core.train(xf, yf, w, order[step * batch_size:
+                                                           (step + k) * batch_size], batch_size)
+                elapsed = time.perf_counter() - t0
+                _accumulate(totals, result)
+                step += k
+                if not per_batch:
+                    chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
+                logs = self._logs(totals)
+                cbs.on_train_batch_end(step - 1, logs)
+                if self.stop_training and per_batch:
+                    break
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                vb = _data.check_batch_size(validation_batch_size or batch_size,
+                                            "validation_batch_size")
+                logs.update(self._logs(self._core.evaluate(*val, 0, len(val[0]), vb), "val_"))
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return history
+
+    def _prepare_validation(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("'validation_data' must be a tuple (x_val, y_val) or "
+                             "(x_val, y_val, val_sample_weight)")
+        vx, vy = validation_data[0], validation_data[1]
+        vw = validation_data[2] if len(validation_data) == 3 else None
+        return self._prepare(vx, vy, vw, None, "x_val", "y_val")
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) on the given data, in order, without training."""
+        self._require_compiled("evaluating it")
+        batch_size = _data.check_batch_size(batch_size)
+        xf, yf, w = self._prepare(x, y, sample_weight)
+        result = self._core.evaluate(xf, yf, w, 0, len(xf), batch_size)
+        logs = self._logs(result)
+        if _verbosity(verbose):
+            from ferrax.callbacks import Progbar
+
+            bar = Progbar(math.ceil(len(xf) / batch_size), verbose=_verbosity(verbose))
+            bar.update(bar.target, logs)
+            bar.finish(logs)
+        return self._format_result(logs, return_dict)
+
+    def _format_result(self, logs, return_dict):
+        if return_dict:
+            return dict(logs)
+        names = self.metrics_names
+        if len(names) == 1:
+            return logs["loss"]
+        return [logs[n] for n in names]
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for `x` as a float32 array (samples first)."""
+        batch_size = _data.check_batch_size(batch_size)
+        xa = _data.as_array(x, "x")
+        expected = self._input_shape if self.built else self._declared_input_shape()
+        xf = _data.features(xa, expected, self.name)
+        self._ensure_built(xa)
+        out = self._core.predict(xf, 0, len(xf), batch_size)
+        return out.reshape((len(xf),) + tuple(self._engine_layers()[-1]._output_shape))
+
+    def __call__(self, x, training=False):
+        return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One update on exactly this batch; returns its loss (and metrics)."""
+        self._require_compiled("training it (train_on_batch)")
+        xf, yf, w = self._prepare(x, y, sample_weight, class_weight)
+        order = np.arange(len(xf), dtype=np.uint32)
+        result = self._core.train(xf, yf, w, order, len(xf))
+        return self._format_result(self._logs(result), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require_compiled("evaluating it (test_on_batch)")
+        xf, yf, w = self._prepare(x, y, sample_weight)
+        result = self._core.evaluate(xf, yf, w, 0, len(xf), len(xf))
+        return self._format_result(self._logs(result), return_dict)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
+
+    # --- description -------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print layers, output shapes and parameter counts, as Keras does."""
+        from ferrax.models._summary import summary_lines
+
+        emit = print_fn or print
+        for line in summary_lines(self):
+            emit(line)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable}
+
+
+def _accumulate(totals, result):
+    loss_sum, samples, metrics, batches = result
+    totals[0] += loss_sum
+    totals[1] += samples
+    if totals[2] is None:
+        totals[2] = [list(m) for m in metrics]
+    else:
+        for acc, (s, w) in zip(totals[2], metrics):
+            acc[0] += s
+            acc[1] += w
+    totals[3] += batches
+
+
+def _check_int(arg, value, low):
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"'{arg}' must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"'{arg}' must be >= {low}, got {value}")
+
+
+def _verbosity(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2, True, False):
+        raise ValueError(f"'verbose' must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)

@@ -1,0 +1,89 @@
+"""Sequential: a plain stack of layers."""
+
+from ferrax._serial import describe
+from ferrax.layers.base import Layer
+from ferrax.layers.core import InputLayer
+from ferrax.models.model import Model
+
+
+class Sequential(Model):
+    """``Sequential([Dense(128, activation="relu", input_shape=(784,)), Dense(10)])``."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        super().__init__(name=name, trainable=trainable)
+        self._input_layer = None
+        self._layers = []
+        for layer in layers or []:
+            self.add(layer)
+
+    @classmethod
+    def _name_prefix(cls):
+        return "sequential"
+
+    def add(self, layer):
+        """Append a layer (an InputLayer may only come first)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a ferrax layer, got {describe(layer)}")
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(f"Sequential '{self.name}': an Input/InputLayer must be the "
+                                 f"first layer")
+            self._input_layer = layer
+        else:
+            if any(existing is layer for existing in self._layers):
+                raise ValueError(f"Sequential '{self.name}': layer '{layer.name}' was added "
+                                 f"twice")
+            self._layers.append(layer)
+        self._invalidate()
+
+    def pop(self):
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError(f"Sequential '{self.name}' has no layers to pop")
+        layer = self._layers.pop()
+        layer._model = None
+        self._invalidate()
+        return layer
+
+    def _invalidate(self):
+        # The stack changed: weights are rebuilt (eagerly when the input shape is known).
+        for layer in self._layers:
+            layer._model = None
+        self._core = None
+        self._variable_cache = None
+        if self._layers and self._declared_input_shape() is not None:
+            self.build()
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def _engine_layers(self):
+        return self._layers
+
+    def _declared_input_shape(self):
+        if self._input_layer is not None:
+            return self._input_layer._input_shape
+        if self._layers and self._layers[0]._input_shape is not None:
+            return self._layers[0]._input_shape
+        return None
+
+    def get_config(self):
+        layers = []
+        if self._input_layer is not None:
+            layers.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
+        layers += [{"class_name": type(l).__name__, "config": l.get_config()}
+                   for l in self._layers]
+        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config):
+        from ferrax import layers as layers_module
+
+        model = cls(name=config.get("name"))
+        for entry in config["layers"]:
+            layer_cls = getattr(layers_module, entry["class_name"], None)
+            if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
+                raise ValueError(f"Unknown layer class {entry['class_name']!r} in config")
+            model.add(layer_cls.from_config(entry["config"]))
+        return model

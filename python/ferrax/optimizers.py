@@ -1,0 +1,161 @@
+"""Optimizers with Keras 3's names, defaults and update rules (run in the engine)."""
+
+from ferrax._serial import check_number, describe
+
+
+class Optimizer:
+    """Base: learning rate, weight decay and gradient clipping, as in Keras 3."""
+
+    _name = "optimizer"
+    _args = ()
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None, **kwargs):
+        owner = type(self).__name__
+        unknown = set(kwargs) - {"use_ema", "ema_momentum", "ema_overwrite_frequency",
+                                 "loss_scale_factor", "gradient_accumulation_steps"}
+        if unknown:
+            raise TypeError(f"{owner}: unexpected argument(s) {sorted(unknown)}")
+        self._learning_rate = float(check_number(owner, "learning_rate", learning_rate, low=0))
+        for arg, v in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
+                       ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if v is not None:
+                check_number(owner, arg, v, low=0)
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(f"{owner}: only one of clipnorm, clipvalue and global_clipnorm can "
+                             f"be set, got clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.name = name or self._name
+        self._core_model = None  # set when compiled: the engine owns the live state
+
+    @property
+    def learning_rate(self):
+        if self._core_model is not None:
+            return self._core_model.learning_rate
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = float(check_number(type(self).__name__, "learning_rate", value,
+                                                 low=0))
+        if self._core_model is not None:
+            self._core_model.learning_rate = self._learning_rate
+
+    lr = learning_rate
+
+    @property
+    def iterations(self):
+        return 0 if self._core_model is None else self._core_model.iterations
+
+    def get_config(self):
+        config = {"name": self.name, "learning_rate": self.learning_rate}
+        config.update({a: getattr(self, a) for a in self._args})
+        config.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
+                      clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _core_spec(self):
+        spec = {"name": self._name, "learning_rate": self._learning_rate}
+        spec.update({a: getattr(self, a) for a in self._args})
+        spec.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
+                    clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)
+        return spec
+
+    def __repr__(self):
+        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+class SGD(Optimizer):
+    _name, _args = "sgd", ("momentum", "nesterov")
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = float(check_number("SGD", "momentum", momentum, low=0, high=1))
+        self.nesterov = bool(nesterov)
+
+
+class RMSprop(Optimizer):
+    _name, _args = "rmsprop", ("rho", "momentum", "epsilon", "centered")
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = float(check_number("RMSprop", "rho", rho, low=0, high=1))
+        self.momentum = float(check_number("RMSprop", "momentum", momentum, low=0, high=1))
+        self.epsilon = float(check_number("RMSprop", "epsilon", epsilon, low=0))
+        self.centered = bool(centered)
+
+
+class Adam(Optimizer):
+    _name, _args = "adam", ("beta_1", "beta_2", "epsilon", "amsgrad")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        owner = type(self).__name__
+        self.beta_1 = float(check_number(owner, "beta_1", beta_1, low=0, high=1, high_open=True))
+        self.beta_2 = float(check_number(owner, "beta_2", beta_2, low=0, high=1, high_open=True))
+        self.epsilon = float(check_number(owner, "epsilon", epsilon, low=0))
+        self.amsgrad = bool(amsgrad)
+
+
+class AdamW(Adam):
+    _name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    _name, _args = "adagrad", ("initial_accumulator_value", "epsilon")
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = float(check_number(
+            "Adagrad", "initial_accumulator_value", initial_accumulator_value, low=0))
+        self.epsilon = float(check_number("Adagrad", "epsilon", epsilon, low=0))
+
+
+class Nadam(Optimizer):
+    _name, _args = "nadam", ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = float(check_number("Nadam", "beta_1", beta_1, low=0, high=1,
+                                         high_open=True))
+        self.beta_2 = float(check_number("Nadam", "beta_2", beta_2, low=0, high=1,
+                                         high_open=True))
+        self.epsilon = float(check_number("Nadam", "epsilon", epsilon, low=0))
+
+
+_CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
+            "nadam": Nadam}
+
+
+def get(identifier):
+    """An Optimizer from a name ('adam'), a config dict or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _CLASSES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"Unknown optimizer {identifier!r}. Expected one of: "
+                             f"{', '.join(sorted(_CLASSES))}")
+        return cls()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return get(identifier["class_name"]).from_config(identifier.get("config", {}))
+    raise TypeError(f"optimizer must be a name like 'adam' or a ferrax.optimizers object, "
+                    f"got {describe(identifier)}")
+
+
+def serialize(opt):
+    return {"class_name": type(opt).__name__, "config": opt.get_config()}

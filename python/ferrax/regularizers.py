@@ -1,0 +1,67 @@
+"""Weight penalties added to the loss: l1·Σ|w| + l2·Σw² (no ½, as in Keras)."""
+
+from ferrax._serial import check_number, describe
+
+
+class Regularizer:
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _core_spec(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    def __call__(self, x):
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.get_config()})"
+
+
+class L1L2(Regularizer):
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = float(check_number("L1L2", "l1", l1, low=0))
+        self.l2 = float(check_number("L1L2", "l2", l2, low=0))
+
+
+class L1(Regularizer):
+    def __init__(self, l1=0.01):
+        self.l1 = float(check_number("L1", "l1", l1, low=0))
+        self.l2 = 0.0
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    def __init__(self, l2=0.01):
+        self.l1 = 0.0
+        self.l2 = float(check_number("L2", "l2", l2, low=0))
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+l1, l2, l1_l2 = L1, L2, L1L2
+_CLASSES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def get(identifier):
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _CLASSES:
+        return _CLASSES[identifier]()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return _CLASSES[identifier["class_name"]].from_config(identifier.get("config", {}))
+    raise ValueError(f"Unknown regularizer {describe(identifier)}; expected 'l1', 'l2', 'l1_l2' "
+                     f"or a ferrax.regularizers object")
+
+
+def serialize(reg):
+    return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}

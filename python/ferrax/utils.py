@@ -1,0 +1,63 @@
+"""Utilities: to_categorical, seeding, and plotting helpers."""
+
+import os
+import random
+
+import numpy as np
+
+from ferrax._serial import describe
+
+# The global seed every model derives its own from; random unless set.
+_SEED_STATE = {"seed": int.from_bytes(os.urandom(4), "little"), "counter": 0}
+if os.environ.get("FERRAX_SEED", "").strip().isdigit():
+    _SEED_STATE["seed"] = int(os.environ["FERRAX_SEED"])
+
+
+def set_random_seed(seed):
+    """Seed ferrax, Python's `random` and NumPy, as keras.utils.set_random_seed does.
+
+    After this, building and training the same model on the same data gives
+    bitwise-identical weights, whatever the number of threads.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"set_random_seed: 'seed' must be a non-negative integer, "
+                         f"got {describe(seed)}")
+    _SEED_STATE["seed"] = int(seed)
+    _SEED_STATE["counter"] = 0
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
+def _next_seed():
+    """A fresh 64-bit seed for the next model or draw, derived from the global seed."""
+    _SEED_STATE["counter"] += 1
+    x = (_SEED_STATE["seed"] * 0x9E3779B97F4A7C15 + _SEED_STATE["counter"]) % 2**64
+    x ^= x >> 31
+    return (x * 0xBF58476D1CE4E5B9) % 2**64
+
+
+def to_categorical(x, num_classes=None):
+    """One-hot float32 encoding of integer class ids; num_classes defaults to max + 1."""
+    y = np.asarray(x)
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.number) or not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"to_categorical: class ids must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.ndim > 1 and y.shape[-1] == 1:
+        y = y.reshape(y.shape[:-1])
+    if y.size and y.min() < 0:
+        raise ValueError(f"to_categorical: class ids must be >= 0, got {int(y.min())}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    elif y.size and y.max() >= num_classes:
+        raise ValueError(f"to_categorical: class id {int(y.max())} is out of range for "
+                         f"num_classes={num_classes}")
+    out = np.zeros(y.shape + (num_classes,), dtype=np.float32)
+    np.put_along_axis(out, y[..., None], 1.0, axis=-1)
+    return out
+
+
+def normalize(x, axis=-1, order=2):
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, ord=order, axis=axis, keepdims=True)
+    return x / np.where(norm == 0, 1, norm)

@@ -1,0 +1,98 @@
+//! Training data as given by the caller, read batch by batch.
+//!
+//! Features keep their original dtype (uint8 images stay uint8): each batch is
+//! gathered and converted to f32 into a reused buffer, so no float copy of the
+//! whole data set is ever made.
+
+use rayon::prelude::*;
+
+#[derive(Clone, Copy)]
+pub enum Features<'a> {
+    U8(&'a [u8]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Features<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Features::U8(v) => v.len(),
+            Features::F32(v) => v.len(),
+            Features::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copy rows `idx` (each `width` values) into `out`, converting to f32.
+    pub fn gather(&self, width: usize, idx: &[u32], out: &mut [f32]) {
+        let out = &mut out[..idx.len() * width];
+        let copy_row = |(r, dst): (usize, &mut [f32])| {
+            let start = idx[r] as usize * width;
+            match self {
+                Features::U8(v) => dst.iter_mut().zip(&v[start..start + width]).for_each(|(d, &s)| *d = s as f32),
+                Features::F32(v) => dst.copy_from_slice(&v[start..start + width]),
+                Features::F64(v) => dst.iter_mut().zip(&v[start..start + width]).for_each(|(d, &s)| *d = s as f32),
+            }
+        };
+        if width == 0 {
+            return;
+        }
+        if out.len() >= crate::parallel::PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(width).enumerate().for_each(copy_row);
+        } else {
+            out.chunks_mut(width).enumerate().for_each(copy_row);
+        }
+    }
+}
+
+/// Inputs, targets and optional per-sample weights of `n` samples.
+#[derive(Clone, Copy)]
+pub struct Dataset<'a> {
+    pub x: Features<'a>,
+    pub x_width: usize,
+    pub y: &'a [f32],
+    pub y_width: usize,
+    pub weights: Option<&'a [f32]>,
+    pub n: usize,
+}
+
+impl<'a> Dataset<'a> {
+    /// Checks that every array holds exactly `n` samples.
+    pub fn new(x: Features<'a>, x_width: usize, y: &'a [f32], y_width: usize, weights: Option<&'a [f32]>) -> crate::Result<Self> {
+        if x_width == 0 || x.len() % x_width != 0 {
+            crate::bail!("x has {} values, not a whole number of samples of {} values", x.len(), x_width);
+        }
+        let n = x.len() / x_width;
+        if y.len() != n * y_width {
+            crate::bail!("y has {} values, expected {} samples of {} values", y.len(), n, y_width);
+        }
+        if let Some(w) = weights {
+            if w.len() != n {
+                crate::bail!("sample_weight has {} values, expected {}", w.len(), n);
+            }
+        }
+        Ok(Dataset { x, x_width, y, y_width, weights, n })
+    }
+
+    pub fn gather_y(&self, idx: &[u32], out: &mut [f32]) {
+        for (r, &i) in idx.iter().enumerate() {
+            let i = i as usize;
+            out[r * self.y_width..(r + 1) * self.y_width].copy_from_slice(&self.y[i * self.y_width..(i + 1) * self.y_width]);
+        }
+    }
+
+    pub fn gather_weights(&self, idx: &[u32], out: &mut [f32]) -> bool {
+        match self.weights {
+            Some(w) => {
+                for (o, &i) in out.iter_mut().zip(idx) {
+                    *o = w[i as usize];
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}

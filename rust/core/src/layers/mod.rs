@@ -1,0 +1,122 @@
+//! Layers. Each file keeps one layer's shape rule, forward and backward together.
+//!
+//! Activations travel between layers as row-major f32 buffers of `rows`
+//! samples, each sample laid out in its per-sample shape.
+
+mod activation;
+mod dense;
+mod dropout;
+mod reshape;
+
+pub use activation::ActivationLayer;
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use reshape::Reshape;
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::init::InitSpec;
+use crate::regularizer::Regularizer;
+use crate::rng::Key;
+use ndarray::ArrayD;
+use serde_json::Value;
+
+/// The engine's tensor: an f32 n-dimensional array.
+pub type Tensor = ArrayD<f32>;
+
+/// A trainable weight with its gradient and penalty.
+pub struct Param {
+    pub name: &'static str,
+    pub value: Tensor,
+    pub grad: Tensor,
+    pub regularizer: Option<Regularizer>,
+}
+
+impl Param {
+    pub fn new(name: &'static str, shape: &[usize], init: &InitSpec, key: Key, regularizer: Option<Regularizer>) -> Self {
+        let data = init.sample(shape, key);
+        Param {
+            name,
+            value: Tensor::from_shape_vec(shape.to_vec(), data).expect("initializer size matches shape"),
+            grad: Tensor::zeros(shape.to_vec()),
+            regularizer,
+        }
+    }
+
+    pub fn value_slice(&self) -> &[f32] {
+        self.value.as_slice().expect("params are contiguous")
+    }
+
+    pub fn grad_slice_mut(&mut self) -> &mut [f32] {
+        self.grad.as_slice_mut().expect("grads are contiguous")
+    }
+}
+
+/// What a forward pass needs to know besides its input.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub training: bool,
+    /// Random stream for this layer at this step (dropout masks).
+    pub key: Key,
+}
+
+pub trait Layer: Send + Sync {
+    /// Per-sample output shape, fixed when the layer is built.
+    fn output_shape(&self) -> &[usize];
+
+    fn params(&self) -> &[Param] {
+        &[]
+    }
+
+    fn params_mut(&mut self) -> &mut [Param] {
+        &mut []
+    }
+
+    /// y ← layer(x) for `rows` samples.
+    fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx);
+
+    /// Given the forward's x and y and the output gradient `dy` (which may be
+    /// overwritten), set each param's `grad` and, if asked, the input gradient `dx`.
+    fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, rows: usize);
+
+    /// The activation this layer ends with, so the loss may fuse with it.
+    fn final_activation(&self) -> Option<Activation> {
+        None
+    }
+
+    /// Skip the final activation's derivative in backward: the loss already
+    /// gave the gradient with respect to the pre-activation (softmax + cross-entropy).
+    fn set_fused_output(&mut self, _fused: bool) {}
+}
+
+/// Read an optional field of a layer config.
+pub(crate) fn field<'a>(config: &'a Value, key: &str) -> &'a Value {
+    config.get(key).unwrap_or(&Value::Null)
+}
+
+pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usize> {
+    field(config, key)
+        .as_u64()
+        .map(|v| v as usize)
+        .ok_or_else(|| Error(format!("{layer}: '{key}' must be a non-negative integer, got {}", field(config, key))))
+}
+
+/// Build one layer from `{"class_name": ..., "config": {...}}` for inputs of
+/// per-sample shape `input_shape`. `key` seeds its initial weights.
+pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn Layer>> {
+    let class = spec
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error(format!("layer spec needs a 'class_name', got {spec}")))?;
+    let config = field(spec, "config");
+    let name = config.get("name").and_then(Value::as_str).unwrap_or(class);
+    let layer: Box<dyn Layer> = match class {
+        "Dense" => Box::new(Dense::build(name, config, input_shape, key)?),
+        "Flatten" => Box::new(Reshape::flatten(input_shape)),
+        "Reshape" => Box::new(Reshape::build(name, config, input_shape)?),
+        "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
+        "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
+        other => return Err(Error(format!("unknown layer class '{other}'"))),
+    };
+    Ok(layer)
+}

@@ -1,0 +1,152 @@
+//! Matrix multiplication through the `gemm` crate (runtime CPU dispatch, rayon).
+//!
+//! All matrices are row-major slices. `trans_a` / `trans_b` say that the stored
+//! matrix is the transpose of the logical operand, so backward passes
+//! (dX = dY·Wᵀ, dW = Xᵀ·dY) need no transposed copies.
+
+use gemm::{gemm, Parallelism};
+
+/// Products smaller than this many multiply-adds run on one thread.
+const PARALLEL_FLOPS: usize = 1 << 18;
+
+/// Shapes of one product: C (m×n) = op(A) (m×k) · op(B) (k×n).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl Gemm {
+    pub fn new(m: usize, k: usize, n: usize) -> Self {
+        Gemm { m, k, n, trans_a: false, trans_b: false }
+    }
+
+    pub fn trans_a(mut self) -> Self {
+        self.trans_a = true;
+        self
+    }
+
+    pub fn trans_b(mut self) -> Self {
+        self.trans_b = true;
+        self
+    }
+
+    /// C = op(A)·op(B), or C += op(A)·op(B) when `accumulate`.
+    pub fn run(self, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+        let Gemm { m, k, n, trans_a, trans_b } = self;
+        assert!(a.len() >= m * k, "matmul: lhs has {} elements, needs {}", a.len(), m * k);
+        assert!(b.len() >= k * n, "matmul: rhs has {} elements, needs {}", b.len(), k * n);
+        assert!(c.len() >= m * n, "matmul: dst has {} elements, needs {}", c.len(), m * n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                c[..m * n].fill(0.0);
+            }
+            return;
+        }
+        let (a_rs, a_cs) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
+        let (b_rs, b_cs) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 && m * n * k >= PARALLEL_FLOPS {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        // SAFETY: the asserts above bound every index gemm touches: row/column
+        // strides describe exactly the m×k, k×n and m×n row-major blocks.
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.as_ptr(),
+                a_cs,
+                a_rs,
+                b.as_ptr(),
+                b_cs,
+                b_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Key;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let k = Key::new(seed);
+        (0..n).map(|i| k.uniform_f32(i as u64) - 0.5).collect()
+    }
+
+    fn naive(a: &[f32], b: &[f32], g: Gemm) -> Vec<f64> {
+        let mut c = vec![0.0f64; g.m * g.n];
+        for i in 0..g.m {
+            for j in 0..g.n {
+                for p in 0..g.k {
+                    let av = if g.trans_a { a[p * g.m + i] } else { a[i * g.k + p] };
+                    let bv = if g.trans_b { b[j * g.k + p] } else { b[p * g.n + j] };
+                    c[i * g.n + j] += av as f64 * bv as f64;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn all_transpose_combinations_match_naive() {
+        for &(m, k, n) in &[(3, 5, 7), (32, 78, 13), (1, 1, 1), (70, 130, 90)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let g = Gemm { m, k, n, trans_a: ta, trans_b: tb };
+                    let a = random(m * k, 1);
+                    let b = random(k * n, 2);
+                    let mut c = vec![1.0f32; m * n];
+                    g.run(&a, &b, &mut c, true);
+                    let want = naive(&a, &b, g);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((*x as f64 - (y + 1.0)).abs() < 1e-4, "{x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Determinism rests on this: the same product is bitwise the same whatever
+    /// the number of threads the pool has.
+    #[test]
+    fn thread_count_does_not_change_bits() {
+        for &(m, k, n) in &[(32, 784, 128), (128, 784, 512), (784, 32, 128), (300, 301, 302)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                let g = Gemm { m, k, n, trans_a: ta, trans_b: tb };
+                let a = random(m * k, 3);
+                let b = random(k * n, 4);
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut c = vec![0.0f32; m * n];
+                    pool.install(|| g.run(&a, &b, &mut c, false));
+                    c
+                };
+                let one = run(1);
+                assert_eq!(one, run(2), "{g:?}");
+                assert_eq!(one, run(3), "{g:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! A sequential model: the layer stack, its reused buffers, and the batch loop.
+
+use crate::data::{Dataset, Features};
+use crate::error::{Error, Result};
+use crate::layers::{self, Ctx, Layer, Param};
+use crate::loss::Loss;
+use crate::metrics::Metric;
+use crate::optimizer::Optimizer;
+use crate::rng::{permutation, Key};
+use crate::activation::Activation;
+use serde_json::Value;
+
+/// Loss and metric totals over the batches run so far.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Σ over batches of (batch loss × batch size).
+    pub loss_sum: f64,
+    pub samples: f64,
+    /// (Σ w·value, Σ w) per metric.
+    pub metrics: Vec<(f64, f64)>,
+    pub batches: usize,
+}
+
+pub struct Compiled {
+    pub loss: Loss,
+    pub optimizer: Optimizer,
+    pub metrics: Vec<Metric>,
+}
+
+pub struct Model {
+    layers: Vec<Box<dyn Layer>>,
+    /// Per-sample shapes: [input, output of layer 0, output of layer 1, ...].
+    shapes: Vec<Vec<usize>>,
+    sizes: Vec<usize>,
+    /// Activations at each boundary, reused between batches.
+    acts: Vec<Vec<f32>>,
+    /// Gradients at each boundary (index 0 unused).
+    grads: Vec<Vec<f32>>,
+    y_batch: Vec<f32>,
+    w_batch: Vec<f32>,
+    idx_batch: Vec<u32>,
+    key: Key,
+    /// Training steps run; keys dropout masks.
+    pub step: u64,
+    pub compiled: Option<Compiled>,
+}
+
+impl Model {
+    /// From `{"input_shape": [784], "layers": [...], "seed": 42}`.
+    pub fn from_spec(spec: &Value) -> Result<Self> {
+        let input_shape: Vec<usize> = spec
+            .get("input_shape")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error("model spec needs 'input_shape'".into()))?
+            .iter()
+            .map(|d| d.as_u64().map(|v| v as usize).filter(|&v| v > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error(format!("input_shape must be positive integers, got {}", spec["input_shape"])))?;
+        let seed = spec.get("seed").and_then(Value::as_u64).unwrap_or(0);
+        let key = Key::new(seed);
+        let specs = spec.get("layers").and_then(Value::as_array).ok_or_else(|| Error("model spec needs 'layers'".into()))?;
+        let mut shapes = vec![input_shape];
+        let mut built = Vec::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            let layer = layers::build(s, shapes.last().expect("non-empty"), key.fold(i as u64))?;
+            shapes.push(layer.output_shape().to_vec());
+            built.push(layer);
+        }
+        let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let n = shapes.len();
+        Ok(Model {
+            layers: built,
+            shapes,
+            sizes,
+            acts: vec![Vec::new(); n],
+            grads: vec![Vec::new(); n],
+            y_batch: Vec::new(),
+            w_batch: Vec::new(),
+            idx_batch: Vec::new(),
+            key,
+            step: 0,
+            compiled: None,
+        })
+    }
+
+    /// From `{"loss": ..., "optimizer": ..., "metrics": [...]}`.
+    pub fn compile(&mut self, spec: &Value) -> Result<()> {
+        let loss = Loss::from_spec(&spec["loss"])?;
+        let optimizer = Optimizer::from_spec(&spec["optimizer"])?;
+        let metrics = match spec.get("metrics") {
+            Some(Value::Array(ms)) => ms.iter().map(Metric::from_spec).collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        let fused = loss.fuses_with_softmax() && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.set_fused_output(fused && i + 1 == self.shapes.len() - 1);
+        }
+        self.compiled = Some(Compiled { loss, optimizer, metrics });
+        Ok(())
+    }
+
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    pub fn output_size(&self) -> usize {
+        *self.sizes.last().expect("non-empty")
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.layers.iter().flat_map(|l| l.params().iter())
+    }
+
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut().iter_mut()).collect()
+    }
+
+    /// The epoch's shuffled sample order.
+    pub fn shuffled_order(&self, n: usize, epoch: u64) -> Vec<u32> {
+        permutation(self.key.fold(0x5_4f_f1e).fold(epoch), n)
+    }
+
+    fn reserve(&mut self, rows: usize) {
+        for (i, &size) in self.sizes.iter().enumerate() {
+            if self.acts[i].len() < rows * size {
+                self.acts[i].resize(rows * size, 0.0);
+            }
+            if i > 0 && self.grads[i].len() < rows * size {
+                self.grads[i].resize(rows * size, 0.0);
+            }
+        }
+    }
+
+    /// Runs every layer on the `rows` samples already in `acts[0]`.
+    fn forward(&mut self, rows: usize, training: bool) {
+        for i in 0..self.layers.len() {
+            let ctx = Ctx { training, key: self.key.fold(i as u64).fold(0xd0).fold(self.step) };
+            let (before, after) = self.acts.split_at_mut(i + 1);
+            let x = &before[i][..rows * self.sizes[i]];
+            let y = &mut after[0][..rows * self.sizes[i + 1]];
+            self.layers[i].forward(x, y, rows, &ctx);
+        }
+    }
+
+    /// Backpropagates `grads[last]` through every layer, setting param grads.
+    fn backward(&mut self, rows: usize) {
+        for i in (0..self.layers.len()).rev() {
+            let (lo, hi) = self.grads.split_at_mut(i + 1);
+            let dy = &mut hi[0][..rows * self.sizes[i + 1]];
+            let dx = (i > 0).then(|| &mut lo[i][..rows * self.sizes[i]]);
+            let x = &self.acts[i][..rows * self.sizes[i]];
+            let y = &self.acts[i + 1][..rows * self.sizes[i + 1]];
+            self.layers[i].backward(x, y, dy, dx, rows);
+        }
+    }
+
+    fn regularization(&self) -> f64 {
+        self.params().filter_map(|p| p.regularizer.map(|r| r.penalty(p.value_slice()))).sum()
+    }
+
+    /// Loads the samples `idx` into the input, target and weight buffers.
+    fn load_batch(&mut self, data: &Dataset, idx: &[u32]) -> bool {
+        let rows = idx.len();
+        self.reserve(rows);
+        data.x.gather(data.x_width, idx, &mut self.acts[0]);
+        self.y_batch.resize(rows * data.y_width, 0.0);
+        data.gather_y(idx, &mut self.y_batch);
+        self.w_batch.resize(rows, 0.0);
+        data.gather_weights(idx, &mut self.w_batch)
+    }
+
+    /// Adds the batch's loss and metrics (computed from the current outputs) to `totals`.
+    fn score_batch(&self, data: &Dataset, rows: usize, loss_value: f64, totals: &mut Totals) {
+        let compiled = self.compiled.as_ref().expect("compiled");
+        let out = &self.acts[self.layers.len()][..rows * self.output_size()];
+        totals.loss_sum += loss_value * rows as f64;
+        totals.samples += rows as f64;
+        totals.batches += 1;
+        totals.metrics.resize(compiled.metrics.len(), (0.0, 0.0));
+        // Keras weights only the loss by sample_weight; compiled metrics stay unweighted.
+        for (m, acc) in compiled.metrics.iter().zip(totals.metrics.iter_mut()) {
+            m.update(&self.y_batch, data.y_width, out, self.output_size(), None, acc);
+        }
+    }
+
+    /// Trains on the samples in `order`, `batch_size` at a time (the last batch
+    /// may be smaller): forward, loss, backward, update for each.
+    pub fn train(&mut self, data: &Dataset, order: &[u32], batch_size: usize, totals: &mut Totals) -> Result<()> {
+        self.check_data(data)?;
+        let mut idx = std::mem::take(&mut self.idx_batch);
+        for batch in order.chunks(batch_size.max(1)) {
+            idx.clear();
+            idx.extend_from_slice(batch);
+            let rows = idx.len();
+            let weighted = self.load_batch(data, &idx);
+            self.forward(rows, true);
+            let last = self.layers.len();
+            let out_size = self.output_size();
+            let compiled = self.compiled.as_ref().expect("checked");
+            let fused = self.layers.last().is_some_and(|_| compiled.loss.fuses_with_softmax())
+                && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
+            let w = weighted.then_some(&self.w_batch[..rows]);
+            let data_loss = compiled.loss.evaluate(
+                &self.y_batch,
+                data.y_width,
+                &self.acts[last][..rows * out_size],
+                out_size,
+                w,
+                rows as f32,
+                Some(&mut self.grads[last][..rows * out_size]),
+                fused,
+            ) / rows as f64;
+            self.backward(rows);
+            let reg = self.regularization();
+            let Model { layers, compiled, .. } = self;
+            let mut params: Vec<&mut Param> = layers.iter_mut().flat_map(|l| l.params_mut().iter_mut()).collect();
+            for p in params.iter_mut() {
+                let Param { value, grad, regularizer, .. } = &mut **p;
+                if let Some(r) = regularizer {
+                    r.add_gradient(value.as_slice().expect("contiguous"), grad.as_slice_mut().expect("contiguous"));
+                }
+            }
+            compiled.as_mut().expect("checked").optimizer.apply(&mut params);
+            self.step += 1;
+            self.score_batch(data, rows, data_loss + reg, totals);
+        }
+        self.idx_batch = idx;
+        Ok(())
+    }
+
+    /// Scores samples `start..end` in order, without training.
+    pub fn evaluate(&mut self, data: &Dataset, start: usize, end: usize, batch_size: usize, totals: &mut Totals) -> Result<()> {
+        self.check_data(data)?;
+        let reg = self.regularization();
+        let order: Vec<u32> = (start as u32..end.min(data.n) as u32).collect();
+        for idx in order.chunks(batch_size.max(1)) {
+            let rows = idx.len();
+            let weighted = self.load_batch(data, idx);
+            self.forward(rows, false);
+            let compiled = self.compiled.as_ref().expect("checked");
+            let out_size = self.output_size();
+            let w = weighted.then_some(&self.w_batch[..rows]);
+            let out = &self.acts[self.layers.len()][..rows * out_size];
+            let loss = compiled.loss.evaluate(&self.y_batch, data.y_width, out, out_size, w, rows as f32, None, false) / rows as f64;
+            self.score_batch(data, rows, loss + reg, totals);
+        }
+        Ok(())
+    }
+
+    /// Outputs for samples `start..end` of `x`, written to `out` (rows × output size).
+    pub fn predict(&mut self, x: Features, start: usize, end: usize, batch_size: usize, out: &mut [f32]) -> Result<()> {
+        let width = self.sizes[0];
+        if width == 0 || x.len() % width != 0 {
+            crate::bail!("x has {} values, not a whole number of samples of {width} values", x.len());
+        }
+        let n = x.len() / width;
+        let end = end.min(n);
+        let out_size = self.output_size();
+        if out.len() < (end.saturating_sub(start)) * out_size {
+            crate::bail!("predict: output buffer too small");
+        }
+        let order: Vec<u32> = (start as u32..end as u32).collect();
+        let mut offset = 0;
+        for idx in order.chunks(batch_size.max(1)) {
+            let rows = idx.len();
+            self.reserve(rows);
+            x.gather(width, idx, &mut self.acts[0]);
+            self.forward(rows, false);
+            out[offset..offset + rows * out_size].copy_from_slice(&self.acts[self.layers.len()][..rows * out_size]);
+            offset += rows * out_size;
+        }
+        Ok(())
+    }
+
+    fn check_data(&self, data: &Dataset) -> Result<()> {
+        let Some(compiled) = &self.compiled else {
+            crate::bail!("the model must be compiled before training or evaluating: call compile()");
+        };
+        if data.x_width != self.sizes[0] {
+            crate::bail!("expected samples of {} values (shape {:?}), got {}", self.sizes[0], self.shapes[0], data.x_width);
+        }
+        let want_y = if compiled.loss.is_sparse() { 1 } else { self.output_size() };
+        if data.y_width != want_y {
+            crate::bail!("expected targets of {want_y} values per sample, got {}", data.y_width);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! The thread pool and helpers that go parallel only when it pays.
+
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Below this many elements, elementwise work runs serially: waking threads
+/// costs more than it saves (PyTorch uses the same threshold).
+pub const PARALLEL_THRESHOLD: usize = 32_768;
+
+static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+
+/// Threads to use: `FERRAX_NUM_THREADS` if set, else the machine's cores.
+pub fn configured_threads() -> usize {
+    std::env::var("FERRAX_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The engine's pool, created on first use. Calls enter it once (`install`) and
+/// every kernel below runs on it.
+pub fn pool() -> &'static rayon::ThreadPool {
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(configured_threads())
+            .thread_name(|i| format!("ferrax-{i}"))
+            .build()
+            .expect("failed to start the ferrax thread pool")
+    })
+}
+
+/// Run `f` inside the engine's pool.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pool().install(f)
+}
+
+/// Apply `f` to `rows` chunks of `width` elements, in parallel when big enough.
+pub fn for_each_row(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if width == 0 {
+        return;
+    }
+    if data.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+        data.par_chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+    } else {
+        data.chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+    }
+}
+
+/// Apply `f` to blocks of at most `block` elements, with the block's offset.
+pub fn for_each_block(data: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    const BLOCK: usize = 8192;
+    if data.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+        data.par_chunks_mut(BLOCK).enumerate().for_each(|(i, b)| f(i * BLOCK, b));
+    } else {
+        data.chunks_mut(BLOCK).enumerate().for_each(|(i, b)| f(i * BLOCK, b));
+    }
+}
+
+/// Sum of squares in f64 over fixed-size chunks combined in a fixed order, so
+/// the result is the same whatever the number of threads.
+pub fn sum_squares(data: &[f32]) -> f64 {
+    const CHUNK: usize = 4096;
+    let partial: Vec<f64> = if data.len() >= PARALLEL_THRESHOLD {
+        data.par_chunks(CHUNK)
+            .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
+            .collect()
+    } else {
+        data.chunks(CHUNK)
+            .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
+            .collect()
+    };
+    partial.iter().sum()
+}
