@@ -39,9 +39,9 @@ def _next_seed():
 def to_categorical(x, num_classes=None):
     """One-hot float32 encoding of integer class ids; num_classes defaults to max + 1."""
     y = np.asarray(x)
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.number) or not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError(f"to_categorical: class ids must be integers, got dtype {y.dtype}")
+    if y.size and not np.issubdtype(y.dtype, np.integer) and (
+            not np.issubdtype(y.dtype, np.number) or not np.all(np.equal(np.mod(y, 1), 0))):
+        raise ValueError(f"to_categorical: class ids must be integers, got dtype {y.dtype}")
     y = y.astype(np.int64)
     if y.ndim > 1 and y.shape[-1] == 1:
         y = y.reshape(y.shape[:-1])
@@ -61,3 +61,10 @@ def normalize(x, axis=-1, order=2):
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, ord=order, axis=axis, keepdims=True)
     return x / np.where(norm == 0, 1, norm)
+
+
+def plot_history(history, path=None):
+    """Draw training / validation curves (needs matplotlib); see ferrax._plotting."""
+    from ferrax._plotting import plot_history as _plot
+
+    return _plot(history, path)
