@@ -26,7 +26,9 @@ def as_array(value, arg):
         raise ValueError(f"'{arg}' must have a batch axis, got a scalar")
     if len(a) == 0:
         raise ValueError(f"'{arg}' is empty: got shape {a.shape}, need at least one sample")
-    if np.issubdtype(a.dtype, np.floating):
+    # A finite sum proves every value finite without a full-size temporary;
+    # only when it is not (or overflowed) do we look element by element.
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(np.sum(a, dtype=np.float64)):
         bad = ~np.isfinite(a)
         if bad.any():
             where = np.unravel_index(int(np.argmax(bad)), a.shape)
@@ -80,6 +82,10 @@ def targets(y, loss, output_shape, output_layer, arg="y"):
             f"CategoricalCrossentropy expects one-hot targets of shape ({n}, {out_size}), but "
             f"'{arg}' has shape {y.shape} (class ids?). Use sparse_categorical_crossentropy, "
             f"or ferrax.utils.to_categorical(y).")
+    if loss_name == "BinaryCrossentropy" and (y.min() < 0 or y.max() > 1):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"BinaryCrossentropy expects targets in [0, 1] (labels 0/1 or "
+                         f"probabilities), but '{arg}' holds the label {bad:g}")
     if y.size != n * out_size:
         raise ValueError(
             f"Targets '{arg}' of shape {y.shape} do not match the output of layer "

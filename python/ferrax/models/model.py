@@ -122,6 +122,14 @@ class Model:
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet: call build() or fit first")
         arrays = [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
+        variables = self._variables()
+        if len(arrays) != len(variables):
+            raise ValueError(f"Model '{self.name}' expects {len(variables)} weight arrays, "
+                             f"got {len(arrays)}")
+        for v, a in zip(variables, arrays):
+            if a.shape != v.shape:
+                raise ValueError(f"Model '{self.name}': weight '{v.name}' expects shape "
+                                 f"{v.shape}, got {a.shape}")
         self._core.set_weights(arrays)
 
     def count_params(self):
@@ -184,7 +192,8 @@ class Model:
         spec = {
             "loss": cfg["loss"]._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
-            "metrics": [m._core_spec(y_rank, y_last, out_last, cfg["loss"]) for m in cfg["metrics"]],
+            "metrics": [m._core_spec(y_rank, y_last, out_last, cfg["loss"])
+                        for m in cfg["metrics"]],
         }
         key = json.dumps(spec, sort_keys=True)
         if key != self._engine_compile_spec:

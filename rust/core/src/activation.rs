@@ -31,10 +31,11 @@ pub enum Activation {
 fn number(v: &Value, key: &str, default: f32) -> Result<f32> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_f64()
-            .map(|f| f as f32)
-            .ok_or_else(|| Error(format!("activation argument '{key}' must be a number, got {x}"))),
+        Some(x) => x.as_f64().map(|f| f as f32).ok_or_else(|| {
+            Error(format!(
+                "activation argument '{key}' must be a number, got {x}"
+            ))
+        }),
     }
 }
 
@@ -45,9 +46,9 @@ impl Activation {
             Value::Null => return Ok(Activation::Linear),
             Value::String(s) => (s.as_str(), &Value::Null),
             Value::Object(o) => (
-                o.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    Error(format!("activation spec needs a 'name', got {spec}"))
-                })?,
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error(format!("activation spec needs a 'name', got {spec}")))?,
                 spec,
             ),
             other => return Err(Error(format!("invalid activation spec {other}"))),
@@ -55,11 +56,18 @@ impl Activation {
         Ok(match name {
             "linear" | "None" | "" => Activation::Linear,
             "relu" => Activation::Relu,
-            "leaky_relu" => Activation::LeakyRelu { negative_slope: number(args, "negative_slope", 0.2)? },
-            "elu" => Activation::Elu { alpha: number(args, "alpha", 1.0)? },
+            "leaky_relu" => Activation::LeakyRelu {
+                negative_slope: number(args, "negative_slope", 0.2)?,
+            },
+            "elu" => Activation::Elu {
+                alpha: number(args, "alpha", 1.0)?,
+            },
             "selu" => Activation::Selu,
             "gelu" => Activation::Gelu {
-                approximate: args.get("approximate").and_then(Value::as_bool).unwrap_or(false),
+                approximate: args
+                    .get("approximate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             },
             "silu" | "swish" => Activation::Silu,
             "sigmoid" => Activation::Sigmoid,
@@ -332,7 +340,12 @@ mod tests {
 
     #[test]
     fn erfc_matches_known_values() {
-        for (x, want) in [(0.0, 1.0), (0.5, 0.479_500_122_186_953_5), (-1.0, 1.842_700_792_949_715), (2.0, 0.004_677_734_981_047_266)] {
+        for (x, want) in [
+            (0.0, 1.0),
+            (0.5, 0.479_500_122_186_953_5),
+            (-1.0, 1.842_700_792_949_715),
+            (2.0, 0.004_677_734_981_047_266),
+        ] {
             assert!((erfc(x) - want).abs() < 2e-7 * want.max(1e-3) + 1e-9, "{x}");
         }
     }

@@ -32,9 +32,15 @@ impl Features<'_> {
         let copy_row = |(r, dst): (usize, &mut [f32])| {
             let start = idx[r] as usize * width;
             match self {
-                Features::U8(v) => dst.iter_mut().zip(&v[start..start + width]).for_each(|(d, &s)| *d = s as f32),
+                Features::U8(v) => dst
+                    .iter_mut()
+                    .zip(&v[start..start + width])
+                    .for_each(|(d, &s)| *d = s as f32),
                 Features::F32(v) => dst.copy_from_slice(&v[start..start + width]),
-                Features::F64(v) => dst.iter_mut().zip(&v[start..start + width]).for_each(|(d, &s)| *d = s as f32),
+                Features::F64(v) => dst
+                    .iter_mut()
+                    .zip(&v[start..start + width])
+                    .for_each(|(d, &s)| *d = s as f32),
             }
         };
         if width == 0 {
@@ -61,26 +67,49 @@ pub struct Dataset<'a> {
 
 impl<'a> Dataset<'a> {
     /// Checks that every array holds exactly `n` samples.
-    pub fn new(x: Features<'a>, x_width: usize, y: &'a [f32], y_width: usize, weights: Option<&'a [f32]>) -> crate::Result<Self> {
-        if x_width == 0 || x.len() % x_width != 0 {
-            crate::bail!("x has {} values, not a whole number of samples of {} values", x.len(), x_width);
+    pub fn new(
+        x: Features<'a>,
+        x_width: usize,
+        y: &'a [f32],
+        y_width: usize,
+        weights: Option<&'a [f32]>,
+    ) -> crate::Result<Self> {
+        if x_width == 0 || !x.len().is_multiple_of(x_width) {
+            crate::bail!(
+                "x has {} values, not a whole number of samples of {} values",
+                x.len(),
+                x_width
+            );
         }
         let n = x.len() / x_width;
         if y.len() != n * y_width {
-            crate::bail!("y has {} values, expected {} samples of {} values", y.len(), n, y_width);
+            crate::bail!(
+                "y has {} values, expected {} samples of {} values",
+                y.len(),
+                n,
+                y_width
+            );
         }
         if let Some(w) = weights {
             if w.len() != n {
                 crate::bail!("sample_weight has {} values, expected {}", w.len(), n);
             }
         }
-        Ok(Dataset { x, x_width, y, y_width, weights, n })
+        Ok(Dataset {
+            x,
+            x_width,
+            y,
+            y_width,
+            weights,
+            n,
+        })
     }
 
     pub fn gather_y(&self, idx: &[u32], out: &mut [f32]) {
         for (r, &i) in idx.iter().enumerate() {
             let i = i as usize;
-            out[r * self.y_width..(r + 1) * self.y_width].copy_from_slice(&self.y[i * self.y_width..(i + 1) * self.y_width]);
+            out[r * self.y_width..(r + 1) * self.y_width]
+                .copy_from_slice(&self.y[i * self.y_width..(i + 1) * self.y_width]);
         }
     }
 

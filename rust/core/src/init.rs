@@ -27,11 +27,26 @@ pub enum Initializer {
     Zeros,
     Ones,
     Constant(f32),
-    RandomNormal { mean: f64, stddev: f64 },
-    RandomUniform { minval: f64, maxval: f64 },
-    TruncatedNormal { mean: f64, stddev: f64 },
-    VarianceScaling { scale: f64, mode: FanMode, distribution: Distribution },
-    Orthogonal { gain: f64 },
+    RandomNormal {
+        mean: f64,
+        stddev: f64,
+    },
+    RandomUniform {
+        minval: f64,
+        maxval: f64,
+    },
+    TruncatedNormal {
+        mean: f64,
+        stddev: f64,
+    },
+    VarianceScaling {
+        scale: f64,
+        mode: FanMode,
+        distribution: Distribution,
+    },
+    Orthogonal {
+        gain: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,9 +59,11 @@ pub struct InitSpec {
 fn arg(v: &Value, key: &str, default: f64) -> Result<f64> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_f64()
-            .ok_or_else(|| Error(format!("initializer argument '{key}' must be a number, got {x}"))),
+        Some(x) => x.as_f64().ok_or_else(|| {
+            Error(format!(
+                "initializer argument '{key}' must be a number, got {x}"
+            ))
+        }),
     }
 }
 
@@ -63,14 +80,27 @@ impl InitSpec {
             ),
             other => return Err(Error(format!("invalid initializer spec {other}"))),
         };
-        let vs = |scale, mode, distribution| Initializer::VarianceScaling { scale, mode, distribution };
+        let vs = |scale, mode, distribution| Initializer::VarianceScaling {
+            scale,
+            mode,
+            distribution,
+        };
         let init = match name {
             "zeros" => Initializer::Zeros,
             "ones" => Initializer::Ones,
             "constant" => Initializer::Constant(arg(a, "value", 0.0)? as f32),
-            "random_normal" => Initializer::RandomNormal { mean: arg(a, "mean", 0.0)?, stddev: arg(a, "stddev", 0.05)? },
-            "random_uniform" => Initializer::RandomUniform { minval: arg(a, "minval", -0.05)?, maxval: arg(a, "maxval", 0.05)? },
-            "truncated_normal" => Initializer::TruncatedNormal { mean: arg(a, "mean", 0.0)?, stddev: arg(a, "stddev", 0.05)? },
+            "random_normal" => Initializer::RandomNormal {
+                mean: arg(a, "mean", 0.0)?,
+                stddev: arg(a, "stddev", 0.05)?,
+            },
+            "random_uniform" => Initializer::RandomUniform {
+                minval: arg(a, "minval", -0.05)?,
+                maxval: arg(a, "maxval", 0.05)?,
+            },
+            "truncated_normal" => Initializer::TruncatedNormal {
+                mean: arg(a, "mean", 0.0)?,
+                stddev: arg(a, "stddev", 0.05)?,
+            },
             "glorot_uniform" => vs(1.0, FanMode::Avg, Distribution::Uniform),
             "glorot_normal" => vs(1.0, FanMode::Avg, Distribution::TruncatedNormal),
             "he_uniform" => vs(2.0, FanMode::In, Distribution::Uniform),
@@ -84,15 +114,25 @@ impl InitSpec {
                     "fan_avg" => FanMode::Avg,
                     m => return Err(Error(format!("variance_scaling: unknown mode '{m}'"))),
                 };
-                let distribution = match a.get("distribution").and_then(Value::as_str).unwrap_or("truncated_normal") {
+                let distribution = match a
+                    .get("distribution")
+                    .and_then(Value::as_str)
+                    .unwrap_or("truncated_normal")
+                {
                     "uniform" => Distribution::Uniform,
                     "truncated_normal" => Distribution::TruncatedNormal,
                     "untruncated_normal" | "normal" => Distribution::Normal,
-                    d => return Err(Error(format!("variance_scaling: unknown distribution '{d}'"))),
+                    d => {
+                        return Err(Error(format!(
+                            "variance_scaling: unknown distribution '{d}'"
+                        )))
+                    }
                 };
                 vs(arg(a, "scale", 1.0)?, mode, distribution)
             }
-            "orthogonal" => Initializer::Orthogonal { gain: arg(a, "gain", 1.0)? },
+            "orthogonal" => Initializer::Orthogonal {
+                gain: arg(a, "gain", 1.0)?,
+            },
             other => return Err(Error(format!("unknown initializer '{other}'"))),
         };
         let seed = a.get("seed").and_then(Value::as_u64);
@@ -107,16 +147,20 @@ impl InitSpec {
             Initializer::Zeros => vec![0.0; n],
             Initializer::Ones => vec![1.0; n],
             Initializer::Constant(c) => vec![c; n],
-            Initializer::RandomNormal { mean, stddev } => {
-                (0..n).map(|i| (mean + stddev * key.normal_f64(i as u64)) as f32).collect()
-            }
+            Initializer::RandomNormal { mean, stddev } => (0..n)
+                .map(|i| (mean + stddev * key.normal_f64(i as u64)) as f32)
+                .collect(),
             Initializer::RandomUniform { minval, maxval } => (0..n)
                 .map(|i| (minval + (maxval - minval) * key.uniform_f64(i as u64)) as f32)
                 .collect(),
-            Initializer::TruncatedNormal { mean, stddev } => {
-                (0..n).map(|i| (mean + stddev * truncated_normal(key, i)) as f32).collect()
-            }
-            Initializer::VarianceScaling { scale, mode, distribution } => {
+            Initializer::TruncatedNormal { mean, stddev } => (0..n)
+                .map(|i| (mean + stddev * truncated_normal(key, i)) as f32)
+                .collect(),
+            Initializer::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+            } => {
                 let (fan_in, fan_out) = fans(shape);
                 let fan = match mode {
                     FanMode::In => fan_in,
@@ -127,15 +171,21 @@ impl InitSpec {
                 match distribution {
                     Distribution::Uniform => {
                         let limit = (3.0 * variance).sqrt();
-                        (0..n).map(|i| (limit * (2.0 * key.uniform_f64(i as u64) - 1.0)) as f32).collect()
+                        (0..n)
+                            .map(|i| (limit * (2.0 * key.uniform_f64(i as u64) - 1.0)) as f32)
+                            .collect()
                     }
                     Distribution::TruncatedNormal => {
                         let std = variance.sqrt() / TRUNCATED_STD;
-                        (0..n).map(|i| (std * truncated_normal(key, i)) as f32).collect()
+                        (0..n)
+                            .map(|i| (std * truncated_normal(key, i)) as f32)
+                            .collect()
                     }
                     Distribution::Normal => {
                         let std = variance.sqrt();
-                        (0..n).map(|i| (std * key.normal_f64(i as u64)) as f32).collect()
+                        (0..n)
+                            .map(|i| (std * key.normal_f64(i as u64)) as f32)
+                            .collect()
                     }
                 }
             }
@@ -152,7 +202,10 @@ pub fn fans(shape: &[usize]) -> (f64, f64) {
         1 => (shape[0] as f64, shape[0] as f64),
         r => {
             let receptive: usize = shape[..r - 2].iter().product();
-            ((shape[r - 2] * receptive) as f64, (shape[r - 1] * receptive) as f64)
+            (
+                (shape[r - 2] * receptive) as f64,
+                (shape[r - 1] * receptive) as f64,
+            )
         }
     }
 }
@@ -179,19 +232,30 @@ fn orthogonal(shape: &[usize], gain: f64, key: Key) -> Vec<f32> {
     let cols = *shape.last().unwrap_or(&1);
     let rows = n / cols;
     // Orthonormalise the columns of a tall matrix; transpose back if wide.
-    let (tall_r, tall_c) = if rows >= cols { (rows, cols) } else { (cols, rows) };
-    let mut a: Vec<f64> = (0..tall_r * tall_c).map(|i| key.normal_f64(i as u64)).collect();
+    let (tall_r, tall_c) = if rows >= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    let mut a: Vec<f64> = (0..tall_r * tall_c)
+        .map(|i| key.normal_f64(i as u64))
+        .collect();
     // Modified Gram-Schmidt on columns, twice for numerical orthogonality.
     for j in 0..tall_c {
         for _pass in 0..2 {
             for p in 0..j {
-                let dot: f64 = (0..tall_r).map(|i| a[i * tall_c + p] * a[i * tall_c + j]).sum();
+                let dot: f64 = (0..tall_r)
+                    .map(|i| a[i * tall_c + p] * a[i * tall_c + j])
+                    .sum();
                 for i in 0..tall_r {
                     a[i * tall_c + j] -= dot * a[i * tall_c + p];
                 }
             }
         }
-        let norm: f64 = (0..tall_r).map(|i| a[i * tall_c + j].powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = (0..tall_r)
+            .map(|i| a[i * tall_c + j].powi(2))
+            .sum::<f64>()
+            .sqrt();
         let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
         for i in 0..tall_r {
             a[i * tall_c + j] *= inv;
@@ -200,7 +264,11 @@ fn orthogonal(shape: &[usize], gain: f64, key: Key) -> Vec<f32> {
     let mut out = vec![0.0f32; n];
     for i in 0..rows {
         for j in 0..cols {
-            let v = if rows >= cols { a[i * tall_c + j] } else { a[j * tall_c + i] };
+            let v = if rows >= cols {
+                a[i * tall_c + j]
+            } else {
+                a[j * tall_c + i]
+            };
             out[i * cols + j] = (gain * v) as f32;
         }
     }
@@ -214,15 +282,21 @@ mod tests {
     #[test]
     fn orthogonal_columns_are_orthonormal() {
         for shape in [[6usize, 4], [4, 6], [5, 5]] {
-            let w = InitSpec::from_spec(&Value::String("orthogonal".into())).unwrap().sample(&shape, Key::new(1));
+            let w = InitSpec::from_spec(&Value::String("orthogonal".into()))
+                .unwrap()
+                .sample(&shape, Key::new(1));
             let (r, c) = (shape[0], shape[1]);
             let small = r.min(c);
             for p in 0..small {
                 for q in 0..small {
                     let dot: f64 = if r >= c {
-                        (0..r).map(|i| w[i * c + p] as f64 * w[i * c + q] as f64).sum()
+                        (0..r)
+                            .map(|i| w[i * c + p] as f64 * w[i * c + q] as f64)
+                            .sum()
                     } else {
-                        (0..c).map(|j| w[p * c + j] as f64 * w[q * c + j] as f64).sum()
+                        (0..c)
+                            .map(|j| w[p * c + j] as f64 * w[q * c + j] as f64)
+                            .sum()
                     };
                     let want = if p == q { 1.0 } else { 0.0 };
                     assert!((dot - want).abs() < 1e-5, "{shape:?} {p} {q} {dot}");
@@ -233,7 +307,9 @@ mod tests {
 
     #[test]
     fn glorot_uniform_limit() {
-        let w = InitSpec::from_spec(&Value::String("glorot_uniform".into())).unwrap().sample(&[784, 128], Key::new(2));
+        let w = InitSpec::from_spec(&Value::String("glorot_uniform".into()))
+            .unwrap()
+            .sample(&[784, 128], Key::new(2));
         let limit = (6.0f64 / (784.0 + 128.0)).sqrt() as f32;
         assert!(w.iter().all(|v| v.abs() <= limit));
         assert!(w.iter().any(|v| v.abs() > 0.9 * limit));

@@ -14,10 +14,20 @@ pub const EPSILON: f32 = 1e-7;
 pub enum Loss {
     MeanSquaredError,
     MeanAbsoluteError,
-    Huber { delta: f32 },
-    BinaryCrossentropy { from_logits: bool, label_smoothing: f32 },
-    CategoricalCrossentropy { from_logits: bool, label_smoothing: f32 },
-    SparseCategoricalCrossentropy { from_logits: bool },
+    Huber {
+        delta: f32,
+    },
+    BinaryCrossentropy {
+        from_logits: bool,
+        label_smoothing: f32,
+    },
+    CategoricalCrossentropy {
+        from_logits: bool,
+        label_smoothing: f32,
+    },
+    SparseCategoricalCrossentropy {
+        from_logits: bool,
+    },
 }
 
 impl Loss {
@@ -26,22 +36,35 @@ impl Loss {
         let (name, a) = match spec {
             Value::String(s) => (s.as_str(), &Value::Null),
             Value::Object(o) => (
-                o.get("name").and_then(Value::as_str).ok_or_else(|| Error(format!("loss spec needs a 'name', got {spec}")))?,
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error(format!("loss spec needs a 'name', got {spec}")))?,
                 spec,
             ),
             other => return Err(Error(format!("invalid loss spec {other}"))),
         };
-        let from_logits = a.get("from_logits").and_then(Value::as_bool).unwrap_or(false);
+        let from_logits = a
+            .get("from_logits")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let num = |k: &str, d: f64| a.get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
         Ok(match name {
             "mean_squared_error" | "mse" => Loss::MeanSquaredError,
             "mean_absolute_error" | "mae" => Loss::MeanAbsoluteError,
-            "huber" => Loss::Huber { delta: num("delta", 1.0) },
-            "binary_crossentropy" => Loss::BinaryCrossentropy { from_logits, label_smoothing: num("label_smoothing", 0.0) },
-            "categorical_crossentropy" => {
-                Loss::CategoricalCrossentropy { from_logits, label_smoothing: num("label_smoothing", 0.0) }
+            "huber" => Loss::Huber {
+                delta: num("delta", 1.0),
+            },
+            "binary_crossentropy" => Loss::BinaryCrossentropy {
+                from_logits,
+                label_smoothing: num("label_smoothing", 0.0),
+            },
+            "categorical_crossentropy" => Loss::CategoricalCrossentropy {
+                from_logits,
+                label_smoothing: num("label_smoothing", 0.0),
+            },
+            "sparse_categorical_crossentropy" => {
+                Loss::SparseCategoricalCrossentropy { from_logits }
             }
-            "sparse_categorical_crossentropy" => Loss::SparseCategoricalCrossentropy { from_logits },
             other => return Err(Error(format!("unknown loss '{other}'"))),
         })
     }
@@ -55,7 +78,10 @@ impl Loss {
     pub fn fuses_with_softmax(self) -> bool {
         matches!(
             self,
-            Loss::CategoricalCrossentropy { from_logits: false, .. } | Loss::SparseCategoricalCrossentropy { from_logits: false }
+            Loss::CategoricalCrossentropy {
+                from_logits: false,
+                ..
+            } | Loss::SparseCategoricalCrossentropy { from_logits: false }
         )
     }
 
@@ -74,14 +100,16 @@ impl Loss {
         mut grad: Option<&mut [f32]>,
         fused_softmax: bool,
     ) -> f64 {
-        let rows = if width == 0 { 0 } else { y_pred.len() / width };
+        let rows = y_pred.len().checked_div(width).unwrap_or(0);
         let mut total = 0.0f64;
         let mut scratch = vec![0.0f32; width];
         for r in 0..rows {
             let w = weights.map_or(1.0, |w| w[r]);
             let p = &y_pred[r * width..(r + 1) * width];
             let t = &y_true[r * true_width..(r + 1) * true_width];
-            let g = grad.as_deref_mut().map(|g| &mut g[r * width..(r + 1) * width]);
+            let g = grad
+                .as_deref_mut()
+                .map(|g| &mut g[r * width..(r + 1) * width]);
             let scale = w / norm;
             total += w as f64 * self.sample(t, p, g, scale, fused_softmax, &mut scratch);
         }
@@ -89,7 +117,15 @@ impl Loss {
     }
 
     /// One sample's loss; writes scale·dloss/dp into `g` when given.
-    fn sample(self, t: &[f32], p: &[f32], g: Option<&mut [f32]>, scale: f32, fused: bool, scratch: &mut [f32]) -> f64 {
+    fn sample(
+        self,
+        t: &[f32],
+        p: &[f32],
+        g: Option<&mut [f32]>,
+        scale: f32,
+        fused: bool,
+        scratch: &mut [f32],
+    ) -> f64 {
         let width = p.len();
         let inv_w = 1.0 / width as f32;
         match self {
@@ -106,11 +142,23 @@ impl Loss {
                 s / width as f64
             }
             Loss::MeanAbsoluteError => {
-                let s: f64 = p.iter().zip(t).map(|(&pv, &tv)| (pv - tv).abs() as f64).sum();
+                let s: f64 = p
+                    .iter()
+                    .zip(t)
+                    .map(|(&pv, &tv)| (pv - tv).abs() as f64)
+                    .sum();
                 if let Some(g) = g {
                     for ((gv, &pv), &tv) in g.iter_mut().zip(p).zip(t) {
                         let e = pv - tv;
-                        *gv = scale * inv_w * if e > 0.0 { 1.0 } else if e < 0.0 { -1.0 } else { 0.0 };
+                        *gv = scale
+                            * inv_w
+                            * if e > 0.0 {
+                                1.0
+                            } else if e < 0.0 {
+                                -1.0
+                            } else {
+                                0.0
+                            };
                     }
                 }
                 s / width as f64
@@ -120,7 +168,11 @@ impl Loss {
                 for (&pv, &tv) in p.iter().zip(t) {
                     let e = (pv - tv).abs() as f64;
                     let d = delta as f64;
-                    s += if e <= d { 0.5 * e * e } else { d * e - 0.5 * d * d };
+                    s += if e <= d {
+                        0.5 * e * e
+                    } else {
+                        d * e - 0.5 * d * d
+                    };
                 }
                 if let Some(g) = g {
                     for ((gv, &pv), &tv) in g.iter_mut().zip(p).zip(t) {
@@ -130,7 +182,10 @@ impl Loss {
                 }
                 s / width as f64
             }
-            Loss::BinaryCrossentropy { from_logits, label_smoothing } => {
+            Loss::BinaryCrossentropy {
+                from_logits,
+                label_smoothing,
+            } => {
                 let smooth = |tv: f32| tv * (1.0 - label_smoothing) + 0.5 * label_smoothing;
                 let mut s = 0.0f64;
                 for (&pv, &tv) in p.iter().zip(t) {
@@ -146,7 +201,8 @@ impl Loss {
                 if let Some(g) = g {
                     for ((gv, &pv), &tv) in g.iter_mut().zip(p).zip(t) {
                         let tv = smooth(tv);
-                        *gv = scale * inv_w
+                        *gv = scale
+                            * inv_w
                             * if from_logits {
                                 sigmoid(pv) - tv
                             } else if (EPSILON..=1.0 - EPSILON).contains(&pv) {
@@ -158,7 +214,10 @@ impl Loss {
                 }
                 s / width as f64
             }
-            Loss::CategoricalCrossentropy { from_logits, label_smoothing } => {
+            Loss::CategoricalCrossentropy {
+                from_logits,
+                label_smoothing,
+            } => {
                 let k = width as f32;
                 for (sv, &tv) in scratch.iter_mut().zip(t) {
                     *sv = tv * (1.0 - label_smoothing) + label_smoothing / k;
@@ -178,12 +237,23 @@ impl Loss {
 }
 
 /// −Σⱼ tⱼ·log qⱼ with q = softmax(p) (logits) or q = clip(p / Σp) (probabilities).
-fn cross_entropy(t: &[f32], p: &[f32], g: Option<&mut [f32]>, scale: f32, from_logits: bool, fused: bool) -> f64 {
+fn cross_entropy(
+    t: &[f32],
+    p: &[f32],
+    g: Option<&mut [f32]>,
+    scale: f32,
+    from_logits: bool,
+    fused: bool,
+) -> f64 {
     let t_sum: f32 = t.iter().sum();
     if from_logits {
         let mut log_q = p.to_vec();
         log_softmax_row(&mut log_q);
-        let loss: f64 = -t.iter().zip(&log_q).map(|(&tv, &lq)| tv as f64 * lq as f64).sum::<f64>();
+        let loss: f64 = -t
+            .iter()
+            .zip(&log_q)
+            .map(|(&tv, &lq)| tv as f64 * lq as f64)
+            .sum::<f64>();
         if let Some(g) = g {
             for ((gv, &tv), &lq) in g.iter_mut().zip(t).zip(&log_q) {
                 *gv = scale * (lq.exp() * t_sum - tv);
@@ -208,7 +278,11 @@ fn cross_entropy(t: &[f32], p: &[f32], g: Option<&mut [f32]>, scale: f32, from_l
             let mut dot = 0.0f32;
             for (gv, (&tv, &pv)) in g.iter_mut().zip(t.iter().zip(p)) {
                 let q = pv / total;
-                *gv = if (EPSILON..=1.0 - EPSILON).contains(&q) { -tv / q } else { 0.0 };
+                *gv = if (EPSILON..=1.0 - EPSILON).contains(&q) {
+                    -tv / q
+                } else {
+                    0.0
+                };
                 dot += *gv * q;
             }
             for gv in g.iter_mut() {
@@ -218,4 +292,3 @@ fn cross_entropy(t: &[f32], p: &[f32], g: Option<&mut [f32]>, scale: f32, from_l
     }
     loss
 }
-

@@ -21,7 +21,13 @@ pub struct Gemm {
 
 impl Gemm {
     pub fn new(m: usize, k: usize, n: usize) -> Self {
-        Gemm { m, k, n, trans_a: false, trans_b: false }
+        Gemm {
+            m,
+            k,
+            n,
+            trans_a: false,
+            trans_b: false,
+        }
     }
 
     pub fn trans_a(mut self) -> Self {
@@ -36,10 +42,31 @@ impl Gemm {
 
     /// C = op(A)·op(B), or C += op(A)·op(B) when `accumulate`.
     pub fn run(self, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
-        let Gemm { m, k, n, trans_a, trans_b } = self;
-        assert!(a.len() >= m * k, "matmul: lhs has {} elements, needs {}", a.len(), m * k);
-        assert!(b.len() >= k * n, "matmul: rhs has {} elements, needs {}", b.len(), k * n);
-        assert!(c.len() >= m * n, "matmul: dst has {} elements, needs {}", c.len(), m * n);
+        let Gemm {
+            m,
+            k,
+            n,
+            trans_a,
+            trans_b,
+        } = self;
+        assert!(
+            a.len() >= m * k,
+            "matmul: lhs has {} elements, needs {}",
+            a.len(),
+            m * k
+        );
+        assert!(
+            b.len() >= k * n,
+            "matmul: rhs has {} elements, needs {}",
+            b.len(),
+            k * n
+        );
+        assert!(
+            c.len() >= m * n,
+            "matmul: dst has {} elements, needs {}",
+            c.len(),
+            m * n
+        );
         if m == 0 || n == 0 {
             return;
         }
@@ -49,8 +76,16 @@ impl Gemm {
             }
             return;
         }
-        let (a_rs, a_cs) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
-        let (b_rs, b_cs) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
+        let (a_rs, a_cs) = if trans_a {
+            (1, m as isize)
+        } else {
+            (k as isize, 1)
+        };
+        let (b_rs, b_cs) = if trans_b {
+            (1, k as isize)
+        } else {
+            (n as isize, 1)
+        };
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 && m * n * k >= PARALLEL_FLOPS {
             Parallelism::Rayon(threads)
@@ -100,8 +135,16 @@ mod tests {
         for i in 0..g.m {
             for j in 0..g.n {
                 for p in 0..g.k {
-                    let av = if g.trans_a { a[p * g.m + i] } else { a[i * g.k + p] };
-                    let bv = if g.trans_b { b[j * g.k + p] } else { b[p * g.n + j] };
+                    let av = if g.trans_a {
+                        a[p * g.m + i]
+                    } else {
+                        a[i * g.k + p]
+                    };
+                    let bv = if g.trans_b {
+                        b[j * g.k + p]
+                    } else {
+                        b[p * g.n + j]
+                    };
                     c[i * g.n + j] += av as f64 * bv as f64;
                 }
             }
@@ -114,7 +157,13 @@ mod tests {
         for &(m, k, n) in &[(3, 5, 7), (32, 78, 13), (1, 1, 1), (70, 130, 90)] {
             for ta in [false, true] {
                 for tb in [false, true] {
-                    let g = Gemm { m, k, n, trans_a: ta, trans_b: tb };
+                    let g = Gemm {
+                        m,
+                        k,
+                        n,
+                        trans_a: ta,
+                        trans_b: tb,
+                    };
                     let a = random(m * k, 1);
                     let b = random(k * n, 2);
                     let mut c = vec![1.0f32; m * n];
@@ -132,13 +181,27 @@ mod tests {
     /// the number of threads the pool has.
     #[test]
     fn thread_count_does_not_change_bits() {
-        for &(m, k, n) in &[(32, 784, 128), (128, 784, 512), (784, 32, 128), (300, 301, 302)] {
+        for &(m, k, n) in &[
+            (32, 784, 128),
+            (128, 784, 512),
+            (784, 32, 128),
+            (300, 301, 302),
+        ] {
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
-                let g = Gemm { m, k, n, trans_a: ta, trans_b: tb };
+                let g = Gemm {
+                    m,
+                    k,
+                    n,
+                    trans_a: ta,
+                    trans_b: tb,
+                };
                 let a = random(m * k, 3);
                 let b = random(k * n, 4);
                 let run = |threads: usize| {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
                     let mut c = vec![0.0f32; m * n];
                     pool.install(|| g.run(&a, &b, &mut c, false));
                     c

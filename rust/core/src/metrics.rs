@@ -20,14 +20,18 @@ impl Metric {
         let (name, a) = match spec {
             Value::String(s) => (s.as_str(), &Value::Null),
             Value::Object(o) => (
-                o.get("name").and_then(Value::as_str).ok_or_else(|| Error(format!("metric spec needs a 'name', got {spec}")))?,
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error(format!("metric spec needs a 'name', got {spec}")))?,
                 spec,
             ),
             other => return Err(Error(format!("invalid metric spec {other}"))),
         };
         let k = a.get("k").and_then(Value::as_u64).unwrap_or(5) as usize;
         Ok(match name {
-            "binary_accuracy" => Metric::BinaryAccuracy { threshold: a.get("threshold").and_then(Value::as_f64).unwrap_or(0.5) as f32 },
+            "binary_accuracy" => Metric::BinaryAccuracy {
+                threshold: a.get("threshold").and_then(Value::as_f64).unwrap_or(0.5) as f32,
+            },
             "categorical_accuracy" => Metric::CategoricalAccuracy,
             "sparse_categorical_accuracy" => Metric::SparseCategoricalAccuracy,
             "top_k_categorical_accuracy" => Metric::TopKCategoricalAccuracy { k },
@@ -39,8 +43,16 @@ impl Metric {
     }
 
     /// Adds this batch's weighted values to `acc` = (Σ w·value, Σ w).
-    pub fn update(self, y_true: &[f32], true_width: usize, y_pred: &[f32], width: usize, weights: Option<&[f32]>, acc: &mut (f64, f64)) {
-        let rows = if width == 0 { 0 } else { y_pred.len() / width };
+    pub fn update(
+        self,
+        y_true: &[f32],
+        true_width: usize,
+        y_pred: &[f32],
+        width: usize,
+        weights: Option<&[f32]>,
+        acc: &mut (f64, f64),
+    ) {
+        let rows = y_pred.len().checked_div(width).unwrap_or(0);
         for r in 0..rows {
             let w = weights.map_or(1.0, |w| w[r]) as f64;
             let p = &y_pred[r * width..(r + 1) * width];
@@ -54,14 +66,32 @@ impl Metric {
         let n = p.len() as f64;
         match self {
             Metric::BinaryAccuracy { threshold } => {
-                p.iter().zip(t).filter(|(&pv, &tv)| ((pv > threshold) as u8 as f32) == tv).count() as f64 / n
+                p.iter()
+                    .zip(t)
+                    .filter(|(&pv, &tv)| ((pv > threshold) as u8 as f32) == tv)
+                    .count() as f64
+                    / n
             }
             Metric::CategoricalAccuracy => (argmax(p) == argmax(t)) as u8 as f64,
             Metric::SparseCategoricalAccuracy => (argmax(p) as f32 == t[0]) as u8 as f64,
             Metric::TopKCategoricalAccuracy { k } => in_top_k(p, argmax(t), k) as u8 as f64,
-            Metric::SparseTopKCategoricalAccuracy { k } => in_top_k(p, t[0] as usize, k) as u8 as f64,
-            Metric::MeanSquaredError => p.iter().zip(t).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum::<f64>() / n,
-            Metric::MeanAbsoluteError => p.iter().zip(t).map(|(&a, &b)| (a - b).abs() as f64).sum::<f64>() / n,
+            Metric::SparseTopKCategoricalAccuracy { k } => {
+                in_top_k(p, t[0] as usize, k) as u8 as f64
+            }
+            Metric::MeanSquaredError => {
+                p.iter()
+                    .zip(t)
+                    .map(|(&a, &b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+                    / n
+            }
+            Metric::MeanAbsoluteError => {
+                p.iter()
+                    .zip(t)
+                    .map(|(&a, &b)| (a - b).abs() as f64)
+                    .sum::<f64>()
+                    / n
+            }
         }
     }
 }

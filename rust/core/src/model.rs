@@ -1,5 +1,6 @@
 //! A sequential model: the layer stack, its reused buffers, and the batch loop.
 
+use crate::activation::Activation;
 use crate::data::{Dataset, Features};
 use crate::error::{Error, Result};
 use crate::layers::{self, Ctx, Layer, Param};
@@ -7,7 +8,6 @@ use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::optimizer::Optimizer;
 use crate::rng::{permutation, Key};
-use crate::activation::Activation;
 use serde_json::Value;
 
 /// Loss and metric totals over the batches run so far.
@@ -55,10 +55,18 @@ impl Model {
             .iter()
             .map(|d| d.as_u64().map(|v| v as usize).filter(|&v| v > 0))
             .collect::<Option<_>>()
-            .ok_or_else(|| Error(format!("input_shape must be positive integers, got {}", spec["input_shape"])))?;
+            .ok_or_else(|| {
+                Error(format!(
+                    "input_shape must be positive integers, got {}",
+                    spec["input_shape"]
+                ))
+            })?;
         let seed = spec.get("seed").and_then(Value::as_u64).unwrap_or(0);
         let key = Key::new(seed);
-        let specs = spec.get("layers").and_then(Value::as_array).ok_or_else(|| Error("model spec needs 'layers'".into()))?;
+        let specs = spec
+            .get("layers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error("model spec needs 'layers'".into()))?;
         let mut shapes = vec![input_shape];
         let mut built = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
@@ -91,11 +99,16 @@ impl Model {
             Some(Value::Array(ms)) => ms.iter().map(Metric::from_spec).collect::<Result<_>>()?,
             _ => Vec::new(),
         };
-        let fused = loss.fuses_with_softmax() && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
+        let fused = loss.fuses_with_softmax()
+            && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
         for (i, l) in self.layers.iter_mut().enumerate() {
             l.set_fused_output(fused && i + 1 == self.shapes.len() - 1);
         }
-        self.compiled = Some(Compiled { loss, optimizer, metrics });
+        self.compiled = Some(Compiled {
+            loss,
+            optimizer,
+            metrics,
+        });
         Ok(())
     }
 
@@ -116,12 +129,15 @@ impl Model {
     }
 
     pub fn params_mut(&mut self) -> Vec<&mut Param> {
-        self.layers.iter_mut().flat_map(|l| l.params_mut().iter_mut()).collect()
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.params_mut().iter_mut())
+            .collect()
     }
 
     /// The epoch's shuffled sample order.
     pub fn shuffled_order(&self, n: usize, epoch: u64) -> Vec<u32> {
-        permutation(self.key.fold(0x5_4f_f1e).fold(epoch), n)
+        permutation(self.key.fold(0x0054_ff1e).fold(epoch), n)
     }
 
     fn reserve(&mut self, rows: usize) {
@@ -138,7 +154,10 @@ impl Model {
     /// Runs every layer on the `rows` samples already in `acts[0]`.
     fn forward(&mut self, rows: usize, training: bool) {
         for i in 0..self.layers.len() {
-            let ctx = Ctx { training, key: self.key.fold(i as u64).fold(0xd0).fold(self.step) };
+            let ctx = Ctx {
+                training,
+                key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
+            };
             let (before, after) = self.acts.split_at_mut(i + 1);
             let x = &before[i][..rows * self.sizes[i]];
             let y = &mut after[0][..rows * self.sizes[i + 1]];
@@ -159,7 +178,9 @@ impl Model {
     }
 
     fn regularization(&self) -> f64 {
-        self.params().filter_map(|p| p.regularizer.map(|r| r.penalty(p.value_slice()))).sum()
+        self.params()
+            .filter_map(|p| p.regularizer.map(|r| r.penalty(p.value_slice())))
+            .sum()
     }
 
     /// Loads the samples `idx` into the input, target and weight buffers.
@@ -183,13 +204,26 @@ impl Model {
         totals.metrics.resize(compiled.metrics.len(), (0.0, 0.0));
         // Keras weights only the loss by sample_weight; compiled metrics stay unweighted.
         for (m, acc) in compiled.metrics.iter().zip(totals.metrics.iter_mut()) {
-            m.update(&self.y_batch, data.y_width, out, self.output_size(), None, acc);
+            m.update(
+                &self.y_batch,
+                data.y_width,
+                out,
+                self.output_size(),
+                None,
+                acc,
+            );
         }
     }
 
     /// Trains on the samples in `order`, `batch_size` at a time (the last batch
     /// may be smaller): forward, loss, backward, update for each.
-    pub fn train(&mut self, data: &Dataset, order: &[u32], batch_size: usize, totals: &mut Totals) -> Result<()> {
+    pub fn train(
+        &mut self,
+        data: &Dataset,
+        order: &[u32],
+        batch_size: usize,
+        totals: &mut Totals,
+    ) -> Result<()> {
         self.check_data(data)?;
         let mut idx = std::mem::take(&mut self.idx_batch);
         for batch in order.chunks(batch_size.max(1)) {
@@ -201,8 +235,12 @@ impl Model {
             let last = self.layers.len();
             let out_size = self.output_size();
             let compiled = self.compiled.as_ref().expect("checked");
-            let fused = self.layers.last().is_some_and(|_| compiled.loss.fuses_with_softmax())
-                && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
+            let fused = self
+                .layers
+                .last()
+                .is_some_and(|_| compiled.loss.fuses_with_softmax())
+                && self.layers.last().and_then(|l| l.final_activation())
+                    == Some(Activation::Softmax);
             let w = weighted.then_some(&self.w_batch[..rows]);
             let data_loss = compiled.loss.evaluate(
                 &self.y_batch,
@@ -216,15 +254,32 @@ impl Model {
             ) / rows as f64;
             self.backward(rows);
             let reg = self.regularization();
-            let Model { layers, compiled, .. } = self;
-            let mut params: Vec<&mut Param> = layers.iter_mut().flat_map(|l| l.params_mut().iter_mut()).collect();
+            let Model {
+                layers, compiled, ..
+            } = self;
+            let mut params: Vec<&mut Param> = layers
+                .iter_mut()
+                .flat_map(|l| l.params_mut().iter_mut())
+                .collect();
             for p in params.iter_mut() {
-                let Param { value, grad, regularizer, .. } = &mut **p;
+                let Param {
+                    value,
+                    grad,
+                    regularizer,
+                    ..
+                } = &mut **p;
                 if let Some(r) = regularizer {
-                    r.add_gradient(value.as_slice().expect("contiguous"), grad.as_slice_mut().expect("contiguous"));
+                    r.add_gradient(
+                        value.as_slice().expect("contiguous"),
+                        grad.as_slice_mut().expect("contiguous"),
+                    );
                 }
             }
-            compiled.as_mut().expect("checked").optimizer.apply(&mut params);
+            compiled
+                .as_mut()
+                .expect("checked")
+                .optimizer
+                .apply(&mut params);
             self.step += 1;
             self.score_batch(data, rows, data_loss + reg, totals);
         }
@@ -233,7 +288,14 @@ impl Model {
     }
 
     /// Scores samples `start..end` in order, without training.
-    pub fn evaluate(&mut self, data: &Dataset, start: usize, end: usize, batch_size: usize, totals: &mut Totals) -> Result<()> {
+    pub fn evaluate(
+        &mut self,
+        data: &Dataset,
+        start: usize,
+        end: usize,
+        batch_size: usize,
+        totals: &mut Totals,
+    ) -> Result<()> {
         self.check_data(data)?;
         let reg = self.regularization();
         let order: Vec<u32> = (start as u32..end.min(data.n) as u32).collect();
@@ -245,17 +307,36 @@ impl Model {
             let out_size = self.output_size();
             let w = weighted.then_some(&self.w_batch[..rows]);
             let out = &self.acts[self.layers.len()][..rows * out_size];
-            let loss = compiled.loss.evaluate(&self.y_batch, data.y_width, out, out_size, w, rows as f32, None, false) / rows as f64;
+            let loss = compiled.loss.evaluate(
+                &self.y_batch,
+                data.y_width,
+                out,
+                out_size,
+                w,
+                rows as f32,
+                None,
+                false,
+            ) / rows as f64;
             self.score_batch(data, rows, loss + reg, totals);
         }
         Ok(())
     }
 
     /// Outputs for samples `start..end` of `x`, written to `out` (rows × output size).
-    pub fn predict(&mut self, x: Features, start: usize, end: usize, batch_size: usize, out: &mut [f32]) -> Result<()> {
+    pub fn predict(
+        &mut self,
+        x: Features,
+        start: usize,
+        end: usize,
+        batch_size: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
         let width = self.sizes[0];
-        if width == 0 || x.len() % width != 0 {
-            crate::bail!("x has {} values, not a whole number of samples of {width} values", x.len());
+        if width == 0 || !x.len().is_multiple_of(width) {
+            crate::bail!(
+                "x has {} values, not a whole number of samples of {width} values",
+                x.len()
+            );
         }
         let n = x.len() / width;
         let end = end.min(n);
@@ -270,7 +351,8 @@ impl Model {
             self.reserve(rows);
             x.gather(width, idx, &mut self.acts[0]);
             self.forward(rows, false);
-            out[offset..offset + rows * out_size].copy_from_slice(&self.acts[self.layers.len()][..rows * out_size]);
+            out[offset..offset + rows * out_size]
+                .copy_from_slice(&self.acts[self.layers.len()][..rows * out_size]);
             offset += rows * out_size;
         }
         Ok(())
@@ -278,14 +360,28 @@ impl Model {
 
     fn check_data(&self, data: &Dataset) -> Result<()> {
         let Some(compiled) = &self.compiled else {
-            crate::bail!("the model must be compiled before training or evaluating: call compile()");
+            crate::bail!(
+                "the model must be compiled before training or evaluating: call compile()"
+            );
         };
         if data.x_width != self.sizes[0] {
-            crate::bail!("expected samples of {} values (shape {:?}), got {}", self.sizes[0], self.shapes[0], data.x_width);
+            crate::bail!(
+                "expected samples of {} values (shape {:?}), got {}",
+                self.sizes[0],
+                self.shapes[0],
+                data.x_width
+            );
         }
-        let want_y = if compiled.loss.is_sparse() { 1 } else { self.output_size() };
+        let want_y = if compiled.loss.is_sparse() {
+            1
+        } else {
+            self.output_size()
+        };
         if data.y_width != want_y {
-            crate::bail!("expected targets of {want_y} values per sample, got {}", data.y_width);
+            crate::bail!(
+                "expected targets of {want_y} values per sample, got {}",
+                data.y_width
+            );
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Optimizers with Keras 3's update rules, applied in place in one pass per
 //! parameter: gradient clipping, weight decay and the update fused.
 //!
-//! Per-parameter state ("slots": moments, accumulators) is stored interleaved,
-//! `slots[i * n_slots + s]`, so a block of weights and its state are contiguous
-//! and blocks update in parallel without sharing anything.
+//! Per-parameter state ("slots": moments, accumulators) is stored block by
+//! block: for each block of `SLOT_BLOCK` weights, slot 0 of the block, then
+//! slot 1, ... So a block of weights and its state are contiguous (blocks update
+//! in parallel without sharing anything) and each slot is a plain array inside
+//! the block (the loops vectorise).
 
 use crate::error::{Error, Result};
 use crate::layers::Param;
@@ -11,13 +13,36 @@ use crate::parallel::{sum_squares, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
 use serde_json::Value;
 
+/// Weights per block of optimizer state (see the module comment).
+pub const SLOT_BLOCK: usize = 4096;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
-    Sgd { momentum: f32, nesterov: bool },
-    RmsProp { rho: f32, momentum: f32, epsilon: f32, centered: bool },
-    Adam { beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool },
-    Adagrad { initial_accumulator_value: f32, epsilon: f32 },
-    Nadam { beta_1: f32, beta_2: f32, epsilon: f32 },
+    Sgd {
+        momentum: f32,
+        nesterov: bool,
+    },
+    RmsProp {
+        rho: f32,
+        momentum: f32,
+        epsilon: f32,
+        centered: bool,
+    },
+    Adam {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        amsgrad: bool,
+    },
+    Adagrad {
+        initial_accumulator_value: f32,
+        epsilon: f32,
+    },
+    Nadam {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+    },
 }
 
 impl Kind {
@@ -26,7 +51,9 @@ impl Kind {
         match self {
             Kind::Sgd { momentum, .. } if momentum != 0.0 => vec!["momentum"],
             Kind::Sgd { .. } => vec![],
-            Kind::RmsProp { momentum, centered, .. } => {
+            Kind::RmsProp {
+                momentum, centered, ..
+            } => {
                 let mut s = vec!["velocity"];
                 if momentum > 0.0 {
                     s.push("momentum");
@@ -61,10 +88,11 @@ pub struct Optimizer {
 fn opt_f32(v: &Value, key: &str) -> Result<Option<f32>> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(x) => x
-            .as_f64()
-            .map(|f| Some(f as f32))
-            .ok_or_else(|| Error(format!("optimizer argument '{key}' must be a number, got {x}"))),
+        Some(x) => x.as_f64().map(|f| Some(f as f32)).ok_or_else(|| {
+            Error(format!(
+                "optimizer argument '{key}' must be a number, got {x}"
+            ))
+        }),
     }
 }
 
@@ -79,23 +107,51 @@ impl Optimizer {
         let f = |k: &str, d: f32| -> Result<f32> { Ok(opt_f32(spec, k)?.unwrap_or(d)) };
         let b = |k: &str| spec.get(k).and_then(Value::as_bool).unwrap_or(false);
         let (kind, default_lr, default_wd) = match name {
-            "sgd" => (Kind::Sgd { momentum: f("momentum", 0.0)?, nesterov: b("nesterov") }, 0.01, None),
+            "sgd" => (
+                Kind::Sgd {
+                    momentum: f("momentum", 0.0)?,
+                    nesterov: b("nesterov"),
+                },
+                0.01,
+                None,
+            ),
             "rmsprop" => (
-                Kind::RmsProp { rho: f("rho", 0.9)?, momentum: f("momentum", 0.0)?, epsilon: f("epsilon", 1e-7)?, centered: b("centered") },
+                Kind::RmsProp {
+                    rho: f("rho", 0.9)?,
+                    momentum: f("momentum", 0.0)?,
+                    epsilon: f("epsilon", 1e-7)?,
+                    centered: b("centered"),
+                },
                 0.001,
                 None,
             ),
             "adam" | "adamw" => (
-                Kind::Adam { beta_1: f("beta_1", 0.9)?, beta_2: f("beta_2", 0.999)?, epsilon: f("epsilon", 1e-7)?, amsgrad: b("amsgrad") },
+                Kind::Adam {
+                    beta_1: f("beta_1", 0.9)?,
+                    beta_2: f("beta_2", 0.999)?,
+                    epsilon: f("epsilon", 1e-7)?,
+                    amsgrad: b("amsgrad"),
+                },
                 0.001,
                 (name == "adamw").then_some(0.004),
             ),
             "adagrad" => (
-                Kind::Adagrad { initial_accumulator_value: f("initial_accumulator_value", 0.1)?, epsilon: f("epsilon", 1e-7)? },
+                Kind::Adagrad {
+                    initial_accumulator_value: f("initial_accumulator_value", 0.1)?,
+                    epsilon: f("epsilon", 1e-7)?,
+                },
                 0.001,
                 None,
             ),
-            "nadam" => (Kind::Nadam { beta_1: f("beta_1", 0.9)?, beta_2: f("beta_2", 0.999)?, epsilon: f("epsilon", 1e-7)? }, 0.001, None),
+            "nadam" => (
+                Kind::Nadam {
+                    beta_1: f("beta_1", 0.9)?,
+                    beta_2: f("beta_2", 0.999)?,
+                    epsilon: f("epsilon", 1e-7)?,
+                },
+                0.001,
+                None,
+            ),
             other => return Err(Error(format!("unknown optimizer '{other}'"))),
         };
         let weight_decay = match spec.get("weight_decay") {
@@ -122,11 +178,20 @@ impl Optimizer {
     /// Creates the state for `params` (sizes in order) if not there yet.
     pub fn ensure_slots(&mut self, sizes: &[usize]) {
         let ns = self.n_slots();
-        if self.slots.len() == sizes.len() && self.slots.iter().zip(sizes).all(|(s, &n)| s.len() == n * ns) {
+        if self.slots.len() == sizes.len()
+            && self
+                .slots
+                .iter()
+                .zip(sizes)
+                .all(|(s, &n)| s.len() == n * ns)
+        {
             return;
         }
         let init = match self.kind {
-            Kind::Adagrad { initial_accumulator_value, .. } => initial_accumulator_value,
+            Kind::Adagrad {
+                initial_accumulator_value,
+                ..
+            } => initial_accumulator_value,
             _ => 0.0,
         };
         self.slots = sizes.iter().map(|&n| vec![init; n * ns]).collect();
@@ -139,7 +204,11 @@ impl Optimizer {
         let lr = self.learning_rate;
         // Keras applies at most one kind of clipping: clipnorm, else global_clipnorm, else clipvalue.
         let global_scale = self.global_clipnorm.filter(|&c| c > 0.0).map(|clip| {
-            let norm = params.iter().map(|p| sum_squares(p.grad.as_slice().expect("contiguous"))).sum::<f64>().sqrt();
+            let norm = params
+                .iter()
+                .map(|p| sum_squares(p.grad.as_slice().expect("contiguous")))
+                .sum::<f64>()
+                .sqrt();
             clip_scale(norm, clip)
         });
         let clipvalue = if self.clipnorm.is_some_and(|c| c > 0.0) || global_scale.is_some() {
@@ -153,7 +222,10 @@ impl Optimizer {
         }
         let step = self.step_rule(lr);
         let ns = self.n_slots();
-        let decay = self.weight_decay.filter(|&w| w != 0.0).map(|w| w * lr);
+        let decay = self
+            .weight_decay
+            .filter(|&w| w != 0.0)
+            .map_or(0.0, |w| w * lr);
         for (param, slots) in params.iter_mut().zip(self.slots.iter_mut()) {
             let Param { value, grad, .. } = &mut **param;
             let value = value.as_slice_mut().expect("contiguous");
@@ -163,27 +235,29 @@ impl Optimizer {
                 (None, Some(s)) => s,
                 _ => 1.0,
             };
-            let update = |p: &mut [f32], g: &[f32], s: &mut [f32]| {
-                for i in 0..p.len() {
-                    let mut gi = g[i] * scale;
-                    if let Some(c) = clipvalue {
-                        gi = gi.clamp(-c, c);
-                    }
-                    if let Some(d) = decay {
-                        p[i] -= p[i] * d;
-                    }
-                    step.apply(&mut p[i], gi, &mut s[i * ns..(i + 1) * ns]);
-                }
+            let prep = Prep {
+                scale,
+                clip: clipvalue.unwrap_or(f32::INFINITY),
+                decay,
             };
-            const BLOCK: usize = 4096;
             if value.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
                 value
-                    .par_chunks_mut(BLOCK)
-                    .zip(grad.par_chunks(BLOCK))
-                    .zip(slots.par_chunks_mut((BLOCK * ns).max(1)))
-                    .for_each(|((p, g), s)| update(p, g, s));
+                    .par_chunks_mut(SLOT_BLOCK)
+                    .zip(grad.par_chunks(SLOT_BLOCK))
+                    .zip(slots.par_chunks_mut((SLOT_BLOCK * ns).max(1)))
+                    .for_each(|((p, g), s)| update_block(step, prep, p, g, s));
             } else {
-                update(value, grad, slots);
+                for ((p, g), s) in value
+                    .chunks_mut(SLOT_BLOCK)
+                    .zip(grad.chunks(SLOT_BLOCK))
+                    .zip(
+                        slots
+                            .chunks_mut((SLOT_BLOCK * ns).max(1))
+                            .chain(std::iter::repeat_with(|| &mut [][..])),
+                    )
+                {
+                    update_block(step, prep, p, g, s);
+                }
             }
         }
         self.iterations += 1;
@@ -193,14 +267,45 @@ impl Optimizer {
     fn step_rule(&self, lr: f32) -> Step {
         let t = (self.iterations + 1) as f64;
         match self.kind {
-            Kind::Sgd { momentum, nesterov } => Step::Sgd { lr, momentum, nesterov },
-            Kind::RmsProp { rho, momentum, epsilon, centered } => Step::RmsProp { lr, rho, momentum, epsilon, centered },
-            Kind::Adam { beta_1, beta_2, epsilon, amsgrad } => {
-                let alpha = lr as f64 * (1.0 - (beta_2 as f64).powf(t)).sqrt() / (1.0 - (beta_1 as f64).powf(t));
-                Step::Adam { alpha: alpha as f32, beta_1, beta_2, epsilon, amsgrad }
+            Kind::Sgd { momentum, nesterov } => Step::Sgd {
+                lr,
+                momentum,
+                nesterov,
+            },
+            Kind::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } => Step::RmsProp {
+                lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            },
+            Kind::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+                amsgrad,
+            } => {
+                let alpha = lr as f64 * (1.0 - (beta_2 as f64).powf(t)).sqrt()
+                    / (1.0 - (beta_1 as f64).powf(t));
+                Step::Adam {
+                    alpha: alpha as f32,
+                    beta_1,
+                    beta_2,
+                    epsilon,
+                    amsgrad,
+                }
             }
             Kind::Adagrad { epsilon, .. } => Step::Adagrad { lr, epsilon },
-            Kind::Nadam { beta_1, beta_2, epsilon } => {
+            Kind::Nadam {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => {
                 let b1 = beta_1 as f64;
                 let u_t = b1 * (1.0 - 0.5 * 0.96f64.powf(t));
                 let u_t1 = b1 * (1.0 - 0.5 * 0.96f64.powf(t + 1.0));
@@ -230,66 +335,201 @@ fn clip_scale(norm: f64, clip: f32) -> f32 {
 
 #[derive(Clone, Copy)]
 enum Step {
-    Sgd { lr: f32, momentum: f32, nesterov: bool },
-    RmsProp { lr: f32, rho: f32, momentum: f32, epsilon: f32, centered: bool },
-    Adam { alpha: f32, beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool },
-    Adagrad { lr: f32, epsilon: f32 },
-    Nadam { lr: f32, beta_1: f32, beta_2: f32, epsilon: f32, m_coef: f32, g_coef: f32, v_coef: f32 },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        momentum: f32,
+        epsilon: f32,
+        centered: bool,
+    },
+    Adam {
+        alpha: f32,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        amsgrad: bool,
+    },
+    Adagrad {
+        lr: f32,
+        epsilon: f32,
+    },
+    Nadam {
+        lr: f32,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        m_coef: f32,
+        g_coef: f32,
+        v_coef: f32,
+    },
 }
 
-impl Step {
-    #[inline(always)]
-    fn apply(self, p: &mut f32, g: f32, s: &mut [f32]) {
-        match self {
-            Step::Sgd { lr, momentum, nesterov } => {
-                if momentum != 0.0 {
-                    let m = momentum * s[0] - lr * g;
-                    s[0] = m;
-                    *p += if nesterov { momentum * m - lr * g } else { m };
-                } else {
-                    *p -= lr * g;
+/// Gradient preparation shared by every rule: clip scale, clip value, decoupled decay.
+#[derive(Clone, Copy)]
+struct Prep {
+    scale: f32,
+    clip: f32,
+    /// weight_decay × learning rate (0 when off): p ← p − p·decay before the update.
+    decay: f32,
+}
+
+/// One block of weights `p`, their gradients `g`, and their state `s`
+/// (n_slots arrays of `p.len()` each, one after the other).
+fn update_block(step: Step, prep: Prep, p: &mut [f32], g: &[f32], s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the wide version is compiled for.
+            return unsafe { update_block_avx2(step, prep, p, g, s) };
+        }
+    }
+    update_block_generic(step, prep, p, g, s)
+}
+
+/// The same code compiled for AVX2: wider vectors, identical results (no FMA
+/// contraction happens without fast-math, and sqrt/div are exactly rounded).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn update_block_avx2(step: Step, prep: Prep, p: &mut [f32], g: &[f32], s: &mut [f32]) {
+    update_block_generic(step, prep, p, g, s)
+}
+
+// Indexing several arrays by one index is the clearest form of these rules.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn update_block_generic(step: Step, prep: Prep, p: &mut [f32], g: &[f32], s: &mut [f32]) {
+    let n = p.len();
+    let Prep { scale, clip, decay } = prep;
+    let g = &g[..n];
+    let grad = |i: usize| (g[i] * scale).clamp(-clip, clip);
+    match step {
+        Step::Sgd {
+            lr,
+            momentum,
+            nesterov,
+        } => {
+            if momentum != 0.0 {
+                let m = &mut s[..n];
+                for i in 0..n {
+                    let gi = grad(i);
+                    p[i] -= p[i] * decay;
+                    let mi = momentum * m[i] - lr * gi;
+                    m[i] = mi;
+                    p[i] += if nesterov {
+                        momentum * mi - lr * gi
+                    } else {
+                        mi
+                    };
+                }
+            } else {
+                for i in 0..n {
+                    let gi = grad(i);
+                    p[i] -= p[i] * decay;
+                    p[i] -= lr * gi;
                 }
             }
-            Step::RmsProp { lr, rho, momentum, epsilon, centered } => {
-                let v = rho * s[0] + (1.0 - rho) * g * g;
-                s[0] = v;
+        }
+        Step::RmsProp {
+            lr,
+            rho,
+            momentum,
+            epsilon,
+            centered,
+        } => {
+            let (v, rest) = s.split_at_mut(n);
+            let (mom, rest) = if momentum > 0.0 {
+                rest.split_at_mut(n)
+            } else {
+                rest.split_at_mut(0)
+            };
+            let avg = if centered {
+                &mut rest[..n]
+            } else {
+                &mut rest[..0]
+            };
+            for i in 0..n {
+                let gi = grad(i);
+                p[i] -= p[i] * decay;
+                let vi = rho * v[i] + (1.0 - rho) * gi * gi;
+                v[i] = vi;
                 let denominator = if centered {
-                    let idx = if momentum > 0.0 { 2 } else { 1 };
-                    let avg = rho * s[idx] + (1.0 - rho) * g;
-                    s[idx] = avg;
-                    v - avg * avg + epsilon
+                    let a = rho * avg[i] + (1.0 - rho) * gi;
+                    avg[i] = a;
+                    vi - a * a + epsilon
                 } else {
-                    v + epsilon
+                    vi + epsilon
                 };
-                let increment = lr * g / denominator.sqrt();
+                let increment = lr * gi / denominator.sqrt();
                 if momentum > 0.0 {
-                    s[1] = momentum * s[1] + increment;
-                    *p -= s[1];
+                    mom[i] = momentum * mom[i] + increment;
+                    p[i] -= mom[i];
                 } else {
-                    *p -= increment;
+                    p[i] -= increment;
                 }
             }
-            Step::Adam { alpha, beta_1, beta_2, epsilon, amsgrad } => {
-                s[0] += (g - s[0]) * (1.0 - beta_1);
-                s[1] += (g * g - s[1]) * (1.0 - beta_2);
-                let v = if amsgrad {
-                    s[2] = s[2].max(s[1]);
-                    s[2]
-                } else {
-                    s[1]
-                };
-                *p -= s[0] * alpha / (v.sqrt() + epsilon);
+        }
+        Step::Adam {
+            alpha,
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+        } => {
+            let (m, rest) = s.split_at_mut(n);
+            let (v, rest) = rest.split_at_mut(n);
+            if amsgrad {
+                let vhat = &mut rest[..n];
+                for i in 0..n {
+                    let gi = grad(i);
+                    p[i] -= p[i] * decay;
+                    m[i] += (gi - m[i]) * (1.0 - beta_1);
+                    v[i] += (gi * gi - v[i]) * (1.0 - beta_2);
+                    vhat[i] = vhat[i].max(v[i]);
+                    p[i] -= m[i] * alpha / (vhat[i].sqrt() + epsilon);
+                }
+            } else {
+                for i in 0..n {
+                    let gi = grad(i);
+                    p[i] -= p[i] * decay;
+                    m[i] += (gi - m[i]) * (1.0 - beta_1);
+                    v[i] += (gi * gi - v[i]) * (1.0 - beta_2);
+                    p[i] -= m[i] * alpha / (v[i].sqrt() + epsilon);
+                }
             }
-            Step::Adagrad { lr, epsilon } => {
-                s[0] += g * g;
-                *p -= lr * g / (s[0] + epsilon).sqrt();
+        }
+        Step::Adagrad { lr, epsilon } => {
+            let acc = &mut s[..n];
+            for i in 0..n {
+                let gi = grad(i);
+                p[i] -= p[i] * decay;
+                acc[i] += gi * gi;
+                p[i] -= lr * gi / (acc[i] + epsilon).sqrt();
             }
-            Step::Nadam { lr, beta_1, beta_2, epsilon, m_coef, g_coef, v_coef } => {
-                s[0] += (g - s[0]) * (1.0 - beta_1);
-                s[1] += (g * g - s[1]) * (1.0 - beta_2);
-                let m_hat = m_coef * s[0] + g_coef * g;
-                let v_hat = s[1] * v_coef;
-                *p -= m_hat * lr / (v_hat.sqrt() + epsilon);
+        }
+        Step::Nadam {
+            lr,
+            beta_1,
+            beta_2,
+            epsilon,
+            m_coef,
+            g_coef,
+            v_coef,
+        } => {
+            let (m, rest) = s.split_at_mut(n);
+            let v = &mut rest[..n];
+            for i in 0..n {
+                let gi = grad(i);
+                p[i] -= p[i] * decay;
+                m[i] += (gi - m[i]) * (1.0 - beta_1);
+                v[i] += (gi * gi - v[i]) * (1.0 - beta_2);
+                let m_hat = m_coef * m[i] + g_coef * gi;
+                let v_hat = v[i] * v_coef;
+                p[i] -= m_hat * lr / (v_hat.sqrt() + epsilon);
             }
         }
     }

@@ -41,9 +41,13 @@ pub fn for_each_row(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]
         return;
     }
     if data.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-        data.par_chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+        data.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
     } else {
-        data.chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+        data.chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
     }
 }
 
@@ -51,9 +55,13 @@ pub fn for_each_row(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]
 pub fn for_each_block(data: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     const BLOCK: usize = 8192;
     if data.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-        data.par_chunks_mut(BLOCK).enumerate().for_each(|(i, b)| f(i * BLOCK, b));
+        data.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(i, b)| f(i * BLOCK, b));
     } else {
-        data.chunks_mut(BLOCK).enumerate().for_each(|(i, b)| f(i * BLOCK, b));
+        data.chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(i, b)| f(i * BLOCK, b));
     }
 }
 

@@ -19,11 +19,16 @@ impl Regularizer {
                     match o.get(k) {
                         None | Some(Value::Null) => Ok(0.0),
                         Some(v) => v.as_f64().map(|x| x as f32).ok_or_else(|| {
-                            Error(format!("regularizer argument '{k}' must be a number, got {v}"))
+                            Error(format!(
+                                "regularizer argument '{k}' must be a number, got {v}"
+                            ))
                         }),
                     }
                 };
-                Ok(Some(Regularizer { l1: get("l1")?, l2: get("l2")? }))
+                Ok(Some(Regularizer {
+                    l1: get("l1")?,
+                    l2: get("l2")?,
+                }))
             }
             other => Err(Error(format!("invalid regularizer spec {other}"))),
         }

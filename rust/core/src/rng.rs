@@ -24,13 +24,20 @@ impl Key {
 
     /// A derived key for a sub-stream (a layer, a parameter, a step, an epoch).
     pub fn fold(self, data: u64) -> Self {
-        Key(mix64(self.0 ^ mix64(data.wrapping_add(0x632b_e59b_d9b4_e019))))
+        Key(mix64(
+            self.0 ^ mix64(data.wrapping_add(0x632b_e59b_d9b4_e019)),
+        ))
     }
 
     /// The `counter`-th 64 random bits of this stream.
     #[inline]
     pub fn bits(self, counter: u64) -> u64 {
-        mix64(mix64(self.0.wrapping_add(counter.wrapping_mul(0x9e37_79b9_7f4a_7c15))) ^ self.0)
+        mix64(
+            mix64(
+                self.0
+                    .wrapping_add(counter.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            ) ^ self.0,
+        )
     }
 
     /// Uniform in [0, 1) with 24 bits of precision (exact in f32).

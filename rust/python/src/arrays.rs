@@ -7,7 +7,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 pub fn f32_slice<'a>(a: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
-    a.as_slice().map_err(|_| PyValueError::new_err("array must be C-contiguous"))
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err("array must be C-contiguous"))
 }
 
 /// Borrow a 2-D (n, width) uint8 / float32 / float64 array as engine features.
@@ -22,7 +23,10 @@ pub fn features<'a>(x: &'a Bound<'_, PyAny>) -> PyResult<(Features<'a>, usize)> 
         // SAFETY: the array is contiguous and stays alive and unmodified while
         // the engine reads it: the Python caller holds a reference and the
         // engine only reads.
-        unsafe { a.as_slice().map_err(|_| PyValueError::new_err("x must be C-contiguous")) }
+        unsafe {
+            a.as_slice()
+                .map_err(|_| PyValueError::new_err("x must be C-contiguous"))
+        }
     }
     if let Ok(a) = x.downcast::<numpy::PyUntypedArray>() {
         if a.ndim() == 0 {
@@ -38,9 +42,14 @@ pub fn features<'a>(x: &'a Bound<'_, PyAny>) -> PyResult<(Features<'a>, usize)> 
     if let Ok(a) = x.downcast::<PyArrayDyn<f64>>() {
         return Ok((Features::F64(slice(a)?), width(a.shape())));
     }
-    Err(PyTypeError::new_err("x must be a numpy array of uint8, float32 or float64"))
+    Err(PyTypeError::new_err(
+        "x must be a numpy array of uint8, float32 or float64",
+    ))
 }
 
 pub fn to_numpy<'py>(py: Python<'py>, data: &[f32], shape: &[usize]) -> Bound<'py, PyAny> {
-    PyArray1::from_slice(py, data).reshape(shape.to_vec()).expect("size matches shape").into_any()
+    PyArray1::from_slice(py, data)
+        .reshape(shape.to_vec())
+        .expect("size matches shape")
+        .into_any()
 }

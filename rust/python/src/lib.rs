@@ -5,7 +5,7 @@
 mod arrays;
 mod testing;
 
-use arrays::{features, f32_slice, to_numpy};
+use arrays::{f32_slice, features, to_numpy};
 use ferrax_core::data::Dataset;
 use ferrax_core::model::{Model, Totals};
 use ferrax_core::parallel;
@@ -15,7 +15,10 @@ use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Run `f` with the GIL released, inside the pool; map errors and panics.
-pub(crate) fn run_core<R: Send>(py: Python<'_>, f: impl FnOnce() -> ferrax_core::Result<R> + Send) -> PyResult<R> {
+pub(crate) fn run_core<R: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> ferrax_core::Result<R> + Send,
+) -> PyResult<R> {
     let outcome = py.allow_threads(|| catch_unwind(AssertUnwindSafe(|| parallel::install(f))));
     match outcome {
         Ok(Ok(r)) => Ok(r),
@@ -26,7 +29,9 @@ pub(crate) fn run_core<R: Send>(py: Python<'_>, f: impl FnOnce() -> ferrax_core:
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!("internal error in the ferrax engine: {msg}")))
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in the ferrax engine: {msg}"
+            )))
         }
     }
 }
@@ -35,7 +40,10 @@ pub(crate) fn parse(json: &str) -> PyResult<serde_json::Value> {
     serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid spec JSON: {e}")))
 }
 
-fn totals_to_py(t: &Totals) -> (f64, f64, Vec<(f64, f64)>, usize) {
+/// (loss sum, samples, [(metric sum, metric weight)], batches), as Python receives it.
+type PyTotals = (f64, f64, Vec<(f64, f64)>, usize);
+
+fn totals_to_py(t: &Totals) -> PyTotals {
     (t.loss_sum, t.samples, t.metrics.clone(), t.batches)
 }
 
@@ -56,7 +64,9 @@ impl CoreModel {
 
     fn compile(&mut self, spec_json: &str) -> PyResult<()> {
         let spec = parse(spec_json)?;
-        self.model.compile(&spec).map_err(|e| PyValueError::new_err(e.0))
+        self.model
+            .compile(&spec)
+            .map_err(|e| PyValueError::new_err(e.0))
     }
 
     /// Per-sample output shape of every layer.
@@ -76,14 +86,21 @@ impl CoreModel {
     }
 
     fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
-        self.model.params().map(|p| to_numpy(py, p.value_slice(), p.value.shape())).collect()
+        self.model
+            .params()
+            .map(|p| to_numpy(py, p.value_slice(), p.value.shape()))
+            .collect()
     }
 
     /// Replace all weights; shapes are checked before anything changes.
     fn set_weights(&mut self, weights: Vec<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
         let mut params = self.model.params_mut();
         if weights.len() != params.len() {
-            return Err(PyValueError::new_err(format!("expected {} weight arrays, got {}", params.len(), weights.len())));
+            return Err(PyValueError::new_err(format!(
+                "expected {} weight arrays, got {}",
+                params.len(),
+                weights.len()
+            )));
         }
         for (i, (p, w)) in params.iter().zip(&weights).enumerate() {
             if p.value.shape() != w.shape() {
@@ -103,7 +120,10 @@ impl CoreModel {
 
     #[getter]
     fn learning_rate(&self) -> Option<f32> {
-        self.model.compiled.as_ref().map(|c| c.optimizer.learning_rate)
+        self.model
+            .compiled
+            .as_ref()
+            .map(|c| c.optimizer.learning_rate)
     }
 
     #[setter]
@@ -119,11 +139,19 @@ impl CoreModel {
 
     #[getter]
     fn iterations(&self) -> u64 {
-        self.model.compiled.as_ref().map_or(0, |c| c.optimizer.iterations)
+        self.model
+            .compiled
+            .as_ref()
+            .map_or(0, |c| c.optimizer.iterations)
     }
 
     /// The shuffled sample order of `epoch` (depends only on the seed).
-    fn shuffled_order<'py>(&self, py: Python<'py>, n: usize, epoch: u64) -> Bound<'py, PyArray1<u32>> {
+    fn shuffled_order<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        epoch: u64,
+    ) -> Bound<'py, PyArray1<u32>> {
         PyArray1::from_vec(py, self.model.shuffled_order(n, epoch))
     }
 
@@ -138,17 +166,23 @@ impl CoreModel {
         sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         order: PyReadonlyArrayDyn<'_, u32>,
         batch_size: usize,
-    ) -> PyResult<(f64, f64, Vec<(f64, f64)>, usize)> {
+    ) -> PyResult<PyTotals> {
         let (xf, x_width) = features(x)?;
         let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
         let ws = match &sample_weight {
             Some(w) => Some(f32_slice(w)?),
             None => None,
         };
-        let order = order.as_slice().map_err(|_| PyValueError::new_err("order must be contiguous"))?;
-        let data = Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
+        let order = order
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("order must be contiguous"))?;
+        let data =
+            Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
         if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.n) {
-            return Err(PyValueError::new_err(format!("sample index {bad} out of range for {} samples", data.n)));
+            return Err(PyValueError::new_err(format!(
+                "sample index {bad} out of range for {} samples",
+                data.n
+            )));
         }
         let model = &mut self.model;
         let mut totals = Totals::default();
@@ -168,22 +202,32 @@ impl CoreModel {
         start: usize,
         end: usize,
         batch_size: usize,
-    ) -> PyResult<(f64, f64, Vec<(f64, f64)>, usize)> {
+    ) -> PyResult<PyTotals> {
         let (xf, x_width) = features(x)?;
         let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
         let ws = match &sample_weight {
             Some(w) => Some(f32_slice(w)?),
             None => None,
         };
-        let data = Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
+        let data =
+            Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
         let model = &mut self.model;
         let mut totals = Totals::default();
-        run_core(py, || model.evaluate(&data, start, end, batch_size, &mut totals))?;
+        run_core(py, || {
+            model.evaluate(&data, start, end, batch_size, &mut totals)
+        })?;
         Ok(totals_to_py(&totals))
     }
 
     /// Outputs for samples start..end, as a (rows, output size) float32 array.
-    fn predict<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyAny>, start: usize, end: usize, batch_size: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn predict<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        start: usize,
+        end: usize,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (xf, _) = features(x)?;
         let out_size = self.model.output_size();
         let rows = end.saturating_sub(start);

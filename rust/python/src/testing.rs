@@ -17,7 +17,12 @@ fn owned(a: &PyReadonlyArrayDyn<'_, f32>) -> (Vec<f32>, Vec<usize>) {
     (a.as_array().iter().copied().collect(), a.shape().to_vec())
 }
 
-type LayerResult<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>, f64);
+type LayerResult<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Vec<Bound<'py, PyAny>>,
+    f64,
+);
 
 /// Build a layer for x's per-sample shape, run forward then backward with `dy`.
 #[pyfunction]
@@ -38,7 +43,8 @@ fn layer_forward_backward<'py>(
     if xs.is_empty() {
         return Err(PyValueError::new_err("x needs a batch axis"));
     }
-    let weights: Option<Vec<(Vec<f32>, Vec<usize>)>> = weights.map(|ws| ws.iter().map(owned).collect());
+    let weights: Option<Vec<(Vec<f32>, Vec<usize>)>> =
+        weights.map(|ws| ws.iter().map(owned).collect());
     let dyv = dy.as_ref().map(owned);
     let (y, out_shape, dx, grads, reg) = run_core(py, || {
         let rows = xs[0];
@@ -50,15 +56,25 @@ fn layer_forward_backward<'py>(
             }
             for (p, (v, s)) in params.iter_mut().zip(ws) {
                 if p.value.shape() != s.as_slice() {
-                    ferrax_core::bail!("weight {}: expected shape {:?}, got {:?}", p.name, p.value.shape(), s);
+                    ferrax_core::bail!(
+                        "weight {}: expected shape {:?}, got {:?}",
+                        p.name,
+                        p.value.shape(),
+                        s
+                    );
                 }
                 p.value = Tensor::from_shape_vec(s.clone(), v.clone()).expect("shape checked");
             }
         }
-        let out_shape: Vec<usize> = std::iter::once(rows).chain(layer.output_shape().iter().copied()).collect();
+        let out_shape: Vec<usize> = std::iter::once(rows)
+            .chain(layer.output_shape().iter().copied())
+            .collect();
         let n_out: usize = out_shape.iter().product();
         let mut y = vec![0.0f32; n_out];
-        let ctx = Ctx { training, key: Key::new(seed).fold(0xd0) };
+        let ctx = Ctx {
+            training,
+            key: Key::new(seed).fold(0xd0),
+        };
         layer.forward(&xv, &mut y, rows, &ctx);
         let mut d = match &dyv {
             Some((v, s)) if *s == out_shape => v.clone(),
@@ -70,17 +86,33 @@ fn layer_forward_backward<'py>(
         let mut reg = 0.0;
         let mut grads = Vec::new();
         for p in layer.params_mut() {
-            let Param { value, grad, regularizer, .. } = p;
+            let Param {
+                value,
+                grad,
+                regularizer,
+                ..
+            } = p;
             if let (true, Some(r)) = (include_regularization, regularizer) {
                 reg += r.penalty(value.as_slice().expect("contiguous"));
-                r.add_gradient(value.as_slice().expect("contiguous"), grad.as_slice_mut().expect("contiguous"));
+                r.add_gradient(
+                    value.as_slice().expect("contiguous"),
+                    grad.as_slice_mut().expect("contiguous"),
+                );
             }
-            grads.push((grad.as_slice().expect("contiguous").to_vec(), grad.shape().to_vec()));
+            grads.push((
+                grad.as_slice().expect("contiguous").to_vec(),
+                grad.shape().to_vec(),
+            ));
         }
         Ok((y, out_shape, dx, grads, reg))
     })?;
     let grads = grads.iter().map(|(g, s)| to_numpy(py, g, s)).collect();
-    Ok((to_numpy(py, &y, &out_shape), to_numpy(py, &dx, &xs), grads, reg))
+    Ok((
+        to_numpy(py, &y, &out_shape),
+        to_numpy(py, &dx, &xs),
+        grads,
+        reg,
+    ))
 }
 
 /// y = f(x) and dx = dy·f'(x) over the last axis.
@@ -94,7 +126,9 @@ fn activation_forward_backward<'py>(
     let act = Activation::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
     let ((xv, xs), (mut d, ds)) = (owned(&x), owned(&dy));
     if xs != ds {
-        return Err(PyValueError::new_err(format!("x and dy shapes differ: {xs:?} vs {ds:?}")));
+        return Err(PyValueError::new_err(format!(
+            "x and dy shapes differ: {xs:?} vs {ds:?}"
+        )));
     }
     let width = xs.last().copied().unwrap_or(1);
     let y = run_core(py, || {
@@ -119,14 +153,25 @@ fn loss_value_and_grad<'py>(
     let loss = Loss::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
     let ((t, ts), (p, ps)) = (owned(&y_true), owned(&y_pred));
     if ps.len() != 2 || ts.is_empty() || ts[0] != ps[0] {
-        return Err(PyValueError::new_err(format!("y_pred must be (batch, k) and y_true match it: {ts:?} vs {ps:?}")));
+        return Err(PyValueError::new_err(format!(
+            "y_pred must be (batch, k) and y_true match it: {ts:?} vs {ps:?}"
+        )));
     }
     let rows = ps[0];
-    let true_width = if rows == 0 { 0 } else { t.len() / rows };
+    let true_width = t.len().checked_div(rows).unwrap_or(0);
     let w = sample_weight.as_ref().map(|w| owned(w).0);
     let (value, grad) = run_core(py, || {
         let mut g = vec![0.0f32; p.len()];
-        let v = loss.evaluate(&t, true_width, &p, ps[1], w.as_deref(), rows as f32, Some(&mut g), false);
+        let v = loss.evaluate(
+            &t,
+            true_width,
+            &p,
+            ps[1],
+            w.as_deref(),
+            rows as f32,
+            Some(&mut g),
+            false,
+        );
         Ok((v / rows as f64, g))
     })?;
     Ok((value, to_numpy(py, &grad, &ps)))
@@ -140,9 +185,13 @@ fn optimizer_run<'py>(
     params: Vec<PyReadonlyArrayDyn<'py, f32>>,
     grads_per_step: Vec<Vec<PyReadonlyArrayDyn<'py, f32>>>,
 ) -> PyResult<Vec<Vec<Bound<'py, PyAny>>>> {
-    let mut opt = Optimizer::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
+    let mut opt =
+        Optimizer::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
     let params: Vec<(Vec<f32>, Vec<usize>)> = params.iter().map(owned).collect();
-    let steps: Vec<Vec<(Vec<f32>, Vec<usize>)>> = grads_per_step.iter().map(|s| s.iter().map(owned).collect()).collect();
+    let steps: Vec<Vec<(Vec<f32>, Vec<usize>)>> = grads_per_step
+        .iter()
+        .map(|s| s.iter().map(owned).collect())
+        .collect();
     let history = run_core(py, || {
         let mut ps: Vec<Param> = params
             .iter()
@@ -160,22 +209,40 @@ fn optimizer_run<'py>(
             }
             for (p, (g, s)) in ps.iter_mut().zip(step) {
                 if p.value.shape() != s.as_slice() {
-                    ferrax_core::bail!("gradient shape {s:?} does not match parameter shape {:?}", p.value.shape());
+                    ferrax_core::bail!(
+                        "gradient shape {s:?} does not match parameter shape {:?}",
+                        p.value.shape()
+                    );
                 }
-                p.grad.as_slice_mut().expect("contiguous").copy_from_slice(g);
+                p.grad
+                    .as_slice_mut()
+                    .expect("contiguous")
+                    .copy_from_slice(g);
             }
             let mut refs: Vec<&mut Param> = ps.iter_mut().collect();
             opt.apply(&mut refs);
-            history.push(ps.iter().map(|p| (p.value_slice().to_vec(), p.value.shape().to_vec())).collect::<Vec<_>>());
+            history.push(
+                ps.iter()
+                    .map(|p| (p.value_slice().to_vec(), p.value.shape().to_vec()))
+                    .collect::<Vec<_>>(),
+            );
         }
         Ok(history)
     })?;
-    Ok(history.iter().map(|step| step.iter().map(|(v, s)| to_numpy(py, v, s)).collect()).collect())
+    Ok(history
+        .iter()
+        .map(|step| step.iter().map(|(v, s)| to_numpy(py, v, s)).collect())
+        .collect())
 }
 
 /// Draw an initializer's values for `shape` with the model seed `seed`.
 #[pyfunction]
-fn initializer_sample<'py>(py: Python<'py>, spec_json: &str, shape: Vec<usize>, seed: u64) -> PyResult<Bound<'py, PyAny>> {
+fn initializer_sample<'py>(
+    py: Python<'py>,
+    spec_json: &str,
+    shape: Vec<usize>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
     let init = InitSpec::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
     let values = run_core(py, || Ok(init.sample(&shape, Key::new(seed))))?;
     Ok(to_numpy(py, &values, &shape))

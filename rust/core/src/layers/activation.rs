@@ -42,7 +42,14 @@ impl Layer for ActivationLayer {
         self.activation.forward(x, y, self.width());
     }
 
-    fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, _rows: usize) {
+    fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
         if let Some(dx) = dx {
             dx.copy_from_slice(dy);
             if !self.fused_output {

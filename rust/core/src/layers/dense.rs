@@ -27,7 +27,9 @@ impl Dense {
     pub fn build(name: &str, config: &Value, input_shape: &[usize], key: Key) -> Result<Self> {
         let units = usize_field(config, name, "units")?;
         if units == 0 {
-            return Err(Error(format!("{name}: 'units' must be a positive integer, got 0")));
+            return Err(Error(format!(
+                "{name}: 'units' must be a positive integer, got 0"
+            )));
         }
         let Some(&in_features) = input_shape.last() else {
             return Err(Error(format!(
@@ -74,7 +76,9 @@ impl Dense {
 
     /// Rows of the matrix product: samples times any middle axes.
     fn matrix_rows(&self, rows: usize) -> usize {
-        rows * self.output_shape[..self.output_shape.len() - 1].iter().product::<usize>()
+        rows * self.output_shape[..self.output_shape.len() - 1]
+            .iter()
+            .product::<usize>()
     }
 }
 
@@ -127,7 +131,14 @@ impl Layer for Dense {
         }
     }
 
-    fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, rows: usize) {
+    fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        rows: usize,
+    ) {
         let m = self.matrix_rows(rows);
         let (units, inf) = (self.units, self.in_features);
         if !self.fused_output {
@@ -135,7 +146,9 @@ impl Layer for Dense {
         }
         let dz: &[f32] = dy;
         // dW = xᵀ·dz
-        Gemm::new(inf, m, units).trans_a().run(x, dz, self.params[0].grad_slice_mut(), false);
+        Gemm::new(inf, m, units)
+            .trans_a()
+            .run(x, dz, self.params[0].grad_slice_mut(), false);
         if self.use_bias {
             // Column sums in a fixed row order: deterministic.
             let db = self.params[1].grad_slice_mut();
@@ -148,7 +161,9 @@ impl Layer for Dense {
         }
         if let Some(dx) = dx {
             // dx = dz·Wᵀ
-            Gemm::new(m, units, inf).trans_b().run(dz, self.params[0].value_slice(), dx, false);
+            Gemm::new(m, units, inf)
+                .trans_b()
+                .run(dz, self.params[0].value_slice(), dx, false);
         }
     }
 }

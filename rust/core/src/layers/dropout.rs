@@ -18,9 +18,17 @@ impl Dropout {
     pub fn build(name: &str, config: &Value, input_shape: &[usize]) -> Result<Self> {
         let rate = field(config, "rate").as_f64().unwrap_or(f64::NAN);
         if !(0.0..1.0).contains(&rate) {
-            return Err(Error(format!("{name}: 'rate' must be in [0, 1), got {}", field(config, "rate"))));
+            return Err(Error(format!(
+                "{name}: 'rate' must be in [0, 1), got {}",
+                field(config, "rate")
+            )));
         }
-        Ok(Dropout { rate: rate as f32, output_shape: input_shape.to_vec(), mask: Vec::new(), mask_active: false })
+        Ok(Dropout {
+            rate: rate as f32,
+            output_shape: input_shape.to_vec(),
+            mask: Vec::new(),
+            mask_active: false,
+        })
     }
 }
 
@@ -40,7 +48,11 @@ impl Layer for Dropout {
         // Element i's draw depends only on (key, i): the same mask for any thread count.
         for_each_block(&mut self.mask, |off, m| {
             for (j, v) in m.iter_mut().enumerate() {
-                *v = if key.uniform_f32((off + j) as u64) >= rate { scale } else { 0.0 };
+                *v = if key.uniform_f32((off + j) as u64) >= rate {
+                    scale
+                } else {
+                    0.0
+                };
             }
         });
         for ((o, &v), &m) in y.iter_mut().zip(x).zip(&self.mask) {
@@ -48,7 +60,14 @@ impl Layer for Dropout {
         }
     }
 
-    fn backward(&mut self, _x: &[f32], _y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, _rows: usize) {
+    fn backward(
+        &mut self,
+        _x: &[f32],
+        _y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
         if let Some(dx) = dx {
             if self.mask_active {
                 for ((d, &g), &m) in dx.iter_mut().zip(dy.iter()).zip(&self.mask) {

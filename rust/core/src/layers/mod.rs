@@ -33,11 +33,18 @@ pub struct Param {
 }
 
 impl Param {
-    pub fn new(name: &'static str, shape: &[usize], init: &InitSpec, key: Key, regularizer: Option<Regularizer>) -> Self {
+    pub fn new(
+        name: &'static str,
+        shape: &[usize],
+        init: &InitSpec,
+        key: Key,
+        regularizer: Option<Regularizer>,
+    ) -> Self {
         let data = init.sample(shape, key);
         Param {
             name,
-            value: Tensor::from_shape_vec(shape.to_vec(), data).expect("initializer size matches shape"),
+            value: Tensor::from_shape_vec(shape.to_vec(), data)
+                .expect("initializer size matches shape"),
             grad: Tensor::zeros(shape.to_vec()),
             regularizer,
         }
@@ -77,7 +84,14 @@ pub trait Layer: Send + Sync {
 
     /// Given the forward's x and y and the output gradient `dy` (which may be
     /// overwritten), set each param's `grad` and, if asked, the input gradient `dx`.
-    fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, rows: usize);
+    fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        rows: usize,
+    );
 
     /// The activation this layer ends with, so the loss may fuse with it.
     fn final_activation(&self) -> Option<Activation> {
@@ -98,7 +112,12 @@ pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usiz
     field(config, key)
         .as_u64()
         .map(|v| v as usize)
-        .ok_or_else(|| Error(format!("{layer}: '{key}' must be a non-negative integer, got {}", field(config, key))))
+        .ok_or_else(|| {
+            Error(format!(
+                "{layer}: '{key}' must be a non-negative integer, got {}",
+                field(config, key)
+            ))
+        })
 }
 
 /// Build one layer from `{"class_name": ..., "config": {...}}` for inputs of

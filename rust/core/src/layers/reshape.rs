@@ -10,7 +10,9 @@ pub struct Reshape {
 
 impl Reshape {
     pub fn flatten(input_shape: &[usize]) -> Self {
-        Reshape { output_shape: vec![input_shape.iter().product()] }
+        Reshape {
+            output_shape: vec![input_shape.iter().product()],
+        }
     }
 
     /// `target_shape` may hold one -1, inferred from the input size.
@@ -37,7 +39,7 @@ impl Reshape {
         }
         let known: usize = dims.iter().product();
         if let Some(i) = unknown {
-            if known == 0 || size % known != 0 {
+            if known == 0 || !size.is_multiple_of(known) {
                 return Err(Error(format!(
                     "{name}: cannot reshape input of shape {input_shape:?} ({size} values) to {target:?}"
                 )));
@@ -61,7 +63,14 @@ impl Layer for Reshape {
         y.copy_from_slice(x);
     }
 
-    fn backward(&mut self, _x: &[f32], _y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, _rows: usize) {
+    fn backward(
+        &mut self,
+        _x: &[f32],
+        _y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
         if let Some(dx) = dx {
             dx.copy_from_slice(dy);
         }

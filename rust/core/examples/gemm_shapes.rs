@@ -1,0 +1,39 @@
+//! Times the GEMM at the shapes of the dense benchmarks (W1, W2), forward and backward.
+//! `cargo run --release -p ferrax-core --example gemm_shapes`
+
+use ferrax_core::matmul::Gemm;
+use ferrax_core::parallel;
+use std::time::Instant;
+
+fn main() {
+    let shapes = [
+        ("W1 fwd 32x784x128", Gemm::new(32, 784, 128)),
+        ("W1 dW 784x32x128 (Aᵀ)", Gemm::new(784, 32, 128).trans_a()),
+        ("W1 dX 32x128x784 (Bᵀ)", Gemm::new(32, 128, 784).trans_b()),
+        ("W2 fwd 128x784x512", Gemm::new(128, 784, 512)),
+        ("W2 fwd 128x512x512", Gemm::new(128, 512, 512)),
+        ("W2 dW 512x128x512 (Aᵀ)", Gemm::new(512, 128, 512).trans_a()),
+        ("1024^3", Gemm::new(1024, 1024, 1024)),
+    ];
+    parallel::install(|| {
+        println!("threads: {}", rayon::current_num_threads());
+        for (name, g) in shapes {
+            let a = vec![0.5f32; g.m * g.k];
+            let b = vec![0.25f32; g.k * g.n];
+            let mut c = vec![0.0f32; g.m * g.n];
+            let flops = 2.0 * (g.m * g.n * g.k) as f64;
+            let reps = ((2e9 / flops) as usize).clamp(3, 20000);
+            g.run(&a, &b, &mut c, false);
+            let t = Instant::now();
+            for _ in 0..reps {
+                g.run(&a, &b, &mut c, false);
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{name:28} {:9.1} us  {:6.1} GFLOP/s",
+                s * 1e6,
+                flops / s / 1e9
+            );
+        }
+    });
+}
