@@ -169,8 +169,13 @@ impl Model {
     fn backward(&mut self, rows: usize) {
         for i in (0..self.layers.len()).rev() {
             let (lo, hi) = self.grads.split_at_mut(i + 1);
+            if !self.layers[..=i].iter().any(|l| !l.params().is_empty()) {
+                break;
+            }
             let dy = &mut hi[0][..rows * self.sizes[i + 1]];
-            let dx = (i > 0).then(|| &mut lo[i][..rows * self.sizes[i]]);
+            // No input gradient where nothing upstream has weights (e.g. after Flatten).
+            let needs_dx = self.layers[..i].iter().any(|l| !l.params().is_empty());
+            let dx = needs_dx.then(|| &mut lo[i][..rows * self.sizes[i]]);
             let x = &self.acts[i][..rows * self.sizes[i]];
             let y = &self.acts[i + 1][..rows * self.sizes[i + 1]];
             self.layers[i].backward(x, y, dy, dx, rows);
