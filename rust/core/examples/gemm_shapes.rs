@@ -1,5 +1,7 @@
-//! Times the GEMM at the shapes of the dense benchmarks (W1, W2), forward and backward.
+//! Times the GEMM at the shapes of the dense benchmarks (W1, W2), forward and backward,
+//! for the `gemm` crate (what the engine uses) and `matrixmultiply` (the alternative).
 //! `cargo run --release -p ferrax-core --example gemm_shapes`
+//! (`MATMUL_NUM_THREADS` sets matrixmultiply's threads; `FERRAX_NUM_THREADS` gemm's.)
 
 use ferrax_core::matmul::Gemm;
 use ferrax_core::parallel;
