@@ -28,7 +28,7 @@ def as_array(value, arg):
         raise ValueError(f"'{arg}' is empty: got shape {a.shape}, need at least one sample")
     # A finite sum proves every value finite without a full-size temporary;
     # only when it is not (or overflowed) do we look element by element.
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(np.sum(a, dtype=np.float64)):
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(np.sum(a)):
         bad = ~np.isfinite(a)
         if bad.any():
             where = np.unravel_index(int(np.argmax(bad)), a.shape)

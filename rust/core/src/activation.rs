@@ -124,6 +124,10 @@ impl Activation {
             Activation::Linear => {}
             Activation::Softmax => for_each_row(x, width, |_, row| softmax_row(row)),
             Activation::LogSoftmax => for_each_row(x, width, |_, row| log_softmax_row(row)),
+            // The commonest case gets a loop with no per-element dispatch (it vectorises).
+            Activation::Relu => {
+                for_each_block(x, |_, b| b.iter_mut().for_each(|v| *v = v.max(0.0)))
+            }
             _ => for_each_block(x, |_, b| {
                 for v in b.iter_mut() {
                     *v = self.scalar(*v);
@@ -194,6 +198,12 @@ impl Activation {
                 let total: f32 = drow.iter().sum();
                 for (dv, &yv) in drow.iter_mut().zip(yrow) {
                     *dv -= yv.exp() * total;
+                }
+            }),
+            Activation::Relu => for_each_block(d, |off, b| {
+                let len = b.len();
+                for (dv, &yv) in b.iter_mut().zip(&y[off..off + len]) {
+                    *dv = if yv > 0.0 { *dv } else { 0.0 };
                 }
             }),
             _ if self.backward_from_output() => for_each_block(d, |off, b| {

@@ -5,6 +5,7 @@
 //! (dX = dY·Wᵀ, dW = Xᵀ·dY) need no transposed copies.
 
 use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
 
 /// Products smaller than this many multiply-adds run on one thread.
 const PARALLEL_FLOPS: usize = 1 << 18;
@@ -86,37 +87,66 @@ impl Gemm {
         } else {
             (n as isize, 1)
         };
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 && m * n * k >= PARALLEL_FLOPS {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
+        let (a, b, c) = (
+            SendPtr(a.as_ptr() as *mut f32),
+            SendPtr(b.as_ptr() as *mut f32),
+            SendPtr(c.as_mut_ptr()),
+        );
+        // One block of output columns [j0, j1): C[:, j0..j1] = op(A) · op(B)[:, j0..j1].
+        let block = |j0: usize, j1: usize| {
+            // SAFETY: the asserts above bound every index gemm touches: the strides
+            // describe the m×k, k×n and m×n row-major buffers, and column blocks of
+            // C are disjoint, so concurrent blocks never write the same element.
+            unsafe {
+                gemm(
+                    m,
+                    j1 - j0,
+                    k,
+                    c.get().add(j0),
+                    1,
+                    n as isize,
+                    accumulate,
+                    a.get(),
+                    a_cs,
+                    a_rs,
+                    b.get().offset(j0 as isize * b_cs),
+                    b_cs,
+                    b_rs,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
         };
-        // SAFETY: the asserts above bound every index gemm touches: row/column
-        // strides describe exactly the m×k, k×n and m×n row-major blocks.
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.as_ptr(),
-                a_cs,
-                a_rs,
-                b.as_ptr(),
-                b_cs,
-                b_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+        if m * n * k < PARALLEL_FLOPS || n <= COLUMN_BLOCK {
+            block(0, n);
+        } else {
+            // Split on shape alone, never on the thread count, so every element is
+            // computed by the same kernel call whatever the pool size: bitwise determinism.
+            let blocks = n.div_ceil(COLUMN_BLOCK);
+            (0..blocks)
+                .into_par_iter()
+                .for_each(|i| block(i * COLUMN_BLOCK, ((i + 1) * COLUMN_BLOCK).min(n)));
         }
+    }
+}
+
+/// Output columns per parallel task of a large product.
+const COLUMN_BLOCK: usize = 64;
+
+/// A raw pointer that may cross threads; users guarantee disjoint writes.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used for the disjoint column blocks above.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
