@@ -92,21 +92,21 @@ impl Gemm {
             SendPtr(b.as_ptr() as *mut f32),
             SendPtr(c.as_mut_ptr()),
         );
-        // One block of output columns [j0, j1): C[:, j0..j1] = op(A) · op(B)[:, j0..j1].
-        let block = |j0: usize, j1: usize| {
+        // One block of output rows [i0, i1) and columns [j0, j1) of C.
+        let block = |(i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
             // SAFETY: the asserts above bound every index gemm touches: the strides
-            // describe the m×k, k×n and m×n row-major buffers, and column blocks of
-            // C are disjoint, so concurrent blocks never write the same element.
+            // describe the m×k, k×n and m×n row-major buffers, and blocks of C are
+            // disjoint, so concurrent blocks never write the same element.
             unsafe {
                 gemm(
-                    m,
+                    i1 - i0,
                     j1 - j0,
                     k,
-                    c.get().add(j0),
+                    c.get().add(i0 * n + j0),
                     1,
                     n as isize,
                     accumulate,
-                    a.get(),
+                    a.get().offset(i0 as isize * a_rs),
                     a_cs,
                     a_rs,
                     b.get().offset(j0 as isize * b_cs),
@@ -121,21 +121,33 @@ impl Gemm {
                 );
             }
         };
-        if m * n * k < PARALLEL_FLOPS || n <= COLUMN_BLOCK {
-            block(0, n);
-        } else {
-            // Split on shape alone, never on the thread count, so every element is
-            // computed by the same kernel call whatever the pool size: bitwise determinism.
-            let blocks = n.div_ceil(COLUMN_BLOCK);
+        let big = m.max(n);
+        if m * n * k < PARALLEL_FLOPS || big <= MIN_BLOCK {
+            block((0, m), (0, n));
+            return;
+        }
+        // Split the longer side of C into blocks chosen from the shape alone, never
+        // from the thread count, so every element comes from the same kernel call
+        // whatever the pool size: results are bitwise reproducible.
+        let size = MIN_BLOCK.max(big.div_ceil(MAX_BLOCKS));
+        let blocks = big.div_ceil(size);
+        let span = move |i: usize| (i * size, ((i + 1) * size).min(big));
+        if m >= n {
             (0..blocks)
                 .into_par_iter()
-                .for_each(|i| block(i * COLUMN_BLOCK, ((i + 1) * COLUMN_BLOCK).min(n)));
+                .for_each(|i| block(span(i), (0, n)));
+        } else {
+            (0..blocks)
+                .into_par_iter()
+                .for_each(|i| block((0, m), span(i)));
         }
     }
 }
 
-/// Output columns per parallel task of a large product.
-const COLUMN_BLOCK: usize = 64;
+/// Parallel products are cut into at most this many blocks along their longer side...
+const MAX_BLOCKS: usize = 8;
+/// ...of at least this many rows or columns.
+const MIN_BLOCK: usize = 64;
 
 /// A raw pointer that may cross threads; users guarantee disjoint writes.
 #[derive(Clone, Copy)]
