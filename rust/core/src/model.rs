@@ -32,7 +32,11 @@ pub struct Model {
     /// Per-sample shapes: [input, output of layer 0, output of layer 1, ...].
     shapes: Vec<Vec<usize>>,
     sizes: Vec<usize>,
+    /// Boundary whose buffer holds boundary i's values: reshapes share their
+    /// input's buffer instead of copying it.
+    alias: Vec<usize>,
     /// Activations at each boundary, reused between batches.
+    /// (Only canonical boundaries, `alias[i] == i`, have storage.)
     acts: Vec<Vec<f32>>,
     /// Gradients at each boundary (index 0 unused).
     grads: Vec<Vec<f32>>,
@@ -76,10 +80,15 @@ impl Model {
         }
         let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
         let n = shapes.len();
+        let mut alias = vec![0; n];
+        for (i, layer) in built.iter().enumerate() {
+            alias[i + 1] = if layer.is_reshape() { alias[i] } else { i + 1 };
+        }
         Ok(Model {
             layers: built,
             shapes,
             sizes,
+            alias,
             acts: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
             y_batch: Vec::new(),
@@ -142,41 +151,59 @@ impl Model {
 
     fn reserve(&mut self, rows: usize) {
         for (i, &size) in self.sizes.iter().enumerate() {
+            if self.alias[i] != i {
+                continue;
+            }
             if self.acts[i].len() < rows * size {
                 self.acts[i].resize(rows * size, 0.0);
             }
-            if i > 0 && self.grads[i].len() < rows * size {
+            if (i > 0 || self.out_index() == 0) && self.grads[i].len() < rows * size {
                 self.grads[i].resize(rows * size, 0.0);
             }
         }
     }
 
-    /// Runs every layer on the `rows` samples already in `acts[0]`.
-    fn forward(&mut self, rows: usize, training: bool) {
+    /// Runs every layer on `rows` samples: those in `input` if given (read in
+    /// place, no copy), else those already in `acts[0]`.
+    fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>) {
         for i in 0..self.layers.len() {
+            if self.layers[i].is_reshape() {
+                continue;
+            }
             let ctx = Ctx {
                 training,
                 key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
             };
             let (before, after) = self.acts.split_at_mut(i + 1);
-            let x = &before[i][..rows * self.sizes[i]];
+            let x = match input {
+                Some(input) if self.alias[i] == 0 => &input[..rows * self.sizes[i]],
+                _ => &before[self.alias[i]][..rows * self.sizes[i]],
+            };
             let y = &mut after[0][..rows * self.sizes[i + 1]];
             self.layers[i].forward(x, y, rows, &ctx);
         }
     }
 
+    /// The buffer index of the model's output.
+    fn out_index(&self) -> usize {
+        self.alias[self.layers.len()]
+    }
+
     /// Backpropagates `grads[last]` through every layer, setting param grads.
     fn backward(&mut self, rows: usize) {
         for i in (0..self.layers.len()).rev() {
-            let (lo, hi) = self.grads.split_at_mut(i + 1);
             if !self.layers[..=i].iter().any(|l| !l.params().is_empty()) {
                 break;
             }
+            if self.layers[i].is_reshape() {
+                continue; // its input and output gradients share one buffer
+            }
+            let (lo, hi) = self.grads.split_at_mut(i + 1);
             let dy = &mut hi[0][..rows * self.sizes[i + 1]];
             // No input gradient where nothing upstream has weights (e.g. after Flatten).
             let needs_dx = self.layers[..i].iter().any(|l| !l.params().is_empty());
-            let dx = needs_dx.then(|| &mut lo[i][..rows * self.sizes[i]]);
-            let x = &self.acts[i][..rows * self.sizes[i]];
+            let dx = needs_dx.then(|| &mut lo[self.alias[i]][..rows * self.sizes[i]]);
+            let x = &self.acts[self.alias[i]][..rows * self.sizes[i]];
             let y = &self.acts[i + 1][..rows * self.sizes[i + 1]];
             self.layers[i].backward(x, y, dy, dx, rows);
         }
@@ -202,7 +229,7 @@ impl Model {
     /// Adds the batch's loss and metrics (computed from the current outputs) to `totals`.
     fn score_batch(&self, data: &Dataset, rows: usize, loss_value: f64, totals: &mut Totals) {
         let compiled = self.compiled.as_ref().expect("compiled");
-        let out = &self.acts[self.layers.len()][..rows * self.output_size()];
+        let out = &self.acts[self.out_index()][..rows * self.output_size()];
         totals.loss_sum += loss_value * rows as f64;
         totals.samples += rows as f64;
         totals.batches += 1;
@@ -236,8 +263,8 @@ impl Model {
             idx.extend_from_slice(batch);
             let rows = idx.len();
             let weighted = self.load_batch(data, &idx);
-            self.forward(rows, true);
-            let last = self.layers.len();
+            self.forward(rows, true, None);
+            let last = self.out_index();
             let out_size = self.output_size();
             let compiled = self.compiled.as_ref().expect("checked");
             let fused = self
@@ -307,11 +334,11 @@ impl Model {
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
             let weighted = self.load_batch(data, idx);
-            self.forward(rows, false);
+            self.forward(rows, false, None);
             let compiled = self.compiled.as_ref().expect("checked");
             let out_size = self.output_size();
             let w = weighted.then_some(&self.w_batch[..rows]);
-            let out = &self.acts[self.layers.len()][..rows * out_size];
+            let out = &self.acts[self.out_index()][..rows * out_size];
             let loss = compiled.loss.evaluate(
                 &self.y_batch,
                 data.y_width,
@@ -354,10 +381,20 @@ impl Model {
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
             self.reserve(rows);
-            x.gather(width, idx, &mut self.acts[0]);
-            self.forward(rows, false);
-            out[offset..offset + rows * out_size]
-                .copy_from_slice(&self.acts[self.layers.len()][..rows * out_size]);
+            // float32 rows in order are read where they are; other dtypes are converted.
+            let direct = match x {
+                Features::F32(v) => Some(&v[idx[0] as usize * width..][..rows * width]),
+                _ => {
+                    x.gather(width, idx, &mut self.acts[0]);
+                    None
+                }
+            };
+            self.forward(rows, false, direct);
+            let result = match direct {
+                Some(input) if self.out_index() == 0 => &input[..rows * out_size],
+                _ => &self.acts[self.out_index()][..rows * out_size],
+            };
+            out[offset..offset + rows * out_size].copy_from_slice(result);
             offset += rows * out_size;
         }
         Ok(())

@@ -93,6 +93,12 @@ pub trait Layer: Send + Sync {
         rows: usize,
     );
 
+    /// Whether the layer only reinterprets the shape (Flatten, Reshape): the model
+    /// then shares one buffer between its input and output and never calls it.
+    fn is_reshape(&self) -> bool {
+        false
+    }
+
     /// The activation this layer ends with, so the loss may fuse with it.
     fn final_activation(&self) -> Option<Activation> {
         None

@@ -59,6 +59,10 @@ impl Layer for Reshape {
         &self.output_shape
     }
 
+    fn is_reshape(&self) -> bool {
+        true
+    }
+
     fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {
         y.copy_from_slice(x);
     }
