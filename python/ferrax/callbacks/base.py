@@ -30,13 +30,14 @@ class Callback:
     def on_predict_batch_end(self, batch, logs=None): ...
 
 
-_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
+def _overrides(callback, *hooks):
+    return any(getattr(type(callback), h) is not getattr(Callback, h) for h in hooks)
 
 
 def wants_batches(callback):
     """Whether a callback overrides a per-batch training hook (then fit steps one batch
     at a time; otherwise the engine runs many batches per call)."""
-    return any(getattr(type(callback), h) is not getattr(Callback, h) for h in _BATCH_HOOKS)
+    return _overrides(callback, "on_train_batch_begin", "on_train_batch_end")
 
 
 class History(Callback):
@@ -79,3 +80,13 @@ class CallbackList:
     @property
     def wants_batches(self):
         return any(wants_batches(c) for c in self.callbacks)
+
+    @property
+    def wants_test_batches(self):
+        return any(_overrides(c, "on_test_batch_begin", "on_test_batch_end")
+                   for c in self.callbacks)
+
+    @property
+    def wants_predict_batches(self):
+        return any(_overrides(c, "on_predict_batch_begin", "on_predict_batch_end")
+                   for c in self.callbacks)

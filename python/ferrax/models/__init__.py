@@ -2,5 +2,28 @@
 
 from ferrax.models.model import Model
 from ferrax.models.sequential import Sequential
+from ferrax.saving import load_model
 
-__all__ = ["Model", "Sequential"]
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with the same architecture and freshly initialised weights."""
+    if input_tensors is not None or clone_function is not None:
+        raise NotImplementedError("clone_model: input_tensors and clone_function are not "
+                                  "supported yet")
+    clone = type(model).from_config(_renamed(model.get_config()))
+    if model.built:
+        clone.build((None, *model._input_shape))
+    return clone
+
+
+def _renamed(config):
+    # Fresh layer names: a clone's layers must not share the original's.
+    config = dict(config)
+    config["layers"] = [{"class_name": e["class_name"],
+                         "config": {k: v for k, v in e["config"].items() if k != "name"}}
+                        for e in config["layers"]]
+    config.pop("name", None)
+    return config
+
+
+__all__ = ["Model", "Sequential", "clone_model", "load_model"]

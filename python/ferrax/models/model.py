@@ -35,6 +35,10 @@ class Model:
         self._engine_compile_spec = None
         self.history = None
         self.stop_training = False
+        self._seed = None  # the engine's seed: drawn at build, kept by save/load
+        self._epochs_run = 0  # epochs trained so far: keys each epoch's shuffle
+        self._pending_optimizer_state = None  # loaded state, applied at engine compile
+        self._initial_epoch = None  # set by BackupAndRestore to resume an epoch
 
     @classmethod
     def _name_prefix(cls):
@@ -70,8 +74,10 @@ class Model:
         layers = self._engine_layers()
         if not layers:
             raise ValueError(f"Model '{self.name}' has no layers to build")
+        if self._seed is None:
+            self._seed = _next_seed()
         spec = {"input_shape": list(input_shape), "layers": [l._core_spec() for l in layers],
-                "seed": _next_seed()}
+                "seed": self._seed}
         try:
             core = _core.CoreModel(json.dumps(spec))
         except ValueError as e:
@@ -166,6 +172,7 @@ class Model:
             raise NotImplementedError("compile: loss_weights applies to multi-output models, "
                                       "which ferrax does not support yet")
         self._compile_config = {"optimizer": opt, "loss": loss_obj, "metrics": metric_objs}
+        self._pending_optimizer_state = None
         self.optimizer, self.loss = opt, loss_obj
         self._engine_compile_spec = None
         if self._core is not None:
@@ -200,6 +207,10 @@ class Model:
             self._core.compile(key)
             self._engine_compile_spec = key
             cfg["optimizer"]._core_model = self._core
+            if self._pending_optimizer_state is not None:
+                iterations, u_product, _, slots = self._pending_optimizer_state
+                self._core.set_optimizer_state(iterations, u_product, slots)
+                self._pending_optimizer_state = None
 
     # --- data ------------------------------------------------------------
     def _prepare(self, x, y, sample_weight=None, class_weight=None, x_arg="x", y_arg="y"):
@@ -273,11 +284,14 @@ class Model:
         self.history = history
         self.stop_training = False
         cbs.on_train_begin()
+        if isinstance(self._initial_epoch, int):  # a callback resumes an interrupted run
+            initial_epoch, self._initial_epoch = self._initial_epoch, None
         chunk = 1
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            order = (self._core.shuffled_order(n, epoch) if shuffle
+            # Keyed by the epochs this model has trained: fit(1) twice == fit(2).
+            order = (self._core.shuffled_order(n, self._epochs_run) if shuffle
                      else np.arange(n, dtype=np.uint32))
             totals = [0.0, 0.0, None, 0]
             step = 0
@@ -297,10 +311,12 @@ class Model:
                 cbs.on_train_batch_end(step - 1, logs)
                 if self.stop_training and per_batch:
                     break
+            self._epochs_run += 1
             if val is not None and (epoch + 1) % validation_freq == 0:
                 vb = _data.check_batch_size(validation_batch_size or batch_size,
                                             "validation_batch_size")
-                logs.update(self._logs(self._core.evaluate(*val, 0, len(val[0]), vb), "val_"))
+                val_logs = self._run_evaluate(*val, vb, cbs, verbose=0)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -321,15 +337,43 @@ class Model:
         self._require_compiled("evaluating it")
         batch_size = _data.check_batch_size(batch_size)
         xf, yf, w = self._prepare(x, y, sample_weight)
-        result = self._core.evaluate(xf, yf, w, 0, len(xf), batch_size)
-        logs = self._logs(result)
-        if _verbosity(verbose):
-            from ferrax.callbacks import Progbar
-
-            bar = Progbar(math.ceil(len(xf) / batch_size), verbose=_verbosity(verbose))
-            bar.update(bar.target, logs)
-            bar.finish(logs)
+        steps = math.ceil(len(xf) / batch_size)
+        cbs = CallbackList(callbacks or [], self, {"verbose": _verbosity(verbose),
+                                                   "steps": steps})
+        logs = self._run_evaluate(xf, yf, w, batch_size, cbs, _verbosity(verbose))
         return self._format_result(logs, return_dict)
+
+    def _run_evaluate(self, xf, yf, w, batch_size, cbs, verbose):
+        """Score prepared arrays in engine chunks, calling the test hooks."""
+        from ferrax.callbacks import Progbar
+
+        n = len(xf)
+        steps = math.ceil(n / batch_size)
+        per_batch = cbs.wants_test_batches
+        bar = Progbar(steps, verbose=verbose) if verbose else None
+        cbs.on_test_begin()
+        totals = [0.0, 0.0, None, 0]
+        step, chunk = 0, 1
+        logs = {}
+        while step < steps:
+            k = 1 if per_batch else min(chunk, steps - step)
+            if per_batch:
+                cbs.on_test_batch_begin(step)
+            t0 = time.perf_counter()
+            result = self._core.evaluate(xf, yf, w, step * batch_size,
+                                         min(n, (step + k) * batch_size), batch_size)
+            elapsed = time.perf_counter() - t0
+            _accumulate(totals, result)
+            step += k
+            chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
+            logs = self._logs(totals)
+            cbs.on_test_batch_end(step - 1, logs)
+            if bar is not None:
+                bar.update(step, logs)
+        if bar is not None:
+            bar.finish(logs)
+        cbs.on_test_end(logs)
+        return logs
 
     def _format_result(self, logs, return_dict):
         if return_dict:
@@ -341,13 +385,41 @@ class Model:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for `x` as a float32 array (samples first)."""
+        from ferrax.callbacks import Progbar
+
         batch_size = _data.check_batch_size(batch_size)
         xa = _data.as_array(x, "x")
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name)
         self._ensure_built(xa)
-        out = self._core.predict(xf, 0, len(xf), batch_size)
-        return out.reshape((len(xf),) + tuple(self._engine_layers()[-1]._output_shape))
+        n = len(xf)
+        steps = math.ceil(n / batch_size)
+        verbose = _verbosity(verbose)
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
+        per_batch = cbs.wants_predict_batches
+        bar = Progbar(steps, verbose=verbose) if verbose else None
+        cbs.on_predict_begin()
+        parts = []
+        step, chunk = 0, 1
+        while step < steps:
+            k = 1 if per_batch else min(chunk, steps - step)
+            if per_batch:
+                cbs.on_predict_batch_begin(step)
+            t0 = time.perf_counter()
+            part = self._core.predict(xf, step * batch_size, min(n, (step + k) * batch_size),
+                                      batch_size)
+            elapsed = time.perf_counter() - t0
+            parts.append(part)
+            step += k
+            chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
+            cbs.on_predict_batch_end(step - 1, {"outputs": part})
+            if bar is not None:
+                bar.update(step)
+        if bar is not None:
+            bar.finish()
+        cbs.on_predict_end()
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return out.reshape((n,) + tuple(self._engine_layers()[-1]._output_shape))
 
     def __call__(self, x, training=False):
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
@@ -382,6 +454,25 @@ class Model:
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable}
+
+    # --- files -------------------------------------------------------------
+    def save(self, filepath, overwrite=True):
+        """Save the whole model (architecture, weights, optimizer state) to a .ferrax file."""
+        from ferrax import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save the weights to a .weights.safetensors file."""
+        from ferrax import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Load weights saved by save_weights."""
+        from ferrax import saving
+
+        saving.load_weights(self, filepath)
 
 
 def _accumulate(totals, result):

@@ -33,6 +33,9 @@ class Sequential(Model):
             if any(existing is layer for existing in self._layers):
                 raise ValueError(f"Sequential '{self.name}': layer '{layer.name}' was added "
                                  f"twice")
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(f"Sequential '{self.name}': all layer names must be unique, "
+                                 f"'{layer.name}' is already used")
             self._layers.append(layer)
         self._invalidate()
 

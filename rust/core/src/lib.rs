@@ -8,6 +8,7 @@ pub mod activation;
 pub mod data;
 pub mod error;
 pub mod init;
+pub mod io;
 pub mod layers;
 pub mod loss;
 pub mod matmul;

@@ -197,6 +197,56 @@ impl Optimizer {
         self.slots = sizes.iter().map(|&n| vec![init; n * ns]).collect();
     }
 
+    /// Slot `slot` of parameter `param` as a plain array (undoing the block
+    /// layout), or None before the first step.
+    pub fn slot_values(&self, param: usize, slot: usize) -> Option<Vec<f32>> {
+        let ns = self.n_slots();
+        let state = self.slots.get(param)?;
+        if slot >= ns || state.is_empty() {
+            return None;
+        }
+        let n = state.len() / ns;
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(SLOT_BLOCK) {
+            let len = SLOT_BLOCK.min(n - start);
+            let at = start * ns + slot * len;
+            out.extend_from_slice(&state[at..at + len]);
+        }
+        Some(out)
+    }
+
+    /// Restores the state from plain arrays: `values[param][slot]`, each with
+    /// `sizes[param]` elements.
+    pub fn set_slot_values(&mut self, sizes: &[usize], values: &[Vec<Vec<f32>>]) -> Result<()> {
+        let ns = self.n_slots();
+        if values.len() != sizes.len() {
+            crate::bail!(
+                "optimizer state has {} parameters, the model {}",
+                values.len(),
+                sizes.len()
+            );
+        }
+        let mut slots = Vec::with_capacity(sizes.len());
+        for (i, (&n, v)) in sizes.iter().zip(values).enumerate() {
+            if v.len() != ns || v.iter().any(|s| s.len() != n) {
+                crate::bail!(
+                    "optimizer state of parameter {i}: expected {ns} arrays of {n} values"
+                );
+            }
+            let mut state = vec![0.0f32; n * ns];
+            for start in (0..n).step_by(SLOT_BLOCK) {
+                let len = SLOT_BLOCK.min(n - start);
+                for (slot, values) in v.iter().enumerate() {
+                    let at = start * ns + slot * len;
+                    state[at..at + len].copy_from_slice(&values[start..start + len]);
+                }
+            }
+            slots.push(state);
+        }
+        self.slots = slots;
+        Ok(())
+    }
+
     /// One update of every parameter from its `grad`.
     pub fn apply(&mut self, params: &mut [&mut Param]) {
         let sizes: Vec<usize> = params.iter().map(|p| p.value.len()).collect();

@@ -3,6 +3,7 @@
 //! every failure (including a panic) into a Python exception.
 
 mod arrays;
+mod files;
 mod testing;
 
 use arrays::{f32_slice, features, to_numpy};
@@ -145,6 +146,78 @@ impl CoreModel {
             .map_or(0, |c| c.optimizer.iterations)
     }
 
+    /// Training steps run so far (keys dropout masks); saved with the model.
+    #[getter]
+    fn step(&self) -> u64 {
+        self.model.step
+    }
+
+    #[setter]
+    fn set_step(&mut self, step: u64) {
+        self.model.step = step;
+    }
+
+    /// (iterations, nadam u_product, slot names, [[slot array per slot] per weight]),
+    /// or None when not compiled. Slot lists are empty before the first step.
+    #[allow(clippy::type_complexity)]
+    fn optimizer_state<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Option<(u64, f64, Vec<String>, Vec<Vec<Bound<'py, PyAny>>>)> {
+        let opt = &self.model.compiled.as_ref()?.optimizer;
+        let names: Vec<String> = opt
+            .kind
+            .slot_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let slots = self
+            .model
+            .params()
+            .enumerate()
+            .map(|(i, p)| {
+                (0..names.len())
+                    .filter_map(|s| {
+                        opt.slot_values(i, s)
+                            .map(|v| to_numpy(py, &v, p.value.shape()))
+                    })
+                    .collect()
+            })
+            .collect();
+        Some((opt.iterations, opt.u_product, names, slots))
+    }
+
+    /// Restore what `optimizer_state` returned (slots may be empty: not started yet).
+    fn set_optimizer_state(
+        &mut self,
+        iterations: u64,
+        u_product: f64,
+        slots: Vec<Vec<PyReadonlyArrayDyn<'_, f32>>>,
+    ) -> PyResult<()> {
+        let sizes: Vec<usize> = self.model.params().map(|p| p.value.len()).collect();
+        let values: Vec<Vec<Vec<f32>>> = slots
+            .iter()
+            .map(|per| {
+                per.iter()
+                    .map(|a| a.as_array().iter().copied().collect())
+                    .collect()
+            })
+            .collect();
+        let Some(compiled) = self.model.compiled.as_mut() else {
+            return Err(PyRuntimeError::new_err("the model is not compiled"));
+        };
+        let opt = &mut compiled.optimizer;
+        if values.iter().all(|v| v.is_empty()) {
+            opt.slots.clear();
+        } else {
+            opt.set_slot_values(&sizes, &values)
+                .map_err(|e| PyValueError::new_err(e.0))?;
+        }
+        opt.iterations = iterations;
+        opt.u_product = u_product;
+        Ok(())
+    }
+
     /// The shuffled sample order of `epoch` (depends only on the seed).
     fn shuffled_order<'py>(
         &self,
@@ -249,6 +322,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     testing::register(m)?;
+    files::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,255 @@
+"""Model and weight files.
+
+A `.ferrax` file is a safetensors file: the weights and the optimizer's state
+as float32 tensors, and in its metadata the architecture (each layer's
+get_config()), the compile settings and the training counters, as JSON.
+Loading never unpickles and never runs code: files are untrusted input, and
+every problem becomes a ValueError that names the file.
+`.weights.safetensors` files hold the weights alone and load in any
+safetensors reader.
+"""
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ferrax import _core
+
+FORMAT = "ferrax"
+WEIGHTS_FORMAT = "ferrax-weights"
+# Bump when the layout changes; readers accept every version up to their own.
+FORMAT_VERSION = 1
+MODEL_SUFFIX = ".ferrax"
+WEIGHTS_SUFFIX = ".weights.safetensors"
+
+
+def atomic_write(path, data):
+    """Write `data` to a temporary file beside `path`, then rename it over `path`:
+    a crash or kill mid-write leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_suffix(path, suffix, what, other):
+    if not str(path).endswith(suffix):
+        raise ValueError(f"{what} files must end in '{suffix}', got {str(path)!r}{other}")
+
+
+def _read(path, what):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No {what} file at {str(path)!r}")
+    data = path.read_bytes()
+    try:
+        tensors, metadata = _core.safetensors_loads(data)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: cannot read {what} file: {e}") from None
+    return path, dict(tensors), metadata
+
+
+def _json(path, metadata, key):
+    try:
+        return json.loads(metadata[key])
+    except KeyError:
+        raise ValueError(f"{path}: missing '{key}' in the file's metadata") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: '{key}' in the metadata is not valid JSON ({e})") from None
+
+
+def _check_format(path, metadata, expected):
+    found = metadata.get("format")
+    if found != expected:
+        hint = (" (a weights file: use model.load_weights)" if found == WEIGHTS_FORMAT else
+                " (a whole-model file: use ferrax.models.load_model)" if found == FORMAT else "")
+        raise ValueError(f"{path}: not a {expected} file (format {found!r}){hint}")
+    try:
+        version = int(metadata.get("format_version", ""))
+    except ValueError:
+        raise ValueError(f"{path}: invalid format_version "
+                         f"{metadata.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: written in format version {version} by a newer ferrax; "
+                         f"this ferrax reads versions up to {FORMAT_VERSION}: upgrade ferrax")
+    return version
+
+
+# --- whole models ------------------------------------------------------------
+def save_model(model, filepath, overwrite=True):
+    """Save architecture, weights, compile settings and optimizer state to one file."""
+    _check_suffix(filepath, MODEL_SUFFIX, "Model", f"; use model.save_weights for "
+                  f"'{WEIGHTS_SUFFIX}' files")
+    path = Path(filepath)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built yet: there are no weights to save")
+    variables = model._variables()
+    tensors = [(f"weights/{v.name}", w) for v, w in zip(variables, model.get_weights())]
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "ferrax_version": _core.__version__,
+        "model_config": json.dumps(model.get_config()),
+        "input_shape": json.dumps(list(model._input_shape)),
+        "seed": str(model._seed),
+        "step": str(model._core.step),
+        "epochs_run": str(model._epochs_run),
+        "weight_names": json.dumps([v.name for v in variables]),
+    }
+    if model._compile_config is not None:
+        meta["compile_config"] = json.dumps(_compile_config(model))
+        state = model._core.optimizer_state() or model._pending_optimizer_state
+        if state is not None:
+            iterations, u_product, slot_names, slots = state
+            meta["optimizer_state"] = json.dumps({"iterations": int(iterations),
+                                                  "u_product": float(u_product),
+                                                  "slots": list(slot_names)})
+            for v, per_slot in zip(variables, slots):
+                for name, a in zip(slot_names, per_slot):
+                    tensors.append((f"optimizer/{v.name}/{name}", a))
+    data = _core.safetensors_dumps([(n, np.ascontiguousarray(a, np.float32))
+                                    for n, a in tensors], meta)
+    atomic_write(path, data)
+
+
+def _compile_config(model):
+    from ferrax import losses, optimizers
+
+    cfg = model._compile_config
+    return {
+        "optimizer": optimizers.serialize(cfg["optimizer"]),
+        "loss": None if cfg["loss"] is None else losses.serialize(cfg["loss"]),
+        "metrics": [{"kind": m.kind, "name": m.name, "args": m.args} for m in cfg["metrics"]],
+    }
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """A model saved with model.save(), with its weights and, if compiled, its
+    optimizer state: training resumes exactly where it stopped."""
+    from ferrax.models import Sequential
+
+    path, tensors, meta = _read(filepath, "model")
+    _check_format(path, meta, FORMAT)
+    config = _json(path, meta, "model_config")
+    try:
+        model = Sequential.from_config(config)
+        model._seed = int(meta["seed"])
+        model.build((None, *_json(path, meta, "input_shape")))
+    except (KeyError, TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"{path}: the saved architecture cannot be rebuilt: {e}") from None
+    names = [v.name for v in model._variables()]
+    weights = []
+    for v in model._variables():
+        key = f"weights/{v.name}"
+        if key not in tensors:
+            raise ValueError(f"{path}: weight '{v.name}' is missing from the file")
+        if tuple(tensors[key].shape) != v.shape:
+            raise ValueError(f"{path}: weight '{v.name}' has shape {tuple(tensors[key].shape)}, "
+                             f"the layer needs {v.shape}")
+        weights.append(tensors[key])
+    extra = sorted(k for k in tensors if k.startswith("weights/") and k[8:] not in names)
+    if extra:
+        raise ValueError(f"{path}: the file has weights no layer uses: {', '.join(extra)}")
+    model.set_weights(weights)
+    try:
+        model._core.step = int(meta.get("step", "0"))
+        model._epochs_run = int(meta.get("epochs_run", "0"))
+    except ValueError as e:
+        raise ValueError(f"{path}: invalid training counters in metadata: {e}") from None
+    if compile and "compile_config" in meta:
+        _restore_compile(model, path, meta, tensors)
+    return model
+
+
+def _restore_compile(model, path, meta, tensors):
+    from ferrax import losses, metrics, optimizers
+
+    cfg = _json(path, meta, "compile_config")
+    try:
+        model.compile(
+            optimizer=optimizers.get(cfg["optimizer"]),
+            loss=None if cfg["loss"] is None else losses.get(cfg["loss"]),
+            metrics=[metrics.Metric(m["kind"], m["name"], **m["args"]) for m in cfg["metrics"]],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the saved compile settings are invalid: {e}") from None
+    if "optimizer_state" not in meta:
+        return
+    state = _json(path, meta, "optimizer_state")
+    try:
+        slot_names = list(state["slots"])
+        iterations, u_product = int(state["iterations"]), float(state["u_product"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid optimizer state: {e}") from None
+    slots = []
+    for v in model._variables():
+        per = []
+        for name in slot_names:
+            key = f"optimizer/{v.name}/{name}"
+            if key in tensors:
+                if tuple(tensors[key].shape) != v.shape:
+                    raise ValueError(f"{path}: optimizer state '{key}' has shape "
+                                     f"{tuple(tensors[key].shape)}, expected {v.shape}")
+                per.append(tensors[key])
+        if per and len(per) != len(slot_names):
+            raise ValueError(f"{path}: optimizer state of '{v.name}' is incomplete")
+        slots.append(per)
+    model._pending_optimizer_state = (iterations, u_product, slot_names, slots)
+
+
+# --- weights only --------------------------------------------------------------
+def save_weights(model, filepath, overwrite=True):
+    """The weights alone, as a standard safetensors file (names like 'dense/kernel')."""
+    _check_suffix(filepath, WEIGHTS_SUFFIX, "Weights", "")
+    path = Path(filepath)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built yet: there are no weights to save")
+    variables = model._variables()
+    meta = {"format": WEIGHTS_FORMAT, "format_version": str(FORMAT_VERSION),
+            "weight_names": json.dumps([v.name for v in variables])}
+    data = _core.safetensors_dumps(
+        [(v.name, np.ascontiguousarray(w, np.float32))
+         for v, w in zip(variables, model.get_weights())], meta)
+    atomic_write(path, data)
+
+
+def load_weights(model, filepath):
+    """Load weights saved by save_weights: by name, or in saved order when the layer
+    names differ (e.g. a rebuilt model with other auto-names) but the shapes agree."""
+    _check_suffix(filepath, WEIGHTS_SUFFIX, "Weights", "")
+    path, tensors, meta = _read(filepath, "weights")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' must be built before load_weights")
+    variables = model._variables()
+    names = [v.name for v in variables]
+    if set(names) == set(tensors):
+        order = names
+    else:
+        saved = _json(path, meta, "weight_names") if "weight_names" in meta else sorted(tensors)
+        if not isinstance(saved, list) or sorted(map(str, saved)) != sorted(tensors):
+            raise ValueError(f"{path}: the weight names in its metadata do not match its tensors")
+        if len(saved) != len(names):
+            raise ValueError(f"{path}: holds {len(saved)} weights, model '{model.name}' has "
+                             f"{len(names)}")
+        order = saved
+    weights = []
+    for v, key in zip(variables, order):
+        if tuple(tensors[key].shape) != v.shape:
+            raise ValueError(f"{path}: weight '{key}' has shape {tuple(tensors[key].shape)}, "
+                             f"'{v.name}' needs {v.shape}")
+        weights.append(tensors[key])
+    model.set_weights(weights)
