@@ -32,15 +32,15 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        if self._core_model is not None:
-            return self._core_model.learning_rate
+        # The Python value is authoritative: the setter passes it on to the engine.
         return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
         self._learning_rate = float(check_number(type(self).__name__, "learning_rate", value,
                                                  low=0))
-        if self._core_model is not None:
+        # Before the engine is compiled it reads the value from _core_spec().
+        if self._core_model is not None and self._core_model.learning_rate is not None:
             self._core_model.learning_rate = self._learning_rate
 
     lr = learning_rate
