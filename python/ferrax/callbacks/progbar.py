@@ -1,4 +1,10 @@
-"""Progress display for fit, evaluate and predict."""
+"""Progress display for fit, evaluate and predict.
+
+On a terminal with verbose=1: "Epoch 1/5" then a bar redrawn in place at most
+every 0.1 s, with step count, ETA and running metrics. Anywhere else (a log
+file, CI, a captured stream), and with verbose=2: exactly one line per epoch,
+written when the epoch ends, so logs hold no carriage-return spam.
+"""
 
 import sys
 import time
@@ -6,8 +12,16 @@ import time
 from ferrax.callbacks.base import Callback
 
 
+def _isatty(stream):
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 class ProgbarLogger(Callback):
-    """Keras-style progress: a redrawn bar on a terminal, one line per epoch otherwise."""
+    """Prints fit's progress (added by fit when verbose is 1 or 2)."""
 
     def __init__(self, verbose=1, stream=None):
         super().__init__()
@@ -19,10 +33,9 @@ class ProgbarLogger(Callback):
         return self.stream or sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
-        epochs = self.params.get("epochs", 1)
-        if self.verbose:
-            print(f"Epoch {epoch + 1}/{epochs}", file=self._out(), flush=True)
-        self._bar = Progbar(self.params.get("steps"), verbose=self.verbose, stream=self._out())
+        title = f"Epoch {epoch + 1}/{self.params.get('epochs', 1)}"
+        self._bar = Progbar(self.params.get("steps"), verbose=self.verbose, stream=self._out(),
+                            title=title)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._bar is not None:
@@ -31,22 +44,24 @@ class ProgbarLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._bar is not None:
             self._bar.finish(logs)
+            self._bar = None
 
 
 class Progbar:
-    """Progress of one epoch. verbose=1: bar redrawn at most every 0.1 s on a terminal,
-    a single summary line when not a terminal; verbose=2: the summary line only."""
+    """Progress of one pass over `target` steps."""
 
     WIDTH = 20
 
-    def __init__(self, target, verbose=1, stream=None, interval=0.1):
-        self.target, self.verbose, self.interval = target, verbose, interval
+    def __init__(self, target, verbose=1, stream=None, interval=0.1, title=None):
+        self.target, self.verbose, self.interval, self.title = target, verbose, interval, title
         self.stream = stream or sys.stdout
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._current = 0
-        isatty = getattr(self.stream, "isatty", None)
-        self.interactive = bool(isatty and isatty()) and verbose == 1
+        self.interactive = verbose == 1 and _isatty(self.stream)
+        if self.interactive and title:
+            self.stream.write(title + "\n")
+            self.stream.flush()
 
     @staticmethod
     def _format_logs(logs):
@@ -57,10 +72,14 @@ class Progbar:
         elapsed = time.perf_counter() - self.start
         target = self.target or current
         per_step = elapsed / max(current, 1)
+        if done:
+            timing = f"{elapsed:.0f}s {_fmt_step(per_step)}"
+        else:
+            timing = f"ETA: {per_step * (target - current):.0f}s"
+        if not self.interactive:
+            return f"{current}/{target} - {timing}{self._format_logs(logs)}"
         filled = int(self.WIDTH * current / max(target, 1))
         bar = "━" * filled + "─" * (self.WIDTH - filled)
-        timing = (f"{elapsed:.0f}s {per_step * 1e3:.0f}ms/step" if done
-                  else f"ETA: {per_step * (target - current):.0f}s")
         return f"{current}/{target} {bar} {timing}{self._format_logs(logs)}"
 
     def update(self, current, logs=None):
@@ -77,5 +96,17 @@ class Progbar:
         if not self.verbose:
             return
         line = self._line(self._current or self.target or 0, logs, True)
-        self.stream.write(("\r" + line + "\x1b[K\n") if self.interactive else line + "\n")
+        if self.interactive:
+            self.stream.write("\r" + line + "\x1b[K\n")
+        else:
+            prefix = f"{self.title} - " if self.title else ""
+            self.stream.write(prefix + line + "\n")
         self.stream.flush()
+
+
+def _fmt_step(seconds):
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
