@@ -5,7 +5,7 @@
 
 Works offline: when MNIST cannot be found or downloaded, it says so in one
 line and trains on the real-digit sample bundled with ferrax instead.
-Writes the trained model's weights, learning curves and a grid of test digits.
+Writes the trained model (.ferrax), its learning curves and a grid of test digits.
 """
 
 import argparse
@@ -102,9 +102,9 @@ def main(argv=None):
           f"(training took {seconds:.1f} s, {seconds / max(args.epochs, 1):.2f} s per epoch)")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = args.out_dir / "mnist_mlp_weights.npz"
-    np.savez(weights_path, *model.get_weights())
-    print(f"saved weights to {weights_path}")
+    model_path = args.out_dir / "mnist_mlp.ferrax"
+    model.save(model_path)  # reload with ferrax.models.load_model(path)
+    print(f"saved the trained model to {model_path}")
 
     try:
         keras.utils.plot_history(history, args.out_dir / "learning_curves.png")

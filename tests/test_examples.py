@@ -47,13 +47,15 @@ def test_main_script_runs_on_the_sample_and_writes_pictures(tmp_path):
     assert "test accuracy:" in result.stdout
     accuracy = float(result.stdout.split("test accuracy:")[1].split()[0])
     assert accuracy > 0.8
-    for name in ("learning_curves.png", "test_digits.png", "mnist_mlp_weights.npz"):
+    for name in ("learning_curves.png", "test_digits.png", "mnist_mlp.ferrax"):
         path = out / name
         assert path.exists() and path.stat().st_size > 1000, name
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    weights = np.load(out / "mnist_mlp_weights.npz")
-    assert [weights[k].shape for k in sorted(weights.files)] == [(784, 128), (128,),
-                                                                (128, 10), (10,)]
+    model = ferrax.models.load_model(out / "mnist_mlp.ferrax")
+    assert [w.shape for w in model.get_weights()] == [(784, 128), (128,), (128, 10), (10,)]
+    _, (x_test, y_test) = mnist.load_sample()
+    reloaded = model.evaluate(x_test / 255.0, y_test, verbose=0)[1]
+    assert abs(reloaded - accuracy) < 1e-3
 
 
 def test_main_script_falls_back_to_the_sample_when_mnist_is_missing(tmp_path):

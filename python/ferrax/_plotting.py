@@ -38,3 +38,47 @@ def plot_history(history, path=None):
         fig.savefig(path, dpi=100)
         plt.close(fig)
     return fig
+
+
+def plot_model(model, to_file="model.png", show_shapes=True, show_layer_names=True,
+               show_layer_activations=True, dpi=100, **kwargs):
+    """Draw the layer stack top to bottom: one box per layer with its name, class,
+    output shape and parameter count, joined by arrows. Saves a PNG to `to_file`
+    (None: don't save) and returns the matplotlib figure. No Graphviz needed."""
+    plt = _pyplot()
+    from matplotlib.patches import FancyBboxPatch
+
+    if not model.built:
+        model.build()
+    rows = [("Input", f"{model.input_shape}", "")]
+    for layer in model.layers:
+        title = f"{layer.name} ({type(layer).__name__})" if show_layer_names else \
+            type(layer).__name__
+        act = getattr(layer, "activation", None)
+        if show_layer_activations and isinstance(act, str) and act != "linear":
+            title += f"  [{act}]"
+        detail = f"output {layer.output_shape}" if show_shapes else ""
+        params = layer.count_params()
+        rows.append((title, detail, f"{params:,} params" if params else ""))
+    height = 1.1 * len(rows)
+    fig, ax = plt.subplots(figsize=(5.5, max(2.0, height)))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-height, 0.4)
+    ax.axis("off")
+    for i, (title, detail, params) in enumerate(rows):
+        y = -1.1 * i
+        box = FancyBboxPatch((1, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
+                             facecolor="#e8f0fe" if i else "#f1f3f4", edgecolor="#3c4043")
+        ax.add_patch(box)
+        ax.text(5, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
+        ax.text(5, y - 0.6, "   ".join(t for t in (detail, params) if t), ha="center",
+                va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(5, y), xytext=(5, y + 0.25),
+                        arrowprops={"arrowstyle": "->", "color": "#3c4043"})
+    ax.set_title(f'Model: "{model.name}"', fontsize=10)
+    fig.tight_layout()
+    if to_file is not None:
+        fig.savefig(to_file, dpi=dpi)
+        plt.close(fig)
+    return fig

@@ -68,3 +68,11 @@ def plot_history(history, path=None):
     from ferrax._plotting import plot_history as _plot
 
     return _plot(history, path)
+
+
+def plot_model(model, to_file="model.png", show_shapes=True, show_layer_names=True, **kwargs):
+    """Draw the layer stack with shapes to a PNG (needs matplotlib; no Graphviz)."""
+    from ferrax._plotting import plot_model as _plot
+
+    return _plot(model, to_file, show_shapes=show_shapes, show_layer_names=show_layer_names,
+                 **kwargs)
