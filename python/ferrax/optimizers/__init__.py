@@ -16,7 +16,15 @@ class Optimizer:
                                  "loss_scale_factor", "gradient_accumulation_steps"}
         if unknown:
             raise TypeError(f"{owner}: unexpected argument(s) {sorted(unknown)}")
-        self._learning_rate = float(check_number(owner, "learning_rate", learning_rate, low=0))
+        from ferrax.optimizers import schedules
+
+        if isinstance(learning_rate, dict):
+            learning_rate = schedules.deserialize(learning_rate)
+        # A schedule is evaluated by the engine before every step.
+        self._schedule = (learning_rate if isinstance(learning_rate,
+                                                      schedules.LearningRateSchedule) else None)
+        self._learning_rate = (float(learning_rate(0)) if self._schedule is not None else
+                               float(check_number(owner, "learning_rate", learning_rate, low=0)))
         for arg, v in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
                        ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
             if v is not None:
@@ -32,11 +40,16 @@ class Optimizer:
 
     @property
     def learning_rate(self):
+        if self._schedule is not None:
+            return float(self._schedule(self.iterations))
         # The Python value is authoritative: the setter passes it on to the engine.
         return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if self._schedule is not None:
+            raise TypeError(f"{type(self).__name__}: the learning rate comes from a "
+                            f"{type(self._schedule).__name__} schedule and cannot be set")
         self._learning_rate = float(check_number(type(self).__name__, "learning_rate", value,
                                                  low=0))
         # Before the engine is compiled it reads the value from _core_spec().
@@ -49,8 +62,15 @@ class Optimizer:
     def iterations(self):
         return 0 if self._core_model is None else self._core_model.iterations
 
+    def _learning_rate_config(self):
+        from ferrax.optimizers import schedules
+
+        if self._schedule is not None:
+            return schedules.serialize(self._schedule)
+        return self._learning_rate
+
     def get_config(self):
-        config = {"name": self.name, "learning_rate": self.learning_rate}
+        config = {"name": self.name, "learning_rate": self._learning_rate_config()}
         config.update({a: getattr(self, a) for a in self._args})
         config.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
                       clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)
@@ -61,7 +81,8 @@ class Optimizer:
         return cls(**config)
 
     def _core_spec(self):
-        spec = {"name": self._name, "learning_rate": self._learning_rate}
+        spec = {"name": self._name, "learning_rate": (
+            self._schedule._core_spec() if self._schedule is not None else self._learning_rate)}
         spec.update({a: getattr(self, a) for a in self._args})
         spec.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
                     clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)

@@ -18,5 +18,6 @@ pub mod optimizer;
 pub mod parallel;
 pub mod regularizer;
 pub mod rng;
+pub mod schedule;
 
 pub use error::{Error, Result};

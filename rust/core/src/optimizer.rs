@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::layers::Param;
 use crate::parallel::{sum_squares, PARALLEL_THRESHOLD};
+use crate::schedule::Schedule;
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -72,7 +73,10 @@ impl Kind {
 
 pub struct Optimizer {
     pub kind: Kind,
+    /// The rate of the latest (or, before any, the first) step.
     pub learning_rate: f32,
+    /// A learning-rate schedule, evaluated at `iterations` before each step.
+    pub schedule: Option<Schedule>,
     pub weight_decay: Option<f32>,
     pub clipnorm: Option<f32>,
     pub clipvalue: Option<f32>,
@@ -158,9 +162,18 @@ impl Optimizer {
             None => default_wd,
             Some(_) => opt_f32(spec, "weight_decay")?,
         };
+        let schedule = match spec.get("learning_rate") {
+            Some(s @ Value::Object(_)) => Some(Schedule::from_spec(s)?),
+            _ => None,
+        };
+        let learning_rate = match &schedule {
+            Some(s) => s.at(0) as f32,
+            None => f("learning_rate", default_lr)?,
+        };
         Ok(Optimizer {
             kind,
-            learning_rate: f("learning_rate", default_lr)?,
+            learning_rate,
+            schedule,
             weight_decay,
             clipnorm: opt_f32(spec, "clipnorm")?,
             clipvalue: opt_f32(spec, "clipvalue")?,
@@ -251,6 +264,9 @@ impl Optimizer {
     pub fn apply(&mut self, params: &mut [&mut Param]) {
         let sizes: Vec<usize> = params.iter().map(|p| p.value.len()).collect();
         self.ensure_slots(&sizes);
+        if let Some(schedule) = &self.schedule {
+            self.learning_rate = schedule.at(self.iterations) as f32;
+        }
         let lr = self.learning_rate;
         // Keras applies at most one kind of clipping: clipnorm, else global_clipnorm, else clipvalue.
         let global_scale = self.global_clipnorm.filter(|&c| c > 0.0).map(|clip| {
