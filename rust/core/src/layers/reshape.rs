@@ -41,7 +41,8 @@ impl Reshape {
         if let Some(i) = unknown {
             if known == 0 || !size.is_multiple_of(known) {
                 return Err(Error(format!(
-                    "{name}: cannot reshape input of shape {input_shape:?} ({size} values) to {target:?}"
+                    "{name}: cannot reshape input of shape {input_shape:?} ({size} values) to {}",
+                    Value::Array(target.clone())
                 )));
             }
             dims[i] = size / known;
