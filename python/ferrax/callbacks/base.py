@@ -31,6 +31,9 @@ class Callback:
 
 
 def _overrides(callback, *hooks):
+    declared = getattr(callback, "_batch_hooks", None)
+    if declared is not None:  # the callback says which batch hooks need single batches
+        return any(h in declared for h in hooks)
     return any(getattr(type(callback), h) is not getattr(Callback, h) for h in hooks)
 
 

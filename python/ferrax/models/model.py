@@ -275,41 +275,42 @@ class Model:
         n = len(xf)
         steps = math.ceil(n / batch_size)
         history = History()
-        cb_list = [history]
+        # As in Keras, History and the progress bar come last: they see what the
+        # user's callbacks added to the logs (e.g. learning_rate).
+        cb_list = list(callbacks or []) + [history]
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
-        cb_list += list(callbacks or [])
         cbs = CallbackList(cb_list, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
         per_batch = cbs.wants_batches
         self.history = history
         self.stop_training = False
-        cbs.on_train_begin()
+        cbs.on_train_begin({})
         if isinstance(self._initial_epoch, int):  # a callback resumes an interrupted run
             initial_epoch, self._initial_epoch = self._initial_epoch, None
         chunk = 1
         logs = {}
         for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
+            cbs.on_epoch_begin(epoch, {})
             # Keyed by the epochs this model has trained: fit(1) twice == fit(2).
             order = (self._core.shuffled_order(n, self._epochs_run) if shuffle
                      else np.arange(n, dtype=np.uint32))
-            totals = [0.0, 0.0, None, 0]
+            totals = None
             step = 0
             while step < steps:
                 k = 1 if per_batch else min(chunk, steps - step)
                 if per_batch:
-                    cbs.on_train_batch_begin(step)
+                    cbs.on_train_batch_begin(step, {})
                 t0 = time.perf_counter()
-                result = self._core.train(xf, yf, w, order[step * batch_size:
-                                                           (step + k) * batch_size], batch_size)
+                totals = self._core.train(xf, yf, w, order[step * batch_size:
+                                                           (step + k) * batch_size], batch_size,
+                                          totals)
                 elapsed = time.perf_counter() - t0
-                _accumulate(totals, result)
                 step += k
                 if not per_batch:
                     chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
                 logs = self._logs(totals)
                 cbs.on_train_batch_end(step - 1, logs)
-                if self.stop_training and per_batch:
+                if self.stop_training:
                     break
             self._epochs_run += 1
             if val is not None and (epoch + 1) % validation_freq == 0:
@@ -351,19 +352,18 @@ class Model:
         steps = math.ceil(n / batch_size)
         per_batch = cbs.wants_test_batches
         bar = Progbar(steps, verbose=verbose) if verbose else None
-        cbs.on_test_begin()
-        totals = [0.0, 0.0, None, 0]
+        cbs.on_test_begin({})
+        totals = None
         step, chunk = 0, 1
         logs = {}
         while step < steps:
             k = 1 if per_batch else min(chunk, steps - step)
             if per_batch:
-                cbs.on_test_batch_begin(step)
+                cbs.on_test_batch_begin(step, {})
             t0 = time.perf_counter()
-            result = self._core.evaluate(xf, yf, w, step * batch_size,
-                                         min(n, (step + k) * batch_size), batch_size)
+            totals = self._core.evaluate(xf, yf, w, step * batch_size,
+                                         min(n, (step + k) * batch_size), batch_size, totals)
             elapsed = time.perf_counter() - t0
-            _accumulate(totals, result)
             step += k
             chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
             logs = self._logs(totals)
@@ -398,13 +398,13 @@ class Model:
         cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
         per_batch = cbs.wants_predict_batches
         bar = Progbar(steps, verbose=verbose) if verbose else None
-        cbs.on_predict_begin()
+        cbs.on_predict_begin({})
         parts = []
         step, chunk = 0, 1
         while step < steps:
             k = 1 if per_batch else min(chunk, steps - step)
             if per_batch:
-                cbs.on_predict_batch_begin(step)
+                cbs.on_predict_batch_begin(step, {})
             t0 = time.perf_counter()
             part = self._core.predict(xf, step * batch_size, min(n, (step + k) * batch_size),
                                       batch_size)
@@ -417,7 +417,7 @@ class Model:
                 bar.update(step)
         if bar is not None:
             bar.finish()
-        cbs.on_predict_end()
+        cbs.on_predict_end({})
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return out.reshape((n,) + tuple(self._engine_layers()[-1]._output_shape))
 
@@ -473,19 +473,6 @@ class Model:
         from ferrax import saving
 
         saving.load_weights(self, filepath)
-
-
-def _accumulate(totals, result):
-    loss_sum, samples, metrics, batches = result
-    totals[0] += loss_sum
-    totals[1] += samples
-    if totals[2] is None:
-        totals[2] = [list(m) for m in metrics]
-    else:
-        for acc, (s, w) in zip(totals[2], metrics):
-            acc[0] += s
-            acc[1] += w
-    totals[3] += batches
 
 
 def _check_int(arg, value, low):

@@ -1,6 +1,7 @@
 """Optimizers with Keras 3's names, defaults and update rules (run in the engine)."""
 
 from ferrax._serial import check_number, describe
+from ferrax.optimizers import schedules  # noqa: F401  (ferrax.optimizers.schedules.X)
 
 
 class Optimizer:
@@ -16,8 +17,6 @@ class Optimizer:
                                  "loss_scale_factor", "gradient_accumulation_steps"}
         if unknown:
             raise TypeError(f"{owner}: unexpected argument(s) {sorted(unknown)}")
-        from ferrax.optimizers import schedules
-
         if isinstance(learning_rate, dict):
             learning_rate = schedules.deserialize(learning_rate)
         # A schedule is evaluated by the engine before every step.
@@ -63,8 +62,6 @@ class Optimizer:
         return 0 if self._core_model is None else self._core_model.iterations
 
     def _learning_rate_config(self):
-        from ferrax.optimizers import schedules
-
         if self._schedule is not None:
             return schedules.serialize(self._schedule)
         return self._learning_rate

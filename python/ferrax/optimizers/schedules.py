@@ -48,7 +48,9 @@ def _flag(owner, arg, value):
     return bool(value)
 
 
-def _name(owner, value):
+def _name(owner, value, default):
+    if value is None:  # Keras's own docs deserialize configs with "name": None
+        return default
     if not isinstance(value, str):
         raise TypeError(f"{owner}: 'name' must be a string, got {describe(value)}")
     return value
@@ -116,7 +118,7 @@ class ExponentialDecay(_Builtin):
         self.decay_steps = _finite(owner, "decay_steps", decay_steps, low=0, low_open=True)
         self.decay_rate = _finite(owner, "decay_rate", decay_rate, low=0)
         self.staircase = _flag(owner, "staircase", staircase)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "ExponentialDecay")
 
     def __call__(self, step):
         p = _step(type(self).__name__, step) / float(self.decay_steps)
@@ -142,7 +144,7 @@ class InverseTimeDecay(_Builtin):
         self.decay_steps = _finite(owner, "decay_steps", decay_steps, low=0, low_open=True)
         self.decay_rate = _finite(owner, "decay_rate", decay_rate, low=0)
         self.staircase = _flag(owner, "staircase", staircase)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "InverseTimeDecay")
 
     def __call__(self, step):
         p = _step(type(self).__name__, step) / float(self.decay_steps)
@@ -182,7 +184,7 @@ class PiecewiseConstantDecay(_Builtin):
             _finite(owner, f"values[{i}]", v, low=0)
         self.boundaries = list(boundaries)
         self.values = list(values)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "PiecewiseConstant")
 
     def __call__(self, step):
         s = _step(type(self).__name__, step)
@@ -210,7 +212,7 @@ class PolynomialDecay(_Builtin):
         self.end_learning_rate = _finite(owner, "end_learning_rate", end_learning_rate, low=0)
         self.power = _finite(owner, "power", power, low=0)
         self.cycle = _flag(owner, "cycle", cycle)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "PolynomialDecay")
 
     def __call__(self, step):
         s = _step(type(self).__name__, step)
@@ -240,7 +242,7 @@ class CosineDecay(_Builtin):
                                              initial_learning_rate, low=0)
         self.decay_steps = _finite(owner, "decay_steps", decay_steps, low=0, low_open=True)
         self.alpha = _finite(owner, "alpha", alpha, low=0, high=1)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "CosineDecay")
         if warmup_target is not None:
             _finite(owner, "warmup_target", warmup_target, low=0)
         self.warmup_target = warmup_target
@@ -284,7 +286,7 @@ class CosineDecayRestarts(_Builtin):
         self.t_mul = _finite(owner, "t_mul", t_mul, low=0, low_open=True)
         self.m_mul = _finite(owner, "m_mul", m_mul, low=0)
         self.alpha = _finite(owner, "alpha", alpha, low=0, high=1)
-        self.name = _name(owner, name)
+        self.name = _name(owner, name, "SGDRDecay")
 
     def _restart(self, fraction):
         """(index of the period, fraction of it completed) for `fraction` = step divided by

@@ -44,6 +44,19 @@ pub(crate) fn parse(json: &str) -> PyResult<serde_json::Value> {
 /// (loss sum, samples, [(metric sum, metric weight)], batches), as Python receives it.
 type PyTotals = (f64, f64, Vec<(f64, f64)>, usize);
 
+/// Running totals from Python: the engine keeps adding batch by batch, so the sums
+/// are the same however the batches were split into calls.
+fn totals_from_py(t: Option<PyTotals>) -> Totals {
+    t.map_or_else(Totals::default, |(loss_sum, samples, metrics, batches)| {
+        Totals {
+            loss_sum,
+            samples,
+            metrics,
+            batches,
+        }
+    })
+}
+
 fn totals_to_py(t: &Totals) -> PyTotals {
     (t.loss_sum, t.samples, t.metrics.clone(), t.batches)
 }
@@ -228,9 +241,10 @@ impl CoreModel {
         PyArray1::from_vec(py, self.model.shuffled_order(n, epoch))
     }
 
-    /// Train on the samples `order` (a slice of an epoch's order), batch by batch.
-    /// Returns (loss_sum, samples, [(metric_sum, metric_weight)], batches).
-    #[pyo3(signature = (x, y, sample_weight, order, batch_size))]
+    /// Train on the samples `order` (a slice of an epoch's order), batch by batch,
+    /// adding to `totals`. Returns (loss_sum, samples, [(metric_sum, metric_weight)], batches).
+    #[pyo3(signature = (x, y, sample_weight, order, batch_size, totals=None))]
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &mut self,
         py: Python<'_>,
@@ -239,6 +253,7 @@ impl CoreModel {
         sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         order: PyReadonlyArrayDyn<'_, u32>,
         batch_size: usize,
+        totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
         let (xf, x_width) = features(x)?;
         let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
@@ -258,13 +273,13 @@ impl CoreModel {
             )));
         }
         let model = &mut self.model;
-        let mut totals = Totals::default();
+        let mut totals = totals_from_py(totals);
         run_core(py, || model.train(&data, order, batch_size, &mut totals))?;
         Ok(totals_to_py(&totals))
     }
 
-    /// Score samples start..end in order. Same return as `train`.
-    #[pyo3(signature = (x, y, sample_weight, start, end, batch_size))]
+    /// Score samples start..end in order, adding to `totals`. Same return as `train`.
+    #[pyo3(signature = (x, y, sample_weight, start, end, batch_size, totals=None))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &mut self,
@@ -275,6 +290,7 @@ impl CoreModel {
         start: usize,
         end: usize,
         batch_size: usize,
+        totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
         let (xf, x_width) = features(x)?;
         let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
@@ -285,7 +301,7 @@ impl CoreModel {
         let data =
             Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
         let model = &mut self.model;
-        let mut totals = Totals::default();
+        let mut totals = totals_from_py(totals);
         run_core(py, || {
             model.evaluate(&data, start, end, batch_size, &mut totals)
         })?;

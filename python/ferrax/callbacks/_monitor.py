@@ -1,0 +1,74 @@
+"""Shared pieces of the training callbacks: argument checks and the direction of a
+monitored quantity."""
+
+import math
+import numbers
+import warnings
+
+from ferrax._serial import check_number, describe
+
+# A monitored name containing one of these is better when larger ("auto" mode).
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "fmeasure", "f1", "iou")
+
+
+def check_int(owner, arg, value, low=0):
+    return check_number(owner, arg, value, low=low, integer=True)
+
+
+def check_flag(owner, arg, value):
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise TypeError(f"{owner}: '{arg}' must be True or False, got {describe(value)}")
+    return bool(value)
+
+
+def check_monitor(owner, monitor):
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"{owner}: 'monitor' must be a metric name such as 'val_loss', got "
+                        f"{describe(monitor)}")
+    return monitor
+
+
+def check_save_freq(owner, save_freq):
+    ok = save_freq == "epoch" if isinstance(save_freq, str) else (
+        isinstance(save_freq, numbers.Integral) and not isinstance(save_freq, bool)
+        and save_freq >= 1)
+    if not ok:
+        raise ValueError(f"{owner}: 'save_freq' must be 'epoch' or a positive integer number "
+                         f"of batches, got {describe(save_freq)}")
+    return save_freq if isinstance(save_freq, str) else int(save_freq)
+
+
+def resolve_mode(owner, monitor, mode):
+    """'min' or 'max'. "auto" infers it from the name as Keras does: accuracy-like
+    quantities (acc, accuracy, auc, precision, recall) are maximised, the rest minimised."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: 'mode' must be 'auto', 'min' or 'max', got "
+                         f"{describe(mode)}")
+    if mode != "auto":
+        return mode
+    name = monitor.lower().removeprefix("val_")
+    return "max" if any(w in name for w in _HIGHER_IS_BETTER) else "min"
+
+
+def worst(mode):
+    return math.inf if mode == "min" else -math.inf
+
+
+def improves(mode, value, reference, min_delta=0.0):
+    """Whether `value` beats `reference` by more than `min_delta` (>= 0) in direction `mode`."""
+    if reference is None:
+        return True
+    if mode == "min":
+        return value + min_delta < reference
+    return value - min_delta > reference
+
+
+def monitor_value(owner, monitor, logs, stacklevel=3):
+    """The monitored value from `logs` as a float, or None (with a warning) when absent."""
+    logs = logs or {}
+    value = logs.get(monitor)
+    if value is None:
+        warnings.warn(f"{owner} is conditioned on metric `{monitor}` which is not available. "
+                      f"Available metrics are: {','.join(logs)}", stacklevel=stacklevel)
+        return None
+    return float(value)
