@@ -98,3 +98,47 @@ def test_ctrl_c_stops_fit_quickly_and_keeps_history():
     before = model.evaluate(x, y, verbose=0)
     after = model.fit(x, y, epochs=1, batch_size=256, verbose=0).history["loss"][0]
     assert np.isfinite(after) and model.evaluate(x, y, verbose=0) <= before * 1.5
+
+
+class Recorder(ferrax.callbacks.Callback):
+    """Records every hook with its arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            def record(*args):
+                self.calls.append((name, args[0] if args and isinstance(args[0], int) else None))
+            return record
+        return super().__getattribute__(name)
+
+
+def test_every_hook_is_called_in_keras_order_with_model_and_params():
+    rec = Recorder()
+    # Recorder overrides nothing on the class, so mark the batch hooks as wanted.
+    rec._batch_hooks = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                        "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
+    model = ferrax.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((10, 3))
+    model.fit(x, np.ones((10, 2)), batch_size=4, epochs=1, verbose=0,
+              validation_data=(x[:4], np.ones((4, 2))), callbacks=[rec])
+    assert rec.model is model and rec.params["epochs"] == 1 and rec.params["steps"] == 3
+    names = [c[0] for c in rec.calls]
+    assert names == ["on_train_begin", "on_epoch_begin",
+                     "on_train_batch_begin", "on_train_batch_end",
+                     "on_train_batch_begin", "on_train_batch_end",
+                     "on_train_batch_begin", "on_train_batch_end",
+                     "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_end",
+                     "on_epoch_end", "on_train_end"]
+    assert [c[1] for c in rec.calls if c[0] == "on_train_batch_end"] == [0, 1, 2]
+    rec.calls.clear()
+    model.evaluate(x, np.ones((10, 2)), batch_size=5, verbose=0, callbacks=[rec])
+    model.predict(x, batch_size=5, verbose=0, callbacks=[rec])
+    assert [c[0] for c in rec.calls] == [
+        "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_batch_begin",
+        "on_test_batch_end", "on_test_end", "on_predict_begin", "on_predict_batch_begin",
+        "on_predict_batch_end", "on_predict_batch_begin", "on_predict_batch_end",
+        "on_predict_end"]
