@@ -37,11 +37,12 @@ def as_array(value, arg):
     return a
 
 
-def features(x, expected_shape, model_name, arg="x"):
+def features(x, expected_shape, model_name, arg="x", first_layer=None):
     """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`."""
     if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape):
+        where = f" (first layer '{first_layer}')" if first_layer else ""
         raise ValueError(
-            f"Input of model '{model_name}' is incompatible: expected '{arg}' of shape "
+            f"Input of model '{model_name}'{where} is incompatible: expected '{arg}' of shape "
             f"(None, {', '.join(map(str, expected_shape))}) "
             f"(samples of shape {tuple(expected_shape)}), got shape {x.shape}")
     if x.dtype not in _ENGINE_DTYPES:

@@ -106,6 +106,10 @@ class Model:
             ]
         return self._variable_cache
 
+    def _first_layer_name(self):
+        layers = self._engine_layers()
+        return layers[0].name if layers else None
+
     def _ensure_built(self, x):
         if self._core is None:
             self._build(tuple(x.shape[1:]))
@@ -219,7 +223,7 @@ class Model:
         ya = _data.as_array(y, y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._input_shape if self.built else self._declared_input_shape()
-        xf = _data.features(xa, expected, self.name, x_arg)
+        xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
         self._ensure_built(xa)
         last = self._engine_layers()[-1]
         loss = self._compile_config["loss"]
@@ -390,7 +394,7 @@ class Model:
         batch_size = _data.check_batch_size(batch_size)
         xa = _data.as_array(x, "x")
         expected = self._input_shape if self.built else self._declared_input_shape()
-        xf = _data.features(xa, expected, self.name)
+        xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
         self._ensure_built(xa)
         n = len(xf)
         steps = math.ceil(n / batch_size)
