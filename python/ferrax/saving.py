@@ -47,6 +47,17 @@ def _check_suffix(path, suffix, what, other):
         raise ValueError(f"{what} files must end in '{suffix}', got {str(path)!r}{other}")
 
 
+def _save_target(model, filepath, overwrite, suffix, what, other):
+    """The checked destination of a save: right suffix, overwrite allowed, model built."""
+    _check_suffix(filepath, suffix, what, other)
+    path = Path(filepath)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built yet: there are no weights to save")
+    return path
+
+
 def _read(path, what):
     path = Path(path)
     if not path.is_file():
@@ -88,13 +99,8 @@ def _check_format(path, metadata, expected):
 # --- whole models ------------------------------------------------------------
 def save_model(model, filepath, overwrite=True):
     """Save architecture, weights, compile settings and optimizer state to one file."""
-    _check_suffix(filepath, MODEL_SUFFIX, "Model", f"; use model.save_weights for "
-                  f"'{WEIGHTS_SUFFIX}' files")
-    path = Path(filepath)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
-    if not model.built:
-        raise ValueError(f"Model '{model.name}' is not built yet: there are no weights to save")
+    path = _save_target(model, filepath, overwrite, MODEL_SUFFIX, "Model",
+                        f"; use model.save_weights for '{WEIGHTS_SUFFIX}' files")
     variables = model._variables()
     tensors = [(f"weights/{v.name}", w) for v, w in zip(variables, model.get_weights())]
     meta = {
@@ -212,12 +218,7 @@ def _restore_compile(model, path, meta, tensors):
 # --- weights only --------------------------------------------------------------
 def save_weights(model, filepath, overwrite=True):
     """The weights alone, as a standard safetensors file (names like 'dense/kernel')."""
-    _check_suffix(filepath, WEIGHTS_SUFFIX, "Weights", "")
-    path = Path(filepath)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists and overwrite=False")
-    if not model.built:
-        raise ValueError(f"Model '{model.name}' is not built yet: there are no weights to save")
+    path = _save_target(model, filepath, overwrite, WEIGHTS_SUFFIX, "Weights", "")
     variables = model._variables()
     meta = {"format": WEIGHTS_FORMAT, "format_version": str(FORMAT_VERSION),
             "weight_names": json.dumps([v.name for v in variables])}

@@ -42,17 +42,10 @@ fn number(v: &Value, key: &str, default: f32) -> Result<f32> {
 impl Activation {
     /// From a spec: a name (`"relu"`) or an object (`{"name": "leaky_relu", "negative_slope": 0.1}`).
     pub fn from_spec(spec: &Value) -> Result<Self> {
-        let (name, args) = match spec {
-            Value::Null => return Ok(Activation::Linear),
-            Value::String(s) => (s.as_str(), &Value::Null),
-            Value::Object(o) => (
-                o.get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error(format!("activation spec needs a 'name', got {spec}")))?,
-                spec,
-            ),
-            other => return Err(Error(format!("invalid activation spec {other}"))),
-        };
+        if spec.is_null() {
+            return Ok(Activation::Linear);
+        }
+        let (name, args) = crate::error::split_spec(spec, "activation")?;
         Ok(match name {
             "linear" | "None" | "" => Activation::Linear,
             "relu" => Activation::Relu,

@@ -70,16 +70,7 @@ fn arg(v: &Value, key: &str, default: f64) -> Result<f64> {
 impl InitSpec {
     /// From `"glorot_uniform"` or `{"name": "random_normal", "stddev": 0.1, "seed": 3}`.
     pub fn from_spec(spec: &Value) -> Result<Self> {
-        let (name, a) = match spec {
-            Value::String(s) => (s.as_str(), &Value::Null),
-            Value::Object(o) => (
-                o.get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error(format!("initializer spec needs a 'name', got {spec}")))?,
-                spec,
-            ),
-            other => return Err(Error(format!("invalid initializer spec {other}"))),
-        };
+        let (name, a) = crate::error::split_spec(spec, "initializer")?;
         let vs = |scale, mode, distribution| Initializer::VarianceScaling {
             scale,
             mode,

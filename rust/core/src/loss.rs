@@ -33,16 +33,7 @@ pub enum Loss {
 impl Loss {
     /// From `{"name": "categorical_crossentropy", "from_logits": false, ...}` or a name.
     pub fn from_spec(spec: &Value) -> Result<Self> {
-        let (name, a) = match spec {
-            Value::String(s) => (s.as_str(), &Value::Null),
-            Value::Object(o) => (
-                o.get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error(format!("loss spec needs a 'name', got {spec}")))?,
-                spec,
-            ),
-            other => return Err(Error(format!("invalid loss spec {other}"))),
-        };
+        let (name, a) = crate::error::split_spec(spec, "loss")?;
         let from_logits = a
             .get("from_logits")
             .and_then(Value::as_bool)

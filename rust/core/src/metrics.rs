@@ -17,16 +17,7 @@ pub enum Metric {
 impl Metric {
     /// From a resolved name (Python turns "accuracy" into the right variant).
     pub fn from_spec(spec: &Value) -> Result<Self> {
-        let (name, a) = match spec {
-            Value::String(s) => (s.as_str(), &Value::Null),
-            Value::Object(o) => (
-                o.get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Error(format!("metric spec needs a 'name', got {spec}")))?,
-                spec,
-            ),
-            other => return Err(Error(format!("invalid metric spec {other}"))),
-        };
+        let (name, a) = crate::error::split_spec(spec, "metric")?;
         let k = a.get("k").and_then(Value::as_u64).unwrap_or(5) as usize;
         Ok(match name {
             "binary_accuracy" => Metric::BinaryAccuracy {

@@ -61,6 +61,18 @@ fn totals_to_py(t: &Totals) -> PyTotals {
     (t.loss_sum, t.samples, t.metrics.clone(), t.batches)
 }
 
+/// Borrows x, y and the optional sample weights as one engine data set.
+fn dataset<'a>(
+    x: &'a Bound<'_, PyAny>,
+    y: &'a PyReadonlyArrayDyn<'_, f32>,
+    sample_weight: Option<&'a PyReadonlyArrayDyn<'_, f32>>,
+) -> PyResult<Dataset<'a>> {
+    let (xf, x_width) = features(x)?;
+    let (ys, y_width) = (f32_slice(y)?, y.shape().get(1).copied().unwrap_or(1));
+    let ws = sample_weight.map(f32_slice).transpose()?;
+    Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))
+}
+
 /// A built model owned by the engine: layers, weights, optimizer state.
 #[pyclass(module = "ferrax._core")]
 struct CoreModel {
@@ -255,17 +267,10 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
-        let (xf, x_width) = features(x)?;
-        let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
-        let ws = match &sample_weight {
-            Some(w) => Some(f32_slice(w)?),
-            None => None,
-        };
+        let data = dataset(x, &y, sample_weight.as_ref())?;
         let order = order
             .as_slice()
             .map_err(|_| PyValueError::new_err("order must be contiguous"))?;
-        let data =
-            Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
         if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.n) {
             return Err(PyValueError::new_err(format!(
                 "sample index {bad} out of range for {} samples",
@@ -292,14 +297,7 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
-        let (xf, x_width) = features(x)?;
-        let (ys, y_width) = (f32_slice(&y)?, y.shape().get(1).copied().unwrap_or(1));
-        let ws = match &sample_weight {
-            Some(w) => Some(f32_slice(w)?),
-            None => None,
-        };
-        let data =
-            Dataset::new(xf, x_width, ys, y_width, ws).map_err(|e| PyValueError::new_err(e.0))?;
+        let data = dataset(x, &y, sample_weight.as_ref())?;
         let model = &mut self.model;
         let mut totals = totals_from_py(totals);
         run_core(py, || {
