@@ -1,5 +1,6 @@
 """The main training script and the bundled sample, end to end."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,9 +61,9 @@ def test_main_script_runs_on_the_sample_and_writes_pictures(tmp_path):
 
 def test_main_script_falls_back_to_the_sample_when_mnist_is_missing(tmp_path):
     pytest.importorskip("matplotlib")
-    env = {"HOME": str(tmp_path), "FERRAX_HOME": str(tmp_path / "fx"),
-           "KERAS_HOME": str(tmp_path / "k"), "FERRAX_SYSTEM_DATA_DIRS": "",
-           "PATH": "/usr/bin:/bin", "FERRAX_OFFLINE": "1"}
+    env = {**os.environ, "HOME": str(tmp_path), "USERPROFILE": str(tmp_path),
+           "FERRAX_HOME": str(tmp_path / "fx"), "KERAS_HOME": str(tmp_path / "k"),
+           "FERRAX_SYSTEM_DATA_DIRS": ""}
     code = (
         "import sys, runpy\n"
         "import ferrax.datasets.mnist as m\n"

@@ -331,10 +331,40 @@ fn num_threads() -> usize {
     parallel::pool().current_num_threads()
 }
 
+/// SIMD features of this CPU that the engine's kernels can use (chosen at run time).
+#[pyfunction]
+fn cpu_features() -> Vec<&'static str> {
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            found.push("sse4.2");
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            found.push("avx");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            found.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            found.push("fma");
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            found.push("avx512f");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        found.push("neon");
+    }
+    found
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
     testing::register(m)?;
     files::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
