@@ -3,6 +3,9 @@
 Switch from Keras by changing the import: ``import ferrax as keras``.
 """
 
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from ferrax import (
     activations,
     callbacks,
@@ -18,6 +21,9 @@ from ferrax import (
 from ferrax._core import __version__
 from ferrax.layers import Input
 from ferrax.models import Model, Sequential
+
+if TYPE_CHECKING:
+    from ferrax import datasets as datasets  # imported lazily at run time, see __getattr__
 
 __all__ = [
     "Input",
@@ -37,7 +43,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> ModuleType:
     # datasets is imported lazily: it is pure Python and not needed to train.
     if name == "datasets":
         import importlib

@@ -1,7 +1,20 @@
 """Pictures with matplotlib (an optional extra: pip install "ferrax[plot]")."""
 
+from __future__ import annotations
 
-def _pyplot():
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ferrax._typing import PathLike
+    from ferrax.callbacks import History
+    from ferrax.models import Sequential
+
+
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -12,14 +25,15 @@ def _pyplot():
     return plt
 
 
-def plot_history(history, path=None):
+def plot_history(history: History | Mapping[str, Sequence[float]],
+                 path: PathLike | None = None) -> Figure:
     """Loss and metric curves per epoch, training and validation, one panel per metric.
 
     `history` is a History (from fit) or its `.history` dict. Saves a PNG to `path`
     if given; returns the matplotlib figure.
     """
     plt = _pyplot()
-    logs = getattr(history, "history", history)
+    logs = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     names = [k for k in logs if not k.startswith("val_")]
     names.sort(key=lambda k: (k != "loss", k))
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3.6),
@@ -40,8 +54,9 @@ def plot_history(history, path=None):
     return fig
 
 
-def plot_model(model, to_file="model.png", show_shapes=True, show_layer_names=True,
-               show_layer_activations=True, dpi=100, **kwargs):
+def plot_model(model: Sequential, to_file: PathLike | None = "model.png",
+               show_shapes: bool = True, show_layer_names: bool = True,
+               show_layer_activations: bool = True, dpi: float = 100, **kwargs: Any) -> Figure:
     """Draw the layer stack top to bottom: one box per layer with its name, class,
     output shape and parameter count, joined by arrows. Saves a PNG to `to_file`
     (None: don't save) and returns the matplotlib figure. No Graphviz needed."""
@@ -65,13 +80,13 @@ def plot_model(model, to_file="model.png", show_shapes=True, show_layer_names=Tr
     ax.set_xlim(0, 10)
     ax.set_ylim(-height, 0.4)
     ax.axis("off")
-    for i, (title, detail, params) in enumerate(rows):
+    for i, (title, detail, count) in enumerate(rows):
         y = -1.1 * i
         box = FancyBboxPatch((1, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
                              facecolor="#e8f0fe" if i else "#f1f3f4", edgecolor="#3c4043")
         ax.add_patch(box)
         ax.text(5, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(5, y - 0.6, "   ".join(t for t in (detail, params) if t), ha="center",
+        ax.text(5, y - 0.6, "   ".join(t for t in (detail, count) if t), ha="center",
                 va="center", fontsize=8)
         if i:
             ax.annotate("", xy=(5, y), xytext=(5, y + 0.25),

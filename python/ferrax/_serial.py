@@ -1,22 +1,26 @@
 """Shared helpers for Keras-style objects resolved from strings, dicts or instances."""
 
+from __future__ import annotations
+
 import re
+from typing import Any
 
 
-def snake_case(name):
+def snake_case(name: str) -> str:
     """'GlorotUniform' -> 'glorot_uniform', 'L1L2' -> 'l1l2'."""
     s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
     return s.lower()
 
 
-def describe(value):
+def describe(value: object) -> str:
     """A short description of a bad value for error messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_number(owner, arg, value, *, low=None, high=None, low_open=False, high_open=False,
-                 integer=False):
+def check_number(owner: str, arg: str, value: Any, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 integer: bool = False) -> Any:
     """Raise a clear error unless `value` is a number within the given bounds."""
     import numbers
 

@@ -1,42 +1,59 @@
 """Run single engine components on NumPy data, for tests against references."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax import _core, activations, initializers, losses, optimizers
+from ferrax._typing import Float32Array
+
+if TYPE_CHECKING:
+    from ferrax.layers import Layer
 
 
-def _f32(a):
+def _f32(a: npt.ArrayLike) -> Float32Array:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def activation_forward_backward(activation, x, dy):
+def activation_forward_backward(activation: str | Callable[..., Any] | None, x: npt.ArrayLike,
+                                dy: npt.ArrayLike) -> tuple[Float32Array, Float32Array]:
     name = activations.get(activation)
     return _core.activation_forward_backward(json.dumps(name), _f32(x), _f32(dy))
 
 
-def loss_value_and_grad(loss, y_true, y_pred, sample_weight=None):
-    loss = losses.get(loss)
-    y_pred = _f32(y_pred)
-    y_true = _f32(np.asarray(y_true).reshape(len(y_pred), -1))
+def loss_value_and_grad(loss: Any, y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
+                        sample_weight: npt.ArrayLike | None = None
+                        ) -> tuple[float, Float32Array]:
+    loss_obj = losses.get(loss)
+    pred = _f32(y_pred)
+    true = _f32(np.asarray(y_true).reshape(len(pred), -1))
     sw = None if sample_weight is None else _f32(sample_weight)
-    return _core.loss_value_and_grad(json.dumps(loss._core_spec()), y_true, y_pred, sw)
+    return _core.loss_value_and_grad(json.dumps(loss_obj._core_spec()), true, pred, sw)
 
 
-def optimizer_run(optimizer, params, grads_per_step):
+def optimizer_run(optimizer: Any, params: Iterable[npt.ArrayLike],
+                  grads_per_step: Iterable[Iterable[npt.ArrayLike]]
+                  ) -> list[list[Float32Array]]:
     opt = optimizers.get(optimizer)
     return _core.optimizer_run(json.dumps(opt._core_spec()), [_f32(p) for p in params],
                                [[_f32(g) for g in step] for step in grads_per_step])
 
 
-def initializer_sample(initializer, shape, seed=0):
+def initializer_sample(initializer: Any, shape: Iterable[int], seed: int = 0) -> Float32Array:
     init = initializers.get(initializer)
     return _core.initializer_sample(json.dumps(init._core_spec()), list(shape), int(seed))
 
 
-def layer_forward_backward(layer, x, dy=None, *, training=False, weights=None, seed=0,
-                           include_regularization=False):
+def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: npt.ArrayLike | None = None, *,
+                           training: bool = False,
+                           weights: Sequence[npt.ArrayLike] | None = None, seed: int = 0,
+                           include_regularization: bool = False
+                           ) -> tuple[Any, ...]:
     result = _core.layer_forward_backward(
         json.dumps(layer._core_spec()), _f32(x), None if dy is None else _f32(dy),
         bool(training), None if weights is None else [_f32(w) for w in weights], int(seed),

@@ -4,12 +4,21 @@ Use them by name (``Dense(10, activation="softmax")``) or as functions
 (``activation=ferrax.activations.relu``, or call them on a NumPy array).
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax import _core
 from ferrax._serial import describe
+from ferrax._typing import Float32Array
+
+# An activation function of this module: float32 array in, float32 array out.
+ActivationFunction = Callable[..., Float32Array]
 
 _NAMES = (
     "linear", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "sigmoid",
@@ -17,7 +26,7 @@ _NAMES = (
 )
 
 
-def _apply(spec, x):
+def _apply(spec: dict[str, Any], x: npt.ArrayLike) -> Float32Array:
     x = np.asarray(x, dtype=np.float32)
     squeeze = x.ndim == 1
     if x.ndim == 0:
@@ -29,15 +38,15 @@ def _apply(spec, x):
     return y.reshape(-1) if squeeze else y
 
 
-def _make(name, doc, **defaults):
-    def fn(x, **kwargs):
+def _make(name: str, doc: str, **defaults: Any) -> ActivationFunction:
+    def fn(x: npt.ArrayLike, **kwargs: Any) -> Float32Array:
         spec = {"name": name, **defaults, **kwargs}
         return _apply(spec, x)
 
     fn.__name__ = name
     fn.__qualname__ = name
     fn.__doc__ = doc
-    fn._ferrax_activation = name
+    fn._ferrax_activation = name  # type: ignore[attr-defined]  # marks ferrax's functions
     return fn
 
 
@@ -58,7 +67,7 @@ softmax = _make("softmax", "Softmax over the last axis.")
 log_softmax = _make("log_softmax", "Log of the softmax over the last axis.")
 
 
-def get(identifier):
+def get(identifier: str | Callable[..., Any] | None) -> str:
     """Resolve a name, an activation function of this module, or None to a name."""
     if identifier is None:
         return "linear"
@@ -77,5 +86,5 @@ def get(identifier):
     )
 
 
-def serialize(identifier):
+def serialize(identifier: str | Callable[..., Any] | None) -> str:
     return get(identifier)

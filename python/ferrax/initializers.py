@@ -1,26 +1,34 @@
 """Weight initializers with Keras's names and defaults (values drawn in the engine)."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ferrax._serial import describe, snake_case
+from ferrax._typing import Config, Float32Array
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class Initializer:
     """Base class: subclasses set their config as attributes."""
 
-    _args = ()
+    _args: tuple[str, ...] = ()
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {a: getattr(self, a) for a in self._args}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
-    def _core_spec(self):
+    def _core_spec(self) -> Config:
         return {"name": snake_case(type(self).__name__), **self.get_config()}
 
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape: Iterable[int], dtype: Any = None) -> Float32Array:
         """Draw values for `shape` (float32 NumPy array)."""
         from ferrax import _core
         from ferrax.utils import _next_seed
@@ -30,24 +38,42 @@ class Initializer:
             json.dumps(self._core_spec()), list(shape), _next_seed() if seed is None else seed
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
-def _seeded(name, doc):
-    def __init__(self, seed=None):
+class _Seeded(Initializer):
+    """An initializer whose only argument is its seed."""
+
+    _args = ("seed",)
+
+    def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
 
-    return type(name, (Initializer,), {"__init__": __init__, "_args": ("seed",), "__doc__": doc})
+
+class GlorotUniform(_Seeded):
+    """Uniform in ±sqrt(6 / (fan_in + fan_out))."""
 
 
-GlorotUniform = _seeded("GlorotUniform", "Uniform in ±sqrt(6 / (fan_in + fan_out)).")
-GlorotNormal = _seeded("GlorotNormal", "Truncated normal, std sqrt(2 / (fan_in + fan_out)).")
-HeNormal = _seeded("HeNormal", "Truncated normal, std sqrt(2 / fan_in).")
-HeUniform = _seeded("HeUniform", "Uniform in ±sqrt(6 / fan_in).")
-LecunNormal = _seeded("LecunNormal", "Truncated normal, std sqrt(1 / fan_in).")
-LecunUniform = _seeded("LecunUniform", "Uniform in ±sqrt(3 / fan_in).")
+class GlorotNormal(_Seeded):
+    """Truncated normal, std sqrt(2 / (fan_in + fan_out))."""
+
+
+class HeNormal(_Seeded):
+    """Truncated normal, std sqrt(2 / fan_in)."""
+
+
+class HeUniform(_Seeded):
+    """Uniform in ±sqrt(6 / fan_in)."""
+
+
+class LecunNormal(_Seeded):
+    """Truncated normal, std sqrt(1 / fan_in)."""
+
+
+class LecunUniform(_Seeded):
+    """Uniform in ±sqrt(3 / fan_in)."""
 
 
 class Zeros(Initializer):
@@ -61,42 +87,46 @@ class Ones(Initializer):
 class Constant(Initializer):
     _args = ("value",)
 
-    def __init__(self, value=0.0):
+    def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
 
 class RandomNormal(Initializer):
     _args = ("mean", "stddev", "seed")
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None
+                 ) -> None:
         self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
 
 
 class RandomUniform(Initializer):
     _args = ("minval", "maxval", "seed")
 
-    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
+                 ) -> None:
         self.minval, self.maxval, self.seed = float(minval), float(maxval), seed
 
 
 class TruncatedNormal(Initializer):
     _args = ("mean", "stddev", "seed")
 
-    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None
+                 ) -> None:
         self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
 
 
 class Orthogonal(Initializer):
     _args = ("gain", "seed")
 
-    def __init__(self, gain=1.0, seed=None):
+    def __init__(self, gain: float = 1.0, seed: int | None = None) -> None:
         self.gain, self.seed = float(gain), seed
 
 
 class VarianceScaling(Initializer):
     _args = ("scale", "mode", "distribution", "seed")
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale: float = 1.0, mode: str = "fan_in",
+                 distribution: str = "truncated_normal", seed: int | None = None) -> None:
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"VarianceScaling: 'mode' must be fan_in, fan_out or fan_avg, "
                              f"got {mode!r}")
@@ -106,7 +136,7 @@ class VarianceScaling(Initializer):
         self.scale, self.mode, self.distribution, self.seed = float(scale), mode, distribution, seed
 
 
-_CLASSES = {
+_CLASSES: dict[str, type[Initializer]] = {
     snake_case(c.__name__): c
     for c in (GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, Zeros,
               Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal, Orthogonal,
@@ -114,7 +144,7 @@ _CLASSES = {
 }
 
 
-def get(identifier):
+def get(identifier: str | dict[str, Any] | Initializer) -> Initializer:
     """An Initializer from a name, a {'class_name', 'config'} dict or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
@@ -129,5 +159,5 @@ def get(identifier):
     raise TypeError(f"initializer must be a name or an Initializer, got {describe(identifier)}")
 
 
-def serialize(initializer):
+def serialize(initializer: Initializer) -> Config:
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}

@@ -4,11 +4,20 @@ Reduction is Keras's default: the sum of per-sample losses (times sample
 weights) divided by the batch size.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax._serial import check_number, describe
+from ferrax._typing import Config, Float32Array
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class Loss:
@@ -16,21 +25,22 @@ class Loss:
 
     name = "loss"
     sparse = False
-    _args = ()
+    _args: tuple[str, ...] = ()
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, **{a: getattr(self, a) for a in self._args}}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         config = dict(config)
         config.pop("reduction", None)
         return cls(**config)
 
-    def _core_spec(self):
+    def _core_spec(self) -> Config:
         return {"name": _CANONICAL[type(self)], **{a: getattr(self, a) for a in self._args}}
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
+                 sample_weight: npt.ArrayLike | None = None) -> float:
         from ferrax import _core
 
         y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
@@ -42,24 +52,27 @@ class Loss:
                                              np.ascontiguousarray(y_true), y_pred, sw)
         return value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
 
 
 class MeanSquaredError(Loss):
-    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
+    def __init__(self, reduction: str = "sum_over_batch_size",
+                 name: str = "mean_squared_error") -> None:
         self.name = name
 
 
 class MeanAbsoluteError(Loss):
-    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
+    def __init__(self, reduction: str = "sum_over_batch_size",
+                 name: str = "mean_absolute_error") -> None:
         self.name = name
 
 
 class Huber(Loss):
     _args = ("delta",)
 
-    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
+    def __init__(self, delta: float = 1.0, reduction: str = "sum_over_batch_size",
+                 name: str = "huber_loss") -> None:
         self.delta = float(check_number("Huber", "delta", delta, low=0, low_open=True))
         self.name = name
 
@@ -67,8 +80,9 @@ class Huber(Loss):
 class BinaryCrossentropy(Loss):
     _args = ("from_logits", "label_smoothing")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="binary_crossentropy"):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size", name: str = "binary_crossentropy"
+                 ) -> None:
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(check_number("BinaryCrossentropy", "label_smoothing",
                                                   label_smoothing, low=0, high=1))
@@ -78,8 +92,9 @@ class BinaryCrossentropy(Loss):
 class CategoricalCrossentropy(Loss):
     _args = ("from_logits", "label_smoothing")
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name="categorical_crossentropy"):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size",
+                 name: str = "categorical_crossentropy") -> None:
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(check_number("CategoricalCrossentropy", "label_smoothing",
                                                   label_smoothing, low=0, high=1))
@@ -90,8 +105,9 @@ class SparseCategoricalCrossentropy(Loss):
     _args = ("from_logits",)
     sparse = True
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
-                 name="sparse_categorical_crossentropy"):
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 reduction: str = "sum_over_batch_size",
+                 name: str = "sparse_categorical_crossentropy") -> None:
         if ignore_class is not None:
             raise NotImplementedError("SparseCategoricalCrossentropy: ignore_class is not "
                                       "supported yet")
@@ -99,7 +115,7 @@ class SparseCategoricalCrossentropy(Loss):
         self.name = name
 
 
-_CANONICAL = {
+_CANONICAL: dict[type[Loss], str] = {
     MeanSquaredError: "mean_squared_error",
     MeanAbsoluteError: "mean_absolute_error",
     Huber: "huber",
@@ -107,7 +123,7 @@ _CANONICAL = {
     CategoricalCrossentropy: "categorical_crossentropy",
     SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
 }
-_ALIASES = {
+_ALIASES: dict[str, type[Loss]] = {
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
     "MeanSquaredError": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
@@ -122,8 +138,8 @@ _ALIASES = {
 }
 
 
-def _per_sample(cls):
-    def fn(y_true, y_pred):
+def _per_sample(cls: type[Loss]) -> Callable[[npt.ArrayLike, npt.ArrayLike], Float32Array]:
+    def fn(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> Float32Array:
         y_pred = np.asarray(y_pred, dtype=np.float32)
         y_pred2 = y_pred.reshape(len(y_pred), -1) if y_pred.ndim > 1 else y_pred.reshape(-1, 1)
         y_true2 = np.asarray(y_true, dtype=np.float32).reshape(len(y_pred2), -1)
@@ -132,7 +148,7 @@ def _per_sample(cls):
                         dtype=np.float32)
 
     fn.__name__ = _CANONICAL[cls]
-    fn._ferrax_loss = cls
+    fn._ferrax_loss = cls  # type: ignore[attr-defined]  # marks ferrax's functions
     return fn
 
 
@@ -144,7 +160,7 @@ categorical_crossentropy = _per_sample(CategoricalCrossentropy)
 sparse_categorical_crossentropy = _per_sample(SparseCategoricalCrossentropy)
 
 
-def get(identifier):
+def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:
     """A Loss from a name, a loss function of this module, a config dict or an instance."""
     if isinstance(identifier, Loss):
         return identifier
@@ -163,5 +179,5 @@ def get(identifier):
                     f"got {describe(identifier)}")
 
 
-def serialize(loss):
+def serialize(loss: Loss) -> Config:
     return {"class_name": type(loss).__name__, "config": loss.get_config()}

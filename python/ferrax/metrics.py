@@ -1,9 +1,15 @@
 """Metrics by Keras's names. During fit they are accumulated in the engine as
 weighted means over the epoch; "accuracy" resolves from the shapes as in Keras."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from ferrax._serial import describe
+from ferrax._typing import Config
 
 _ENGINE_NAMES = {
     "binary_accuracy": "binary_accuracy",
@@ -21,42 +27,65 @@ _ENGINE_NAMES = {
 class Metric:
     """A metric chosen by name; `k` / `threshold` where Keras has them."""
 
-    def __init__(self, kind, name=None, **args):
+    def __init__(self, kind: str, name: str | None = None, **args: Any) -> None:
         self.kind, self.name, self.args = kind, name or kind, args
 
-    def _core_spec(self, y_rank, y_last, out_last, loss):
+    def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
         kind = self.kind
         if kind in ("accuracy", "acc"):
             kind = resolve_accuracy(y_rank, y_last, out_last)
         return {"name": _ENGINE_NAMES[kind], **self.args}
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, **self.args}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Metric({self.name!r})"
 
 
-def _cls(kind, **defaults):
-    class _M(Metric):
-        def __init__(self, name=kind, **args):
-            super().__init__(kind, name, **{**defaults, **args})
-
-    _M.__name__ = "".join(p.capitalize() for p in kind.split("_"))
-    return _M
+# One class per metric name (Keras's classes); extra keyword arguments (k, threshold) are
+# passed to the engine.
+class Accuracy(Metric):
+    def __init__(self, name: str = "accuracy", **args: Any) -> None:
+        super().__init__("accuracy", name, **args)
 
 
-Accuracy = _cls("accuracy")
-BinaryAccuracy = _cls("binary_accuracy", threshold=0.5)
-CategoricalAccuracy = _cls("categorical_accuracy")
-SparseCategoricalAccuracy = _cls("sparse_categorical_accuracy")
-TopKCategoricalAccuracy = _cls("top_k_categorical_accuracy", k=5)
-SparseTopKCategoricalAccuracy = _cls("sparse_top_k_categorical_accuracy", k=5)
-MeanSquaredError = _cls("mean_squared_error")
-MeanAbsoluteError = _cls("mean_absolute_error")
+class BinaryAccuracy(Metric):
+    def __init__(self, name: str = "binary_accuracy", **args: Any) -> None:
+        super().__init__("binary_accuracy", name, **{"threshold": 0.5, **args})
 
 
-def resolve_accuracy(y_rank, y_last, out_last):
+class CategoricalAccuracy(Metric):
+    def __init__(self, name: str = "categorical_accuracy", **args: Any) -> None:
+        super().__init__("categorical_accuracy", name, **args)
+
+
+class SparseCategoricalAccuracy(Metric):
+    def __init__(self, name: str = "sparse_categorical_accuracy", **args: Any) -> None:
+        super().__init__("sparse_categorical_accuracy", name, **args)
+
+
+class TopKCategoricalAccuracy(Metric):
+    def __init__(self, name: str = "top_k_categorical_accuracy", **args: Any) -> None:
+        super().__init__("top_k_categorical_accuracy", name, **{"k": 5, **args})
+
+
+class SparseTopKCategoricalAccuracy(Metric):
+    def __init__(self, name: str = "sparse_top_k_categorical_accuracy", **args: Any) -> None:
+        super().__init__("sparse_top_k_categorical_accuracy", name, **{"k": 5, **args})
+
+
+class MeanSquaredError(Metric):
+    def __init__(self, name: str = "mean_squared_error", **args: Any) -> None:
+        super().__init__("mean_squared_error", name, **args)
+
+
+class MeanAbsoluteError(Metric):
+    def __init__(self, name: str = "mean_absolute_error", **args: Any) -> None:
+        super().__init__("mean_absolute_error", name, **args)
+
+
+def resolve_accuracy(y_rank: int, y_last: int, out_last: int) -> str:
     """Keras's rule: binary if the output has one unit, sparse if targets are class
     ids (lower rank, or one column against many outputs), else categorical."""
     if out_last == 1:
@@ -66,16 +95,18 @@ def resolve_accuracy(y_rank, y_last, out_last):
     return "categorical_accuracy"
 
 
-def get(identifier):
+def get(identifier: str | Metric) -> Metric:
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             return Metric("accuracy", identifier)
         if identifier in _ENGINE_NAMES:
-            defaults = {"top_k_categorical_accuracy": {"k": 5},
-                        "sparse_top_k_categorical_accuracy": {"k": 5},
-                        "binary_accuracy": {"threshold": 0.5}}.get(identifier, {})
+            table: dict[str, dict[str, Any]] = {
+                "top_k_categorical_accuracy": {"k": 5},
+                "sparse_top_k_categorical_accuracy": {"k": 5},
+                "binary_accuracy": {"threshold": 0.5}}
+            defaults = table.get(identifier, {})
             return Metric(identifier, identifier, **defaults)
         raise ValueError(f"Unknown metric {identifier!r}. Expected 'accuracy' or one of: "
                          f"{', '.join(sorted(_ENGINE_NAMES))}")
@@ -83,14 +114,17 @@ def get(identifier):
                     f"got {describe(identifier)}")
 
 
-def binary_accuracy(y_true, y_pred, threshold=0.5):
+def binary_accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, threshold: float = 0.5
+                    ) -> npt.NDArray[Any]:
     y_pred = np.asarray(y_pred)
     return np.mean((y_pred > threshold) == np.asarray(y_true).reshape(y_pred.shape), axis=-1)
 
 
-def categorical_accuracy(y_true, y_pred):
+def categorical_accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike
+                         ) -> npt.NDArray[np.float32]:
     return (np.argmax(y_true, -1) == np.argmax(y_pred, -1)).astype(np.float32)
 
 
-def sparse_categorical_accuracy(y_true, y_pred):
+def sparse_categorical_accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike
+                                ) -> npt.NDArray[np.float32]:
     return (np.asarray(y_true).reshape(-1) == np.argmax(y_pred, -1)).astype(np.float32)

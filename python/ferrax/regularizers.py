@@ -1,58 +1,71 @@
 """Weight penalties added to the loss: l1·Σ|w| + l2·Σw² (no ½, as in Keras)."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from ferrax._serial import check_number, describe
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Self
 
 
 class Regularizer:
-    def get_config(self):
+    l1: float
+    l2: float
+
+    def get_config(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
-    def _core_spec(self):
+    def _core_spec(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}
 
-    def __call__(self, x):
+    def __call__(self, x: npt.ArrayLike) -> float:
         import numpy as np
 
         x = np.asarray(x, dtype=np.float64)
         return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
 
 
 class L1L2(Regularizer):
-    def __init__(self, l1=0.0, l2=0.0):
+    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
         self.l1 = float(check_number("L1L2", "l1", l1, low=0))
         self.l2 = float(check_number("L1L2", "l2", l2, low=0))
 
 
 class L1(Regularizer):
-    def __init__(self, l1=0.01):
+    def __init__(self, l1: float = 0.01) -> None:
         self.l1 = float(check_number("L1", "l1", l1, low=0))
         self.l2 = 0.0
 
-    def get_config(self):
+    def get_config(self) -> dict[str, float]:
         return {"l1": self.l1}
 
 
 class L2(Regularizer):
-    def __init__(self, l2=0.01):
+    def __init__(self, l2: float = 0.01) -> None:
         self.l1 = 0.0
         self.l2 = float(check_number("L2", "l2", l2, low=0))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, float]:
         return {"l2": self.l2}
 
 
 l1, l2, l1_l2 = L1, L2, L1L2
-_CLASSES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
+_CLASSES: dict[str, type[Regularizer]] = {
+    "l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2, "L1": L1, "L2": L2, "L1L2": L1L2}
 
 
-def get(identifier):
+def get(identifier: str | dict[str, Any] | Regularizer | None) -> Regularizer | None:
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str) and identifier in _CLASSES:
@@ -63,5 +76,5 @@ def get(identifier):
                      f"or a ferrax.regularizers object")
 
 
-def serialize(reg):
+def serialize(reg: Regularizer | None) -> dict[str, Any] | None:
     return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}

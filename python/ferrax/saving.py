@@ -9,14 +9,21 @@ every problem becomes a ValueError that names the file.
 safetensors reader.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ferrax import _core
+from ferrax._typing import Float32Array, PathLike
+
+if TYPE_CHECKING:
+    from ferrax.models import Model, Sequential
 
 FORMAT = "ferrax"
 WEIGHTS_FORMAT = "ferrax-weights"
@@ -26,28 +33,29 @@ MODEL_SUFFIX = ".ferrax"
 WEIGHTS_SUFFIX = ".weights.safetensors"
 
 
-def atomic_write(path, data):
+def atomic_write(path: PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`:
     a crash or kill mid-write leaves the previous file intact."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _check_suffix(path, suffix, what, other):
+def _check_suffix(path: PathLike, suffix: str, what: str, other: str) -> None:
     if not str(path).endswith(suffix):
         raise ValueError(f"{what} files must end in '{suffix}', got {str(path)!r}{other}")
 
 
-def _save_target(model, filepath, overwrite, suffix, what, other):
+def _save_target(model: Model, filepath: PathLike, overwrite: bool, suffix: str, what: str,
+                 other: str) -> Path:
     """The checked destination of a save: right suffix, overwrite allowed, model built."""
     _check_suffix(filepath, suffix, what, other)
     path = Path(filepath)
@@ -58,19 +66,20 @@ def _save_target(model, filepath, overwrite, suffix, what, other):
     return path
 
 
-def _read(path, what):
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No {what} file at {str(path)!r}")
-    data = path.read_bytes()
+def _read(path: PathLike, what: str
+          ) -> tuple[Path, dict[str, Float32Array], dict[str, str]]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"No {what} file at {str(file)!r}")
+    data = file.read_bytes()
     try:
         tensors, metadata = _core.safetensors_loads(data)
     except (ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: cannot read {what} file: {e}") from None
-    return path, dict(tensors), metadata
+        raise ValueError(f"{file}: cannot read {what} file: {e}") from None
+    return file, dict(tensors), metadata
 
 
-def _json(path, metadata, key):
+def _json(path: Path, metadata: dict[str, str], key: str) -> Any:
     try:
         return json.loads(metadata[key])
     except KeyError:
@@ -79,7 +88,7 @@ def _json(path, metadata, key):
         raise ValueError(f"{path}: '{key}' in the metadata is not valid JSON ({e})") from None
 
 
-def _check_format(path, metadata, expected):
+def _check_format(path: Path, metadata: dict[str, str], expected: str) -> int:
     found = metadata.get("format")
     if found != expected:
         hint = (" (a weights file: use model.load_weights)" if found == WEIGHTS_FORMAT else
@@ -97,7 +106,7 @@ def _check_format(path, metadata, expected):
 
 
 # --- whole models ------------------------------------------------------------
-def save_model(model, filepath, overwrite=True):
+def save_model(model: Model, filepath: PathLike, overwrite: bool = True) -> None:
     """Save architecture, weights, compile settings and optimizer state to one file."""
     path = _save_target(model, filepath, overwrite, MODEL_SUFFIX, "Model",
                         f"; use model.save_weights for '{WEIGHTS_SUFFIX}' files")
@@ -110,13 +119,13 @@ def save_model(model, filepath, overwrite=True):
         "model_config": json.dumps(model.get_config()),
         "input_shape": json.dumps(list(model._input_shape)),
         "seed": str(model._seed),
-        "step": str(model._core.step),
+        "step": str(model._built_core().step),
         "epochs_run": str(model._epochs_run),
         "weight_names": json.dumps([v.name for v in variables]),
     }
     if model._compile_config is not None:
         meta["compile_config"] = json.dumps(_compile_config(model))
-        state = model._core.optimizer_state() or model._pending_optimizer_state
+        state = model._built_core().optimizer_state() or model._pending_optimizer_state
         if state is not None:
             iterations, u_product, slot_names, slots = state
             meta["optimizer_state"] = json.dumps({"iterations": int(iterations),
@@ -130,10 +139,11 @@ def save_model(model, filepath, overwrite=True):
     atomic_write(path, data)
 
 
-def _compile_config(model):
+def _compile_config(model: Model) -> dict[str, Any]:
     from ferrax import losses, optimizers
 
     cfg = model._compile_config
+    assert cfg is not None  # only called for compiled models
     return {
         "optimizer": optimizers.serialize(cfg["optimizer"]),
         "loss": None if cfg["loss"] is None else losses.serialize(cfg["loss"]),
@@ -141,7 +151,8 @@ def _compile_config(model):
     }
 
 
-def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
+               compile: bool = True, safe_mode: bool = True) -> Sequential:
     """A model saved with model.save(), with its weights and, if compiled, its
     optimizer state: training resumes exactly where it stopped."""
     from ferrax.models import Sequential
@@ -170,7 +181,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         raise ValueError(f"{path}: the file has weights no layer uses: {', '.join(extra)}")
     model.set_weights(weights)
     try:
-        model._core.step = int(meta.get("step", "0"))
+        model._built_core().step = int(meta.get("step", "0"))
         model._epochs_run = int(meta.get("epochs_run", "0"))
     except ValueError as e:
         raise ValueError(f"{path}: invalid training counters in metadata: {e}") from None
@@ -179,7 +190,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return model
 
 
-def _restore_compile(model, path, meta, tensors):
+def _restore_compile(model: Model, path: Path, meta: dict[str, str],
+                     tensors: dict[str, Float32Array]) -> None:
     from ferrax import losses, metrics, optimizers
 
     cfg = _json(path, meta, "compile_config")
@@ -199,9 +211,9 @@ def _restore_compile(model, path, meta, tensors):
         iterations, u_product = int(state["iterations"]), float(state["u_product"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: invalid optimizer state: {e}") from None
-    slots = []
+    slots: list[list[Float32Array]] = []
     for v in model._variables():
-        per = []
+        per: list[Float32Array] = []
         for name in slot_names:
             key = f"optimizer/{v.name}/{name}"
             if key in tensors:
@@ -216,7 +228,7 @@ def _restore_compile(model, path, meta, tensors):
 
 
 # --- weights only --------------------------------------------------------------
-def save_weights(model, filepath, overwrite=True):
+def save_weights(model: Model, filepath: PathLike, overwrite: bool = True) -> None:
     """The weights alone, as a standard safetensors file (names like 'dense/kernel')."""
     path = _save_target(model, filepath, overwrite, WEIGHTS_SUFFIX, "Weights", "")
     variables = model._variables()
@@ -228,7 +240,7 @@ def save_weights(model, filepath, overwrite=True):
     atomic_write(path, data)
 
 
-def load_weights(model, filepath):
+def load_weights(model: Model, filepath: PathLike) -> None:
     """Load weights saved by save_weights: by name, or in saved order when the layer
     names differ (e.g. a rebuilt model with other auto-names) but the shapes agree."""
     _check_suffix(filepath, WEIGHTS_SUFFIX, "Weights", "")

@@ -1,11 +1,23 @@
 """Utilities: to_categorical, seeding, and plotting helpers."""
 
+from __future__ import annotations
+
 import os
 import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax._serial import describe
+from ferrax._typing import Float32Array, PathLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ferrax.callbacks import History
+    from ferrax.models import Sequential
 
 # The global seed every model derives its own from; random unless set.
 _SEED_STATE = {"seed": int.from_bytes(os.urandom(4), "little"), "counter": 0}
@@ -13,7 +25,7 @@ if os.environ.get("FERRAX_SEED", "").strip().isdigit():
     _SEED_STATE["seed"] = int(os.environ["FERRAX_SEED"])
 
 
-def set_random_seed(seed):
+def set_random_seed(seed: int) -> None:
     """Seed ferrax, Python's `random` and NumPy, as keras.utils.set_random_seed does.
 
     After this, building and training the same model on the same data gives
@@ -28,7 +40,7 @@ def set_random_seed(seed):
     np.random.seed(int(seed) % 2**32)
 
 
-def _next_seed():
+def _next_seed() -> int:
     """A fresh 64-bit seed for the next model or draw, derived from the global seed."""
     _SEED_STATE["counter"] += 1
     x = (_SEED_STATE["seed"] * 0x9E3779B97F4A7C15 + _SEED_STATE["counter"]) % 2**64
@@ -36,7 +48,7 @@ def _next_seed():
     return (x * 0xBF58476D1CE4E5B9) % 2**64
 
 
-def to_categorical(x, num_classes=None):
+def to_categorical(x: npt.ArrayLike, num_classes: int | None = None) -> Float32Array:
     """One-hot float32 encoding of integer class ids; num_classes defaults to max + 1."""
     y = np.asarray(x)
     if y.size and not np.issubdtype(y.dtype, np.integer) and (
@@ -57,20 +69,24 @@ def to_categorical(x, num_classes=None):
     return out
 
 
-def normalize(x, axis=-1, order=2):
+def normalize(x: npt.ArrayLike, axis: int = -1,
+              order: float | Literal["fro", "nuc"] | None = 2) -> Float32Array:
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, ord=order, axis=axis, keepdims=True)
-    return x / np.where(norm == 0, 1, norm)
+    # float32 / float32: NumPy's stubs widen the result to float64.
+    return x / np.where(norm == 0, 1, norm)  # type: ignore[return-value]
 
 
-def plot_history(history, path=None):
+def plot_history(history: History | Mapping[str, Sequence[float]],
+                 path: PathLike | None = None) -> Figure:
     """Draw training / validation curves (needs matplotlib); see ferrax._plotting."""
     from ferrax._plotting import plot_history as _plot
 
     return _plot(history, path)
 
 
-def plot_model(model, to_file="model.png", show_shapes=True, show_layer_names=True, **kwargs):
+def plot_model(model: Sequential, to_file: PathLike | None = "model.png",
+               show_shapes: bool = True, show_layer_names: bool = True, **kwargs: Any) -> Figure:
     """Draw the layer stack with shapes to a PNG (needs matplotlib; no Graphviz)."""
     from ferrax._plotting import plot_model as _plot
 

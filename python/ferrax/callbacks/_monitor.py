@@ -1,44 +1,48 @@
 """Shared pieces of the training callbacks: argument checks and the direction of a
 monitored quantity."""
 
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
+from typing import Any
 
 from ferrax._serial import check_number, describe
+from ferrax._typing import Logs
 
 # A monitored name containing one of these is better when larger ("auto" mode).
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "fmeasure", "f1", "iou")
 
 
-def check_int(owner, arg, value, low=0):
+def check_int(owner: str, arg: str, value: Any, low: int = 0) -> int:
     return check_number(owner, arg, value, low=low, integer=True)
 
 
-def check_flag(owner, arg, value):
+def check_flag(owner: str, arg: str, value: Any) -> bool:
     if not isinstance(value, (bool, int)) or value not in (0, 1):
         raise TypeError(f"{owner}: '{arg}' must be True or False, got {describe(value)}")
     return bool(value)
 
 
-def check_monitor(owner, monitor):
+def check_monitor(owner: str, monitor: Any) -> str:
     if not isinstance(monitor, str) or not monitor:
         raise TypeError(f"{owner}: 'monitor' must be a metric name such as 'val_loss', got "
                         f"{describe(monitor)}")
     return monitor
 
 
-def check_save_freq(owner, save_freq):
+def check_save_freq(owner: str, save_freq: Any) -> str | int:
     ok = save_freq == "epoch" if isinstance(save_freq, str) else (
         isinstance(save_freq, numbers.Integral) and not isinstance(save_freq, bool)
-        and save_freq >= 1)
+        and save_freq >= 1)  # type: ignore[operator]  # typeshed's Integral lacks >=
     if not ok:
         raise ValueError(f"{owner}: 'save_freq' must be 'epoch' or a positive integer number "
                          f"of batches, got {describe(save_freq)}")
     return save_freq if isinstance(save_freq, str) else int(save_freq)
 
 
-def resolve_mode(owner, monitor, mode):
+def resolve_mode(owner: str, monitor: str, mode: Any) -> str:
     """'min' or 'max'. "auto" infers it from the name as Keras does: accuracy-like
     quantities (acc, accuracy, auc, precision, recall) are maximised, the rest minimised."""
     if mode not in ("auto", "min", "max"):
@@ -50,11 +54,11 @@ def resolve_mode(owner, monitor, mode):
     return "max" if any(w in name for w in _HIGHER_IS_BETTER) else "min"
 
 
-def worst(mode):
+def worst(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
 
 
-def improves(mode, value, reference, min_delta=0.0):
+def improves(mode: str, value: float, reference: float | None, min_delta: float = 0.0) -> bool:
     """Whether `value` beats `reference` by more than `min_delta` (>= 0) in direction `mode`."""
     if reference is None:
         return True
@@ -63,7 +67,8 @@ def improves(mode, value, reference, min_delta=0.0):
     return value - min_delta > reference
 
 
-def monitor_value(owner, monitor, logs, stacklevel=3):
+def monitor_value(owner: str, monitor: str, logs: Logs | None, stacklevel: int = 3
+                  ) -> float | None:
     """The monitored value from `logs` as a float, or None (with a warning) when absent."""
     logs = logs or {}
     value = logs.get(monitor)

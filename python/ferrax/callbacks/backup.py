@@ -1,11 +1,14 @@
 """BackupAndRestore: resume a fit that was interrupted."""
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import uuid
 
 from ferrax._serial import describe
+from ferrax._typing import Logs, PathLike
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
@@ -30,7 +33,8 @@ class BackupAndRestore(Callback):
     removed when that leaves it empty.
     """
 
-    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+    def __init__(self, backup_dir: PathLike, save_freq: str | int = "epoch",
+                 delete_checkpoint: bool = True) -> None:
         super().__init__()
         owner = type(self).__name__
         if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
@@ -47,7 +51,7 @@ class BackupAndRestore(Callback):
         self._batches_since_save = 0
 
     # --- restoring ---------------------------------------------------------------
-    def _read_metadata(self):
+    def _read_metadata(self) -> tuple[int, str] | None:
         if not os.path.isfile(self._metadata_path):
             return None
         try:
@@ -64,7 +68,7 @@ class BackupAndRestore(Callback):
                              f"names an invalid model file {describe(model_file)}")
         return epoch, os.path.join(self.backup_dir, model_file)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._last_batch_seen = -1
         self._batches_since_save = 0
         self._current_epoch = 0
@@ -76,7 +80,7 @@ class BackupAndRestore(Callback):
         self._current_epoch = epoch
         self.model._initial_epoch = epoch
 
-    def _restore(self, path):
+    def _restore(self, path: str) -> None:
         from ferrax.models import load_model
 
         model = self.model
@@ -93,13 +97,13 @@ class BackupAndRestore(Callback):
         except ValueError as e:
             raise ValueError(f"BackupAndRestore: the backup {path!r} does not fit model "
                              f"'{model.name}': {e}") from None
-        model._core.step = saved._core.step
+        model._built_core().step = saved._built_core().step
         model._epochs_run = saved._epochs_run
         state = saved._pending_optimizer_state
         if state is not None and model._compile_config is not None:
             iterations, u_product, _, slots = state
             if model._engine_compile_spec is not None:
-                model._core.set_optimizer_state(iterations, u_product, slots)
+                model._built_core().set_optimizer_state(iterations, u_product, slots)
             else:
                 model._pending_optimizer_state = state
             if getattr(model.optimizer, "_schedule", None) is None and getattr(
@@ -108,24 +112,24 @@ class BackupAndRestore(Callback):
                 model.optimizer.learning_rate = saved.optimizer.learning_rate
 
     # --- saving --------------------------------------------------------------------
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._last_batch_seen = -1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self.save_freq == "epoch":
             return
         self._batches_since_save += batch - self._last_batch_seen
         self._last_batch_seen = batch
-        if self._batches_since_save >= self.save_freq:
+        if self._batches_since_save >= self.save_freq:  # type: ignore[operator]  # an int here
             self._batches_since_save = 0
             self._save(batch)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self._current_epoch = epoch + 1
         if self.save_freq == "epoch":
             self._save(None)
 
-    def _own_files(self):
+    def _own_files(self) -> list[str]:
         try:
             names = os.listdir(self.backup_dir)
         except FileNotFoundError:
@@ -133,7 +137,7 @@ class BackupAndRestore(Callback):
         return [n for n in names if n.startswith(_PREFIX) and n.endswith(_SUFFIX)
                 or n.startswith(f".{_PREFIX}") or n.startswith(f".{_METADATA}")]
 
-    def _save(self, batch):
+    def _save(self, batch: int | None) -> None:
         from ferrax.saving import atomic_write
 
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -149,7 +153,7 @@ class BackupAndRestore(Callback):
             _remove(os.path.join(self.backup_dir, n))
 
     # --- clean-up --------------------------------------------------------------------
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if not self.delete_checkpoint:
             return
         for n in self._own_files():
@@ -159,6 +163,6 @@ class BackupAndRestore(Callback):
             os.rmdir(self.backup_dir)
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

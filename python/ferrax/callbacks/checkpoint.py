@@ -1,8 +1,11 @@
 """ModelCheckpoint: save the model or its weights during training."""
 
+from __future__ import annotations
+
 import os
 
 from ferrax._serial import check_number, describe
+from ferrax._typing import Logs, PathLike
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
@@ -22,9 +25,10 @@ class ModelCheckpoint(Callback):
     are written to a temporary name and renamed, so a kill never leaves a torn checkpoint.
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto", save_freq="epoch",
-                 initial_value_threshold=None):
+    def __init__(self, filepath: PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False,
+                 mode: str = "auto", save_freq: str | int = "epoch",
+                 initial_value_threshold: float | None = None) -> None:
         super().__init__()
         owner = type(self).__name__
         if not isinstance(filepath, (str, os.PathLike)):
@@ -43,7 +47,7 @@ class ModelCheckpoint(Callback):
         self.initial_value_threshold = initial_value_threshold
         # Like Keras, the best value persists across fits: a reused checkpoint callback does
         # not overwrite a better file with a worse model.
-        self.best = (initial_value_threshold if initial_value_threshold is not None
+        self.best: float = (initial_value_threshold if initial_value_threshold is not None
                      else mon.worst(self._mode))
         if self.save_weights_only and not self.filepath.endswith(WEIGHTS_SUFFIX):
             raise ValueError(f"{owner}: with save_weights_only=True, 'filepath' must end in "
@@ -60,25 +64,25 @@ class ModelCheckpoint(Callback):
         self._last_batch_seen = -1
         self._batches_since_save = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._current_epoch = epoch
         self._last_batch_seen = -1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self.save_freq == "epoch":
             return
         # `batch` is the index of the last batch run; fit may report several at once.
         self._batches_since_save += batch - self._last_batch_seen
         self._last_batch_seen = batch
-        if self._batches_since_save >= self.save_freq:
+        if self._batches_since_save >= self.save_freq:  # type: ignore[operator]  # an int here
             self._batches_since_save = 0
             self._save(self._current_epoch, batch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self.save_freq == "epoch":
             self._save(epoch, None, logs)
 
-    def _file_path(self, epoch, batch, logs):
+    def _file_path(self, epoch: int, batch: int | None, logs: Logs | None) -> str:
         fields = dict(logs or {})
         fields["epoch"] = epoch + 1
         if batch is not None and "batch" not in fields:
@@ -89,7 +93,7 @@ class ModelCheckpoint(Callback):
             raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
                            f"Reason: no value for {e} in the logs ({', '.join(fields)})") from None
 
-    def _should_save(self, epoch, logs, path):
+    def _should_save(self, epoch: int, logs: Logs | None, path: str) -> bool:
         if not self.save_best_only:
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: saving model to {path}")
@@ -110,7 +114,7 @@ class ModelCheckpoint(Callback):
             print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
         return False
 
-    def _save(self, epoch, batch, logs):
+    def _save(self, epoch: int, batch: int | None, logs: Logs | None) -> None:
         path = self._file_path(epoch, batch, logs)
         if not self._should_save(epoch, logs, path):
             return

@@ -1,17 +1,21 @@
 """CSVLogger: one CSV row per epoch."""
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import os
+from typing import IO, Any
 
 import numpy as np
 
 from ferrax._serial import describe
+from ferrax._typing import Logs, PathLike
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
 
-def _cell(value):
+def _cell(value: Any) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -26,7 +30,7 @@ class CSVLogger(Callback):
     a header of the sorted log names, then one row per epoch, flushed as it is written.
     With `append=True` an existing file is continued (its header is not repeated)."""
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename: PathLike, separator: str = ",", append: bool = False) -> None:
         super().__init__()
         if not isinstance(filename, (str, os.PathLike)):
             raise TypeError(f"CSVLogger: 'filename' must be a path, got {describe(filename)}")
@@ -36,12 +40,12 @@ class CSVLogger(Callback):
         self.filename = os.fspath(filename)
         self.sep = separator
         self.append = mon.check_flag("CSVLogger", "append", append)
-        self.keys = None
-        self.writer = None
-        self.csv_file = None
+        self.keys: list[str] | None = None
+        self.writer: csv.DictWriter[str] | None = None
+        self.csv_file: IO[str] | None = None
         self.append_header = True
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._close()
         self.append_header = True
         if self.append and os.path.exists(self.filename):
@@ -54,34 +58,37 @@ class CSVLogger(Callback):
         self.writer = None
         self.keys = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
+        keys = self.keys
+        csv_file = self.csv_file
+        assert csv_file is not None  # opened by on_train_begin
         if self.writer is None:
             sep = self.sep
 
             class Dialect(csv.excel):
                 delimiter = sep
 
-            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch"] + self.keys,
+            self.writer = csv.DictWriter(csv_file, fieldnames=["epoch"] + keys,
                                          dialect=Dialect, extrasaction="ignore")
             if self.append_header:
                 self.writer.writeheader()
-        row = {"epoch": epoch}
-        row.update((k, _cell(logs.get(k, "NA"))) for k in self.keys)
+        row: dict[str, Any] = {"epoch": epoch}
+        row.update((k, _cell(logs.get(k, "NA"))) for k in keys)
         self.writer.writerow(row)
-        self.csv_file.flush()
+        csv_file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         self._close()
 
-    def _close(self):
+    def _close(self) -> None:
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
         self.csv_file = None
         self.writer = None
 
-    def __del__(self):
+    def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._close()

@@ -1,6 +1,9 @@
 """EarlyStopping: stop training when a monitored quantity stops improving."""
 
+from __future__ import annotations
+
 from ferrax._serial import check_number
+from ferrax._typing import Float32Array, Logs
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
@@ -15,8 +18,9 @@ class EarlyStopping(Callback):
     weights of the best monitored epoch are put back when training ends.
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
-                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,
+                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__()
         owner = type(self).__name__
         self.monitor = mon.check_monitor(owner, monitor)
@@ -33,17 +37,17 @@ class EarlyStopping(Callback):
         self.start_from_epoch = mon.check_int(owner, "start_from_epoch", start_from_epoch)
         self._reset()
 
-    def _reset(self):
+    def _reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = mon.worst(self._mode)
-        self.best_weights = None
+        self.best_weights: list[Float32Array] | None = None
         self.best_epoch = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._reset()  # an instance can be reused across fits
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         current = mon.monitor_value("Early stopping", self.monitor, logs)
         if current is None or epoch < self.start_from_epoch:
             return
@@ -65,7 +69,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -74,5 +78,5 @@ class EarlyStopping(Callback):
                       f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
-    def get_monitor_value(self, logs):
+    def get_monitor_value(self, logs: Logs | None) -> float | None:
         return mon.monitor_value("Early stopping", self.monitor, logs)

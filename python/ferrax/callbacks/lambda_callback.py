@@ -1,6 +1,12 @@
 """LambdaCallback: a callback made of plain functions."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from ferrax._serial import describe
+from ferrax._typing import Logs
 from ferrax.callbacks.base import Callback
 
 _EPOCH_HOOKS = ("on_epoch_begin", "on_epoch_end")
@@ -19,14 +25,18 @@ class LambdaCallback(Callback):
     `on_train_batch_end(batch, logs=logs)`; any other hook by keyword (e.g.
     `on_test_end=fn`). `logs` is always a dict."""
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
-                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
-                 **kwargs):
+    def __init__(self, on_epoch_begin: Callable[[int, Logs], Any] | None = None,
+                 on_epoch_end: Callable[[int, Logs], Any] | None = None,
+                 on_train_begin: Callable[[Logs], Any] | None = None,
+                 on_train_end: Callable[[Logs], Any] | None = None,
+                 on_train_batch_begin: Callable[..., Any] | None = None,
+                 on_train_batch_end: Callable[..., Any] | None = None,
+                 **kwargs: Callable[..., Any] | None) -> None:
         super().__init__()
-        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
-                     on_train_begin=on_train_begin, on_train_end=on_train_end,
-                     on_train_batch_begin=on_train_batch_begin,
-                     on_train_batch_end=on_train_batch_end)
+        given: dict[str, Callable[..., Any] | None] = dict(
+            on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+            on_train_begin=on_train_begin, on_train_end=on_train_end,
+            on_train_batch_begin=on_train_batch_begin, on_train_batch_end=on_train_batch_end)
         for name, fn in kwargs.items():
             hook = _ALIASES.get(name, name)
             if hook not in _EPOCH_HOOKS + _LOGS_HOOKS + _BATCH_HOOKS:
@@ -44,7 +54,8 @@ class LambdaCallback(Callback):
         # fit/evaluate/predict step one batch at a time only for the batch hooks given.
         self._batch_hooks = frozenset(h for h in _BATCH_HOOKS if h in self._fns)
 
-    def _call(self, hook, *args, logs=None, logs_keyword=False):
+    def _call(self, hook: str, *args: Any, logs: Logs | None = None,
+              logs_keyword: bool = False) -> None:
         fn = self._fns.get(hook)
         if fn is None:
             return
@@ -54,44 +65,44 @@ class LambdaCallback(Callback):
         else:
             fn(*args, logs)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._call("on_epoch_begin", epoch, logs=logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self._call("on_epoch_end", epoch, logs=logs)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._call("on_train_begin", logs=logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         self._call("on_train_end", logs=logs)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs | None = None) -> None:
         self._call("on_test_begin", logs=logs)
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs | None = None) -> None:
         self._call("on_test_end", logs=logs)
 
-    def on_predict_begin(self, logs=None):
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
         self._call("on_predict_begin", logs=logs)
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs | None = None) -> None:
         self._call("on_predict_end", logs=logs)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_train_batch_begin", batch, logs=logs, logs_keyword=True)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_train_batch_end", batch, logs=logs, logs_keyword=True)
 
-    def on_test_batch_begin(self, batch, logs=None):
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_test_batch_begin", batch, logs=logs, logs_keyword=True)
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_test_batch_end", batch, logs=logs, logs_keyword=True)
 
-    def on_predict_batch_begin(self, batch, logs=None):
+    def on_predict_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_predict_batch_begin", batch, logs=logs, logs_keyword=True)
 
-    def on_predict_batch_end(self, batch, logs=None):
+    def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         self._call("on_predict_batch_end", batch, logs=logs, logs_keyword=True)

@@ -1,17 +1,22 @@
 """Callbacks that change the optimizer's learning rate between epochs."""
 
+from __future__ import annotations
+
 import inspect
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ferrax._serial import check_number, describe
+from ferrax._typing import Logs
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
 
-def _current_lr(model, owner):
+def _current_lr(model: Any, owner: str) -> float:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not hasattr(optimizer, "learning_rate"):
         raise ValueError(f"{owner}: the model's optimizer must have a 'learning_rate' "
@@ -24,8 +29,9 @@ class ReduceLROnPlateau(Callback):
     `min_delta`) for `patience` epochs, then wait `cooldown` epochs before counting again;
     never go below `min_lr`. Adds `learning_rate` to each epoch's logs, as Keras does."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0, **kwargs: Any) -> None:
         super().__init__()
         owner = type(self).__name__
         if kwargs:
@@ -45,18 +51,18 @@ class ReduceLROnPlateau(Callback):
         self.min_lr = float(check_number(owner, "min_lr", min_lr, low=0))
         self._reset()
 
-    def _reset(self):
+    def _reset(self) -> None:
         self.best = mon.worst(self._mode)
         self.cooldown_counter = 0
         self.wait = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._reset()
 
-    def in_cooldown(self):
+    def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if logs is None:
             logs = {}
         logs["learning_rate"] = _current_lr(self.model, type(self).__name__)
@@ -85,7 +91,7 @@ class ReduceLROnPlateau(Callback):
                     self.wait = 0
 
 
-def _positional_arity(fn):
+def _positional_arity(fn: Callable[..., Any]) -> int:
     """How many positional arguments `fn` takes (2 when it cannot be told)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -101,7 +107,7 @@ class LearningRateScheduler(Callback):
     counted from 0, lr the current rate; a one-argument `schedule(epoch)` also works).
     Adds `learning_rate` to each epoch's logs, as Keras does."""
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
         super().__init__()
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler: 'schedule' must be a function "
@@ -109,7 +115,7 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
         self.verbose = verbose
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         lr = _current_lr(self.model, type(self).__name__)
         if _positional_arity(self.schedule) >= 2:
             new_lr = self.schedule(epoch, lr)
@@ -127,6 +133,6 @@ class LearningRateScheduler(Callback):
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                   f"{float(new_lr)}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = _current_lr(self.model, type(self).__name__)

@@ -6,13 +6,17 @@ file, CI, a captured stream), and with verbose=2: exactly one line per epoch,
 written when the epoch ends, so logs hold no carriage-return spam.
 """
 
+from __future__ import annotations
+
 import sys
 import time
+from typing import Any, TextIO
 
+from ferrax._typing import Logs
 from ferrax.callbacks.base import Callback
 
 
-def _isatty(stream):
+def _isatty(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty and isatty())
@@ -23,25 +27,25 @@ def _isatty(stream):
 class ProgbarLogger(Callback):
     """Prints fit's progress (added by fit when verbose is 1 or 2)."""
 
-    def __init__(self, verbose=1, stream=None):
+    def __init__(self, verbose: int = 1, stream: TextIO | None = None) -> None:
         super().__init__()
         self.verbose = verbose
         self.stream = stream
-        self._bar = None
+        self._bar: Progbar | None = None
 
-    def _out(self):
+    def _out(self) -> TextIO:
         return self.stream or sys.stdout
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         title = f"Epoch {epoch + 1}/{self.params.get('epochs', 1)}"
         self._bar = Progbar(self.params.get("steps"), verbose=self.verbose, stream=self._out(),
                             title=title)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self._bar is not None:
             self._bar.update(batch + 1, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self._bar is not None:
             self._bar.finish(logs)
             self._bar = None
@@ -52,7 +56,8 @@ class Progbar:
 
     WIDTH = 20
 
-    def __init__(self, target, verbose=1, stream=None, interval=0.1, title=None):
+    def __init__(self, target: int | None, verbose: int = 1, stream: TextIO | None = None,
+                 interval: float = 0.1, title: str | None = None) -> None:
         self.target, self.verbose, self.interval, self.title = target, verbose, interval, title
         self.stream = stream or sys.stdout
         self.start = time.perf_counter()
@@ -64,11 +69,11 @@ class Progbar:
             self.stream.flush()
 
     @staticmethod
-    def _format_logs(logs):
+    def _format_logs(logs: Logs | None) -> str:
         return "".join(f" - {k}: {v:.4f}" for k, v in (logs or {}).items()
                        if isinstance(v, (int, float)))
 
-    def _line(self, current, logs, done):
+    def _line(self, current: int, logs: Logs | None, done: bool) -> str:
         elapsed = time.perf_counter() - self.start
         target = self.target or current
         per_step = elapsed / max(current, 1)
@@ -82,7 +87,7 @@ class Progbar:
         bar = "━" * filled + "─" * (self.WIDTH - filled)
         return f"{current}/{target} {bar} {timing}{self._format_logs(logs)}"
 
-    def update(self, current, logs=None):
+    def update(self, current: int, logs: Logs | None = None) -> None:
         self._current = current
         if not self.interactive:
             return
@@ -92,7 +97,7 @@ class Progbar:
             self.stream.write("\r" + self._line(current, logs, False) + "\x1b[K")
             self.stream.flush()
 
-    def finish(self, logs=None):
+    def finish(self, logs: Logs | None = None) -> None:
         if not self.verbose:
             return
         line = self._line(self._current or self.target or 0, logs, True)
@@ -104,7 +109,7 @@ class Progbar:
         self.stream.flush()
 
 
-def _fmt_step(seconds):
+def _fmt_step(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.0f}s/step"
     if seconds >= 1e-3:

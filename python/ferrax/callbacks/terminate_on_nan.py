@@ -1,7 +1,10 @@
 """TerminateOnNaN: stop training when the loss becomes NaN or infinite."""
 
+from __future__ import annotations
+
 import math
 
+from ferrax._typing import Logs
 from ferrax.callbacks import _monitor as mon
 from ferrax.callbacks.base import Callback
 
@@ -17,13 +20,13 @@ class TerminateOnNaN(Callback):
     # Batch hooks that need fit to step one batch at a time: none. It checks the loss
     # whenever fit reports progress; that loss is the epoch's mean so far, NaN or infinite
     # from the first bad batch on.
-    _batch_hooks = frozenset()
+    _batch_hooks: frozenset[str] = frozenset()
 
-    def __init__(self, raise_error=False):
+    def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
         self.raise_error = mon.check_flag("TerminateOnNaN", "raise_error", raise_error)
 
-    def _check(self, where, logs):
+    def _check(self, where: str, logs: Logs | None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None:
             return
@@ -35,9 +38,9 @@ class TerminateOnNaN(Callback):
             print(f"{where.capitalize()}: Invalid loss, terminating training")
             self.model.stop_training = True
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         self._check(f"batch {batch}", logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if not self.model.stop_training:
             self._check(f"epoch {epoch}", logs)

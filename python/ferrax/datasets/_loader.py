@@ -9,10 +9,15 @@ from __future__ import annotations
 import math
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
+
+from ferrax._typing import PathLike
 
 from . import _store
 from ._store import DatasetFileError, DatasetNotFoundError
@@ -26,31 +31,38 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
+_U8: TypeAlias = npt.NDArray[np.uint8]
+# ((x_train, y_train), (x_test, y_test)), as Keras's load_data returns them.
+LoadResult: TypeAlias = tuple[tuple[_U8, _U8], tuple[_U8, _U8]]
+
 
 @dataclass(frozen=True)
 class Spec:
     name: str  # cache directory name, e.g. "fashion-mnist"
     title: str  # for messages, e.g. "Fashion-MNIST"
     npz_names: tuple[str, ...]  # single-file forms accepted, Keras's first
-    sha256: dict  # file name -> accepted SHA-256 digests, the published one first
-    sizes: dict  # file name -> published size in bytes
-    mirrors: tuple  # (base URL, file names fetched from it), tried in order
+    # file name -> accepted SHA-256 digests, the published one first
+    sha256: Mapping[str, tuple[str, ...] | str]
+    sizes: Mapping[str, int]  # file name -> published size in bytes
+    # (base URL, file names fetched from it), tried in order
+    mirrors: tuple[tuple[str, tuple[str, ...]], ...]
     counts: tuple[int, int]  # (train, test) images of the real set
     keras: tuple[str, str]  # (subdirectory of Keras's datasets dir, "npz" or "idx")
     hint: str = ""  # extra advice for the not-found message
 
 
-def load(spec: Spec, path=None):
+def load(spec: Spec, path: PathLike | None = None) -> LoadResult:
     if path is not None:
         return _load_explicit(spec, path)
-    searched = []
+    searched: list[Path] = []
     for d in _store.cache_dirs(spec.name):
         arrays = _load_cache(spec, d)
         if arrays is not None:
             return arrays
         searched.append(d)
     sub, kind = spec.keras
-    found = [(d / sub, (kind,)) for d in _store.keras_dirs()]
+    found: list[tuple[Path, tuple[str, ...]]] = [(d / sub, (kind,))
+                                                 for d in _store.keras_dirs()]
     found += [(d, ("idx", "npz")) for d in _store.system_dirs((spec.name,))]
     for d, kinds in found:
         files = _find(d, kinds, spec.npz_names, gz_only=False)
@@ -60,7 +72,7 @@ def load(spec: Spec, path=None):
     return _download(spec, searched)
 
 
-def _load_explicit(spec: Spec, path):
+def _load_explicit(spec: Spec, path: PathLike) -> LoadResult:
     p = Path(path).expanduser()
     if p.is_dir():
         files = _find(p, ("idx", "npz"), spec.npz_names, gz_only=False)
@@ -83,7 +95,7 @@ def _load_explicit(spec: Spec, path):
     raise DatasetNotFoundError(f"path={str(path)!r} does not exist")
 
 
-def _load_cache(spec: Spec, d: Path):
+def _load_cache(spec: Spec, d: Path) -> LoadResult | None:
     """The set from cache directory ``d`` if complete there, each file checked by SHA-256."""
     # Only files whose checksums are known can be in the cache.
     npz = tuple(n for n in spec.npz_names if n in spec.sha256)
@@ -95,17 +107,18 @@ def _load_cache(spec: Spec, d: Path):
     return read_files(files, spec.counts)
 
 
-def _find(d: Path, kinds, npz_names, gz_only: bool):
+def _find(d: Path, kinds: Sequence[str], npz_names: Sequence[str], gz_only: bool
+          ) -> list[Path] | None:
     """The files of a complete set in ``d``: four IDX paths or one npz path, or None."""
     if not d.is_dir():
         return None
     if "idx" in kinds:
-        idx = []
+        idx: list[Path | None] = []
         for stem in IDX_NAMES:
             options = [d / (stem + ".gz")] if gz_only else [d / (stem + ".gz"), d / stem]
             idx.append(next((p for p in options if p.is_file()), None))
         if all(idx):
-            return idx
+            return [p for p in idx if p is not None]
     if "npz" in kinds:
         for name in npz_names:
             if (d / name).is_file():
@@ -120,11 +133,11 @@ def _digests(spec: Spec, name: str) -> tuple[str, ...]:
     return (digests,) if isinstance(digests, str) else tuple(digests)
 
 
-def read_files(files: list[Path], counts):
+def read_files(files: Sequence[Path], counts: Sequence[int] | None) -> LoadResult:
     """Read and check a set; ``counts`` (train, test) is enforced for the real sets only."""
     if len(files) == 1:
         arrays = _read_npz(files[0])
-        origin = [files[0]] * 4
+        origin: Sequence[Path] = [files[0]] * 4
     else:
         arrays = [_read_idx(f, rank) for f, rank in zip(files, (3, 1, 3, 1))]
         origin = files
@@ -145,7 +158,7 @@ def read_files(files: list[Path], counts):
     return (x_train, y_train), (x_test, y_test)
 
 
-def _read_idx(path: Path, rank: int) -> np.ndarray:
+def _read_idx(path: Path, rank: int) -> _U8:
     try:
         arr = read_idx(path)
     except ValueError as e:
@@ -160,7 +173,7 @@ def _read_idx(path: Path, rank: int) -> np.ndarray:
     return arr
 
 
-def _read_npz(path: Path) -> list[np.ndarray]:
+def _read_npz(path: Path) -> list[_U8]:
     """Read a Keras-style npz without unpickling and without trusting its headers."""
     try:
         with zipfile.ZipFile(path) as z:
@@ -217,12 +230,12 @@ def _check_npy_member(z: zipfile.ZipFile, member: str, path: Path) -> None:
         )
 
 
-def _download(spec: Spec, searched: list[Path]):
+def _download(spec: Spec, searched: list[Path]) -> LoadResult:
     try:
         dest = _store.writable_cache_dir(spec.name)
     except DatasetNotFoundError as e:
         raise DatasetNotFoundError(_not_found(spec, searched, [str(e)])) from None
-    failures = []
+    failures: list[str] = []
     for base, names in spec.mirrors:
         for name in names:
             target = dest / name
@@ -245,13 +258,14 @@ def _download(spec: Spec, searched: list[Path]):
     raise DatasetNotFoundError(_not_found(spec, searched, failures, dest))
 
 
-def _not_found(spec: Spec, searched, failures, dest: Path | None = None) -> str:
+def _not_found(spec: Spec, searched: Sequence[Path], failures: Sequence[str],
+               dest: Path | None = None) -> str:
     dest = dest or _store.cache_dirs(spec.name)[0]
 
-    def line(name):
+    def line(name: str) -> str:
         size = spec.sizes.get(name)
-        size = f"{size:>10,} bytes  " if size else ""
-        return f"    {name:<28}{size}sha256 {_digests(spec, name)[0]}"
+        text = f"{size:>10,} bytes  " if size else ""
+        return f"    {name:<28}{text}sha256 {_digests(spec, name)[0]}"
 
     npz = spec.npz_names[0]
     lines = [f"{spec.title} was not found on this machine and could not be downloaded."]

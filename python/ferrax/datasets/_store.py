@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["DatasetFileError", "DatasetNotFoundError"]
@@ -82,7 +83,7 @@ def writable_cache_dir(name: str) -> Path:
 
 def keras_dirs() -> list[Path]:
     """Keras's dataset caches: $KERAS_HOME, ~/.keras, and Keras's own temp fallback."""
-    dirs = []
+    dirs: list[Path] = []
     env = os.environ.get("KERAS_HOME")
     if env:
         dirs.append(Path(env) / "datasets")
@@ -91,14 +92,16 @@ def keras_dirs() -> list[Path]:
     return _unique(dirs)
 
 
-def system_dirs(subdirs) -> list[Path]:
+def system_dirs(subdirs: Sequence[str]) -> list[Path]:
     env = os.environ.get("FERRAX_SYSTEM_DATA_DIRS")
-    roots = [r for r in env.split(os.pathsep) if r] if env is not None else SYSTEM_DATA_DIRS
+    roots: Iterable[str] = ([r for r in env.split(os.pathsep) if r] if env is not None
+                            else SYSTEM_DATA_DIRS)
     return _unique(Path(root) / sub for root in roots for sub in subdirs)
 
 
-def _unique(paths) -> list[Path]:
-    seen, out = set(), []
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    out: list[Path] = []
     for p in paths:
         if p not in seen:
             seen.add(p)

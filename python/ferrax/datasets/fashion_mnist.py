@@ -13,6 +13,8 @@ last downloads from the mirrors below into ferrax's cache, checking SHA-256.
 
 from __future__ import annotations
 
+from ferrax._typing import PathLike
+
 from . import _loader
 
 __all__ = ["load_data"]
@@ -56,7 +58,7 @@ SIZES = {
 COUNTS = (60_000, 10_000)
 
 
-def load_data(path=None):
+def load_data(path: PathLike | None = None) -> _loader.LoadResult:
     """Load Fashion-MNIST: ``((x_train, y_train), (x_test, y_test))``, all uint8.
 
     Shapes are (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).

@@ -17,13 +17,17 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
+
+from ferrax._typing import PathLike
 
 __all__ = ["IDX_TYPES", "read_idx", "write_idx"]
 
 # Element-type code -> big-endian dtype, as in LeCun's description of the format.
-IDX_TYPES = {
+IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -40,7 +44,7 @@ _MAX_DEFLATE_RATIO = 1032
 _CHUNK = 1 << 22
 
 
-def read_idx(source) -> np.ndarray:
+def read_idx(source: PathLike | IO[bytes]) -> np.ndarray:
     """Read one IDX array from a path or a binary file object (gzipped or not).
 
     Returns a writable array in native byte order whose shape is the header's dimensions.
@@ -59,12 +63,13 @@ def read_idx(source) -> np.ndarray:
     return _read(source, str(getattr(source, "name", "<file object>")))
 
 
-def _read(f, name: str) -> np.ndarray:
+def _read(f: Any, name: str) -> np.ndarray:
     size = _remaining_size(f)
     head = _read_upto(f, 2)
     if head == _GZIP_MAGIC:
         # The gzip reader needs to see the magic bytes again.
-        stream = gzip.GzipFile(fileobj=_Prepend(head, f), mode="rb")
+        # _Prepend has no seek(): GzipFile only seeks to rewind, which is never done here.
+        stream = gzip.GzipFile(fileobj=_Prepend(head, f), mode="rb")  # type: ignore[call-overload]
         limit = None if size is None else size * _MAX_DEFLATE_RATIO + 1024
         try:
             return _parse(stream, name, limit, exact=False)
@@ -73,7 +78,7 @@ def _read(f, name: str) -> np.ndarray:
     return _parse(_Prepend(head, f), name, size, exact=True)
 
 
-def _parse(f, name: str, limit: int | None, exact: bool) -> np.ndarray:
+def _parse(f: Any, name: str, limit: int | None, exact: bool) -> np.ndarray:
     """Parse header and data from ``f``; ``limit`` bounds the bytes the stream can hold."""
     magic = _read_upto(f, 4)
     if len(magic) < 4:
@@ -118,7 +123,7 @@ def _parse(f, name: str, limit: int | None, exact: bool) -> np.ndarray:
     return arr
 
 
-def write_idx(path, array) -> None:
+def write_idx(path: PathLike, array: npt.ArrayLike) -> None:
     """Write ``array`` to ``path`` as IDX; gzip it when the name ends in ``.gz``.
 
     Supported dtypes: uint8, int8, int16, int32, float32, float64 (any byte order); rank
@@ -149,7 +154,7 @@ def write_idx(path, array) -> None:
         Path(name).write_bytes(header + data)
 
 
-def _remaining_size(f) -> int | None:
+def _remaining_size(f: Any) -> int | None:
     """Bytes left in ``f`` from its current position, or None if that cannot be known.
 
     Only trusted for plain files and in-memory buffers: a decompressing wrapper's fileno()
@@ -165,7 +170,7 @@ def _remaining_size(f) -> int | None:
     return None
 
 
-def _read_upto(f, n: int) -> bytearray:
+def _read_upto(f: Any, n: int) -> bytearray:
     """Read up to ``n`` bytes; memory grows with the data actually read, not with ``n``."""
     buf = bytearray()
     while len(buf) < n:
@@ -179,11 +184,11 @@ def _read_upto(f, n: int) -> bytearray:
 class _Prepend:
     """A read-only stream: ``head`` followed by the rest of ``f``."""
 
-    def __init__(self, head: bytes, f):
+    def __init__(self, head: bytes | bytearray, f: Any) -> None:
         self._head = bytes(head)
         self._f = f
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         if self._head:
             if n is None or n < 0:
                 out, self._head = self._head + self._f.read(), b""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from ferrax._typing import PathLike
+
 from . import _loader
 
 __all__ = ["load_data", "load_sample"]
@@ -56,7 +58,7 @@ COUNTS = (60_000, 10_000)
 _SAMPLE = "mnist_sample.npz"
 
 
-def load_data(path=None):
+def load_data(path: PathLike | None = None) -> _loader.LoadResult:
     """Load MNIST: ``((x_train, y_train), (x_test, y_test))``, all uint8.
 
     Shapes are (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
@@ -78,7 +80,7 @@ def load_data(path=None):
     return _loader.load(_spec(), path)
 
 
-def load_sample():
+def load_sample() -> _loader.LoadResult:
     """A small real-MNIST sample shipped with ferrax; no file or network access needed.
 
     Returns ``((x_train, y_train), (x_test, y_test))``, uint8, shapes (4000, 28, 28),

@@ -1,16 +1,27 @@
 """The Layer base class: configuration, naming, and weights held by the engine."""
 
+from __future__ import annotations
+
 import itertools
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax._serial import describe, snake_case
+from ferrax._typing import Config, Float32Array, Shape
 
-_NAME_COUNTERS = defaultdict(itertools.count)
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ferrax.models.model import Model
+
+_NAME_COUNTERS: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
 
-def unique_name(prefix):
+def unique_name(prefix: str) -> str:
     """Keras-style auto names: 'dense', then 'dense_1', 'dense_2', ..."""
     n = next(_NAME_COUNTERS[prefix])
     return prefix if n == 0 else f"{prefix}_{n}"
@@ -19,41 +30,43 @@ def unique_name(prefix):
 class Variable:
     """A weight of a built model, read from and written to the engine."""
 
-    def __init__(self, model, index, name, shape):
+    def __init__(self, model: Model, index: int, name: str, shape: Iterable[int]) -> None:
         self._model, self._index = model, index
         self.name, self.shape = name, tuple(shape)
         self.dtype = "float32"
         self.trainable = True
 
     @property
-    def path(self):
+    def path(self) -> str:
         return self.name
 
-    def numpy(self):
-        return self._model._core.get_weights()[self._index]
+    def numpy(self) -> Float32Array:
+        return self._model._built_core().get_weights()[self._index]
 
-    def assign(self, value):
-        weights = self._model._core.get_weights()
-        value = np.asarray(value, dtype=np.float32)
-        if value.shape != self.shape:
+    def assign(self, value: npt.ArrayLike) -> None:
+        weights = self._model._built_core().get_weights()
+        array = np.asarray(value, dtype=np.float32)
+        if array.shape != self.shape:
             raise ValueError(f"Variable '{self.name}': expected shape {self.shape}, "
-                             f"got {value.shape}")
-        weights[self._index] = value
-        self._model._core.set_weights([np.ascontiguousarray(w) for w in weights])
+                             f"got {array.shape}")
+        weights[self._index] = array
+        self._model._built_core().set_weights([np.ascontiguousarray(w) for w in weights])
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None
+                  ) -> npt.NDArray[Any]:
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Variable path={self.name}, shape={self.shape}, dtype=float32>"
 
 
 class Layer:
     """Base layer. Subclasses define `_engine_config()`; the engine builds and runs them."""
 
-    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
-                 input_dim=None, batch_input_shape=None, **kwargs):
+    def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
+                 input_shape: Sequence[int] | None = None, input_dim: int | None = None,
+                 batch_input_shape: Sequence[int | None] | None = None, **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
                             f"{', '.join(sorted(kwargs))}")
@@ -62,47 +75,48 @@ class Layer:
                             f"got {describe(name)}")
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.trainable = bool(trainable)
-        self._input_shape = None
+        self._input_shape: tuple[int, ...] | None = None
         if batch_input_shape is not None:
-            input_shape = tuple(batch_input_shape)[1:]
+            # the batch axis dropped, the rest is checked by _check_shape
+            input_shape = tuple(batch_input_shape)[1:]  # type: ignore[assignment]
         if input_shape is not None:
             self._input_shape = _check_shape(self.name, "input_shape", input_shape)
         elif input_dim is not None:
             self._input_shape = _check_shape(self.name, "input_dim", (input_dim,))
-        self._model = None
+        self._model: Model | None = None
         self._weight_slice = slice(0, 0)
-        self._output_shape = None
+        self._output_shape: tuple[int, ...] | None = None
 
     # --- configuration -------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Config:
         config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
         config.update(self._public_config())
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         config = dict(config)
         config.pop("dtype", None)
         return cls(**config)
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {}
 
-    def _engine_config(self):
+    def _engine_config(self) -> Config:
         return self._public_config()
 
-    def _core_spec(self):
+    def _core_spec(self) -> Config:
         return {"class_name": type(self).__name__,
                 "config": {"name": self.name, **self._engine_config()}}
 
     # --- weights ---------------------------------------------------------
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._model is not None and self._model._core is not None
 
     @property
-    def weights(self):
-        if not self.built:
+    def weights(self) -> list[Variable]:
+        if self._model is None or not self.built:
             return []
         return self._model._variables()[self._weight_slice]
 
@@ -110,41 +124,43 @@ class Layer:
     variables = weights
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> list[Variable]:
         return []
 
-    def get_weights(self):
+    def get_weights(self) -> list[Float32Array]:
         return [v.numpy() for v in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         own = self.weights
         if len(weights) != len(own):
             raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays, "
                              f"got {len(weights)}")
-        all_weights = self._model._core.get_weights()
+        model = self._model
+        assert model is not None  # self.weights is empty unless the layer is built
+        all_weights = model._built_core().get_weights()
         for i, (v, w) in enumerate(zip(own, weights)):
-            w = np.asarray(w, dtype=np.float32)
-            if w.shape != v.shape:
+            a = np.asarray(w, dtype=np.float32)
+            if a.shape != v.shape:
                 raise ValueError(f"Layer '{self.name}' weight {i} ('{v.name}'): expected shape "
-                                 f"{v.shape}, got {w.shape}")
-            all_weights[self._weight_slice.start + i] = w
-        self._model._core.set_weights([np.ascontiguousarray(w) for w in all_weights])
+                                 f"{v.shape}, got {a.shape}")
+            all_weights[self._weight_slice.start + i] = a
+        model._built_core().set_weights([np.ascontiguousarray(w) for w in all_weights])
 
-    def count_params(self):
+    def count_params(self) -> int:
         return int(sum(np.prod(v.shape) for v in self.weights))
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> Shape:
         if self._output_shape is None:
             raise AttributeError(f"Layer '{self.name}' has not been built yet: its output "
                                  f"shape is unknown")
         return (None,) + tuple(self._output_shape)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
-def _check_shape(owner, arg, shape):
+def _check_shape(owner: str, arg: str, shape: Any) -> tuple[int, ...]:
     try:
         dims = tuple(shape)
     except TypeError:

@@ -1,19 +1,37 @@
 """Core layers: Dense, Activation, Dropout, Flatten, Reshape, InputLayer."""
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ferrax import activations, initializers, regularizers
 from ferrax._serial import check_number, describe
+from ferrax._typing import Config
 from ferrax.layers.base import Layer, _check_shape
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+# What `activation=` accepts: a name, a function of ferrax.activations, or None (linear).
+ActivationLike = str | Callable[..., Any] | None
+# What an initializer argument accepts: a name, a {"class_name", "config"} dict or an object.
+InitializerLike = str | dict[str, Any] | initializers.Initializer
+# What a regularizer argument accepts.
+RegularizerLike = str | dict[str, Any] | regularizers.Regularizer | None
 
 
 class Dense(Layer):
     """Densely connected layer: activation(dot(x, kernel) + bias), over the last axis."""
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 **kwargs):
+    def __init__(self, units: int, activation: ActivationLike = None, use_bias: bool = True,
+                 kernel_initializer: InitializerLike = "glorot_uniform",
+                 bias_initializer: InitializerLike = "zeros",
+                 kernel_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None,
+                 activity_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, numbers.Integral):
             raise TypeError(f"Dense '{self.name}': 'units' must be a positive integer, "
@@ -26,15 +44,17 @@ class Dense(Layer):
                        ("bias_constraint", bias_constraint)):
             if v is not None:
                 raise NotImplementedError(f"Dense '{self.name}': '{arg}' is not supported yet")
-        self.units = int(units)
-        self.activation = _activation(self.name, activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.units: int = int(units)
+        self.activation: str = _activation(self.name, activation)
+        self.use_bias: bool = bool(use_bias)
+        self.kernel_initializer: initializers.Initializer = initializers.get(kernel_initializer)
+        self.bias_initializer: initializers.Initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer: regularizers.Regularizer | None = regularizers.get(
+            kernel_regularizer)
+        self.bias_regularizer: regularizers.Regularizer | None = regularizers.get(
+            bias_regularizer)
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {
             "units": self.units,
             "activation": self.activation,
@@ -45,8 +65,10 @@ class Dense(Layer):
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         }
 
-    def _engine_config(self):
-        reg = lambda r: None if r is None else r._core_spec()  # noqa: E731
+    def _engine_config(self) -> Config:
+        def reg(r: regularizers.Regularizer | None) -> dict[str, float] | None:
+            return None if r is None else r._core_spec()
+
         return {
             "units": self.units,
             "activation": self.activation,
@@ -61,18 +83,19 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation function."""
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation: ActivationLike, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.activation = _activation(self.name, activation)
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {"activation": self.activation}
 
 
 class Dropout(Layer):
     """Zeroes units with probability `rate` during training, scaling the rest by 1/(1-rate)."""
 
-    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_number(f"Dropout '{self.name}'", "rate", rate)
         if not 0 <= rate < 1:
@@ -82,31 +105,31 @@ class Dropout(Layer):
                                       f"yet")
         self.rate, self.seed, self.noise_shape = float(rate), seed, None
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {"rate": self.rate, "seed": self.seed, "noise_shape": None}
 
-    def _engine_config(self):
+    def _engine_config(self) -> Config:
         return {"rate": self.rate}
 
 
 class Flatten(Layer):
     """Flattens each sample to one axis."""
 
-    def __init__(self, data_format=None, **kwargs):
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.data_format = data_format
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {"data_format": self.data_format}
 
-    def _engine_config(self):
+    def _engine_config(self) -> Config:
         return {}
 
 
 class Reshape(Layer):
     """Reshapes each sample to `target_shape` (one entry may be -1)."""
 
-    def __init__(self, target_shape, **kwargs):
+    def __init__(self, target_shape: Sequence[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:
             dims = tuple(int(d) for d in target_shape)
@@ -118,38 +141,41 @@ class Reshape(Layer):
                              f"integers and at most one -1, got {target_shape}")
         self.target_shape = dims
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {"target_shape": list(self.target_shape)}
 
 
 class InputLayer(Layer):
     """Declares the per-sample input shape; has no weights and is not run."""
 
-    def __init__(self, shape=None, batch_size=None, input_shape=None, name=None, **kwargs):
+    def __init__(self, shape: Sequence[int] | None = None, batch_size: int | None = None,
+                 input_shape: Sequence[int] | None = None, name: str | None = None,
+                 **kwargs: Any) -> None:
         shape = shape if shape is not None else input_shape
         super().__init__(name=name, **kwargs)
         if shape is None:
             raise ValueError(f"InputLayer '{self.name}': 'shape' is required")
-        self._input_shape = _check_shape(self.name, "shape", shape)
+        self._input_shape: tuple[int, ...] = _check_shape(self.name, "shape", shape)
         self.batch_size = batch_size
 
-    def _public_config(self):
+    def _public_config(self) -> Config:
         return {"batch_shape": (self.batch_size,) + self._input_shape}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         config = dict(config)
         batch_shape = config.pop("batch_shape")
         config.pop("dtype", None)
         return cls(shape=tuple(batch_shape[1:]), batch_size=batch_shape[0], **config)
 
 
-def Input(shape=None, batch_size=None, name=None, dtype=None, **kwargs):  # noqa: N802
+def Input(shape: Sequence[int] | None = None, batch_size: int | None = None,  # noqa: N802
+          name: str | None = None, dtype: Any = None, **kwargs: Any) -> InputLayer:
     """The input of a model: ``Sequential([Input(shape=(784,)), Dense(10)])``."""
     return InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs)
 
 
-def _activation(owner, activation):
+def _activation(owner: str, activation: ActivationLike) -> str:
     try:
         return activations.get(activation)
     except (ValueError, TypeError) as e:

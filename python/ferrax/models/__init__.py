@@ -1,11 +1,18 @@
 """Models: Sequential, and the Model base class with training and inference."""
 
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from ferrax._typing import Config
 from ferrax.models.model import Model
 from ferrax.models.sequential import Sequential
 from ferrax.saving import load_model
 
+_M = TypeVar("_M", bound=Sequential)
 
-def clone_model(model, input_tensors=None, clone_function=None):
+
+def clone_model(model: _M, input_tensors: Any = None, clone_function: Any = None) -> _M:
     """A new model with the same architecture and freshly initialised weights."""
     if input_tensors is not None or clone_function is not None:
         raise NotImplementedError("clone_model: input_tensors and clone_function are not "
@@ -16,7 +23,7 @@ def clone_model(model, input_tensors=None, clone_function=None):
     return clone
 
 
-def _renamed(config):
+def _renamed(config: Config) -> Config:
     # Fresh layer names: a clone's layers must not share the original's.
     config = dict(config)
     config["layers"] = [{"class_name": e["class_name"],

@@ -4,13 +4,24 @@ Every problem is reported here, before any training step, with a message
 that names the argument and says what was expected and what came.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
+
+from ferrax._typing import Float32Array
+
+if TYPE_CHECKING:
+    from ferrax.losses import Loss
 
 # dtypes the engine reads directly (no copy of the data set is made)
 _ENGINE_DTYPES = (np.uint8, np.float32, np.float64)
 
 
-def as_array(value, arg):
+def as_array(value: Any, arg: str) -> np.ndarray:
     """A NumPy array from array-likes, with a TypeError for non-numeric data."""
     if value is None:
         raise ValueError(f"'{arg}' is required, got None")
@@ -37,7 +48,8 @@ def as_array(value, arg):
     return a
 
 
-def features(x, expected_shape, model_name, arg="x", first_layer=None):
+def features(x: np.ndarray, expected_shape: Sequence[int] | None, model_name: str,
+             arg: str = "x", first_layer: str | None = None) -> np.ndarray:
     """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`."""
     if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape):
         where = f" (first layer '{first_layer}')" if first_layer else ""
@@ -50,13 +62,14 @@ def features(x, expected_shape, model_name, arg="x", first_layer=None):
     return np.ascontiguousarray(x.reshape(len(x), -1))
 
 
-def check_lengths(x, y, x_arg="x", y_arg="y"):
+def check_lengths(x: np.ndarray, y: np.ndarray, x_arg: str = "x", y_arg: str = "y") -> None:
     if len(x) != len(y):
         raise ValueError(f"'{x_arg}' and '{y_arg}' must hold the same number of samples: "
                          f"{x_arg} has {len(x)}, {y_arg} has {len(y)}")
 
 
-def targets(y, loss, output_shape, output_layer, arg="y"):
+def targets(y: np.ndarray, loss: Loss, output_shape: Sequence[int], output_layer: str,
+            arg: str = "y") -> Float32Array:
     """Targets as float32 (n, k): class ids (n, 1) for sparse losses, else the output's size."""
     n = len(y)
     out_size = int(np.prod(output_shape))
@@ -94,7 +107,8 @@ def targets(y, loss, output_shape, output_layer, arg="y"):
     return np.ascontiguousarray(y.reshape(n, out_size).astype(np.float32))
 
 
-def sample_weights(sample_weight, class_weight, y_ids, n):
+def sample_weights(sample_weight: npt.ArrayLike | None, class_weight: dict[int, float] | None,
+                   y_ids: np.ndarray | None, n: int) -> Float32Array | None:
     """Per-sample float32 weights from sample_weight and/or class_weight, or None."""
     w = None
     if sample_weight is not None:
@@ -108,6 +122,7 @@ def sample_weights(sample_weight, class_weight, y_ids, n):
         if not isinstance(class_weight, dict):
             raise TypeError(f"'class_weight' must be a dict mapping class ids to weights, "
                             f"got {type(class_weight).__name__}")
+        assert y_ids is not None  # computed whenever class_weight is given
         table = np.ones(int(max(max(class_weight, default=0), y_ids.max())) + 1, np.float32)
         for k, v in class_weight.items():
             table[int(k)] = float(v)
@@ -116,7 +131,7 @@ def sample_weights(sample_weight, class_weight, y_ids, n):
     return None if w is None else np.ascontiguousarray(w, dtype=np.float32)
 
 
-def class_ids(y):
+def class_ids(y: np.ndarray) -> npt.NDArray[np.integer[Any]]:
     """Class id per sample: the value for ids, argmax for one-hot, threshold for binary."""
     if y.ndim >= 2 and y.shape[-1] > 1:
         return y.reshape(len(y), -1).argmax(axis=1)
@@ -125,7 +140,7 @@ def class_ids(y):
         flat.max() <= 1 and not np.all(np.mod(flat, 1) == 0) else flat.astype(np.int64)
 
 
-def check_batch_size(batch_size, arg="batch_size"):
+def check_batch_size(batch_size: int | None, arg: str = "batch_size") -> int:
     import numbers
 
     if batch_size is None:

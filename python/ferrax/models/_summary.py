@@ -1,26 +1,34 @@
 """The text of Model.summary(), laid out like Keras's."""
 
+from __future__ import annotations
 
-def _fmt_count(n):
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ferrax.models.model import Model
+
+
+def _fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
-def _fmt_bytes(n):
+def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.2f} {unit}"
         n /= 1024
+    raise AssertionError("unreachable: the loop returns at 'GB'")
 
 
-def summary_lines(model):
+def summary_lines(model: Model) -> list[str]:
     cols = (33, 26, 13)
     layers = model._engine_layers()
 
-    def row(a, b, c, left="│", mid="│", right="│"):
+    def row(a: str, b: str, c: str, left: str = "│", mid: str = "│", right: str = "│") -> str:
         return (f"{left} {a:<{cols[0] - 2}} {mid} {b:<{cols[1] - 2}} {mid} "
                 f"{c:>{cols[2] - 2}} {right}")
 
-    def rule(l, m, r, ch):
+    def rule(l: str, m: str, r: str, ch: str) -> str:
         return l + m.join(ch * w for w in cols) + r
 
     lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"),

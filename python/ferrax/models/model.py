@@ -1,19 +1,43 @@
 """Model: compile, fit, evaluate, predict. The batch loop runs in the engine;
 Python runs a few times a second for progress and callbacks."""
 
+from __future__ import annotations
+
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from ferrax import _core
 from ferrax import losses as losses_module
 from ferrax import metrics as metrics_module
 from ferrax import optimizers as optimizers_module
-from ferrax.callbacks import CallbackList, History, ProgbarLogger
+from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
+from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ferrax.layers.base import Variable, unique_name
 from ferrax.models import _data
+
+if TYPE_CHECKING:
+    from ferrax.layers.base import Layer
+
+# (loss sum, samples, [(metric sum, metric weight)], batches), as the engine returns it.
+_Totals = tuple[float, float, list[tuple[float, float]], int]
+# (iterations, nadam u_product, slot names, [[slot array per slot] per weight])
+_OptimizerState = tuple[int, float, list[str], list[list[Float32Array]]]
+# What evaluate / train_on_batch / test_on_batch return: the loss alone, the loss and the
+# metrics in metrics_names order, or (return_dict=True) a dict.
+EvaluateResult = float | list[float] | dict[str, float]
+
+
+class _CompileConfig(TypedDict):
+    optimizer: optimizers_module.Optimizer
+    loss: losses_module.Loss | None
+    metrics: list[metrics_module.Metric]
+
 
 # Each engine call runs batches for about this long before returning to Python.
 _CHUNK_SECONDS = 0.1
@@ -22,43 +46,56 @@ _CHUNK_SECONDS = 0.1
 class Model:
     """Base class of ferrax models. Use Sequential to build one."""
 
-    def __init__(self, *args, name=None, trainable=True, **kwargs):
+    # Set by compile.
+    optimizer: optimizers_module.Optimizer
+    loss: losses_module.Loss | None
+    # Per-sample input shape; set by build.
+    _input_shape: tuple[int, ...]
+
+    def __init__(self, *args: Any, name: str | None = None, trainable: bool = True,
+                 **kwargs: Any) -> None:
         if args or kwargs:
             raise NotImplementedError(
                 "ferrax supports Sequential models for now; the functional API "
                 "(Model(inputs, outputs)) and subclassed models are not available yet")
         self.name = name or unique_name(self._name_prefix())
         self.trainable = trainable
-        self._core = None
-        self._variable_cache = None
-        self._compile_config = None
-        self._engine_compile_spec = None
-        self.history = None
+        self._core: _core.CoreModel | None = None
+        self._variable_cache: list[Variable] | None = None
+        self._compile_config: _CompileConfig | None = None
+        self._engine_compile_spec: str | None = None
+        self.history: History | None = None
         self.stop_training = False
-        self._seed = None  # the engine's seed: drawn at build, kept by save/load
+        self._seed: int | None = None  # the engine's seed: drawn at build, kept by save/load
         self._epochs_run = 0  # epochs trained so far: keys each epoch's shuffle
-        self._pending_optimizer_state = None  # loaded state, applied at engine compile
-        self._initial_epoch = None  # set by BackupAndRestore to resume an epoch
+        # loaded state, applied at engine compile
+        self._pending_optimizer_state: _OptimizerState | None = None
+        self._initial_epoch: int | None = None  # set by BackupAndRestore to resume an epoch
 
     @classmethod
-    def _name_prefix(cls):
+    def _name_prefix(cls) -> str:
         return "model"
 
     # --- subclasses provide the layer stack ------------------------------
-    def _engine_layers(self):
+    def _engine_layers(self) -> list[Layer]:
         raise NotImplementedError
 
-    def _declared_input_shape(self):
+    def _declared_input_shape(self) -> tuple[int, ...] | None:
         return None
 
     # --- building --------------------------------------------------------
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._core is not None
 
-    def build(self, input_shape=None):
+    def _built_core(self) -> _core.CoreModel:
+        """The engine model; only called where the model is built."""
+        assert self._core is not None, "the model is not built"
+        return self._core
+
+    def build(self, input_shape: Sequence[int | None] | None = None) -> None:
         """Create the weights for samples of `input_shape` (batch axis first or not)."""
-        shape = self._declared_input_shape()
+        shape: Sequence[Any] | None = self._declared_input_shape()
         if input_shape is not None:
             dims = tuple(input_shape)
             shape = dims[1:] if dims and dims[0] is None else dims
@@ -68,7 +105,7 @@ class Model:
                              f"ferrax.Input(shape), or call fit/predict on data.")
         self._build(tuple(int(d) for d in shape))
 
-    def _build(self, input_shape):
+    def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
 
         layers = self._engine_layers()
@@ -97,38 +134,38 @@ class Model:
         if self._compile_config is not None:
             self._compile_config["optimizer"]._core_model = core
 
-    def _variables(self):
+    def _variables(self) -> list[Variable]:
         if self._variable_cache is None:
             layers = self._engine_layers()
             self._variable_cache = [
                 Variable(self, j, f"{layers[li].name}/{name}", shape)
-                for j, (li, name, shape) in enumerate(self._core.weight_info())
+                for j, (li, name, shape) in enumerate(self._built_core().weight_info())
             ]
         return self._variable_cache
 
-    def _first_layer_name(self):
+    def _first_layer_name(self) -> str | None:
         layers = self._engine_layers()
         return layers[0].name if layers else None
 
-    def _ensure_built(self, x):
+    def _ensure_built(self, x: np.ndarray) -> None:
         if self._core is None:
             self._build(tuple(x.shape[1:]))
 
     @property
-    def weights(self):
+    def weights(self) -> list[Variable]:
         return list(self._variables()) if self.built else []
 
     trainable_weights = weights
     variables = weights
 
     @property
-    def non_trainable_weights(self):
+    def non_trainable_weights(self) -> list[Variable]:
         return []
 
-    def get_weights(self):
-        return self._core.get_weights() if self.built else []
+    def get_weights(self) -> list[Float32Array]:
+        return self._core.get_weights() if self._core is not None else []
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet: call build() or fit first")
         arrays = [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
@@ -140,26 +177,30 @@ class Model:
             if a.shape != v.shape:
                 raise ValueError(f"Model '{self.name}': weight '{v.name}' expects shape "
                                  f"{v.shape}, got {a.shape}")
-        self._core.set_weights(arrays)
+        self._built_core().set_weights(arrays)
 
-    def count_params(self):
+    def count_params(self) -> int:
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet, so it has no parameters")
         return int(sum(int(np.prod(v.shape)) for v in self._variables()))
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Shape | None:
         shape = self._input_shape if self.built else self._declared_input_shape()
         return None if shape is None else (None,) + tuple(shape)
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> Shape:
         return self._engine_layers()[-1].output_shape
 
     # --- compile ---------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto", auto_scale_loss=True):
+    def compile(self, optimizer: str | dict[str, Any] | optimizers_module.Optimizer = "rmsprop",
+                loss: str | dict[str, Any] | losses_module.Loss | Callable[..., Any] | None = None,
+                metrics: str | metrics_module.Metric
+                | Sequence[str | metrics_module.Metric] | None = None,
+                loss_weights: Any = None, weighted_metrics: Any = None,
+                run_eagerly: bool = False, steps_per_execution: int = 1,
+                jit_compile: bool | str = "auto", auto_scale_loss: bool = True) -> None:
         """Choose optimizer, loss and metrics (strings or objects), as in Keras."""
         opt = optimizers_module.get(optimizer)
         loss_obj = None if loss is None else losses_module.get(loss)
@@ -183,41 +224,48 @@ class Model:
             opt._core_model = self._core
 
     @property
-    def metrics_names(self):
+    def metrics_names(self) -> list[str]:
         if self._compile_config is None:
             return []
         return ["loss"] + [m.name for m in self._compile_config["metrics"]]
 
-    def _require_compiled(self, what):
+    def _require_compiled(self, what: str) -> None:
         if self._compile_config is None:
             raise RuntimeError(f"You must call compile() on model '{self.name}' before {what}")
         if self._compile_config["loss"] is None:
             raise ValueError(f"Model '{self.name}' was compiled without a loss: pass loss= to "
                              f"compile() before {what}")
 
-    def _compile_engine(self, y_rank, y_last):
+    def _compile_engine(self, y_rank: int, y_last: int) -> None:
         """(Re)compile the engine side when the resolved spec changed (accuracy resolves
         from the target shapes, as in Keras)."""
         cfg = self._compile_config
+        assert cfg is not None  # checked by _require_compiled
+        loss = cfg["loss"]
+        assert loss is not None  # checked by _require_compiled
         out_last = self._engine_layers()[-1].output_shape[-1]
+        assert out_last is not None  # only the batch axis is None
         spec = {
-            "loss": cfg["loss"]._core_spec(),
+            "loss": loss._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
             "metrics": [m._core_spec(y_rank, y_last, out_last, cfg["loss"])
                         for m in cfg["metrics"]],
         }
         key = json.dumps(spec, sort_keys=True)
         if key != self._engine_compile_spec:
-            self._core.compile(key)
+            core = self._built_core()
+            core.compile(key)
             self._engine_compile_spec = key
-            cfg["optimizer"]._core_model = self._core
+            cfg["optimizer"]._core_model = core
             if self._pending_optimizer_state is not None:
                 iterations, u_product, _, slots = self._pending_optimizer_state
-                self._core.set_optimizer_state(iterations, u_product, slots)
+                core.set_optimizer_state(iterations, u_product, slots)
                 self._pending_optimizer_state = None
 
     # --- data ------------------------------------------------------------
-    def _prepare(self, x, y, sample_weight=None, class_weight=None, x_arg="x", y_arg="y"):
+    def _prepare(self, x: Any, y: Any, sample_weight: npt.ArrayLike | None = None,
+                 class_weight: dict[int, float] | None = None, x_arg: str = "x",
+                 y_arg: str = "y") -> tuple[np.ndarray, Float32Array, Float32Array | None]:
         """Validated engine arrays (x, y, w) for x/y; builds the model if needed."""
         xa = _data.as_array(x, x_arg)
         ya = _data.as_array(y, y_arg)
@@ -226,26 +274,33 @@ class Model:
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
         self._ensure_built(xa)
         last = self._engine_layers()[-1]
+        assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
+        assert loss is not None  # checked by _require_compiled
         yf = _data.targets(ya, loss, last._output_shape, last.name, y_arg)
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
         w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
         return xf, yf, w
 
-    def _logs(self, result, prefix=""):
+    def _logs(self, result: _Totals, prefix: str = "") -> dict[str, float]:
         loss_sum, samples, metric_sums, _ = result
-        logs = {}
+        logs: dict[str, float] = {}
+        assert self._compile_config is not None
         for m, (s, wsum) in zip(self._compile_config["metrics"], metric_sums):
             logs[prefix + m.name] = float(s / wsum) if wsum else 0.0
         logs[prefix + "loss"] = float(loss_sum / samples) if samples else 0.0
         return logs
 
     # --- training ----------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
+    def fit(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None,
+            batch_size: int | None = None, epochs: int = 1, verbose: int | str = "auto",
+            callbacks: Sequence[Callback] | None = None, validation_split: float = 0.0,
+            validation_data: tuple[Any, ...] | list[Any] | None = None, shuffle: bool = True,
+            class_weight: dict[int, float] | None = None,
+            sample_weight: npt.ArrayLike | None = None, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_steps: int | None = None,
+            validation_batch_size: int | None = None, validation_freq: int = 1) -> History:
         """Train for `epochs` epochs; returns a History. Keras's arguments and defaults."""
         self._require_compiled("training it (fit)")
         batch_size = _data.check_batch_size(batch_size)
@@ -256,7 +311,7 @@ class Model:
         if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
             raise ValueError(f"'validation_split' must be a float in [0, 1), got "
                              f"{validation_split!r}")
-        verbose = _verbosity(verbose)
+        verbosity = _verbosity(verbose)
         xa = _data.as_array(x, "x")
         ya = _data.as_array(y, "y")
         _data.check_lengths(xa, ya)
@@ -281,10 +336,11 @@ class Model:
         history = History()
         # As in Keras, History and the progress bar come last: they see what the
         # user's callbacks added to the logs (e.g. learning_rate).
-        cb_list = list(callbacks or []) + [history]
-        if verbose:
-            cb_list.append(ProgbarLogger(verbose))
-        cbs = CallbackList(cb_list, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
+        cb_list: list[Callback] = list(callbacks or []) + [history]
+        if verbosity:
+            cb_list.append(ProgbarLogger(verbosity))
+        cbs = CallbackList(cb_list, self, {"verbose": verbosity, "epochs": epochs,
+                                           "steps": steps})
         per_batch = cbs.wants_batches
         self.history = history
         self.stop_training = False
@@ -292,22 +348,22 @@ class Model:
         if isinstance(self._initial_epoch, int):  # a callback resumes an interrupted run
             initial_epoch, self._initial_epoch = self._initial_epoch, None
         chunk = 1
-        logs = {}
+        logs: Logs = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
             # Keyed by the epochs this model has trained: fit(1) twice == fit(2).
-            order = (self._core.shuffled_order(n, self._epochs_run) if shuffle
+            order = (self._built_core().shuffled_order(n, self._epochs_run) if shuffle
                      else np.arange(n, dtype=np.uint32))
-            totals = None
+            totals: _Totals | None = None
             step = 0
             while step < steps:
                 k = 1 if per_batch else min(chunk, steps - step)
                 if per_batch:
                     cbs.on_train_batch_begin(step, {})
                 t0 = time.perf_counter()
-                totals = self._core.train(xf, yf, w, order[step * batch_size:
-                                                           (step + k) * batch_size], batch_size,
-                                          totals)
+                totals = self._built_core().train(
+                    xf, yf, w, order[step * batch_size:(step + k) * batch_size], batch_size,
+                    totals)
                 elapsed = time.perf_counter() - t0
                 step += k
                 if not per_batch:
@@ -328,7 +384,8 @@ class Model:
         cbs.on_train_end(logs)
         return history
 
-    def _prepare_validation(self, validation_data):
+    def _prepare_validation(self, validation_data: Any
+                            ) -> tuple[np.ndarray, Float32Array, Float32Array | None]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("'validation_data' must be a tuple (x_val, y_val) or "
                              "(x_val, y_val, val_sample_weight)")
@@ -336,8 +393,11 @@ class Model:
         vw = validation_data[2] if len(validation_data) == 3 else None
         return self._prepare(vx, vy, vw, None, "x_val", "y_val")
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False):
+    def evaluate(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None,
+                 batch_size: int | None = None, verbose: int | str = "auto",
+                 sample_weight: npt.ArrayLike | None = None, steps: int | None = None,
+                 callbacks: Sequence[Callback] | None = None,
+                 return_dict: bool = False) -> EvaluateResult:
         """Loss (and metrics) on the given data, in order, without training."""
         self._require_compiled("evaluating it")
         batch_size = _data.check_batch_size(batch_size)
@@ -348,7 +408,8 @@ class Model:
         logs = self._run_evaluate(xf, yf, w, batch_size, cbs, _verbosity(verbose))
         return self._format_result(logs, return_dict)
 
-    def _run_evaluate(self, xf, yf, w, batch_size, cbs, verbose):
+    def _run_evaluate(self, xf: np.ndarray, yf: Float32Array, w: Float32Array | None,
+                      batch_size: int, cbs: CallbackList, verbose: int) -> dict[str, float]:
         """Score prepared arrays in engine chunks, calling the test hooks."""
         from ferrax.callbacks import Progbar
 
@@ -357,16 +418,17 @@ class Model:
         per_batch = cbs.wants_test_batches
         bar = Progbar(steps, verbose=verbose) if verbose else None
         cbs.on_test_begin({})
-        totals = None
+        totals: _Totals | None = None
         step, chunk = 0, 1
-        logs = {}
+        logs: dict[str, float] = {}
         while step < steps:
             k = 1 if per_batch else min(chunk, steps - step)
             if per_batch:
                 cbs.on_test_batch_begin(step, {})
             t0 = time.perf_counter()
-            totals = self._core.evaluate(xf, yf, w, step * batch_size,
-                                         min(n, (step + k) * batch_size), batch_size, totals)
+            totals = self._built_core().evaluate(xf, yf, w, step * batch_size,
+                                                 min(n, (step + k) * batch_size), batch_size,
+                                                 totals)
             elapsed = time.perf_counter() - t0
             step += k
             chunk = max(1, min(4096, int(k * _CHUNK_SECONDS / max(elapsed, 1e-6))))
@@ -379,7 +441,7 @@ class Model:
         cbs.on_test_end(logs)
         return logs
 
-    def _format_result(self, logs, return_dict):
+    def _format_result(self, logs: dict[str, float], return_dict: bool) -> EvaluateResult:
         if return_dict:
             return dict(logs)
         names = self.metrics_names
@@ -387,7 +449,9 @@ class Model:
             return logs["loss"]
         return [logs[n] for n in names]
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    def predict(self, x: npt.ArrayLike, batch_size: int | None = None,
+                verbose: int | str = "auto", steps: int | None = None,
+                callbacks: Sequence[Callback] | None = None) -> Float32Array:
         """Outputs for `x` as a float32 array (samples first)."""
         from ferrax.callbacks import Progbar
 
@@ -398,10 +462,10 @@ class Model:
         self._ensure_built(xa)
         n = len(xf)
         steps = math.ceil(n / batch_size)
-        verbose = _verbosity(verbose)
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": steps})
+        verbosity = _verbosity(verbose)
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbosity, "steps": steps})
         per_batch = cbs.wants_predict_batches
-        bar = Progbar(steps, verbose=verbose) if verbose else None
+        bar = Progbar(steps, verbose=verbosity) if verbosity else None
         cbs.on_predict_begin({})
         parts = []
         step, chunk = 0, 1
@@ -410,8 +474,8 @@ class Model:
             if per_batch:
                 cbs.on_predict_batch_begin(step, {})
             t0 = time.perf_counter()
-            part = self._core.predict(xf, step * batch_size, min(n, (step + k) * batch_size),
-                                      batch_size)
+            part = self._built_core().predict(xf, step * batch_size,
+                                              min(n, (step + k) * batch_size), batch_size)
             elapsed = time.perf_counter() - t0
             parts.append(part)
             step += k
@@ -423,32 +487,39 @@ class Model:
             bar.finish()
         cbs.on_predict_end({})
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return out.reshape((n,) + tuple(self._engine_layers()[-1]._output_shape))
+        output_shape = self._engine_layers()[-1]._output_shape
+        assert output_shape is not None  # set at build
+        return out.reshape((n,) + tuple(output_shape))
 
-    def __call__(self, x, training=False):
+    def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
 
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
-                       return_dict=False):
+    def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
+                       sample_weight: npt.ArrayLike | None = None,
+                       class_weight: dict[int, float] | None = None,
+                       return_dict: bool = False) -> EvaluateResult:
         """One update on exactly this batch; returns its loss (and metrics)."""
         self._require_compiled("training it (train_on_batch)")
         xf, yf, w = self._prepare(x, y, sample_weight, class_weight)
         order = np.arange(len(xf), dtype=np.uint32)
-        result = self._core.train(xf, yf, w, order, len(xf))
+        result = self._built_core().train(xf, yf, w, order, len(xf))
         return self._format_result(self._logs(result), return_dict)
 
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def test_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
+                      sample_weight: npt.ArrayLike | None = None,
+                      return_dict: bool = False) -> EvaluateResult:
         self._require_compiled("evaluating it (test_on_batch)")
         xf, yf, w = self._prepare(x, y, sample_weight)
-        result = self._core.evaluate(xf, yf, w, 0, len(xf), len(xf))
+        result = self._built_core().evaluate(xf, yf, w, 0, len(xf), len(xf))
         return self._format_result(self._logs(result), return_dict)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: npt.ArrayLike) -> Float32Array:
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
 
     # --- description -------------------------------------------------------
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False, layer_range=None):
+    def summary(self, line_length: int | None = None, positions: Sequence[float] | None = None,
+                print_fn: Callable[[str], object] | None = None, expand_nested: bool = False,
+                show_trainable: bool = False, layer_range: Any = None) -> None:
         """Print layers, output shapes and parameter counts, as Keras does."""
         from ferrax.models._summary import summary_lines
 
@@ -456,30 +527,30 @@ class Model:
         for line in summary_lines(self):
             emit(line)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"name": self.name, "trainable": self.trainable}
 
     # --- files -------------------------------------------------------------
-    def save(self, filepath, overwrite=True):
+    def save(self, filepath: PathLike, overwrite: bool = True) -> None:
         """Save the whole model (architecture, weights, optimizer state) to a .ferrax file."""
         from ferrax import saving
 
         saving.save_model(self, filepath, overwrite=overwrite)
 
-    def save_weights(self, filepath, overwrite=True):
+    def save_weights(self, filepath: PathLike, overwrite: bool = True) -> None:
         """Save the weights to a .weights.safetensors file."""
         from ferrax import saving
 
         saving.save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath: PathLike) -> None:
         """Load weights saved by save_weights."""
         from ferrax import saving
 
         saving.load_weights(self, filepath)
 
 
-def _check_int(arg, value, low):
+def _check_int(arg: str, value: Any, low: int) -> None:
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -488,7 +559,7 @@ def _check_int(arg, value, low):
         raise ValueError(f"'{arg}' must be >= {low}, got {value}")
 
 
-def _verbosity(verbose):
+def _verbosity(verbose: int | str) -> int:
     if verbose == "auto":
         return 1
     if verbose not in (0, 1, 2, True, False):

@@ -1,26 +1,36 @@
 """Sequential: a plain stack of layers."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
 from ferrax._serial import describe
+from ferrax._typing import Config
 from ferrax.layers.base import Layer
 from ferrax.layers.core import InputLayer
 from ferrax.models.model import Model
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class Sequential(Model):
     """``Sequential([Dense(128, activation="relu", input_shape=(784,)), Dense(10)])``."""
 
-    def __init__(self, layers=None, name=None, trainable=True):
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None,
+                 trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
-        self._input_layer = None
-        self._layers = []
+        self._input_layer: InputLayer | None = None
+        self._layers: list[Layer] = []
         for layer in layers or []:
             self.add(layer)
 
     @classmethod
-    def _name_prefix(cls):
+    def _name_prefix(cls) -> str:
         return "sequential"
 
-    def add(self, layer):
+    def add(self, layer: Layer) -> None:
         """Append a layer (an InputLayer may only come first)."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a ferrax layer, got {describe(layer)}")
@@ -39,7 +49,7 @@ class Sequential(Model):
             self._layers.append(layer)
         self._invalidate()
 
-    def pop(self):
+    def pop(self) -> Layer:
         """Remove and return the last layer."""
         if not self._layers:
             raise ValueError(f"Sequential '{self.name}' has no layers to pop")
@@ -48,7 +58,7 @@ class Sequential(Model):
         self._invalidate()
         return layer
 
-    def _invalidate(self):
+    def _invalidate(self) -> None:
         # The stack changed: weights are rebuilt (eagerly when the input shape is known).
         for layer in self._layers:
             layer._model = None
@@ -58,20 +68,20 @@ class Sequential(Model):
             self.build()
 
     @property
-    def layers(self):
+    def layers(self) -> list[Layer]:
         return list(self._layers)
 
-    def _engine_layers(self):
+    def _engine_layers(self) -> list[Layer]:
         return self._layers
 
-    def _declared_input_shape(self):
+    def _declared_input_shape(self) -> tuple[int, ...] | None:
         if self._input_layer is not None:
             return self._input_layer._input_shape
         if self._layers and self._layers[0]._input_shape is not None:
             return self._layers[0]._input_shape
         return None
 
-    def get_config(self):
+    def get_config(self) -> Config:
         layers = []
         if self._input_layer is not None:
             layers.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
@@ -80,7 +90,7 @@ class Sequential(Model):
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         from ferrax import layers as layers_module
 
         model = cls(name=config.get("name"))

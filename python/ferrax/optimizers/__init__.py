@@ -1,17 +1,33 @@
 """Optimizers with Keras 3's names, defaults and update rules (run in the engine)."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from ferrax._serial import check_number, describe
+from ferrax._typing import Config
 from ferrax.optimizers import schedules  # noqa: F401  (ferrax.optimizers.schedules.X)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ferrax._core import CoreModel
+
+# What `learning_rate=` accepts: a number, a schedule, or a serialized schedule.
+LearningRateLike = float | schedules.LearningRateSchedule | dict[str, Any]
 
 
 class Optimizer:
     """Base: learning rate, weight decay and gradient clipping, as in Keras 3."""
 
     _name = "optimizer"
-    _args = ()
+    _args: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, name=None, **kwargs):
+    def __init__(self, learning_rate: LearningRateLike, weight_decay: float | None = None,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, name: str | None = None,
+                 **kwargs: Any) -> None:
         owner = type(self).__name__
         unknown = set(kwargs) - {"use_ema", "ema_momentum", "ema_overwrite_frequency",
                                  "loss_scale_factor", "gradient_accumulation_steps"}
@@ -20,9 +36,9 @@ class Optimizer:
         if isinstance(learning_rate, dict):
             learning_rate = schedules.deserialize(learning_rate)
         # A schedule is evaluated by the engine before every step.
-        self._schedule = (learning_rate if isinstance(learning_rate,
-                                                      schedules.LearningRateSchedule) else None)
-        self._learning_rate = (float(learning_rate(0)) if self._schedule is not None else
+        self._schedule: schedules.LearningRateSchedule | None = (
+            learning_rate if isinstance(learning_rate, schedules.LearningRateSchedule) else None)
+        self._learning_rate = (float(self._schedule(0)) if self._schedule is not None else
                                float(check_number(owner, "learning_rate", learning_rate, low=0)))
         for arg, v in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
                        ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
@@ -35,17 +51,18 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.name = name or self._name
-        self._core_model = None  # set when compiled: the engine owns the live state
+        # set when compiled: the engine owns the live state
+        self._core_model: CoreModel | None = None
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         if self._schedule is not None:
             return float(self._schedule(self.iterations))
         # The Python value is authoritative: the setter passes it on to the engine.
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value):
+    def learning_rate(self, value: float) -> None:
         if self._schedule is not None:
             raise TypeError(f"{type(self).__name__}: the learning rate comes from a "
                             f"{type(self._schedule).__name__} schedule and cannot be set")
@@ -58,41 +75,42 @@ class Optimizer:
     lr = learning_rate
 
     @property
-    def iterations(self):
+    def iterations(self) -> int:
         return 0 if self._core_model is None else self._core_model.iterations
 
-    def _learning_rate_config(self):
+    def _learning_rate_config(self) -> float | Config:
         if self._schedule is not None:
             return schedules.serialize(self._schedule)
         return self._learning_rate
 
-    def get_config(self):
-        config = {"name": self.name, "learning_rate": self._learning_rate_config()}
+    def get_config(self) -> Config:
+        config: Config = {"name": self.name, "learning_rate": self._learning_rate_config()}
         config.update({a: getattr(self, a) for a in self._args})
         config.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
                       clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
-    def _core_spec(self):
-        spec = {"name": self._name, "learning_rate": (
+    def _core_spec(self) -> Config:
+        spec: Config = {"name": self._name, "learning_rate": (
             self._schedule._core_spec() if self._schedule is not None else self._learning_rate)}
         spec.update({a: getattr(self, a) for a in self._args})
         spec.update(weight_decay=self.weight_decay, clipnorm=self.clipnorm,
                     clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm)
         return spec
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"
 
 
 class SGD(Optimizer):
     _name, _args = "sgd", ("momentum", "nesterov")
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.momentum = float(check_number("SGD", "momentum", momentum, low=0, high=1))
         self.nesterov = bool(nesterov)
@@ -101,8 +119,9 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     _name, _args = "rmsprop", ("rho", "momentum", "epsilon", "centered")
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.001, rho: float = 0.9,
+                 momentum: float = 0.0, epsilon: float = 1e-7, centered: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.rho = float(check_number("RMSprop", "rho", rho, low=0, high=1))
         self.momentum = float(check_number("RMSprop", "momentum", momentum, low=0, high=1))
@@ -113,8 +132,9 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     _name, _args = "adam", ("beta_1", "beta_2", "epsilon", "amsgrad")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         owner = type(self).__name__
         self.beta_1 = float(check_number(owner, "beta_1", beta_1, low=0, high=1, high_open=True))
@@ -126,8 +146,9 @@ class Adam(Optimizer):
 class AdamW(Adam):
     _name = "adamw"
 
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.001, weight_decay: float = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
                          weight_decay=weight_decay, **kwargs)
 
@@ -135,8 +156,9 @@ class AdamW(Adam):
 class Adagrad(Optimizer):
     _name, _args = "adagrad", ("initial_accumulator_value", "epsilon")
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.001,
+                 initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value = float(check_number(
             "Adagrad", "initial_accumulator_value", initial_accumulator_value, low=0))
@@ -146,7 +168,8 @@ class Adagrad(Optimizer):
 class Nadam(Optimizer):
     _name, _args = "nadam", ("beta_1", "beta_2", "epsilon")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate: LearningRateLike = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
         self.beta_1 = float(check_number("Nadam", "beta_1", beta_1, low=0, high=1,
                                          high_open=True))
@@ -155,11 +178,12 @@ class Nadam(Optimizer):
         self.epsilon = float(check_number("Nadam", "epsilon", epsilon, low=0))
 
 
-_CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
-            "nadam": Nadam}
+_CLASSES: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
+    "nadam": Nadam}
 
 
-def get(identifier):
+def get(identifier: str | dict[str, Any] | Optimizer) -> Optimizer:
     """An Optimizer from a name ('adam'), a config dict or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
@@ -168,12 +192,12 @@ def get(identifier):
         if cls is None:
             raise ValueError(f"Unknown optimizer {identifier!r}. Expected one of: "
                              f"{', '.join(sorted(_CLASSES))}")
-        return cls()
+        return cls()  # type: ignore[call-arg]  # every subclass defaults learning_rate
     if isinstance(identifier, dict) and "class_name" in identifier:
         return get(identifier["class_name"]).from_config(identifier.get("config", {}))
     raise TypeError(f"optimizer must be a name like 'adam' or a ferrax.optimizers object, "
                     f"got {describe(identifier)}")
 
 
-def serialize(opt):
+def serialize(opt: Optimizer) -> Config:
     return {"class_name": type(opt).__name__, "config": opt.get_config()}

@@ -6,10 +6,18 @@ before each update, so training keeps running many batches per call. Calling a s
 Python, `schedule(step)`, returns the rate as a Python float computed in float64.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ferrax._serial import check_number, describe, snake_case
+from ferrax._typing import Config
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "CosineDecay",
@@ -25,7 +33,7 @@ __all__ = [
 ]
 
 
-def _step(owner, step):
+def _step(owner: str, step: Any) -> float:
     """The step as a non-negative float (ints, floats and NumPy scalars accepted)."""
     if hasattr(step, "item") and getattr(step, "ndim", 0) == 0:
         step = step.item()
@@ -35,20 +43,20 @@ def _step(owner, step):
     return float(step)
 
 
-def _finite(owner, arg, value, **bounds):
+def _finite(owner: str, arg: str, value: Any, **bounds: Any) -> Any:
     check_number(owner, arg, value, **bounds)
     if math.isinf(value):
         raise ValueError(f"{owner}: '{arg}' must be finite, got {value}")
     return value
 
 
-def _flag(owner, arg, value):
+def _flag(owner: str, arg: str, value: Any) -> bool:
     if not isinstance(value, (bool, int)) or value not in (0, 1):
         raise TypeError(f"{owner}: '{arg}' must be True or False, got {describe(value)}")
     return bool(value)
 
 
-def _name(owner, value, default):
+def _name(owner: str, value: Any, default: str) -> str:
     if value is None:  # Keras's own docs deserialize configs with "name": None
         return default
     if not isinstance(value, str):
@@ -56,7 +64,7 @@ def _name(owner, value, default):
     return value
 
 
-def _cosine(fraction):
+def _cosine(fraction: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 
@@ -67,28 +75,28 @@ class LearningRateSchedule:
     the `ferrax.callbacks.LearningRateScheduler` callback (it sets the rate once per epoch).
     """
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         raise NotImplementedError(
             f"Learning rate schedule '{type(self).__name__}' must override "
             f"`__call__(self, step)`")
 
-    def get_config(self):
+    def get_config(self) -> Config:
         raise NotImplementedError(
             f"Learning rate schedule '{type(self).__name__}' must override `get_config()` "
             f"in order to be serializable")
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
-    def _core_spec(self):
+    def _core_spec(self) -> Config:
         raise TypeError(
             f"Learning rate schedule '{type(self).__name__}' is written in Python, so the "
             f"engine cannot evaluate it at each step. Use one of the built-in schedules "
             f"({', '.join(sorted(n for n in _BUILTIN))}) or set the rate per epoch with "
             f"ferrax.callbacks.LearningRateScheduler")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
             config = self.get_config()
         except NotImplementedError:
@@ -100,8 +108,8 @@ class LearningRateSchedule:
 class _Builtin(LearningRateSchedule):
     """A schedule the engine implements: its spec is its config minus the name."""
 
-    def _core_spec(self):
-        spec = {"name": snake_case(type(self).__name__)}
+    def _core_spec(self) -> Config:
+        spec: Config = {"name": snake_case(type(self).__name__)}
         spec.update({k: v for k, v in self.get_config().items() if k != "name"})
         return spec
 
@@ -110,8 +118,8 @@ class ExponentialDecay(_Builtin):
     """`initial_learning_rate * decay_rate ** (step / decay_steps)`; with `staircase=True`
     the exponent is `floor(step / decay_steps)`."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
+                 staircase: bool = False, name: str = "ExponentialDecay") -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate",
                                              initial_learning_rate, low=0)
@@ -120,13 +128,13 @@ class ExponentialDecay(_Builtin):
         self.staircase = _flag(owner, "staircase", staircase)
         self.name = _name(owner, name, "ExponentialDecay")
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         p = _step(type(self).__name__, step) / float(self.decay_steps)
         if self.staircase:
             p = math.floor(p)
         return float(self.initial_learning_rate) * float(self.decay_rate) ** p
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
@@ -136,8 +144,8 @@ class InverseTimeDecay(_Builtin):
     """`initial_learning_rate / (1 + decay_rate * step / decay_steps)`; with
     `staircase=True`, `step / decay_steps` is floored."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
+    def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
+                 staircase: bool = False, name: str = "InverseTimeDecay") -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate",
                                              initial_learning_rate, low=0)
@@ -146,13 +154,13 @@ class InverseTimeDecay(_Builtin):
         self.staircase = _flag(owner, "staircase", staircase)
         self.name = _name(owner, name, "InverseTimeDecay")
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         p = _step(type(self).__name__, step) / float(self.decay_steps)
         if self.staircase:
             p = math.floor(p)
         return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate) * p)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
@@ -162,7 +170,8 @@ class PiecewiseConstantDecay(_Builtin):
     """`values[0]` while `step <= boundaries[0]`, `values[i]` while
     `boundaries[i-1] < step <= boundaries[i]`, `values[-1]` after the last boundary."""
 
-    def __init__(self, boundaries, values, name="PiecewiseConstant"):
+    def __init__(self, boundaries: Sequence[float], values: Sequence[float],
+                 name: str = "PiecewiseConstant") -> None:
         owner = type(self).__name__
         for arg, seq in (("boundaries", boundaries), ("values", values)):
             if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
@@ -186,14 +195,14 @@ class PiecewiseConstantDecay(_Builtin):
         self.values = list(values)
         self.name = _name(owner, name, "PiecewiseConstant")
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         s = _step(type(self).__name__, step)
         for b, v in zip(self.boundaries, self.values):
             if s <= b:
                 return float(v)
         return float(self.values[-1])
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"boundaries": list(self.boundaries), "values": list(self.values),
                 "name": self.name}
 
@@ -203,8 +212,9 @@ class PolynomialDecay(_Builtin):
     `cycle=True`, `decay_steps` is first multiplied by `ceil(step / decay_steps)` (1 at
     step 0)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
-                 cycle=False, name="PolynomialDecay"):
+    def __init__(self, initial_learning_rate: float, decay_steps: float,
+                 end_learning_rate: float = 0.0001, power: float = 1.0, cycle: bool = False,
+                 name: str = "PolynomialDecay") -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate",
                                              initial_learning_rate, low=0)
@@ -214,7 +224,7 @@ class PolynomialDecay(_Builtin):
         self.cycle = _flag(owner, "cycle", cycle)
         self.name = _name(owner, name, "PolynomialDecay")
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         s = _step(type(self).__name__, step)
         steps = float(self.decay_steps)
         if self.cycle:
@@ -224,7 +234,7 @@ class PolynomialDecay(_Builtin):
         lr0, lr1 = float(self.initial_learning_rate), float(self.end_learning_rate)
         return (lr0 - lr1) * (1.0 - s / steps) ** float(self.power) + lr1
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "end_learning_rate": self.end_learning_rate,
                 "power": self.power, "cycle": self.cycle, "name": self.name}
@@ -235,8 +245,9 @@ class CosineDecay(_Builtin):
     `warmup_steps`, then cosine decay over `decay_steps` from the warmup target (or the
     initial rate when `warmup_target` is None) down to `alpha` times it."""
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
-                 warmup_target=None, warmup_steps=0):
+    def __init__(self, initial_learning_rate: float, decay_steps: float, alpha: float = 0.0,
+                 name: str = "CosineDecay", warmup_target: float | None = None,
+                 warmup_steps: float = 0) -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate",
                                              initial_learning_rate, low=0)
@@ -248,11 +259,11 @@ class CosineDecay(_Builtin):
         self.warmup_target = warmup_target
         self.warmup_steps = _finite(owner, "warmup_steps", warmup_steps, low=0)
 
-    def _decay(self, s, peak):
+    def _decay(self, s: float, peak: float) -> float:
         alpha = float(self.alpha)
         return peak * ((1.0 - alpha) * _cosine(s / float(self.decay_steps)) + alpha)
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         s = _step(type(self).__name__, step)
         decay_steps = float(self.decay_steps)
         lr0 = float(self.initial_learning_rate)
@@ -265,7 +276,7 @@ class CosineDecay(_Builtin):
             return (target - lr0) * (s / warmup_steps) + lr0
         return self._decay(s - warmup_steps, target)
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "alpha": self.alpha, "name": self.name,
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
@@ -276,8 +287,8 @@ class CosineDecayRestarts(_Builtin):
     next one `t_mul` times longer and starting from `m_mul` times the previous peak; within a
     period the rate goes from its peak down to `alpha * initial_learning_rate`."""
 
-    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0,
-                 alpha=0.0, name="SGDRDecay"):
+    def __init__(self, initial_learning_rate: float, first_decay_steps: float, t_mul: float = 2.0,
+                 m_mul: float = 1.0, alpha: float = 0.0, name: str = "SGDRDecay") -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate",
                                              initial_learning_rate, low=0)
@@ -288,7 +299,7 @@ class CosineDecayRestarts(_Builtin):
         self.alpha = _finite(owner, "alpha", alpha, low=0, high=1)
         self.name = _name(owner, name, "SGDRDecay")
 
-    def _restart(self, fraction):
+    def _restart(self, fraction: float) -> tuple[int, float] | None:
         """(index of the period, fraction of it completed) for `fraction` = step divided by
         the first period's length; None past the end of all periods (t_mul < 1 only)."""
         t = float(self.t_mul)
@@ -302,7 +313,7 @@ class CosineDecayRestarts(_Builtin):
         # form one period off at an exact restart; step it onto the right one.
         i = math.floor(math.log(x) / math.log(t))
 
-        def start(k):
+        def start(k: int) -> float:
             return (1.0 - t ** k) / (1.0 - t)
 
         if i > 0 and start(i) > fraction:
@@ -311,7 +322,7 @@ class CosineDecayRestarts(_Builtin):
             i += 1
         return i, (fraction - start(i)) / t ** i
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> float:
         s = _step(type(self).__name__, step)
         alpha = float(self.alpha)
         restart = self._restart(s / float(self.first_decay_steps))
@@ -321,17 +332,18 @@ class CosineDecayRestarts(_Builtin):
         decayed = (1.0 - alpha) * float(self.m_mul) ** i * _cosine(fraction) + alpha
         return float(self.initial_learning_rate) * decayed
 
-    def get_config(self):
+    def get_config(self) -> Config:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "first_decay_steps": self.first_decay_steps, "t_mul": self.t_mul,
                 "m_mul": self.m_mul, "alpha": self.alpha, "name": self.name}
 
 
-_BUILTIN = {c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay,
-                                    PolynomialDecay, CosineDecay, CosineDecayRestarts)}
+_BUILTIN: dict[str, type[LearningRateSchedule]] = {
+    c.__name__: c for c in (ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay,
+                            PolynomialDecay, CosineDecay, CosineDecayRestarts)}
 
 
-def serialize(learning_rate_schedule):
+def serialize(learning_rate_schedule: LearningRateSchedule) -> Config:
     """A JSON-able dict `{"module", "class_name", "config", "registered_name"}`."""
     if not isinstance(learning_rate_schedule, LearningRateSchedule):
         raise TypeError(f"serialize expects a LearningRateSchedule, got "
@@ -343,7 +355,9 @@ def serialize(learning_rate_schedule):
             "registered_name": None if builtin else cls.__name__}
 
 
-def deserialize(config, custom_objects=None):
+def deserialize(config: dict[str, Any],
+                custom_objects: Mapping[str, type[LearningRateSchedule]] | None = None
+                ) -> LearningRateSchedule:
     """A schedule from `serialize`'s output (or a Keras-serialized one)."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"deserialize expects a dict with 'class_name' and 'config', got "
@@ -358,7 +372,8 @@ def deserialize(config, custom_objects=None):
     return cls.from_config(dict(config.get("config") or {}))
 
 
-def get(identifier):
+def get(identifier: LearningRateSchedule | dict[str, Any] | None
+        ) -> LearningRateSchedule | None:
     """A schedule from an instance, a serialized dict, or None (returned as is)."""
     if identifier is None or isinstance(identifier, LearningRateSchedule):
         return identifier

@@ -1,0 +1,114 @@
+"""Type stub for ``ferrax._core``, the compiled Rust engine (sources: rust/python/src).
+
+Float arrays passed in must be C-contiguous float32 NumPy arrays (the Python layer converts
+them); feature arrays ``x`` may be uint8, float32 or float64. Every engine failure raises
+ValueError; an internal panic raises RuntimeError.
+"""
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+_F32: TypeAlias = npt.NDArray[np.float32]
+_Features: TypeAlias = npt.NDArray[np.uint8] | npt.NDArray[np.float32] | npt.NDArray[np.float64]
+# (loss sum, samples, [(metric sum, metric weight)], batches)
+_Totals: TypeAlias = tuple[float, float, list[tuple[float, float]], int]
+# (iterations, nadam u_product, slot names, [[slot array per slot] per weight])
+_OptimizerState: TypeAlias = tuple[int, float, list[str], list[list[_F32]]]
+
+__version__: str
+
+class CoreModel:
+    """A built model owned by the engine: layers, weights, optimizer state."""
+
+    def __init__(self, spec_json: str) -> None: ...
+    def compile(self, spec_json: str) -> None: ...
+    def output_shapes(self) -> list[list[int]]:
+        """Per-sample output shape of every layer."""
+    def weight_info(self) -> list[tuple[int, str, list[int]]]:
+        """(layer index, weight name, shape) for every weight, in order."""
+    def get_weights(self) -> list[_F32]: ...
+    def set_weights(self, weights: Sequence[_F32]) -> None:
+        """Replace all weights; shapes are checked before anything changes."""
+    @property
+    def learning_rate(self) -> float | None:
+        """The compiled optimizer's rate, or None when not compiled."""
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None: ...
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def step(self) -> int:
+        """Training steps run so far (keys dropout masks); saved with the model."""
+    @step.setter
+    def step(self, step: int) -> None: ...
+    def optimizer_state(self) -> _OptimizerState | None:
+        """None when not compiled. Slot lists are empty before the first step."""
+    def set_optimizer_state(
+        self, iterations: int, u_product: float, slots: Sequence[Sequence[_F32]]
+    ) -> None:
+        """Restore what `optimizer_state` returned (slots may be empty: not started yet)."""
+    def shuffled_order(self, n: int, epoch: int) -> npt.NDArray[np.uint32]:
+        """The shuffled sample order of `epoch` (depends only on the seed)."""
+    def train(
+        self,
+        x: _Features,
+        y: _F32,
+        sample_weight: _F32 | None,
+        order: npt.NDArray[np.uint32],
+        batch_size: int,
+        totals: _Totals | None = None,
+    ) -> _Totals:
+        """Train on the samples `order`, batch by batch, adding to `totals`."""
+    def evaluate(
+        self,
+        x: _Features,
+        y: _F32,
+        sample_weight: _F32 | None,
+        start: int,
+        end: int,
+        batch_size: int,
+        totals: _Totals | None = None,
+    ) -> _Totals:
+        """Score samples start..end in order, adding to `totals`."""
+    def predict(self, x: _Features, start: int, end: int, batch_size: int) -> _F32:
+        """Outputs for samples start..end, as a (rows, output size) float32 array."""
+
+def num_threads() -> int:
+    """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
+
+# --- single components, for tests (ferrax._testing) -------------------------------------
+def layer_forward_backward(
+    spec_json: str,
+    x: _F32,
+    dy: _F32 | None,
+    training: bool,
+    weights: Sequence[_F32] | None,
+    seed: int,
+    include_regularization: bool,
+) -> tuple[_F32, _F32, list[_F32], float]:
+    """(y, dx, weight gradients, regularization loss) of one layer."""
+
+def activation_forward_backward(spec_json: str, x: _F32, dy: _F32) -> tuple[_F32, _F32]:
+    """(y, dx): y = f(x) and dx = dy·f'(x) over the last axis."""
+
+def loss_value_and_grad(
+    spec_json: str, y_true: _F32, y_pred: _F32, sample_weight: _F32 | None = None
+) -> tuple[float, _F32]:
+    """The batch loss and its gradient w.r.t. y_pred."""
+
+def optimizer_run(
+    spec_json: str, params: Sequence[_F32], grads_per_step: Sequence[Sequence[_F32]]
+) -> list[list[_F32]]:
+    """The parameters after each step."""
+
+def initializer_sample(spec_json: str, shape: Sequence[int], seed: int) -> _F32: ...
+
+# --- files (ferrax.saving) ----------------------------------------------------------------
+def safetensors_dumps(tensors: Sequence[tuple[str, _F32]], metadata: dict[str, str]) -> bytes:
+    """Serialise float32 tensors and string metadata to safetensors bytes."""
+
+def safetensors_loads(data: bytes) -> tuple[list[tuple[str, _F32]], dict[str, str]]:
+    """Parse safetensors bytes into (name, float32 array) pairs and the metadata."""
