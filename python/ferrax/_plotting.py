@@ -33,6 +33,8 @@ def plot_history(history: History | Mapping[str, Sequence[float]],
     if given; returns the matplotlib figure.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     logs = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     names = [k for k in logs if not k.startswith("val_")]
     names.sort(key=lambda k: (k != "loss", k))
@@ -45,6 +47,7 @@ def plot_history(history: History | Mapping[str, Sequence[float]],
             ax.plot(epochs, logs["val_" + name], "s--", label="validation")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
