@@ -77,3 +77,34 @@ def monitor_value(owner: str, monitor: str, logs: Logs | None, stacklevel: int =
                       f"Available metrics are: {','.join(logs)}", stacklevel=stacklevel)
         return None
     return float(value)
+
+
+class BatchCounter:
+    """Counts trained batches for callbacks that act every `save_freq` batches.
+
+    fit may report several batches in one `on_train_batch_end` call (the index of
+    the last one run), so the count advances by the gap since the last call.
+    """
+
+    def __init__(self, save_freq: str | int) -> None:
+        self.every = save_freq if isinstance(save_freq, int) else None
+        self._since = 0
+        self._last = -1
+
+    def reset(self) -> None:
+        self._since = 0
+        self._last = -1
+
+    def new_epoch(self) -> None:
+        self._last = -1
+
+    def due(self, batch: int) -> bool:
+        """Whether to act after batch `batch` (never when counting epochs)."""
+        if self.every is None:
+            return False
+        self._since += batch - self._last
+        self._last = batch
+        if self._since >= self.every:
+            self._since = 0
+            return True
+        return False

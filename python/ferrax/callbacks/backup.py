@@ -47,8 +47,7 @@ class BackupAndRestore(Callback):
                                       else ())
         self._metadata_path = os.path.join(self.backup_dir, _METADATA)
         self._current_epoch = 0
-        self._last_batch_seen = -1
-        self._batches_since_save = 0
+        self._batches = mon.BatchCounter(self.save_freq)
 
     # --- restoring ---------------------------------------------------------------
     def _read_metadata(self) -> tuple[int, str] | None:
@@ -69,8 +68,7 @@ class BackupAndRestore(Callback):
         return epoch, os.path.join(self.backup_dir, model_file)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        self._last_batch_seen = -1
-        self._batches_since_save = 0
+        self._batches.reset()
         self._current_epoch = 0
         found = self._read_metadata()
         if found is None:
@@ -113,15 +111,10 @@ class BackupAndRestore(Callback):
 
     # --- saving --------------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
-        self._last_batch_seen = -1
+        self._batches.new_epoch()
 
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        if self.save_freq == "epoch":
-            return
-        self._batches_since_save += batch - self._last_batch_seen
-        self._last_batch_seen = batch
-        if self._batches_since_save >= self.save_freq:  # type: ignore[operator]  # an int here
-            self._batches_since_save = 0
+        if self._batches.due(batch):
             self._save(batch)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

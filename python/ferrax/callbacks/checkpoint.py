@@ -61,21 +61,14 @@ class ModelCheckpoint(Callback):
         self._batch_hooks = frozenset({"on_train_batch_end"} if isinstance(self.save_freq, int)
                                       else ())
         self._current_epoch = 0
-        self._last_batch_seen = -1
-        self._batches_since_save = 0
+        self._batches = mon.BatchCounter(self.save_freq)
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._current_epoch = epoch
-        self._last_batch_seen = -1
+        self._batches.new_epoch()
 
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        if self.save_freq == "epoch":
-            return
-        # `batch` is the index of the last batch run; fit may report several at once.
-        self._batches_since_save += batch - self._last_batch_seen
-        self._last_batch_seen = batch
-        if self._batches_since_save >= self.save_freq:  # type: ignore[operator]  # an int here
-            self._batches_since_save = 0
+        if self._batches.due(batch):
             self._save(self._current_epoch, batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
