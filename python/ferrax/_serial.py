@@ -7,9 +7,10 @@ from typing import Any
 
 
 def snake_case(name: str) -> str:
-    """'GlorotUniform' -> 'glorot_uniform', 'L1L2' -> 'l1l2'."""
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
-    return s.lower()
+    """Keras's rule: 'GlorotUniform' -> 'glorot_uniform', 'MaxPooling2D' -> 'max_pooling2d',
+    'Conv2D' -> 'conv2d', 'L1L2' -> 'l1l2'."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def describe(value: object) -> str:

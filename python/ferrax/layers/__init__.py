@@ -1,6 +1,7 @@
 """Layers with Keras's names, arguments and defaults."""
 
 from ferrax.layers.base import Layer, Variable
+from ferrax.layers.convolutional import AveragePooling2D, Conv2D, MaxPooling2D
 from ferrax.layers.core import (
     Activation,
     Dense,
@@ -11,5 +12,5 @@ from ferrax.layers.core import (
     Reshape,
 )
 
-__all__ = ["Activation", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer",
-           "Reshape", "Variable"]
+__all__ = ["Activation", "AveragePooling2D", "Conv2D", "Dense", "Dropout", "Flatten", "Input",
+           "InputLayer", "Layer", "MaxPooling2D", "Reshape", "Variable"]

@@ -22,7 +22,60 @@ InitializerLike = str | dict[str, Any] | initializers.Initializer
 RegularizerLike = str | dict[str, Any] | regularizers.Regularizer | None
 
 
-class Dense(Layer):
+class _KernelLayer(Layer):
+    """A layer with a kernel, an optional bias and an activation (Dense, Conv2D):
+    their shared arguments, checks and configuration."""
+
+    def _init_kernel(self, activation: ActivationLike, use_bias: bool,
+                     kernel_initializer: InitializerLike, bias_initializer: InitializerLike,
+                     kernel_regularizer: RegularizerLike, bias_regularizer: RegularizerLike,
+                     unsupported: Mapping[str, Any]) -> None:
+        for arg, v in unsupported.items():
+            if v is not None:
+                raise NotImplementedError(f"{type(self).__name__} '{self.name}': '{arg}' is not "
+                                          f"supported yet")
+        self.activation: str = _activation(self.name, activation)
+        self.use_bias: bool = bool(use_bias)
+        self.kernel_initializer: initializers.Initializer = initializers.get(kernel_initializer)
+        self.bias_initializer: initializers.Initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer: regularizers.Regularizer | None = regularizers.get(
+            kernel_regularizer)
+        self.bias_regularizer: regularizers.Regularizer | None = regularizers.get(
+            bias_regularizer)
+
+    def _kernel_public_config(self) -> Config:
+        return {
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+        }
+
+    def _kernel_engine_config(self) -> Config:
+        def reg(r: regularizers.Regularizer | None) -> dict[str, float] | None:
+            return None if r is None else r._core_spec()
+
+        return {
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer._core_spec(),
+            "bias_initializer": self.bias_initializer._core_spec(),
+            "kernel_regularizer": reg(self.kernel_regularizer),
+            "bias_regularizer": reg(self.bias_regularizer),
+        }
+
+
+def _positive_int(owner: str, arg: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: '{arg}' must be a positive integer, got {describe(value)}")
+    if value <= 0:
+        raise ValueError(f"{owner}: '{arg}' must be a positive integer, got {value}")
+    return int(value)
+
+
+class Dense(_KernelLayer):
     """Densely connected layer: activation(dot(x, kernel) + bias), over the last axis."""
 
     def __init__(self, units: int, activation: ActivationLike = None, use_bias: bool = True,
@@ -33,51 +86,18 @@ class Dense(Layer):
                  activity_regularizer: Any = None, kernel_constraint: Any = None,
                  bias_constraint: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral):
-            raise TypeError(f"Dense '{self.name}': 'units' must be a positive integer, "
-                            f"got {describe(units)}")
-        if units <= 0:
-            raise ValueError(f"Dense '{self.name}': 'units' must be a positive integer, "
-                             f"got {units}")
-        for arg, v in (("activity_regularizer", activity_regularizer),
-                       ("kernel_constraint", kernel_constraint),
-                       ("bias_constraint", bias_constraint)):
-            if v is not None:
-                raise NotImplementedError(f"Dense '{self.name}': '{arg}' is not supported yet")
-        self.units: int = int(units)
-        self.activation: str = _activation(self.name, activation)
-        self.use_bias: bool = bool(use_bias)
-        self.kernel_initializer: initializers.Initializer = initializers.get(kernel_initializer)
-        self.bias_initializer: initializers.Initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer: regularizers.Regularizer | None = regularizers.get(
-            kernel_regularizer)
-        self.bias_regularizer: regularizers.Regularizer | None = regularizers.get(
-            bias_regularizer)
+        self.units: int = _positive_int(f"Dense '{self.name}'", "units", units)
+        self._init_kernel(activation, use_bias, kernel_initializer, bias_initializer,
+                          kernel_regularizer, bias_regularizer,
+                          {"activity_regularizer": activity_regularizer,
+                           "kernel_constraint": kernel_constraint,
+                           "bias_constraint": bias_constraint})
 
     def _public_config(self) -> Config:
-        return {
-            "units": self.units,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        }
+        return {"units": self.units, **self._kernel_public_config()}
 
     def _engine_config(self) -> Config:
-        def reg(r: regularizers.Regularizer | None) -> dict[str, float] | None:
-            return None if r is None else r._core_spec()
-
-        return {
-            "units": self.units,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer._core_spec(),
-            "bias_initializer": self.bias_initializer._core_spec(),
-            "kernel_regularizer": reg(self.kernel_regularizer),
-            "bias_regularizer": reg(self.bias_regularizer),
-        }
+        return {"units": self.units, **self._kernel_engine_config()}
 
 
 class Activation(Layer):

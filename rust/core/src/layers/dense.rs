@@ -1,12 +1,10 @@
 //! Dense: y = activation(x·W + b), applied over the last axis.
 
-use super::{field, usize_field, Ctx, Layer, Param};
+use super::affine::AffineOutput;
+use super::{usize_field, Ctx, Layer, Param};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::init::InitSpec;
 use crate::matmul::Gemm;
-use crate::parallel::for_each_row;
-use crate::regularizer::Regularizer;
 use crate::rng::Key;
 use serde_json::Value;
 
@@ -14,13 +12,9 @@ pub struct Dense {
     units: usize,
     in_features: usize,
     output_shape: Vec<usize>,
-    activation: Activation,
-    use_bias: bool,
     /// [kernel (in, units), bias (units)?]
     params: Vec<Param>,
-    /// Pre-activations, kept only when the activation's derivative needs them.
-    pre_activation: Vec<f32>,
-    fused_output: bool,
+    out: AffineOutput,
 }
 
 impl Dense {
@@ -36,41 +30,17 @@ impl Dense {
                 "{name}: Dense needs an input of rank >= 2 (batch, features), got per-sample shape {input_shape:?}"
             )));
         };
-        let activation = Activation::from_spec(field(config, "activation"))?;
-        let use_bias = field(config, "use_bias").as_bool().unwrap_or(true);
-        let init = |k: &str, default: &str| -> Result<InitSpec> {
-            match field(config, k) {
-                Value::Null => InitSpec::from_spec(&Value::String(default.into())),
-                v => InitSpec::from_spec(v),
-            }
-        };
-        let mut params = vec![Param::new(
-            "kernel",
-            &[in_features, units],
-            &init("kernel_initializer", "glorot_uniform")?,
-            key.fold(0),
-            Regularizer::from_spec(field(config, "kernel_regularizer"))?,
-        )];
-        if use_bias {
-            params.push(Param::new(
-                "bias",
-                &[units],
-                &init("bias_initializer", "zeros")?,
-                key.fold(1),
-                Regularizer::from_spec(field(config, "bias_regularizer"))?,
-            ));
-        }
+        let activation = Activation::from_spec(super::field(config, "activation"))?;
+        let use_bias = super::field(config, "use_bias").as_bool().unwrap_or(true);
+        let params = super::kernel_and_bias(config, &[in_features, units], units, use_bias, key)?;
         let mut output_shape = input_shape.to_vec();
         *output_shape.last_mut().expect("rank checked") = units;
         Ok(Dense {
             units,
             in_features,
             output_shape,
-            activation,
-            use_bias,
             params,
-            pre_activation: Vec::new(),
-            fused_output: false,
+            out: AffineOutput::new(activation, use_bias),
         })
     }
 
@@ -96,39 +66,18 @@ impl Layer for Dense {
     }
 
     fn final_activation(&self) -> Option<Activation> {
-        Some(self.activation)
+        Some(self.out.activation)
     }
 
     fn set_fused_output(&mut self, fused: bool) {
-        self.fused_output = fused;
+        self.out.fused_output = fused;
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, _ctx: &Ctx) {
-        let m = self.matrix_rows(rows);
-        let (units, act) = (self.units, self.activation);
-        let gemm = Gemm::new(m, self.in_features, units);
-        let bias = self.use_bias.then(|| self.params[1].value_slice());
-        let add_bias = |row: &mut [f32]| {
-            if let Some(b) = bias {
-                for (v, &bv) in row.iter_mut().zip(b) {
-                    *v += bv;
-                }
-            }
-        };
-        if act.backward_from_output() {
-            // Bias and activation fused into one pass over the GEMM output.
-            gemm.run(x, self.params[0].value_slice(), y, false);
-            for_each_row(y, units, |_, row| {
-                add_bias(row);
-                act.forward_in_place(row, units);
-            });
-        } else {
-            self.pre_activation.resize(m * units, 0.0);
-            let z = &mut self.pre_activation;
-            gemm.run(x, self.params[0].value_slice(), z, false);
-            for_each_row(z, units, |_, row| add_bias(row));
-            act.forward(z, y, units);
-        }
+        let gemm = Gemm::new(self.matrix_rows(rows), self.in_features, self.units);
+        let bias = self.out.use_bias.then(|| self.params[1].value_slice());
+        self.out
+            .forward(gemm, x, self.params[0].value_slice(), bias, y);
     }
 
     fn backward(
@@ -141,24 +90,13 @@ impl Layer for Dense {
     ) {
         let m = self.matrix_rows(rows);
         let (units, inf) = (self.units, self.in_features);
-        if !self.fused_output {
-            self.activation.backward(&self.pre_activation, y, dy, units);
-        }
+        let bias_grad = self.params.get_mut(1).map(|b| b.grad_slice_mut());
+        self.out.backward(y, dy, units, bias_grad);
         let dz: &[f32] = dy;
         // dW = xᵀ·dz
         Gemm::new(inf, m, units)
             .trans_a()
             .run(x, dz, self.params[0].grad_slice_mut(), false);
-        if self.use_bias {
-            // Column sums in a fixed row order: deterministic.
-            let db = self.params[1].grad_slice_mut();
-            db.fill(0.0);
-            for row in dz.chunks_exact(units) {
-                for (g, &d) in db.iter_mut().zip(row) {
-                    *g += d;
-                }
-            }
-        }
         if let Some(dx) = dx {
             // dx = dz·Wᵀ
             Gemm::new(m, units, inf)

@@ -4,13 +4,19 @@
 //! samples, each sample laid out in its per-sample shape.
 
 mod activation;
+mod affine;
+mod conv2d;
 mod dense;
 mod dropout;
+mod pool2d;
 mod reshape;
+mod window;
 
 pub use activation::ActivationLayer;
+pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use pool2d::{Pool2D, PoolKind};
 pub use reshape::Reshape;
 
 use crate::activation::Activation;
@@ -126,6 +132,40 @@ pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usiz
         })
 }
 
+/// A kernel of `kernel_shape` and, if `use_bias`, a bias of `units`, with the
+/// initializers and regularizers of `config` (Keras's defaults otherwise).
+pub(crate) fn kernel_and_bias(
+    config: &Value,
+    kernel_shape: &[usize],
+    units: usize,
+    use_bias: bool,
+    key: Key,
+) -> Result<Vec<Param>> {
+    let init = |k: &str, default: &str| -> Result<InitSpec> {
+        match field(config, k) {
+            Value::Null => InitSpec::from_spec(&Value::String(default.into())),
+            v => InitSpec::from_spec(v),
+        }
+    };
+    let mut params = vec![Param::new(
+        "kernel",
+        kernel_shape,
+        &init("kernel_initializer", "glorot_uniform")?,
+        key.fold(0),
+        Regularizer::from_spec(field(config, "kernel_regularizer"))?,
+    )];
+    if use_bias {
+        params.push(Param::new(
+            "bias",
+            &[units],
+            &init("bias_initializer", "zeros")?,
+            key.fold(1),
+            Regularizer::from_spec(field(config, "bias_regularizer"))?,
+        ));
+    }
+    Ok(params)
+}
+
 /// Build one layer from `{"class_name": ..., "config": {...}}` for inputs of
 /// per-sample shape `input_shape`. `key` seeds its initial weights.
 pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn Layer>> {
@@ -141,6 +181,11 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
         "Reshape" => Box::new(Reshape::build(name, config, input_shape)?),
         "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
+        "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
+        "MaxPooling2D" => Box::new(Pool2D::build(name, config, input_shape, PoolKind::Max)?),
+        "AveragePooling2D" => {
+            Box::new(Pool2D::build(name, config, input_shape, PoolKind::Average)?)
+        }
         other => return Err(Error(format!("unknown layer class '{other}'"))),
     };
     Ok(layer)

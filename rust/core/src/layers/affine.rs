@@ -1,0 +1,75 @@
+//! The output stage shared by Dense and Conv2D: y = activation(z + bias), where
+//! z came from a GEMM, and its backward pass.
+
+use crate::activation::Activation;
+use crate::matmul::Gemm;
+use crate::parallel::for_each_row;
+
+pub(crate) struct AffineOutput {
+    pub activation: Activation,
+    pub use_bias: bool,
+    /// Pre-activations, kept only when the activation's derivative needs them.
+    pre_activation: Vec<f32>,
+    /// Skip the activation's derivative: the loss already differentiated through it.
+    pub fused_output: bool,
+}
+
+impl AffineOutput {
+    pub fn new(activation: Activation, use_bias: bool) -> Self {
+        AffineOutput {
+            activation,
+            use_bias,
+            pre_activation: Vec::new(),
+            fused_output: false,
+        }
+    }
+
+    /// y = activation(x·W + bias) for a GEMM `gemm` (m rows of `gemm.n` units),
+    /// with bias and activation fused into one pass over the product.
+    pub fn forward(
+        &mut self,
+        gemm: Gemm,
+        x: &[f32],
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let (units, act) = (gemm.n, self.activation);
+        let add_bias = |row: &mut [f32]| {
+            if let Some(b) = bias {
+                for (v, &bv) in row.iter_mut().zip(b) {
+                    *v += bv;
+                }
+            }
+        };
+        if act.backward_from_output() {
+            gemm.run(x, kernel, y, false);
+            for_each_row(y, units, |_, row| {
+                add_bias(row);
+                act.forward_in_place(row, units);
+            });
+        } else {
+            self.pre_activation.resize(gemm.m * units, 0.0);
+            let z = &mut self.pre_activation;
+            gemm.run(x, kernel, z, false);
+            for_each_row(z, units, |_, row| add_bias(row));
+            act.forward(z, y, units);
+        }
+    }
+
+    /// Turns dy into dz = dy · activation'(z) in place, and writes the bias
+    /// gradient (column sums in a fixed row order: deterministic).
+    pub fn backward(&self, y: &[f32], dy: &mut [f32], units: usize, bias_grad: Option<&mut [f32]>) {
+        if !self.fused_output {
+            self.activation.backward(&self.pre_activation, y, dy, units);
+        }
+        if let Some(db) = bias_grad {
+            db.fill(0.0);
+            for row in dy.chunks_exact(units) {
+                for (g, &d) in db.iter_mut().zip(row) {
+                    *g += d;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! MaxPooling2D and AveragePooling2D (channels last). With "same" padding the
+//! padded positions take no part: they never win a max and are not counted in
+//! an average, as in TensorFlow.
+
+use super::window::{image_shape, pair, same_padding, Axis};
+use super::{field, Ctx, Layer};
+use crate::error::Result;
+use crate::parallel::PARALLEL_THRESHOLD;
+use rayon::prelude::*;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PoolKind {
+    Max,
+    Average,
+}
+
+pub struct Pool2D {
+    kind: PoolKind,
+    rows: Axis,
+    cols: Axis,
+    channels: usize,
+    output_shape: Vec<usize>,
+}
+
+impl Pool2D {
+    pub fn build(
+        name: &str,
+        config: &Value,
+        input_shape: &[usize],
+        kind: PoolKind,
+    ) -> Result<Self> {
+        let (h, w, channels) = image_shape(name, input_shape)?;
+        let (ph, pw) = pair(config, name, "pool_size")?;
+        let (sh, sw) = if field(config, "strides").is_null() {
+            (ph, pw)
+        } else {
+            pair(config, name, "strides")?
+        };
+        let same = same_padding(config, name)?;
+        let rows = Axis::new(name, h, ph, sh, 1, same)?;
+        let cols = Axis::new(name, w, pw, sw, 1, same)?;
+        Ok(Pool2D {
+            kind,
+            rows,
+            cols,
+            channels,
+            output_shape: vec![rows.output, cols.output, channels],
+        })
+    }
+
+    /// Calls `f(output position index, input position index)` for every input
+    /// position inside the window of each output position of one sample.
+    fn windows(&self, mut f: impl FnMut(usize, usize)) {
+        for oy in 0..self.rows.output {
+            for ox in 0..self.cols.output {
+                let out = oy * self.cols.output + ox;
+                for ky in 0..self.rows.kernel {
+                    let Some(iy) = self.rows.source(oy, ky) else {
+                        continue;
+                    };
+                    for kx in 0..self.cols.kernel {
+                        if let Some(ix) = self.cols.source(ox, kx) {
+                            f(out, iy * self.cols.input + ix);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many real (unpadded) input positions each output window covers.
+    fn counts(&self) -> Vec<f32> {
+        let mut counts = vec![0.0f32; self.rows.output * self.cols.output];
+        self.windows(|o, _| counts[o] += 1.0);
+        counts
+    }
+
+    fn forward_sample(&self, x: &[f32], y: &mut [f32]) {
+        let c = self.channels;
+        match self.kind {
+            PoolKind::Max => {
+                y.fill(f32::NEG_INFINITY);
+                self.windows(|o, i| {
+                    for (yv, &xv) in y[o * c..][..c].iter_mut().zip(&x[i * c..][..c]) {
+                        *yv = yv.max(xv);
+                    }
+                });
+            }
+            PoolKind::Average => {
+                y.fill(0.0);
+                self.windows(|o, i| {
+                    for (yv, &xv) in y[o * c..][..c].iter_mut().zip(&x[i * c..][..c]) {
+                        *yv += xv;
+                    }
+                });
+                for (o, n) in self.counts().into_iter().enumerate() {
+                    y[o * c..][..c].iter_mut().for_each(|v| *v /= n);
+                }
+            }
+        }
+    }
+
+    fn backward_sample(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let c = self.channels;
+        dx.fill(0.0);
+        match self.kind {
+            PoolKind::Max => {
+                // The gradient goes to the first input in the window equal to the max.
+                let mut taken = vec![false; y.len()];
+                self.windows(|o, i| {
+                    for ch in 0..c {
+                        let (oi, ii) = (o * c + ch, i * c + ch);
+                        if !taken[oi] && x[ii] == y[oi] {
+                            taken[oi] = true;
+                            dx[ii] += dy[oi];
+                        }
+                    }
+                });
+            }
+            PoolKind::Average => {
+                let counts = self.counts();
+                self.windows(|o, i| {
+                    for ch in 0..c {
+                        dx[i * c + ch] += dy[o * c + ch] / counts[o];
+                    }
+                });
+            }
+        }
+    }
+
+    fn sizes(&self) -> (usize, usize) {
+        (
+            self.rows.input * self.cols.input * self.channels,
+            self.output_shape.iter().product(),
+        )
+    }
+}
+
+impl Layer for Pool2D {
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {
+        let (xs, ys) = self.sizes();
+        if y.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+            x.par_chunks(xs)
+                .zip(y.par_chunks_mut(ys))
+                .for_each(|(a, b)| self.forward_sample(a, b));
+        } else {
+            x.chunks(xs)
+                .zip(y.chunks_mut(ys))
+                .for_each(|(a, b)| self.forward_sample(a, b));
+        }
+    }
+
+    fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
+        let Some(dx) = dx else { return };
+        let (xs, ys) = self.sizes();
+        let dy: &[f32] = dy;
+        let run = |(s, d): (usize, &mut [f32])| {
+            self.backward_sample(
+                &x[s * xs..][..xs],
+                &y[s * ys..][..ys],
+                &dy[s * ys..][..ys],
+                d,
+            )
+        };
+        if dx.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+            dx.par_chunks_mut(xs).enumerate().for_each(run);
+        } else {
+            dx.chunks_mut(xs).enumerate().for_each(run);
+        }
+    }
+}
