@@ -5,6 +5,8 @@ Workloads, all on Fashion-MNIST (60,000 training and 10,000 test images, 28x28):
   W1  Flatten - Dense(128, relu) - Dense(10, softmax), Adam(1e-3), batch 32: seconds per epoch.
   W2  Flatten - Dense(512, relu) - Dense(512, relu) - Dense(10, softmax), Adam(1e-3), batch 128:
       seconds per epoch.
+  W3  Conv2D(32, 3, relu) - MaxPooling2D(2) - Flatten - Dense(128, relu) - Dense(10, softmax),
+      Adam(1e-3), batch 64: seconds per epoch.
   W4  inference only, after one untimed epoch of W1: predict the 10,000 test images at batch
       1024 (seconds per pass), then 200 single images one at a time (milliseconds per image).
 
@@ -45,6 +47,9 @@ WORKLOADS = {
            "what": "784-128(relu)-10(softmax), Adam(1e-3), batch 32"},
     "W2": {"hidden": (512, 512), "batch": 128,
            "what": "784-512(relu)-512(relu)-10(softmax), Adam(1e-3), batch 128"},
+    "W3": {"hidden": (128,), "batch": 64, "conv": True,
+           "what": "Conv2D(32, 3, relu)-MaxPooling2D(2)-Flatten-128(relu)-10(softmax), "
+                   "Adam(1e-3), batch 64"},
     "W4": {"hidden": (128,), "batch": 32,
            "what": "inference after one untimed W1 epoch: 10,000 test images at batch 1024, "
                    "and 200 single images"},
@@ -97,7 +102,12 @@ def ferrax_worker(args):
     x_train, y_train, x_test, y_test = load_arrays(args.data)
     spec = WORKLOADS[args.workload]
 
-    layers = [keras.layers.Flatten(input_shape=(28, 28))]
+    if spec.get("conv"):
+        x_train, x_test = x_train.reshape(-1, 28, 28, 1), x_test.reshape(-1, 28, 28, 1)
+        layers = [keras.layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+                  keras.layers.MaxPooling2D(2), keras.layers.Flatten()]
+    else:
+        layers = [keras.layers.Flatten(input_shape=(28, 28))]
     layers += [keras.layers.Dense(n, activation="relu") for n in spec["hidden"]]
     layers.append(keras.layers.Dense(10, activation="softmax"))
     model = keras.Sequential(layers)
@@ -134,12 +144,16 @@ def torch_worker(args):
     x_np, y_np, xt_np, yt_np = load_arrays(args.data)
     spec = WORKLOADS[args.workload]
     # Prepared once: float32 tensors, flattened (what Flatten does), int64 labels.
-    x_train = torch.from_numpy(x_np.reshape(len(x_np), -1))
+    shape = (1, 28, 28) if spec.get("conv") else (-1,)  # NCHW for convolutions
+    x_train = torch.from_numpy(x_np.reshape(len(x_np), *shape))
     y_train = torch.from_numpy(y_np)
-    x_test = torch.from_numpy(xt_np.reshape(len(xt_np), -1))
+    x_test = torch.from_numpy(xt_np.reshape(len(xt_np), *shape))
     y_test = torch.from_numpy(yt_np)
 
     mods, width = [], 784
+    if spec.get("conv"):
+        mods = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        width = 32 * 13 * 13
     for n in spec["hidden"]:
         mods += [nn.Linear(width, n), nn.ReLU()]
         width = n
@@ -181,7 +195,7 @@ def torch_worker(args):
 # --- the timing, the same for both -----------------------------------------------------------
 
 def run_workload(args, epoch, accuracy, predict_all, predict_one):
-    if args.workload in ("W1", "W2"):
+    if args.workload in ("W1", "W2", "W3"):
         epoch()  # warm-up: allocations, thread pools, first-call costs
         times = []
         for _ in range(args.epochs):
