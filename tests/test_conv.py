@@ -473,11 +473,11 @@ def test_conv2d_on_rank_2_input_names_the_layer():
     import ferrax
 
     L = _layers()
-    with pytest.raises(ValueError, match=r"(?i)my_conv|conv2d"):
+    with pytest.raises(ValueError, match=r"my_conv"):
         m = ferrax.Sequential([L.Conv2D(2, 3, input_shape=(5,), name="my_conv")])
         m.summary(print_fn=lambda *a, **k: None)
         m.predict(np.zeros((2, 5), np.float32), verbose=0)
-    with pytest.raises(ValueError, match=r"(?i)my_conv|conv2d"):
+    with pytest.raises(ValueError, match=r"my_conv"):
         _ft().layer_forward_backward(L.Conv2D(2, 3, name="my_conv"), np.zeros((2, 5), np.float32))
 
 

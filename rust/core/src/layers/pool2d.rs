@@ -21,6 +21,9 @@ pub struct Pool2D {
     cols: Axis,
     channels: usize,
     output_shape: Vec<usize>,
+    /// For max pooling: the input element (index within its sample) that won
+    /// each output element in the last forward pass.
+    winners: Vec<u32>,
 }
 
 impl Pool2D {
@@ -46,6 +49,7 @@ impl Pool2D {
             cols,
             channels,
             output_shape: vec![rows.output, cols.output, channels],
+            winners: Vec::new(),
         })
     }
 
@@ -76,14 +80,25 @@ impl Pool2D {
         counts
     }
 
-    fn forward_sample(&self, x: &[f32], y: &mut [f32]) {
+    fn forward_sample(&self, x: &[f32], y: &mut [f32], winners: &mut [u32]) {
         let c = self.channels;
         match self.kind {
             PoolKind::Max => {
                 y.fill(f32::NEG_INFINITY);
+                // Strictly greater: the first maximum of a window wins, as in TensorFlow.
                 self.windows(|o, i| {
-                    for (yv, &xv) in y[o * c..][..c].iter_mut().zip(&x[i * c..][..c]) {
-                        *yv = yv.max(xv);
+                    // Branch-free selects over contiguous channels, so the loop vectorises.
+                    let base = (i * c) as u32;
+                    let (yo, wo) = (&mut y[o * c..][..c], &mut winners[o * c..][..c]);
+                    for (ch, ((yv, wv), &xv)) in yo
+                        .iter_mut()
+                        .zip(wo.iter_mut())
+                        .zip(&x[i * c..][..c])
+                        .enumerate()
+                    {
+                        let better = xv > *yv;
+                        *yv = if better { xv } else { *yv };
+                        *wv = if better { base + ch as u32 } else { *wv };
                     }
                 });
             }
@@ -101,22 +116,14 @@ impl Pool2D {
         }
     }
 
-    fn backward_sample(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn backward_sample(&self, winners: &[u32], dy: &[f32], dx: &mut [f32]) {
         let c = self.channels;
         dx.fill(0.0);
         match self.kind {
             PoolKind::Max => {
-                // The gradient goes to the first input in the window equal to the max.
-                let mut taken = vec![false; y.len()];
-                self.windows(|o, i| {
-                    for ch in 0..c {
-                        let (oi, ii) = (o * c + ch, i * c + ch);
-                        if !taken[oi] && x[ii] == y[oi] {
-                            taken[oi] = true;
-                            dx[ii] += dy[oi];
-                        }
-                    }
-                });
+                for (&w, &g) in winners.iter().zip(dy) {
+                    dx[w as usize] += g;
+                }
             }
             PoolKind::Average => {
                 let counts = self.counts();
@@ -144,21 +151,27 @@ impl Layer for Pool2D {
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {
         let (xs, ys) = self.sizes();
+        let mut winners = std::mem::take(&mut self.winners);
+        winners.resize(y.len(), 0);
+        let run = |((a, b), w): ((&[f32], &mut [f32]), &mut [u32])| self.forward_sample(a, b, w);
         if y.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
             x.par_chunks(xs)
                 .zip(y.par_chunks_mut(ys))
-                .for_each(|(a, b)| self.forward_sample(a, b));
+                .zip(winners.par_chunks_mut(ys))
+                .for_each(run);
         } else {
             x.chunks(xs)
                 .zip(y.chunks_mut(ys))
-                .for_each(|(a, b)| self.forward_sample(a, b));
+                .zip(winners.chunks_mut(ys))
+                .for_each(run);
         }
+        self.winners = winners;
     }
 
     fn backward(
         &mut self,
-        x: &[f32],
-        y: &[f32],
+        _x: &[f32],
+        _y: &[f32],
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
         _rows: usize,
@@ -167,12 +180,7 @@ impl Layer for Pool2D {
         let (xs, ys) = self.sizes();
         let dy: &[f32] = dy;
         let run = |(s, d): (usize, &mut [f32])| {
-            self.backward_sample(
-                &x[s * xs..][..xs],
-                &y[s * ys..][..ys],
-                &dy[s * ys..][..ys],
-                d,
-            )
+            self.backward_sample(&self.winners[s * ys..][..ys], &dy[s * ys..][..ys], d)
         };
         if dx.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
             dx.par_chunks_mut(xs).enumerate().for_each(run);
