@@ -25,6 +25,9 @@ pub struct Compiled {
     pub loss: Loss,
     pub optimizer: Optimizer,
     pub metrics: Vec<Metric>,
+    /// The last layer ends in softmax and the loss is cross-entropy on its
+    /// probabilities: the loss gives the gradient with respect to the logits.
+    pub fused_softmax: bool,
 }
 
 pub struct Model {
@@ -108,15 +111,16 @@ impl Model {
             Some(Value::Array(ms)) => ms.iter().map(Metric::from_spec).collect::<Result<_>>()?,
             _ => Vec::new(),
         };
-        let fused = loss.fuses_with_softmax()
+        let fused_softmax = loss.fuses_with_softmax()
             && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
         for (i, l) in self.layers.iter_mut().enumerate() {
-            l.set_fused_output(fused && i + 1 == self.shapes.len() - 1);
+            l.set_fused_output(fused_softmax && i + 1 == self.shapes.len() - 1);
         }
         self.compiled = Some(Compiled {
             loss,
             optimizer,
             metrics,
+            fused_softmax,
         });
         Ok(())
     }
@@ -267,12 +271,6 @@ impl Model {
             let last = self.out_index();
             let out_size = self.output_size();
             let compiled = self.compiled.as_ref().expect("checked");
-            let fused = self
-                .layers
-                .last()
-                .is_some_and(|_| compiled.loss.fuses_with_softmax())
-                && self.layers.last().and_then(|l| l.final_activation())
-                    == Some(Activation::Softmax);
             let w = weighted.then_some(&self.w_batch[..rows]);
             let data_loss = compiled.loss.evaluate(
                 &self.y_batch,
@@ -282,7 +280,7 @@ impl Model {
                 w,
                 rows as f32,
                 Some(&mut self.grads[last][..rows * out_size]),
-                fused,
+                compiled.fused_softmax,
             ) / rows as f64;
             self.backward(rows);
             let reg = self.regularization();
