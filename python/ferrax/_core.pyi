@@ -30,6 +30,7 @@ class CoreModel:
     def weight_info(self) -> list[tuple[int, str, list[int]]]:
         """(layer index, weight name, shape) for every weight, in order."""
     def get_weights(self) -> list[_F32]: ...
+    def reset_states(self, layer: int | None = None) -> None: ...
     def set_weights(self, weights: Sequence[_F32]) -> None:
         """Replace all weights; shapes are checked before anything changes."""
     @property
@@ -88,6 +89,7 @@ def layer_forward_backward(
     weights: Sequence[_F32] | None,
     seed: int,
     include_regularization: bool,
+    mask: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[_F32, _F32, list[_F32], float]:
     """(y, dx, weight gradients, regularization loss) of one layer."""
 

@@ -49,16 +49,45 @@ def initializer_sample(initializer: Any, shape: Iterable[int], seed: int = 0) ->
     return _core.initializer_sample(json.dumps(init._core_spec()), list(shape), int(seed))
 
 
-def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: npt.ArrayLike | None = None, *,
+def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
                            training: bool = False,
                            weights: Sequence[npt.ArrayLike] | None = None, seed: int = 0,
-                           include_regularization: bool = False
-                           ) -> tuple[Any, ...]:
+                           include_regularization: bool = False,
+                           mask: npt.ArrayLike | None = None) -> tuple[Any, ...]:
+    """Runs one layer forward on x then backward from dy (ones if None).
+
+    For a layer with return_state, y comes back as [output, states...] and dy may be a
+    list of the same shapes. `mask` is a (batch, timesteps) boolean keep-mask.
+    """
+    xa = _f32(x)
+    if isinstance(dy, (list, tuple)):
+        dy = np.concatenate([_f32(d).reshape(len(xa), -1) for d in dy], axis=1)
     result = _core.layer_forward_backward(
-        json.dumps(layer._core_spec()), _f32(x), None if dy is None else _f32(dy),
+        json.dumps(layer._core_spec()), xa, None if dy is None else _f32(dy),
         bool(training), None if weights is None else [_f32(w) for w in weights], int(seed),
-        bool(include_regularization))
+        bool(include_regularization),
+        None if mask is None else np.ascontiguousarray(mask, dtype=bool))
     y, dx, grads, reg = result
+    parts = _output_parts(layer, xa.shape[1:])
+    outputs: Any = y
+    if parts is not None:
+        flat, at, outputs = y.reshape(len(xa), -1), 0, []
+        for shape in parts:
+            size = int(np.prod(shape))
+            outputs.append(np.ascontiguousarray(flat[:, at:at + size])
+                           .reshape((len(xa),) + shape))
+            at += size
     if include_regularization:
-        return y, dx, grads, reg
-    return y, dx, grads
+        return outputs, dx, grads, reg
+    return outputs, dx, grads
+
+
+def _output_parts(layer: Layer, input_shape: tuple[int, ...]) -> list[tuple[int, ...]] | None:
+    """Shapes of a standalone recurrent layer's outputs when it returns its states."""
+    from ferrax.layers.recurrent import _RNN
+
+    if not (isinstance(layer, _RNN) and layer.return_state):
+        return None
+    main: tuple[int, ...] = ((input_shape[0], layer.units) if layer.return_sequences
+                             else (layer.units,))
+    return [main] + [(layer.units,)] * layer._state_count()

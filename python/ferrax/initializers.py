@@ -144,12 +144,17 @@ _CLASSES: dict[str, type[Initializer]] = {
 }
 
 
+# Short names Keras also accepts (Embedding's default is "uniform").
+_ALIASES = {"uniform": "random_uniform", "normal": "random_normal"}
+
+
 def get(identifier: str | dict[str, Any] | Initializer) -> Initializer:
     """An Initializer from a name, a {'class_name', 'config'} dict or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _CLASSES.get(snake_case(identifier)) or _CLASSES.get(identifier)
+        name = _ALIASES.get(identifier, identifier)
+        cls = _CLASSES.get(snake_case(name)) or _CLASSES.get(name)
         if cls is None:
             raise ValueError(f"Unknown initializer {identifier!r}. Expected one of: "
                              f"{', '.join(sorted(_CLASSES))}")

@@ -9,8 +9,12 @@ from ferrax.layers.core import (
     Flatten,
     Input,
     InputLayer,
+    Masking,
     Reshape,
 )
+from ferrax.layers.embedding import Embedding
+from ferrax.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 
-__all__ = ["Activation", "AveragePooling2D", "Conv2D", "Dense", "Dropout", "Flatten", "Input",
-           "InputLayer", "Layer", "MaxPooling2D", "Reshape", "Variable"]
+__all__ = ["GRU", "LSTM", "Activation", "AveragePooling2D", "Bidirectional", "Conv2D", "Dense",
+           "Dropout", "Embedding", "Flatten", "Input", "InputLayer", "Layer", "Masking",
+           "MaxPooling2D", "Reshape", "SimpleRNN", "TimeDistributed", "Variable"]

@@ -105,6 +105,13 @@ class Layer:
     def _engine_config(self) -> Config:
         return self._public_config()
 
+    def _check_inputs(self, x: np.ndarray, arg: str) -> None:
+        """Value checks on a model's input when this layer comes first (Embedding's ids)."""
+
+    def _output_parts(self) -> list[tuple[int, ...]] | None:
+        """Per-sample shapes of the outputs when the layer has several (return_state)."""
+        return None
+
     def _core_spec(self) -> Config:
         return {"class_name": type(self).__name__,
                 "config": {"name": self.name, **self._engine_config()}}

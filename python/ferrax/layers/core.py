@@ -200,3 +200,16 @@ def _activation(owner: str, activation: ActivationLike) -> str:
         return activations.get(activation)
     except (ValueError, TypeError) as e:
         raise type(e)(f"Layer '{owner}': {e}") from None
+
+
+class Masking(Layer):
+    """Marks time steps whose every feature equals `mask_value` as padding (and zeroes
+    them); recurrent layers downstream skip those steps."""
+
+    def __init__(self, mask_value: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_number(f"Masking '{self.name}'", "mask_value", mask_value)
+        self.mask_value = float(mask_value)
+
+    def _public_config(self) -> Config:
+        return {"mask_value": self.mask_value}

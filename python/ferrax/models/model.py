@@ -120,6 +120,11 @@ class Model:
         except ValueError as e:
             raise ValueError(f"Model '{self.name}' could not be built for input shape "
                              f"(None, {', '.join(map(str, input_shape))}): {e}") from None
+        for layer in layers[:-1]:
+            if layer._output_parts() is not None or getattr(layer, "return_state", False):
+                raise ValueError(f"Model '{self.name}': layer '{layer.name}' returns its "
+                                 f"states (return_state=True), so it can only be the last "
+                                 f"layer of a Sequential model")
         self._core = core
         self._input_shape = tuple(input_shape)
         self._variable_cache = None
@@ -146,6 +151,28 @@ class Model:
     def _first_layer_name(self) -> str | None:
         layers = self._engine_layers()
         return layers[0].name if layers else None
+
+    def _check_inputs(self, x: np.ndarray, arg: str) -> None:
+        layers = self._engine_layers()
+        if layers:
+            layers[0]._check_inputs(x, arg)
+
+    def _stateful(self) -> bool:
+        return any(getattr(l, "stateful", False) or getattr(
+            getattr(l, "forward_layer", None), "stateful", False)
+            for l in self._engine_layers())
+
+    def _check_stateful_batches(self, n: int, batch_size: int) -> None:
+        """Stateful layers carry each sample's state to the same row of the next batch,
+        so every batch must be full."""
+        if self._stateful() and n % batch_size:
+            raise ValueError(f"Model '{self.name}' has stateful layers: the number of "
+                             f"samples ({n}) must be a multiple of batch_size ({batch_size})")
+
+    def reset_states(self) -> None:
+        """Set every stateful layer's carried state back to zeros."""
+        if self._core is not None:
+            self._core.reset_states(None)
 
     def _ensure_built(self, x: np.ndarray) -> None:
         if self._core is None:
@@ -241,6 +268,11 @@ class Model:
         from the target shapes, as in Keras)."""
         cfg = self._compile_config
         assert cfg is not None  # checked by _require_compiled
+        last_layer = self._engine_layers()[-1]
+        if last_layer._output_parts() is not None:
+            raise ValueError(f"Model '{self.name}': its last layer '{last_layer.name}' returns "
+                             f"its states too (return_state=True); a Sequential model can only "
+                             f"predict with it, not train or evaluate")
         loss = cfg["loss"]
         assert loss is not None  # checked by _require_compiled
         out_last = self._engine_layers()[-1].output_shape[-1]
@@ -272,6 +304,7 @@ class Model:
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
+        self._check_inputs(xa, x_arg)
         self._ensure_built(xa)
         last = self._engine_layers()[-1]
         assert self._compile_config is not None and last._output_shape is not None
@@ -328,6 +361,7 @@ class Model:
             if sw is not None:
                 sw = np.asarray(sw)[:split_at]
         xf, yf, w = self._prepare(xa, ya, sw, class_weight)
+        self._check_stateful_batches(len(xf), batch_size)
         val = None
         if validation_data is not None:
             val = self._prepare_validation(validation_data)
@@ -402,6 +436,7 @@ class Model:
         self._require_compiled("evaluating it")
         batch_size = _data.check_batch_size(batch_size)
         xf, yf, w = self._prepare(x, y, sample_weight)
+        self._check_stateful_batches(len(xf), batch_size)
         steps = math.ceil(len(xf) / batch_size)
         cbs = CallbackList(callbacks or [], self, {"verbose": _verbosity(verbose),
                                                    "steps": steps})
@@ -459,7 +494,9 @@ class Model:
         xa = _data.as_array(x, "x")
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
+        self._check_inputs(xa, "x")
         self._ensure_built(xa)
+        self._check_stateful_batches(len(xf), batch_size)
         n = len(xf)
         steps = math.ceil(n / batch_size)
         verbosity = _verbosity(verbose)
@@ -487,9 +524,13 @@ class Model:
             bar.finish()
         cbs.on_predict_end({})
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        output_shape = self._engine_layers()[-1]._output_shape
-        assert output_shape is not None  # set at build
-        return out.reshape((n,) + tuple(output_shape))
+        last = self._engine_layers()[-1]
+        assert last._output_shape is not None  # set at build
+        if last._output_parts() is not None:
+            from ferrax.layers.recurrent import split_outputs
+
+            return split_outputs(last, out)  # type: ignore[return-value]
+        return out.reshape((n,) + tuple(last._output_shape))
 
     def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)

@@ -129,8 +129,23 @@ impl Activation {
         }
     }
 
+    /// Whether the function acts on each element alone (not softmax-like rows).
+    pub fn is_elementwise(self) -> bool {
+        !matches!(self, Activation::Softmax | Activation::LogSoftmax)
+    }
+
+    /// f'(x) for an elementwise activation, given both its input and output.
     #[inline]
-    fn scalar(self, x: f32) -> f32 {
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        if self.backward_from_output() {
+            self.derivative_from_output(y)
+        } else {
+            self.derivative_from_input(x)
+        }
+    }
+
+    #[inline]
+    pub fn scalar(self, x: f32) -> f32 {
         match self {
             Activation::Linear => x,
             Activation::Relu => x.max(0.0),

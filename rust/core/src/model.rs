@@ -3,7 +3,7 @@
 use crate::activation::Activation;
 use crate::data::{Dataset, Features};
 use crate::error::{Error, Result};
-use crate::layers::{self, Ctx, Layer, Param};
+use crate::layers::{self, Ctx, Layer, MaskFlow, Param};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::optimizer::Optimizer;
@@ -43,6 +43,10 @@ pub struct Model {
     acts: Vec<Vec<f32>>,
     /// Gradients at each boundary (index 0 unused).
     grads: Vec<Vec<f32>>,
+    /// Whether boundary i carries a time-step mask (fixed by the layer stack),
+    /// and its values (rows × steps) for the current batch.
+    has_mask: Vec<bool>,
+    masks: Vec<Vec<bool>>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
     idx_batch: Vec<u32>,
@@ -87,7 +91,17 @@ impl Model {
         for (i, layer) in built.iter().enumerate() {
             alias[i + 1] = if layer.is_reshape() { alias[i] } else { i + 1 };
         }
+        let mut has_mask = vec![false; n];
+        for (i, layer) in built.iter().enumerate() {
+            has_mask[i + 1] = match layer.mask_flow() {
+                MaskFlow::Drop => false,
+                MaskFlow::Keep => has_mask[i],
+                MaskFlow::FromInput => true,
+            };
+        }
         Ok(Model {
+            has_mask,
+            masks: vec![Vec::new(); n],
             layers: built,
             shapes,
             sizes,
@@ -137,6 +151,23 @@ impl Model {
         &self.layers
     }
 
+    /// Forget the state that stateful recurrent layers carry between batches.
+    pub fn reset_states(&mut self) {
+        for layer in &mut self.layers {
+            layer.reset_states();
+        }
+    }
+
+    pub fn reset_layer_states(&mut self, index: usize) -> Result<()> {
+        match self.layers.get_mut(index) {
+            Some(layer) => {
+                layer.reset_states();
+                Ok(())
+            }
+            None => Err(Error(format!("no layer {index}"))),
+        }
+    }
+
     pub fn params(&self) -> impl Iterator<Item = &Param> {
         self.layers.iter().flat_map(|l| l.params().iter())
     }
@@ -174,17 +205,29 @@ impl Model {
             if self.layers[i].is_reshape() {
                 continue;
             }
-            let ctx = Ctx {
-                training,
-                key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
-            };
             let (before, after) = self.acts.split_at_mut(i + 1);
             let x = match input {
                 Some(input) if self.alias[i] == 0 => &input[..rows * self.sizes[i]],
                 _ => &before[self.alias[i]][..rows * self.sizes[i]],
             };
             let y = &mut after[0][..rows * self.sizes[i + 1]];
+            let (masks_before, masks_after) = self.masks.split_at_mut(i + 1);
+            if self.layers[i].mask_flow() == MaskFlow::FromInput {
+                let steps = self.shapes[i][0];
+                masks_after[0].resize(rows * steps, true);
+                self.layers[i].compute_mask(x, rows, &mut masks_after[0][..rows * steps]);
+            }
+            let ctx = Ctx {
+                training,
+                key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
+                mask: self.has_mask[i].then(|| &masks_before[i][..rows * self.shapes[i][0]]),
+            };
             self.layers[i].forward(x, y, rows, &ctx);
+            if self.layers[i].mask_flow() == MaskFlow::Keep && self.has_mask[i] {
+                let steps = self.shapes[i][0];
+                masks_after[0].clear();
+                masks_after[0].extend_from_slice(&masks_before[i][..rows * steps]);
+            }
         }
     }
 

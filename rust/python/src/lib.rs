@@ -95,6 +95,19 @@ impl CoreModel {
             .map_err(|e| PyValueError::new_err(e.0))
     }
 
+    /// Zero the state carried between batches by one layer (or all, given None).
+    #[pyo3(signature = (layer=None))]
+    fn reset_states(&mut self, layer: Option<usize>) -> PyResult<()> {
+        match layer {
+            None => self.model.reset_states(),
+            Some(i) => self
+                .model
+                .reset_layer_states(i)
+                .map_err(|e| PyValueError::new_err(e.0))?,
+        }
+        Ok(())
+    }
+
     /// Per-sample output shape of every layer.
     fn output_shapes(&self) -> Vec<Vec<usize>> {
         self.model.shapes()[1..].to_vec()

@@ -26,7 +26,7 @@ type LayerResult<'py> = (
 
 /// Build a layer for x's per-sample shape, run forward then backward with `dy`.
 #[pyfunction]
-#[pyo3(signature = (spec_json, x, dy, training, weights, seed, include_regularization))]
+#[pyo3(signature = (spec_json, x, dy, training, weights, seed, include_regularization, mask=None))]
 #[allow(clippy::too_many_arguments)]
 fn layer_forward_backward<'py>(
     py: Python<'py>,
@@ -37,7 +37,9 @@ fn layer_forward_backward<'py>(
     weights: Option<Vec<PyReadonlyArrayDyn<'py, f32>>>,
     seed: u64,
     include_regularization: bool,
+    mask: Option<PyReadonlyArrayDyn<'py, bool>>,
 ) -> PyResult<LayerResult<'py>> {
+    let mask: Option<Vec<bool>> = mask.map(|m| m.as_array().iter().copied().collect());
     let spec = parse(spec_json)?;
     let (xv, xs) = owned(&x);
     if xs.is_empty() {
@@ -71,9 +73,19 @@ fn layer_forward_backward<'py>(
             .collect();
         let n_out: usize = out_shape.iter().product();
         let mut y = vec![0.0f32; n_out];
+        if let Some(m) = &mask {
+            if m.len() != rows * xs.get(1).copied().unwrap_or(0) {
+                ferrax_core::bail!(
+                    "mask: expected (batch, timesteps) = ({rows}, {:?}) values, got {}",
+                    xs.get(1),
+                    m.len()
+                );
+            }
+        }
         let ctx = Ctx {
             training,
             key: Key::new(seed).fold(0xd0),
+            mask: mask.as_deref(),
         };
         layer.forward(&xv, &mut y, rows, &ctx);
         let mut d = match &dyv {

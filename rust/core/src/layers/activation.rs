@@ -26,6 +26,10 @@ impl ActivationLayer {
 }
 
 impl Layer for ActivationLayer {
+    fn mask_flow(&self) -> super::MaskFlow {
+        super::MaskFlow::Keep
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }

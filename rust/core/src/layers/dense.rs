@@ -53,6 +53,10 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn mask_flow(&self) -> super::MaskFlow {
+        super::MaskFlow::Keep
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }

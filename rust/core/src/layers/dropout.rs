@@ -33,6 +33,10 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn mask_flow(&self) -> super::MaskFlow {
+        super::MaskFlow::Keep
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }

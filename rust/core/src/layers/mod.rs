@@ -8,16 +8,24 @@ mod affine;
 mod conv2d;
 mod dense;
 mod dropout;
+mod embedding;
+mod masking;
 mod pool2d;
+mod recurrent;
 mod reshape;
+mod time_distributed;
 mod window;
 
 pub use activation::ActivationLayer;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use masking::Masking;
 pub use pool2d::{Pool2D, PoolKind};
+pub use recurrent::{Bidirectional, CellKind, Recurrent};
 pub use reshape::Reshape;
+pub use time_distributed::TimeDistributed;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -67,10 +75,24 @@ impl Param {
 
 /// What a forward pass needs to know besides its input.
 #[derive(Clone, Copy)]
-pub struct Ctx {
+pub struct Ctx<'a> {
     pub training: bool,
     /// Random stream for this layer at this step (dropout masks).
     pub key: Key,
+    /// Which time steps of the input are real (rows × steps, true = keep),
+    /// when a layer upstream (Embedding with mask_zero, Masking) made a mask.
+    pub mask: Option<&'a [bool]>,
+}
+
+/// How a layer's output mask follows from its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskFlow {
+    /// No mask after this layer.
+    Drop,
+    /// The output keeps the input's time axis and its mask.
+    Keep,
+    /// The layer makes a new mask from its input values (`compute_mask`).
+    FromInput,
 }
 
 pub trait Layer: Send + Sync {
@@ -86,7 +108,7 @@ pub trait Layer: Send + Sync {
     }
 
     /// y ← layer(x) for `rows` samples.
-    fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx);
+    fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx<'_>);
 
     /// Given the forward's x and y and the output gradient `dy` (which may be
     /// overwritten), set each param's `grad` and, if asked, the input gradient `dx`.
@@ -113,6 +135,16 @@ pub trait Layer: Send + Sync {
     /// Skip the final activation's derivative in backward: the loss already
     /// gave the gradient with respect to the pre-activation (softmax + cross-entropy).
     fn set_fused_output(&mut self, _fused: bool) {}
+
+    fn mask_flow(&self) -> MaskFlow {
+        MaskFlow::Drop
+    }
+
+    /// For `MaskFlow::FromInput`: the keep-mask (rows × steps) of input `x`.
+    fn compute_mask(&self, _x: &[f32], _rows: usize, _mask: &mut [bool]) {}
+
+    /// Forget the state carried between batches (stateful recurrent layers).
+    fn reset_states(&mut self) {}
 }
 
 /// Read an optional field of a layer config.
@@ -186,6 +218,31 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
         "AveragePooling2D" => {
             Box::new(Pool2D::build(name, config, input_shape, PoolKind::Average)?)
         }
+        "SimpleRNN" => Box::new(Recurrent::build(
+            name,
+            config,
+            input_shape,
+            key,
+            CellKind::Simple,
+        )?),
+        "LSTM" => Box::new(Recurrent::build(
+            name,
+            config,
+            input_shape,
+            key,
+            CellKind::Lstm,
+        )?),
+        "GRU" => Box::new(Recurrent::build(
+            name,
+            config,
+            input_shape,
+            key,
+            CellKind::Gru,
+        )?),
+        "Bidirectional" => Box::new(Bidirectional::build(name, config, input_shape, key)?),
+        "TimeDistributed" => Box::new(TimeDistributed::build(name, config, input_shape, key)?),
+        "Embedding" => Box::new(Embedding::build(name, config, input_shape, key)?),
+        "Masking" => Box::new(Masking::build(name, config, input_shape)?),
         other => return Err(Error(format!("unknown layer class '{other}'"))),
     };
     Ok(layer)

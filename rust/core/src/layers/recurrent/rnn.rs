@@ -1,0 +1,477 @@
+//! Runs a cell over a sequence: forward through time and backpropagation
+//! through time (BPTT), for a batch of `rows` samples of `steps` × `features`.
+//!
+//! The input projection of every step is one GEMM before the recurrence, and
+//! the input and recurrent kernels' gradients are one GEMM each after it; only
+//! the (rows × units)·(units × gates·units) recurrent product runs per step.
+//! Buffers are laid out sample-major, (rows, steps, ·), indexed by real time,
+//! so the big GEMMs read the layer's input and write its gradient in place.
+
+use super::cell::{Cell, CellKind, StepBackward, StepForward};
+use crate::layers::{Ctx, Param};
+use crate::matmul::Gemm;
+use crate::rng::Key;
+
+/// Fixed settings of one recurrent layer.
+#[derive(Clone, Copy)]
+pub struct RnnSpec {
+    pub cell: Cell,
+    pub steps: usize,
+    pub features: usize,
+    pub use_bias: bool,
+    pub return_sequences: bool,
+    pub return_state: bool,
+    pub go_backwards: bool,
+    pub stateful: bool,
+    /// Masked steps output zeros instead of repeating the previous output.
+    pub zero_output_for_mask: bool,
+    pub dropout: f32,
+    pub recurrent_dropout: f32,
+}
+
+impl RnnSpec {
+    pub fn units(&self) -> usize {
+        self.cell.units
+    }
+
+    fn width(&self) -> usize {
+        self.cell.kind.gates() * self.cell.units
+    }
+
+    /// Values per sample of the main output (the sequence or the last step).
+    pub fn main_size(&self) -> usize {
+        if self.return_sequences {
+            self.steps * self.units()
+        } else {
+            self.units()
+        }
+    }
+
+    /// Values per sample written by forward: the main output, then the final states.
+    pub fn output_size(&self) -> usize {
+        let states = if self.return_state {
+            self.units()
+                * if self.cell.kind.has_cell_state() {
+                    2
+                } else {
+                    1
+                }
+        } else {
+            0
+        };
+        self.main_size() + states
+    }
+
+    /// Real time index of processing step `s`.
+    fn time(&self, s: usize) -> usize {
+        if self.go_backwards {
+            self.steps - 1 - s
+        } else {
+            s
+        }
+    }
+}
+
+/// Per-sample dropout multipliers (0 or 1/(1-rate)), the same at every step as in Keras.
+fn dropout_mask(key: Key, rate: f32, len: usize, mask: &mut Vec<f32>) {
+    let scale = 1.0 / (1.0 - rate);
+    mask.clear();
+    mask.extend((0..len as u64).map(|i| {
+        if key.uniform_f32(i) >= rate {
+            scale
+        } else {
+            0.0
+        }
+    }));
+}
+
+pub struct Rnn {
+    pub spec: RnnSpec,
+    /// What the last forward pass leaves for backward (see `forward`).
+    x_dropped: Vec<f32>,
+    input_keep: Vec<f32>,
+    recurrent_keep: Vec<f32>,
+    step_keep: Vec<bool>,
+    z: Vec<f32>,
+    a: Vec<f32>,
+    h_in: Vec<f32>,
+    h_prev: Vec<f32>,
+    c_prev: Vec<f32>,
+    c_act: Vec<f32>,
+    zh_candidate: Vec<f32>,
+    /// Per-step scratch and the running state.
+    h: Vec<f32>,
+    c: Vec<f32>,
+    h_next: Vec<f32>,
+    c_next: Vec<f32>,
+    zh: Vec<f32>,
+    /// State carried between batches (stateful layers).
+    carried_h: Vec<f32>,
+    carried_c: Vec<f32>,
+    /// Backward buffers.
+    dz_input: Vec<f32>,
+    dz_recurrent: Vec<f32>,
+    dz_step: Vec<f32>,
+    dh_step: Vec<f32>,
+}
+
+impl Rnn {
+    pub fn new(spec: RnnSpec) -> Self {
+        Rnn {
+            spec,
+            x_dropped: Vec::new(),
+            input_keep: Vec::new(),
+            recurrent_keep: Vec::new(),
+            step_keep: Vec::new(),
+            z: Vec::new(),
+            a: Vec::new(),
+            h_in: Vec::new(),
+            h_prev: Vec::new(),
+            c_prev: Vec::new(),
+            c_act: Vec::new(),
+            zh_candidate: Vec::new(),
+            h: Vec::new(),
+            c: Vec::new(),
+            h_next: Vec::new(),
+            c_next: Vec::new(),
+            zh: Vec::new(),
+            carried_h: Vec::new(),
+            carried_c: Vec::new(),
+            dz_input: Vec::new(),
+            dz_recurrent: Vec::new(),
+            dz_step: Vec::new(),
+            dh_step: Vec::new(),
+        }
+    }
+
+    pub fn reset_states(&mut self) {
+        self.carried_h.clear();
+        self.carried_c.clear();
+    }
+
+    fn input_dropout_active(&self) -> bool {
+        !self.input_keep.is_empty()
+    }
+
+    /// y ← the layer's output for `rows` samples of x (rows × steps × features);
+    /// `params` are [kernel, recurrent_kernel, bias?].
+    pub fn forward(&mut self, params: &[Param], x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx) {
+        let spec = self.spec;
+        let (t_len, f, u, g) = (spec.steps, spec.features, spec.units(), spec.width());
+        let kernel = params[0].value_slice();
+        let recurrent = params[1].value_slice();
+        let bias = spec.use_bias.then(|| params[2].value_slice());
+
+        // Input dropout: one mask per sample and feature, reused at every step.
+        self.input_keep.clear();
+        let x_used: &[f32] = if ctx.training && spec.dropout > 0.0 {
+            dropout_mask(
+                ctx.key.fold(1),
+                spec.dropout,
+                rows * f,
+                &mut self.input_keep,
+            );
+            self.x_dropped.resize(rows * t_len * f, 0.0);
+            for (r, (xs, out)) in x
+                .chunks(t_len * f)
+                .zip(self.x_dropped.chunks_mut(t_len * f))
+                .enumerate()
+            {
+                let keep = &self.input_keep[r * f..(r + 1) * f];
+                for (xr, or) in xs.chunks(f).zip(out.chunks_mut(f)) {
+                    for ((o, &v), &k) in or.iter_mut().zip(xr).zip(keep) {
+                        *o = v * k;
+                    }
+                }
+            }
+            &self.x_dropped
+        } else {
+            x
+        };
+        self.recurrent_keep.clear();
+        if ctx.training && spec.recurrent_dropout > 0.0 {
+            dropout_mask(
+                ctx.key.fold(2),
+                spec.recurrent_dropout,
+                rows * u,
+                &mut self.recurrent_keep,
+            );
+        }
+        self.step_keep.clear();
+        if let Some(mask) = ctx.mask {
+            self.step_keep.extend_from_slice(&mask[..rows * t_len]);
+        }
+
+        // Input projection of every step at once: z = x·W + b_input.
+        let n = rows * t_len;
+        self.z.resize(n * g, 0.0);
+        Gemm::new(n, f, g).run(x_used, kernel, &mut self.z, false);
+        if let Some(b) = bias {
+            for row in self.z.chunks_mut(g) {
+                for (v, &bv) in row.iter_mut().zip(&b[..g]) {
+                    *v += bv;
+                }
+            }
+        }
+        self.a.resize(n * g, 0.0);
+        for buf in [
+            &mut self.h_in,
+            &mut self.h_prev,
+            &mut self.c_prev,
+            &mut self.c_act,
+            &mut self.zh_candidate,
+        ] {
+            buf.resize(n * u, 0.0);
+        }
+
+        // The starting state: carried from the last batch when stateful, else zeros.
+        for (state, carried) in [
+            (&mut self.h, &self.carried_h),
+            (&mut self.c, &self.carried_c),
+        ] {
+            state.clear();
+            if spec.stateful && carried.len() == rows * u {
+                state.extend_from_slice(carried);
+            } else {
+                state.resize(rows * u, 0.0);
+            }
+        }
+        self.h_next.resize(rows * u, 0.0);
+        self.c_next.resize(rows * u, 0.0);
+        self.zh.resize(rows * g, 0.0);
+
+        let out_size = spec.output_size();
+        for s in 0..t_len {
+            let t = spec.time(s);
+            // The state entering step t, with recurrent dropout, feeds the recurrent GEMM.
+            for r in 0..rows {
+                let at = (r * t_len + t) * u;
+                let h = &self.h[r * u..(r + 1) * u];
+                self.h_prev[at..at + u].copy_from_slice(h);
+                self.c_prev[at..at + u].copy_from_slice(&self.c[r * u..(r + 1) * u]);
+                let h_in = &mut self.h_in[at..at + u];
+                if self.recurrent_keep.is_empty() {
+                    h_in.copy_from_slice(h);
+                } else {
+                    for ((o, &v), &k) in h_in
+                        .iter_mut()
+                        .zip(h)
+                        .zip(&self.recurrent_keep[r * u..(r + 1) * u])
+                    {
+                        *o = v * k;
+                    }
+                }
+            }
+            // zh = h_in(step t)·U (+ recurrent bias for GRU), rows gathered contiguously.
+            for r in 0..rows {
+                let at = (r * t_len + t) * u;
+                self.h_next[r * u..(r + 1) * u].copy_from_slice(&self.h_in[at..at + u]);
+            }
+            Gemm::new(rows, u, g).run(&self.h_next, recurrent, &mut self.zh, false);
+            if let (CellKind::Gru, Some(b)) = (spec.cell.kind, bias) {
+                for row in self.zh.chunks_mut(g) {
+                    for (v, &bv) in row.iter_mut().zip(&b[g..2 * g]) {
+                        *v += bv;
+                    }
+                }
+            }
+            for r in 0..rows {
+                let at = (r * t_len + t) * u;
+                let atg = (r * t_len + t) * g;
+                let ru = r * u..(r + 1) * u;
+                spec.cell.forward(StepForward {
+                    z: &mut self.z[atg..atg + g],
+                    a: &mut self.a[atg..atg + g],
+                    zh: &self.zh[r * g..(r + 1) * g],
+                    h_prev: &self.h_prev[at..at + u],
+                    c_prev: &self.c_prev[at..at + u],
+                    zh_candidate: &mut self.zh_candidate[at..at + u],
+                    c_act: &mut self.c_act[at..at + u],
+                    h_new: &mut self.h_next[ru.clone()],
+                    c_new: &mut self.c_next[ru.clone()],
+                });
+                // A masked step leaves the state as it was.
+                let keep = self.step_keep.is_empty() || self.step_keep[r * t_len + t];
+                if keep {
+                    self.h[ru.clone()].copy_from_slice(&self.h_next[ru.clone()]);
+                    self.c[ru.clone()].copy_from_slice(&self.c_next[ru.clone()]);
+                }
+                if spec.return_sequences {
+                    let out = &mut y[r * out_size + s * u..][..u];
+                    if keep || !spec.zero_output_for_mask {
+                        out.copy_from_slice(&self.h[ru]);
+                    } else {
+                        out.fill(0.0);
+                    }
+                }
+            }
+        }
+        for r in 0..rows {
+            let ru = r * u..(r + 1) * u;
+            let sample = &mut y[r * out_size..(r + 1) * out_size];
+            let mut at = spec.main_size();
+            if !spec.return_sequences {
+                sample[..u].copy_from_slice(&self.h[ru.clone()]);
+            }
+            if spec.return_state {
+                sample[at..at + u].copy_from_slice(&self.h[ru.clone()]);
+                at += u;
+                if spec.cell.kind.has_cell_state() {
+                    sample[at..at + u].copy_from_slice(&self.c[ru]);
+                }
+            }
+        }
+        if spec.stateful {
+            self.carried_h.clone_from(&self.h);
+            self.carried_c.clone_from(&self.c);
+        }
+    }
+
+    /// Sets the params' gradients (and dx if asked) from dy, the gradient of
+    /// forward's output. Stateful layers do not backpropagate into earlier batches.
+    pub fn backward(
+        &mut self,
+        params: &mut [Param],
+        x: &[f32],
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        rows: usize,
+    ) {
+        let spec = self.spec;
+        let (t_len, f, u, g) = (spec.steps, spec.features, spec.units(), spec.width());
+        let n = rows * t_len;
+        let out_size = spec.output_size();
+        // dh, dc: gradients of the running state; start from the final outputs.
+        let mut dh = std::mem::take(&mut self.h);
+        let mut dc = std::mem::take(&mut self.c);
+        dh.clear();
+        dc.clear();
+        dh.resize(rows * u, 0.0);
+        dc.resize(rows * u, 0.0);
+        for r in 0..rows {
+            let sample = &dy[r * out_size..(r + 1) * out_size];
+            let d = &mut dh[r * u..(r + 1) * u];
+            if !spec.return_sequences {
+                d.copy_from_slice(&sample[..u]);
+            }
+            if spec.return_state {
+                let at = spec.main_size();
+                for (a, &b) in d.iter_mut().zip(&sample[at..at + u]) {
+                    *a += b;
+                }
+                if spec.cell.kind.has_cell_state() {
+                    dc[r * u..(r + 1) * u].copy_from_slice(&sample[at + u..at + 2 * u]);
+                }
+            }
+        }
+        self.dz_input.resize(n * g, 0.0);
+        self.dz_recurrent.resize(n * g, 0.0);
+        self.dz_step.resize(rows * g, 0.0);
+        self.dh_step.resize(rows * u, 0.0);
+        let recurrent = params[1].value_slice();
+        for s in (0..t_len).rev() {
+            let t = spec.time(s);
+            for r in 0..rows {
+                let ru = r * u..(r + 1) * u;
+                let keep = self.step_keep.is_empty() || self.step_keep[r * t_len + t];
+                if spec.return_sequences && (keep || !spec.zero_output_for_mask) {
+                    let d_out = &dy[r * out_size + s * u..][..u];
+                    for (a, &b) in dh[ru.clone()].iter_mut().zip(d_out) {
+                        *a += b;
+                    }
+                }
+                let at = (r * t_len + t) * u;
+                let atg = (r * t_len + t) * g;
+                if !keep {
+                    // The state passed through unchanged: so does its gradient.
+                    self.dz_input[atg..atg + g].fill(0.0);
+                    self.dz_recurrent[atg..atg + g].fill(0.0);
+                    self.dz_step[r * g..(r + 1) * g].fill(0.0);
+                    continue;
+                }
+                spec.cell.backward(StepBackward {
+                    z: &self.z[atg..atg + g],
+                    a: &self.a[atg..atg + g],
+                    h_prev: &self.h_prev[at..at + u],
+                    c_prev: &self.c_prev[at..at + u],
+                    zh_candidate: &self.zh_candidate[at..at + u],
+                    c_act: &self.c_act[at..at + u],
+                    dh: &mut dh[ru.clone()],
+                    dc: &mut dc[ru],
+                    dz_input: &mut self.dz_input[atg..atg + g],
+                    dz_recurrent: &mut self.dz_recurrent[atg..atg + g],
+                });
+                self.dz_step[r * g..(r + 1) * g].copy_from_slice(&self.dz_recurrent[atg..atg + g]);
+            }
+            // dh_prev += (dz_recurrent·Uᵀ) ⊙ recurrent dropout.
+            Gemm::new(rows, g, u)
+                .trans_b()
+                .run(&self.dz_step, recurrent, &mut self.dh_step, false);
+            if !self.recurrent_keep.is_empty() {
+                for (d, &k) in self.dh_step.iter_mut().zip(&self.recurrent_keep) {
+                    *d *= k;
+                }
+            }
+            for (a, &b) in dh.iter_mut().zip(&self.dh_step) {
+                *a += b;
+            }
+        }
+        self.h = dh;
+        self.c = dc;
+
+        let x_used: &[f32] = if self.input_dropout_active() {
+            &self.x_dropped
+        } else {
+            x
+        };
+        let (kernel_param, rest) = params.split_at_mut(1);
+        let (recurrent_param, bias_param) = rest.split_at_mut(1);
+        // dW = xᵀ·dz_input, dU = h_inᵀ·dz_recurrent: one GEMM each over all steps.
+        Gemm::new(f, n, g).trans_a().run(
+            x_used,
+            &self.dz_input,
+            kernel_param[0].grad_slice_mut(),
+            false,
+        );
+        Gemm::new(u, n, g).trans_a().run(
+            &self.h_in,
+            &self.dz_recurrent,
+            recurrent_param[0].grad_slice_mut(),
+            false,
+        );
+        if let Some(b) = bias_param.first_mut() {
+            let grad = b.grad_slice_mut();
+            grad.fill(0.0);
+            for row in self.dz_input.chunks(g) {
+                for (a, &v) in grad[..g].iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            if spec.cell.kind == CellKind::Gru {
+                for row in self.dz_recurrent.chunks(g) {
+                    for (a, &v) in grad[g..2 * g].iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+            }
+        }
+        if let Some(dx) = dx {
+            Gemm::new(n, g, f).trans_b().run(
+                &self.dz_input,
+                kernel_param[0].value_slice(),
+                dx,
+                false,
+            );
+            if self.input_dropout_active() {
+                for (r, d) in dx.chunks_mut(t_len * f).enumerate() {
+                    let keep = &self.input_keep[r * f..(r + 1) * f];
+                    for dr in d.chunks_mut(f) {
+                        for (v, &k) in dr.iter_mut().zip(keep) {
+                            *v *= k;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
