@@ -75,22 +75,31 @@ def targets(y: np.ndarray, loss: Loss, output_shape: Sequence[int], output_layer
     out_size = int(np.prod(output_shape))
     loss_name = type(loss).__name__
     if loss.sparse:
+        # One class id per output position before the last axis (time steps of a
+        # sequence output, or just one), as Keras scores them.
+        steps = out_size // output_shape[-1] if output_shape else 1
+        classes = out_size // steps
         ids = y.reshape(n) if (y.ndim == 2 and y.shape[1] == 1) else y
-        if ids.ndim != 1:
+        if steps > 1 and ids.ndim >= 2 and int(np.prod(ids.shape[1:])) == steps \
+                and (ids.ndim == 2 or ids.shape[-1] == 1 or ids.ndim == len(output_shape)):
+            ids = ids.reshape(n, steps)
+        expected = f"({n},)" if steps == 1 else \
+            f"({n}, {', '.join(map(str, output_shape[:-1]))})"
+        if ids.shape != ((n,) if steps == 1 else (n, steps)):
             raise ValueError(
-                f"{loss_name} expects integer class ids of shape ({n},), but '{arg}' has shape "
-                f"{y.shape} (one-hot labels?). Use categorical_crossentropy for one-hot "
+                f"{loss_name} expects integer class ids of shape {expected}, but '{arg}' has "
+                f"shape {y.shape} (one-hot labels?). Use categorical_crossentropy for one-hot "
                 f"labels, or pass y.argmax(axis=-1).")
         if np.issubdtype(ids.dtype, np.floating) and not np.all(np.mod(ids, 1) == 0):
             raise ValueError(f"{loss_name} expects integer class ids in '{arg}', got "
                              f"non-integer values such as {ids[np.mod(ids, 1) != 0][0]}")
         lo, hi = ids.min(), ids.max()
-        if lo < 0 or hi >= out_size:
+        if lo < 0 or hi >= classes:
             bad = lo if lo < 0 else hi
             raise ValueError(
                 f"{loss_name}: label {bad} in '{arg}' is out of range: the output layer "
-                f"'{output_layer}' has {out_size} units, so labels must be in [0, {out_size - 1}]")
-        return np.ascontiguousarray(ids.astype(np.float32).reshape(n, 1))
+                f"'{output_layer}' has {classes} units, so labels must be in [0, {classes - 1}]")
+        return np.ascontiguousarray(ids.astype(np.float32).reshape(n, steps))
     if loss_name == "CategoricalCrossentropy" and y.ndim == 1 and out_size > 1:
         raise ValueError(
             f"CategoricalCrossentropy expects one-hot targets of shape ({n}, {out_size}), but "

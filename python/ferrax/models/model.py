@@ -280,7 +280,10 @@ class Model:
         spec = {
             "loss": loss._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
-            "metrics": [m._core_spec(y_rank, y_last, out_last, cfg["loss"])
+            # Accuracy resolves against the output's rank, as Keras compares y_true with
+            # y_pred: ids of one rank less mean sparse labels.
+            "metrics": [m._core_spec(y_rank - (len(last_layer.output_shape) - 2), y_last,
+                                     out_last, cfg["loss"])
                         for m in cfg["metrics"]],
         }
         key = json.dumps(spec, sort_keys=True)

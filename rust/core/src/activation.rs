@@ -4,6 +4,7 @@
 //! rows of `width` elements (the last axis).
 
 use crate::error::{Error, Result};
+use crate::fastmath;
 use crate::parallel::{for_each_block, for_each_row};
 use serde_json::Value;
 
@@ -132,6 +133,36 @@ impl Activation {
     /// Whether the function acts on each element alone (not softmax-like rows).
     pub fn is_elementwise(self) -> bool {
         !matches!(self, Activation::Softmax | Activation::LogSoftmax)
+    }
+
+    /// y = f(x) elementwise on one thread, with vectorisable sigmoid and tanh
+    /// (`fastmath`): for small slices in hot loops (recurrent gates).
+    pub fn map_slice(self, x: &[f32], y: &mut [f32]) {
+        match self {
+            Activation::Sigmoid => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(o, &v)| *o = fastmath::sigmoid(v)),
+            Activation::Tanh => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(o, &v)| *o = fastmath::tanh(v)),
+            Activation::Linear => y.copy_from_slice(&x[..y.len()]),
+            _ => y.iter_mut().zip(x).for_each(|(o, &v)| *o = self.scalar(v)),
+        }
+    }
+
+    /// d ← d · f'(x) elementwise on one thread, given input `x` and output `y`.
+    pub fn scale_by_derivative(self, x: &[f32], y: &[f32], d: &mut [f32]) {
+        match self {
+            Activation::Sigmoid => d.iter_mut().zip(y).for_each(|(g, &v)| *g *= v * (1.0 - v)),
+            Activation::Tanh => d.iter_mut().zip(y).for_each(|(g, &v)| *g *= 1.0 - v * v),
+            Activation::Linear => {}
+            _ => d
+                .iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(g, (&xv, &yv))| *g *= self.derivative(xv, yv)),
+        }
     }
 
     /// f'(x) for an elementwise activation, given both its input and output.

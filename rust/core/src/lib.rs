@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod data;
 pub mod error;
+pub mod fastmath;
 pub mod init;
 pub mod io;
 pub mod layers;

@@ -270,27 +270,68 @@ impl Model {
         self.y_batch.resize(rows * data.y_width, 0.0);
         data.gather_y(idx, &mut self.y_batch);
         self.w_batch.resize(rows, 0.0);
-        data.gather_weights(idx, &mut self.w_batch)
+        let weighted = data.gather_weights(idx, &mut self.w_batch);
+        // Each step of a sequence output is scored with its sample's weight.
+        let steps = self.output_steps();
+        if weighted && steps > 1 {
+            self.w_batch.resize(rows * steps, 0.0);
+            for r in (0..rows).rev() {
+                let w = self.w_batch[r];
+                self.w_batch[r * steps..(r + 1) * steps].fill(w);
+            }
+        }
+        weighted
+    }
+
+    /// Values the loss scores together: the output's last axis (classes), as in Keras.
+    fn class_width(&self) -> usize {
+        self.shapes
+            .last()
+            .and_then(|s| s.last())
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Loss terms per sample: the output's positions before its last axis
+    /// (time steps of a sequence output); the sample's loss is their mean.
+    fn output_steps(&self) -> usize {
+        self.output_size() / self.class_width()
+    }
+
+    /// The batch's mean loss, and its gradient into the output gradient buffer if asked.
+    fn batch_loss(&mut self, data: &Dataset, rows: usize, weighted: bool, grad: bool) -> f64 {
+        let (width, steps) = (self.class_width(), self.output_steps());
+        let terms = rows * steps;
+        let last = self.out_index();
+        let compiled = self.compiled.as_ref().expect("checked");
+        let w = weighted.then(|| &self.w_batch[..terms]);
+        let fused = grad && compiled.fused_softmax;
+        let grads = grad.then_some(&mut self.grads[last][..terms * width]);
+        compiled.loss.evaluate(
+            &self.y_batch,
+            data.y_width / steps,
+            &self.acts[last][..terms * width],
+            width,
+            w,
+            terms as f32,
+            grads,
+            fused,
+        ) / terms as f64
     }
 
     /// Adds the batch's loss and metrics (computed from the current outputs) to `totals`.
     fn score_batch(&self, data: &Dataset, rows: usize, loss_value: f64, totals: &mut Totals) {
         let compiled = self.compiled.as_ref().expect("compiled");
         let out = &self.acts[self.out_index()][..rows * self.output_size()];
+        let (width, steps) = (self.class_width(), self.output_steps());
         totals.loss_sum += loss_value * rows as f64;
         totals.samples += rows as f64;
         totals.batches += 1;
         totals.metrics.resize(compiled.metrics.len(), (0.0, 0.0));
         // Keras weights only the loss by sample_weight; compiled metrics stay unweighted.
         for (m, acc) in compiled.metrics.iter().zip(totals.metrics.iter_mut()) {
-            m.update(
-                &self.y_batch,
-                data.y_width,
-                out,
-                self.output_size(),
-                None,
-                acc,
-            );
+            m.update(&self.y_batch, data.y_width / steps, out, width, None, acc);
         }
     }
 
@@ -311,20 +352,7 @@ impl Model {
             let rows = idx.len();
             let weighted = self.load_batch(data, &idx);
             self.forward(rows, true, None);
-            let last = self.out_index();
-            let out_size = self.output_size();
-            let compiled = self.compiled.as_ref().expect("checked");
-            let w = weighted.then_some(&self.w_batch[..rows]);
-            let data_loss = compiled.loss.evaluate(
-                &self.y_batch,
-                data.y_width,
-                &self.acts[last][..rows * out_size],
-                out_size,
-                w,
-                rows as f32,
-                Some(&mut self.grads[last][..rows * out_size]),
-                compiled.fused_softmax,
-            ) / rows as f64;
+            let data_loss = self.batch_loss(data, rows, weighted, true);
             self.backward(rows);
             let reg = self.regularization();
             let Model {
@@ -376,20 +404,7 @@ impl Model {
             let rows = idx.len();
             let weighted = self.load_batch(data, idx);
             self.forward(rows, false, None);
-            let compiled = self.compiled.as_ref().expect("checked");
-            let out_size = self.output_size();
-            let w = weighted.then_some(&self.w_batch[..rows]);
-            let out = &self.acts[self.out_index()][..rows * out_size];
-            let loss = compiled.loss.evaluate(
-                &self.y_batch,
-                data.y_width,
-                out,
-                out_size,
-                w,
-                rows as f32,
-                None,
-                false,
-            ) / rows as f64;
+            let loss = self.batch_loss(data, rows, weighted, false);
             self.score_batch(data, rows, loss + reg, totals);
         }
         Ok(())
@@ -456,7 +471,7 @@ impl Model {
             );
         }
         let want_y = if compiled.loss.is_sparse() {
-            1
+            self.output_steps()
         } else {
             self.output_size()
         };

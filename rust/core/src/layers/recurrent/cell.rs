@@ -73,102 +73,157 @@ pub struct StepBackward<'a> {
     pub dz_recurrent: &'a mut [f32],
 }
 
+/// a[i] += b[i].
+fn add(a: &mut [f32], b: &[f32]) {
+    a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
+}
+
+/// Splits a gate-major row into its `N` blocks of `units`.
+fn blocks<const N: usize>(row: &[f32], units: usize) -> [&[f32]; N] {
+    std::array::from_fn(|k| &row[k * units..(k + 1) * units])
+}
+
+fn blocks_mut<const N: usize>(row: &mut [f32], units: usize) -> [&mut [f32]; N] {
+    let mut rest = row;
+    std::array::from_fn(|_| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(units);
+        rest = tail;
+        head
+    })
+}
+
+// Each step is written as whole-slice loops (no per-element dispatch) so they vectorise.
 impl Cell {
     pub fn forward(&self, s: StepForward<'_>) {
         let u = self.units;
         let (act, ract) = (self.activation, self.recurrent_activation);
         match self.kind {
             CellKind::Simple => {
-                for j in 0..u {
-                    s.z[j] += s.zh[j];
-                    s.a[j] = act.scalar(s.z[j]);
-                    s.h_new[j] = s.a[j];
-                }
+                add(s.z, s.zh);
+                act.map_slice(s.z, s.a);
+                s.h_new.copy_from_slice(s.a);
             }
             CellKind::Lstm => {
-                for (z, &zh) in s.z.iter_mut().zip(s.zh) {
-                    *z += zh;
+                add(s.z, s.zh);
+                let [zi, zf, zc, zo] = blocks::<4>(s.z, u);
+                let [i, f, g, o] = blocks_mut::<4>(s.a, u);
+                ract.map_slice(zi, i);
+                ract.map_slice(zf, f);
+                act.map_slice(zc, g);
+                ract.map_slice(zo, o);
+                for (((c, &cp), (&fv, &iv)), &gv) in s
+                    .c_new
+                    .iter_mut()
+                    .zip(s.c_prev)
+                    .zip(f.iter().zip(&*i))
+                    .zip(&*g)
+                {
+                    *c = fv * cp + iv * gv;
                 }
-                for j in 0..u {
-                    let i = ract.scalar(s.z[j]);
-                    let f = ract.scalar(s.z[u + j]);
-                    let g = act.scalar(s.z[2 * u + j]);
-                    let o = ract.scalar(s.z[3 * u + j]);
-                    let c = f * s.c_prev[j] + i * g;
-                    let ca = act.scalar(c);
-                    s.a[j] = i;
-                    s.a[u + j] = f;
-                    s.a[2 * u + j] = g;
-                    s.a[3 * u + j] = o;
-                    s.c_new[j] = c;
-                    s.c_act[j] = ca;
-                    s.h_new[j] = o * ca;
+                act.map_slice(s.c_new, s.c_act);
+                for ((h, &ov), &ca) in s.h_new.iter_mut().zip(&*o).zip(&*s.c_act) {
+                    *h = ov * ca;
                 }
             }
             CellKind::Gru => {
-                for j in 0..u {
-                    s.z[j] += s.zh[j];
-                    s.z[u + j] += s.zh[u + j];
-                    let zg = ract.scalar(s.z[j]);
-                    let r = ract.scalar(s.z[u + j]);
-                    let zc = s.zh[2 * u + j];
-                    s.zh_candidate[j] = zc;
-                    s.z[2 * u + j] += r * zc;
-                    let hh = act.scalar(s.z[2 * u + j]);
-                    s.a[j] = zg;
-                    s.a[u + j] = r;
-                    s.a[2 * u + j] = hh;
-                    s.h_new[j] = zg * s.h_prev[j] + (1.0 - zg) * hh;
+                add(&mut s.z[..2 * u], &s.zh[..2 * u]);
+                let [_, _, zh_h] = blocks::<3>(s.zh, u);
+                let [zz, zr, zhh] = blocks_mut::<3>(s.z, u);
+                let [a_z, a_r, a_h] = blocks_mut::<3>(s.a, u);
+                ract.map_slice(zz, a_z);
+                ract.map_slice(zr, a_r);
+                s.zh_candidate.copy_from_slice(zh_h);
+                for ((z, &r), &zc) in zhh.iter_mut().zip(&*a_r).zip(zh_h) {
+                    *z += r * zc;
+                }
+                act.map_slice(zhh, a_h);
+                for (((h, &zg), &hp), &hh) in s.h_new.iter_mut().zip(&*a_z).zip(s.h_prev).zip(&*a_h)
+                {
+                    *h = zg * hp + (1.0 - zg) * hh;
                 }
             }
         }
     }
 
-    pub fn backward(&self, s: StepBackward<'_>) {
+    /// `scratch` holds at least 2·units values.
+    pub fn backward(&self, s: StepBackward<'_>, scratch: &mut [f32]) {
         let u = self.units;
         let (act, ract) = (self.activation, self.recurrent_activation);
         match self.kind {
             CellKind::Simple => {
-                for j in 0..u {
-                    let d = s.dh[j] * act.derivative(s.z[j], s.a[j]);
-                    s.dz_input[j] = d;
-                    s.dz_recurrent[j] = d;
-                    s.dh[j] = 0.0;
-                }
+                s.dz_input.copy_from_slice(s.dh);
+                act.scale_by_derivative(s.z, s.a, s.dz_input);
+                s.dz_recurrent.copy_from_slice(s.dz_input);
+                s.dh.fill(0.0);
             }
             CellKind::Lstm => {
-                for j in 0..u {
-                    let (i, f, g, o) = (s.a[j], s.a[u + j], s.a[2 * u + j], s.a[3 * u + j]);
-                    let c = f * s.c_prev[j] + i * g;
-                    let ca = s.c_act[j];
-                    let dh = s.dh[j];
-                    let dc = s.dc[j] + dh * o * act.derivative(c, ca);
-                    let d_i = dc * g * ract.derivative(s.z[j], i);
-                    let d_f = dc * s.c_prev[j] * ract.derivative(s.z[u + j], f);
-                    let d_g = dc * i * act.derivative(s.z[2 * u + j], g);
-                    let d_o = dh * ca * ract.derivative(s.z[3 * u + j], o);
-                    for (gate, d) in [d_i, d_f, d_g, d_o].into_iter().enumerate() {
-                        s.dz_input[gate * u + j] = d;
-                        s.dz_recurrent[gate * u + j] = d;
-                    }
-                    s.dc[j] = dc * f;
-                    s.dh[j] = 0.0;
+                let [i, f, g, o] = blocks::<4>(s.a, u);
+                let [zi, zf, zc, zo] = blocks::<4>(s.z, u);
+                let (c, dc_out) = scratch[..2 * u].split_at_mut(u);
+                for (((cv, &cp), (&fv, &iv)), &gv) in
+                    c.iter_mut().zip(s.c_prev).zip(f.iter().zip(i)).zip(g)
+                {
+                    *cv = fv * cp + iv * gv;
                 }
+                // dc_total = dc + dh·o·act'(c)
+                for ((d, &dh), &ov) in dc_out.iter_mut().zip(&*s.dh).zip(o) {
+                    *d = dh * ov;
+                }
+                act.scale_by_derivative(c, s.c_act, dc_out);
+                add(dc_out, s.dc);
+                let [di, df, dg, d_o] = blocks_mut::<4>(s.dz_input, u);
+                for ((((di, df), dg), (&dc, &cp)), (&iv, &gv)) in di
+                    .iter_mut()
+                    .zip(df.iter_mut())
+                    .zip(dg.iter_mut())
+                    .zip(dc_out.iter().zip(s.c_prev))
+                    .zip(i.iter().zip(g))
+                {
+                    *di = dc * gv;
+                    *df = dc * cp;
+                    *dg = dc * iv;
+                }
+                for ((d, &dh), &ca) in d_o.iter_mut().zip(&*s.dh).zip(s.c_act) {
+                    *d = dh * ca;
+                }
+                ract.scale_by_derivative(zi, i, di);
+                ract.scale_by_derivative(zf, f, df);
+                act.scale_by_derivative(zc, g, dg);
+                ract.scale_by_derivative(zo, o, d_o);
+                s.dz_recurrent.copy_from_slice(s.dz_input);
+                for ((d, &dc), &fv) in s.dc.iter_mut().zip(&*dc_out).zip(f) {
+                    *d = dc * fv;
+                }
+                s.dh.fill(0.0);
             }
             CellKind::Gru => {
-                for j in 0..u {
-                    let (zg, r, hh) = (s.a[j], s.a[u + j], s.a[2 * u + j]);
-                    let dh = s.dh[j];
-                    let d_hh = dh * (1.0 - zg) * act.derivative(s.z[2 * u + j], hh);
-                    let d_z = dh * (s.h_prev[j] - hh) * ract.derivative(s.z[j], zg);
-                    let d_r = d_hh * s.zh_candidate[j] * ract.derivative(s.z[u + j], r);
-                    s.dz_input[j] = d_z;
-                    s.dz_input[u + j] = d_r;
-                    s.dz_input[2 * u + j] = d_hh;
-                    s.dz_recurrent[j] = d_z;
-                    s.dz_recurrent[u + j] = d_r;
-                    s.dz_recurrent[2 * u + j] = d_hh * r;
-                    s.dh[j] = dh * zg;
+                let [a_z, a_r, a_h] = blocks::<3>(s.a, u);
+                let [zz, zr, zhh] = blocks::<3>(s.z, u);
+                let [d_z, d_r, d_h] = blocks_mut::<3>(s.dz_input, u);
+                for ((((dz, dhh), &dh), (&zg, &hh)), &hp) in d_z
+                    .iter_mut()
+                    .zip(d_h.iter_mut())
+                    .zip(&*s.dh)
+                    .zip(a_z.iter().zip(a_h))
+                    .zip(s.h_prev)
+                {
+                    *dhh = dh * (1.0 - zg);
+                    *dz = dh * (hp - hh);
+                }
+                act.scale_by_derivative(zhh, a_h, d_h);
+                ract.scale_by_derivative(zz, a_z, d_z);
+                for ((dr, &dhh), &zc) in d_r.iter_mut().zip(&*d_h).zip(s.zh_candidate) {
+                    *dr = dhh * zc;
+                }
+                ract.scale_by_derivative(zr, a_r, d_r);
+                let [r_z, r_r, r_h] = blocks_mut::<3>(s.dz_recurrent, u);
+                r_z.copy_from_slice(d_z);
+                r_r.copy_from_slice(d_r);
+                for ((o, &dhh), &r) in r_h.iter_mut().zip(&*d_h).zip(a_r) {
+                    *o = dhh * r;
+                }
+                for (dh, &zg) in s.dh.iter_mut().zip(a_z) {
+                    *dh *= zg;
                 }
             }
         }

@@ -113,6 +113,7 @@ pub struct Rnn {
     dz_recurrent: Vec<f32>,
     dz_step: Vec<f32>,
     dh_step: Vec<f32>,
+    cell_scratch: Vec<f32>,
 }
 
 impl Rnn {
@@ -141,6 +142,7 @@ impl Rnn {
             dz_recurrent: Vec::new(),
             dz_step: Vec::new(),
             dh_step: Vec::new(),
+            cell_scratch: Vec::new(),
         }
     }
 
@@ -368,6 +370,7 @@ impl Rnn {
         self.dz_recurrent.resize(n * g, 0.0);
         self.dz_step.resize(rows * g, 0.0);
         self.dh_step.resize(rows * u, 0.0);
+        self.cell_scratch.resize(2 * u, 0.0);
         let recurrent = params[1].value_slice();
         for s in (0..t_len).rev() {
             let t = spec.time(s);
@@ -389,18 +392,21 @@ impl Rnn {
                     self.dz_step[r * g..(r + 1) * g].fill(0.0);
                     continue;
                 }
-                spec.cell.backward(StepBackward {
-                    z: &self.z[atg..atg + g],
-                    a: &self.a[atg..atg + g],
-                    h_prev: &self.h_prev[at..at + u],
-                    c_prev: &self.c_prev[at..at + u],
-                    zh_candidate: &self.zh_candidate[at..at + u],
-                    c_act: &self.c_act[at..at + u],
-                    dh: &mut dh[ru.clone()],
-                    dc: &mut dc[ru],
-                    dz_input: &mut self.dz_input[atg..atg + g],
-                    dz_recurrent: &mut self.dz_recurrent[atg..atg + g],
-                });
+                spec.cell.backward(
+                    StepBackward {
+                        z: &self.z[atg..atg + g],
+                        a: &self.a[atg..atg + g],
+                        h_prev: &self.h_prev[at..at + u],
+                        c_prev: &self.c_prev[at..at + u],
+                        zh_candidate: &self.zh_candidate[at..at + u],
+                        c_act: &self.c_act[at..at + u],
+                        dh: &mut dh[ru.clone()],
+                        dc: &mut dc[ru],
+                        dz_input: &mut self.dz_input[atg..atg + g],
+                        dz_recurrent: &mut self.dz_recurrent[atg..atg + g],
+                    },
+                    &mut self.cell_scratch,
+                );
                 self.dz_step[r * g..(r + 1) * g].copy_from_slice(&self.dz_recurrent[atg..atg + g]);
             }
             // dh_prev += (dz_recurrent·Uᵀ) ⊙ recurrent dropout.
