@@ -411,3 +411,23 @@ def orthonormal_rows_error(w):
     (U, U) gate blocks are *not* orthogonal."""
     w = _f64(w)
     return float(np.abs(w @ w.T - np.eye(w.shape[0])).max())
+
+
+def rnn_dense_mse_grads(kind, x, y_true, weights, **rnn_kw):
+    """Gradients of Keras's "mse" for Sequential([kind(U, **rnn_kw), Dense(K)]) (linear Dense)
+    with weights [kernel, recurrent_kernel, bias, dense_kernel, dense_bias]; returns
+    (loss, grads in weight order)."""
+    rnn_w, (dk, db) = list(weights[:3]), weights[3:]
+    h = rnn_forward(kind, x, rnn_w, **rnn_kw)
+    y, _, _ = ref.dense_forward_backward(h, dk, db)
+    loss, dy = mse_value_and_grad(y_true, y)
+    _, dh, dense_grads = ref.dense_forward_backward(h, dk, db, None, dy)
+    _, _, rnn_grads, _ = rnn_forward_backward(kind, x, rnn_w, dh, **rnn_kw)
+    return loss, rnn_grads + dense_grads
+
+
+def sgd_clipped_step(weights, grads, learning_rate, **clip):
+    """One Keras SGD step (no momentum) after Keras's gradient clipping (clipnorm per variable,
+    global_clipnorm over all, or clipvalue elementwise)."""
+    clipped = ref.clip_gradients(grads, **clip)
+    return [_f64(w) - learning_rate * g for w, g in zip(weights, clipped)]
