@@ -10,8 +10,6 @@ Works offline like mnist_mlp.py: without MNIST it trains on the bundled sample.
 import argparse
 import time
 
-import numpy as np
-
 import ferrax as keras
 from ferrax import layers
 from ferrax.datasets import fashion_mnist, mnist
