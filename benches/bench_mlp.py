@@ -7,6 +7,8 @@ Workloads, all on Fashion-MNIST (60,000 training and 10,000 test images, 28x28):
       seconds per epoch.
   W3  Conv2D(32, 3, relu) - MaxPooling2D(2) - Flatten - Dense(128, relu) - Dense(10, softmax),
       Adam(1e-3), batch 64: seconds per epoch.
+  R1  LSTM(128) reading each image as 28 rows of 28 pixels - Dense(10, softmax), Adam(1e-3),
+      batch 128: seconds per epoch (issue 6's figure; PyTorch runs nn.LSTM).
   W4  inference only, after one untimed epoch of W1: predict the 10,000 test images at batch
       1024 (seconds per pass), then 200 single images one at a time (milliseconds per image).
 
@@ -50,6 +52,8 @@ WORKLOADS = {
     "W3": {"hidden": (128,), "batch": 64, "conv": True,
            "what": "Conv2D(32, 3, relu)-MaxPooling2D(2)-Flatten-128(relu)-10(softmax), "
                    "Adam(1e-3), batch 64"},
+    "R1": {"hidden": (), "batch": 128, "rnn": 128,
+           "what": "LSTM(128) over 28 rows of 28 pixels - 10(softmax), Adam(1e-3), batch 128"},
     "W4": {"hidden": (128,), "batch": 32,
            "what": "inference after one untimed W1 epoch: 10,000 test images at batch 1024, "
                    "and 200 single images"},
@@ -106,6 +110,9 @@ def ferrax_worker(args):
         x_train, x_test = x_train.reshape(-1, 28, 28, 1), x_test.reshape(-1, 28, 28, 1)
         layers = [keras.layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
                   keras.layers.MaxPooling2D(2), keras.layers.Flatten()]
+    elif spec.get("rnn"):
+        x_train, x_test = x_train.reshape(-1, 28, 28), x_test.reshape(-1, 28, 28)
+        layers = [keras.layers.Input(shape=(28, 28)), keras.layers.LSTM(spec["rnn"])]
     else:
         layers = [keras.layers.Flatten(input_shape=(28, 28))]
     layers += [keras.layers.Dense(n, activation="relu") for n in spec["hidden"]]
@@ -144,14 +151,26 @@ def torch_worker(args):
     x_np, y_np, xt_np, yt_np = load_arrays(args.data)
     spec = WORKLOADS[args.workload]
     # Prepared once: float32 tensors, flattened (what Flatten does), int64 labels.
-    shape = (1, 28, 28) if spec.get("conv") else (-1,)  # NCHW for convolutions
+    shape = (1, 28, 28) if spec.get("conv") else (28, 28) if spec.get("rnn") else (-1,)
     x_train = torch.from_numpy(x_np.reshape(len(x_np), *shape))
     y_train = torch.from_numpy(y_np)
     x_test = torch.from_numpy(xt_np.reshape(len(xt_np), *shape))
     y_test = torch.from_numpy(yt_np)
 
+    class LastStep(nn.Module):
+        """nn.LSTM over (batch, rows, pixels), keeping the last step's output."""
+
+        def __init__(self, units):
+            super().__init__()
+            self.lstm = nn.LSTM(28, units, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0][:, -1]
+
     mods, width = [], 784
-    if spec.get("conv"):
+    if spec.get("rnn"):
+        mods, width = [LastStep(spec["rnn"])], spec["rnn"]
+    elif spec.get("conv"):
         mods = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
         width = 32 * 13 * 13
     for n in spec["hidden"]:
@@ -195,7 +214,7 @@ def torch_worker(args):
 # --- the timing, the same for both -----------------------------------------------------------
 
 def run_workload(args, epoch, accuracy, predict_all, predict_one):
-    if args.workload in ("W1", "W2", "W3"):
+    if args.workload in ("W1", "W2", "W3", "R1"):
         epoch()  # warm-up: allocations, thread pools, first-call costs
         times = []
         for _ in range(args.epochs):

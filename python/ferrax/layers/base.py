@@ -105,6 +105,10 @@ class Layer:
     def _engine_config(self) -> Config:
         return self._public_config()
 
+    def _weight_path(self, index: int, name: str) -> str:
+        """The unique name of this layer's weight number `index` (engine name `name`)."""
+        return f"{self.name}/{name}"
+
     def _check_inputs(self, x: np.ndarray, arg: str) -> None:
         """Value checks on a model's input when this layer comes first (Embedding's ids)."""
 

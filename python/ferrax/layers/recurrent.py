@@ -250,9 +250,14 @@ class Bidirectional(Layer):
         if layer.return_state:
             raise NotImplementedError(f"{owner}: return_state inside Bidirectional is not "
                                       f"supported yet")
+        if not layer.name.startswith("forward_"):
+            # As Keras does, the forward direction is a copy named forward_<name>.
+            config = layer.get_config()
+            config["name"] = f"forward_{layer.name}"
+            layer = type(layer).from_config(config)
         if backward_layer is None:
             config = layer.get_config()
-            config["name"] = f"backward_{layer.name}"
+            config["name"] = f"backward_{layer.name.removeprefix('forward_')}"
             config["go_backwards"] = not layer.go_backwards
             backward_layer = type(layer).from_config(config)
         elif not isinstance(backward_layer, _RNN):
@@ -270,6 +275,12 @@ class Bidirectional(Layer):
     @property
     def return_sequences(self) -> bool:
         return self.forward_layer.return_sequences
+
+    def _weight_path(self, index: int, name: str) -> str:
+        # The engine lists the forward layer's weights, then the backward layer's.
+        per_direction = 3 if self.forward_layer.use_bias else 2
+        inner = self.forward_layer if index < per_direction else self.backward_layer
+        return f"{self.name}/{inner.name}/{name}"
 
     def _sub_spec(self, layer: _RNN) -> Config:
         spec = layer._core_spec()

@@ -142,9 +142,12 @@ class Model:
     def _variables(self) -> list[Variable]:
         if self._variable_cache is None:
             layers = self._engine_layers()
+            info = self._built_core().weight_info()
             self._variable_cache = [
-                Variable(self, j, f"{layers[li].name}/{name}", shape)
-                for j, (li, name, shape) in enumerate(self._built_core().weight_info())
+                Variable(self, j, layers[li]._weight_path(j - first_of[li], name), shape)
+                for first_of in [{li: min(j for j, (l2, _, _) in enumerate(info) if l2 == li)
+                                  for li, _, _ in info}]
+                for j, (li, name, shape) in enumerate(info)
             ]
         return self._variable_cache
 
@@ -257,6 +260,11 @@ class Model:
         return ["loss"] + [m.name for m in self._compile_config["metrics"]]
 
     def _require_compiled(self, what: str) -> None:
+        layers = self._engine_layers()
+        if layers and getattr(layers[-1], "return_state", False):
+            raise ValueError(f"Model '{self.name}': its last layer '{layers[-1].name}' returns "
+                             f"its states too (return_state=True); a Sequential model can only "
+                             f"predict with it, not train or evaluate")
         if self._compile_config is None:
             raise RuntimeError(f"You must call compile() on model '{self.name}' before {what}")
         if self._compile_config["loss"] is None:
@@ -269,10 +277,6 @@ class Model:
         cfg = self._compile_config
         assert cfg is not None  # checked by _require_compiled
         last_layer = self._engine_layers()[-1]
-        if last_layer._output_parts() is not None:
-            raise ValueError(f"Model '{self.name}': its last layer '{last_layer.name}' returns "
-                             f"its states too (return_state=True); a Sequential model can only "
-                             f"predict with it, not train or evaluate")
         loss = cfg["loss"]
         assert loss is not None  # checked by _require_compiled
         out_last = self._engine_layers()[-1].output_shape[-1]
