@@ -8,7 +8,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// Products smaller than this many multiply-adds run on one thread.
-const PARALLEL_FLOPS: usize = 1 << 18;
+pub const PARALLEL_FLOPS: usize = 1 << 18;
 
 /// Shapes of one product: C (m×n) = op(A) (m×k) · op(B) (k×n).
 #[derive(Clone, Copy, Debug)]

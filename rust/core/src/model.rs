@@ -151,6 +151,15 @@ impl Model {
         &self.layers
     }
 
+    /// Whether a forward pass over `rows` samples is too small for any of its
+    /// operations to go parallel (so it may run outside the thread pool).
+    pub fn is_serial_work(&self, rows: usize) -> bool {
+        let widest = self.sizes.iter().copied().max().unwrap_or(0);
+        let weights: usize = self.params().map(|p| p.value.len()).sum();
+        rows * widest < crate::parallel::PARALLEL_THRESHOLD
+            && rows * weights < crate::matmul::PARALLEL_FLOPS
+    }
+
     /// Forget the state that stateful recurrent layers carry between batches.
     pub fn reset_states(&mut self) {
         for layer in &mut self.layers {

@@ -20,7 +20,25 @@ pub(crate) fn run_core<R: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> ferrax_core::Result<R> + Send,
 ) -> PyResult<R> {
-    let outcome = py.allow_threads(|| catch_unwind(AssertUnwindSafe(|| parallel::install(f))));
+    run_core_on(py, true, f)
+}
+
+/// `run_core`, optionally on the calling thread: handing work to the pool costs
+/// tens of microseconds, more than a single small prediction takes.
+fn run_core_on<R: Send>(
+    py: Python<'_>,
+    in_pool: bool,
+    f: impl FnOnce() -> ferrax_core::Result<R> + Send,
+) -> PyResult<R> {
+    let outcome = py.allow_threads(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            if in_pool {
+                parallel::install(f)
+            } else {
+                f()
+            }
+        }))
+    });
     match outcome {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
@@ -332,8 +350,11 @@ impl CoreModel {
         let out_size = self.model.output_size();
         let rows = end.saturating_sub(start);
         let mut out = vec![0.0f32; rows * out_size];
+        let in_pool = !self.model.is_serial_work(rows.min(batch_size));
         let model = &mut self.model;
-        run_core(py, || model.predict(xf, start, end, batch_size, &mut out))?;
+        run_core_on(py, in_pool, || {
+            model.predict(xf, start, end, batch_size, &mut out)
+        })?;
         Ok(to_numpy(py, &out, &[rows, out_size]))
     }
 }
