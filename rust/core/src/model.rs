@@ -207,6 +207,17 @@ impl Model {
         }
     }
 
+    /// Runs the first layer's value checks on the batch about to go forward.
+    fn check_batch(&self, rows: usize, input: Option<&[f32]>) -> Result<()> {
+        match self.layers.first() {
+            Some(layer) if !layer.is_reshape() => {
+                let x = input.unwrap_or(&self.acts[0]);
+                layer.check_input(&x[..rows * self.sizes[0]])
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs every layer on `rows` samples: those in `input` if given (read in
     /// place, no copy), else those already in `acts[0]`.
     fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>) {
@@ -360,6 +371,7 @@ impl Model {
             idx.extend_from_slice(batch);
             let rows = idx.len();
             let weighted = self.load_batch(data, &idx);
+            self.check_batch(rows, None)?;
             self.forward(rows, true, None);
             let data_loss = self.batch_loss(data, rows, weighted, true);
             self.backward(rows);
@@ -412,6 +424,7 @@ impl Model {
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
             let weighted = self.load_batch(data, idx);
+            self.check_batch(rows, None)?;
             self.forward(rows, false, None);
             let loss = self.batch_loss(data, rows, weighted, false);
             self.score_batch(data, rows, loss + reg, totals);
@@ -454,6 +467,7 @@ impl Model {
                     None
                 }
             };
+            self.check_batch(rows, direct)?;
             self.forward(rows, false, direct);
             let result = match direct {
                 Some(input) if self.out_index() == 0 => &input[..rows * out_size],

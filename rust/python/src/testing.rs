@@ -87,6 +87,7 @@ fn layer_forward_backward<'py>(
             key: Key::new(seed).fold(0xd0),
             mask: mask.as_deref(),
         };
+        layer.check_input(&xv)?;
         layer.forward(&xv, &mut y, rows, &ctx);
         let mut d = match &dyv {
             Some((v, s)) if *s == out_shape => v.clone(),

@@ -10,6 +10,7 @@ use crate::rng::Key;
 use serde_json::Value;
 
 pub struct Embedding {
+    name: String,
     input_dim: usize,
     output_dim: usize,
     mask_zero: bool,
@@ -46,6 +47,7 @@ impl Embedding {
         let mut output_shape = input_shape.to_vec();
         output_shape.push(output_dim);
         Ok(Embedding {
+            name: name.to_string(),
             input_dim,
             output_dim,
             mask_zero,
@@ -79,6 +81,16 @@ impl Layer for Embedding {
             MaskFlow::FromInput
         } else {
             MaskFlow::Drop
+        }
+    }
+
+    fn check_input(&self, x: &[f32]) -> Result<()> {
+        match x.iter().position(|&v| self.row(v).is_none()) {
+            None => Ok(()),
+            Some(i) => Err(Error(format!(
+                "{}: ids must be whole numbers in [0, {}) (input_dim), got {} at flat position {i}",
+                self.name, self.input_dim, x[i]
+            ))),
         }
     }
 

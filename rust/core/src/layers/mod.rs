@@ -143,6 +143,12 @@ pub trait Layer: Send + Sync {
     /// For `MaskFlow::FromInput`: the keep-mask (rows × steps) of input `x`.
     fn compute_mask(&self, _x: &[f32], _rows: usize, _mask: &mut [bool]) {}
 
+    /// Checks values that could not be checked when building (Embedding's ids).
+    /// The model runs it on the batch before the first layer's forward.
+    fn check_input(&self, _x: &[f32]) -> Result<()> {
+        Ok(())
+    }
+
     /// Forget the state carried between batches (stateful recurrent layers).
     fn reset_states(&mut self) {}
 }
