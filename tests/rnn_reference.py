@@ -245,7 +245,8 @@ class Cell:
 
 def rnn_forward_backward(kind, x, weights, dy=None, *, return_sequences=False,
                          return_state=False, go_backwards=False, mask=None,
-                         initial_state=None, zero_output_for_mask=False, **cell_kw):
+                         initial_state=None, zero_output_for_mask=False, _backward=True,
+                         **cell_kw):
     """Run a SimpleRNN / LSTM / GRU layer (Keras semantics) and backpropagate through time.
 
     x: (batch, T, F). weights: Keras layout. mask: bool (batch, T) or None (True = keep).
@@ -275,6 +276,8 @@ def rnn_forward_backward(kind, x, weights, dy=None, *, return_sequences=False,
     seq = np.stack(outputs, axis=1) if t_len else np.zeros((b, 0, u))
     out = seq if return_sequences else seq[:, -1]
     y = [out] + [s.copy() for s in states] if return_state else out
+    if not _backward:
+        return y, None, None, None
 
     # ---- backward
     if return_state:
@@ -310,11 +313,16 @@ def rnn_forward_backward(kind, x, weights, dy=None, *, return_sequences=False,
 
 
 def rnn_forward(kind, x, weights, **kw):
-    return rnn_forward_backward(kind, x, weights, **kw)[0]
+    return rnn_forward_backward(kind, x, weights, _backward=False, **kw)[0]
 
 
 # --------------------------------------------------------------------------------------------
 # Bidirectional
+
+
+def bidirectional_forward(kind, x, fw_weights, bw_weights, **kw):
+    return bidirectional_forward_backward(kind, x, fw_weights, bw_weights, _backward=False,
+                                          **kw)[0]
 
 
 def _merge(mode, a, b):
@@ -344,7 +352,7 @@ def _merge_vjp(mode, a, b, dy):
 
 def bidirectional_forward_backward(kind, x, fw_weights, bw_weights, dy=None, *,
                                    merge_mode="concat", return_sequences=False, mask=None,
-                                   **cell_kw):
+                                   _backward=True, **cell_kw):
     """Keras's Bidirectional(kind(..., return_sequences)) with merge_mode in concat / sum / mul /
     ave. The backward copy runs with go_backwards=True; both run with zero_output_for_mask equal
     to return_sequences; the backward sequence is flipped back to input time order before the
@@ -355,6 +363,8 @@ def bidirectional_forward_backward(kind, x, fw_weights, bw_weights, dy=None, *,
     yb = rnn_forward(kind, x, bw_weights, go_backwards=True, **kw)
     yb_t = yb[:, ::-1] if return_sequences else yb
     y = _merge(merge_mode, yf, yb_t)
+    if not _backward:
+        return y, None, None
     dy = np.ones_like(y) if dy is None else _f64(dy)
     dyf, dyb_t = _merge_vjp(merge_mode, yf, yb_t, dy)
     dyb = dyb_t[:, ::-1] if return_sequences else dyb_t
