@@ -10,7 +10,9 @@
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use ferrax_core::matmul::Gemm;
 use std::hint::black_box;
 
@@ -34,6 +36,9 @@ fn shapes() -> Vec<(&'static str, Gemm)> {
 fn matmul(c: &mut Criterion) {
     let pools = common::pools();
     let mut group = c.benchmark_group("matmul");
+    // Equal iteration counts per sample: 1024^3 (tens of ms) then fits the 3 s budget,
+    // where criterion's default linear ramp (1, 2, ... 20 iterations) would not.
+    group.sampling_mode(SamplingMode::Flat);
     for (name, g) in shapes() {
         // The stored operands have m·k and k·n elements whatever the transposes.
         let a = common::random(g.m * g.k, 1);
