@@ -30,6 +30,8 @@ class CoreModel:
     def weight_info(self) -> list[tuple[int, str, list[int]]]:
         """(layer index, weight name, shape) for every weight, in order."""
     def get_weights(self) -> list[_F32]: ...
+    def weight_trainable(self) -> list[bool]:
+        """Whether each weight is trained by the optimizer (moving statistics are not)."""
     def set_weights(self, weights: Sequence[_F32]) -> None:
         """Replace all weights; shapes are checked before anything changes."""
     @property
@@ -88,8 +90,8 @@ def layer_forward_backward(
     weights: Sequence[_F32] | None,
     seed: int,
     include_regularization: bool,
-) -> tuple[_F32, _F32, list[_F32], float]:
-    """(y, dx, weight gradients, regularization loss) of one layer."""
+) -> tuple[_F32, _F32, list[_F32], float, list[_F32]]:
+    """(y, dx, weight gradients, regularization loss, weights after the pass) of one layer."""
 
 def activation_forward_backward(spec_json: str, x: _F32, dy: _F32) -> tuple[_F32, _F32]:
     """(y, dx): y = f(x) and dx = dy·f'(x) over the last axis."""

@@ -52,13 +52,18 @@ def initializer_sample(initializer: Any, shape: Iterable[int], seed: int = 0) ->
 def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: npt.ArrayLike | None = None, *,
                            training: bool = False,
                            weights: Sequence[npt.ArrayLike] | None = None, seed: int = 0,
-                           include_regularization: bool = False
-                           ) -> tuple[Any, ...]:
+                           include_regularization: bool = False,
+                           return_weights: bool = False) -> tuple[Any, ...]:
+    """(y, dx, grads), then the penalty if include_regularization, then the weights after
+    the pass if return_weights (a training pass may update moving statistics)."""
     result = _core.layer_forward_backward(
         json.dumps(layer._core_spec()), _f32(x), None if dy is None else _f32(dy),
         bool(training), None if weights is None else [_f32(w) for w in weights], int(seed),
         bool(include_regularization))
-    y, dx, grads, reg = result
+    y, dx, grads, reg, after = result
+    out: tuple[Any, ...] = (y, dx, grads)
     if include_regularization:
-        return y, dx, grads, reg
-    return y, dx, grads
+        out += (reg,)
+    if return_weights:
+        out += (after,)
+    return out

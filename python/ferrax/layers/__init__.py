@@ -1,7 +1,7 @@
 """Layers with Keras's names, arguments and defaults."""
 
 from ferrax.layers.base import Layer, Variable
-from ferrax.layers.convolutional import AveragePooling2D, Conv2D, MaxPooling2D
+from ferrax.layers.convolutional import Conv1D, Conv2D, DepthwiseConv2D
 from ferrax.layers.core import (
     Activation,
     Dense,
@@ -11,6 +11,23 @@ from ferrax.layers.core import (
     InputLayer,
     Reshape,
 )
+from ferrax.layers.normalization import BatchNormalization, LayerNormalization
+from ferrax.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
+from ferrax.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
 
-__all__ = ["Activation", "AveragePooling2D", "Conv2D", "Dense", "Dropout", "Flatten", "Input",
-           "InputLayer", "Layer", "MaxPooling2D", "Reshape", "Variable"]
+__all__ = ["Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization",
+           "Conv1D", "Conv2D", "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
+           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+           "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
+           "MaxPooling1D", "MaxPooling2D", "Reshape", "SpatialDropout1D", "SpatialDropout2D",
+           "UpSampling2D", "Variable", "ZeroPadding2D"]

@@ -137,9 +137,11 @@ class Model:
     def _variables(self) -> list[Variable]:
         if self._variable_cache is None:
             layers = self._engine_layers()
+            core = self._built_core()
             self._variable_cache = [
-                Variable(self, j, f"{layers[li].name}/{name}", shape)
-                for j, (li, name, shape) in enumerate(self._built_core().weight_info())
+                Variable(self, j, f"{layers[li].name}/{name}", shape, trainable)
+                for j, ((li, name, shape), trainable)
+                in enumerate(zip(core.weight_info(), core.weight_trainable()))
             ]
         return self._variable_cache
 
@@ -155,12 +157,16 @@ class Model:
     def weights(self) -> list[Variable]:
         return list(self._variables()) if self.built else []
 
-    trainable_weights = weights
     variables = weights
 
     @property
+    def trainable_weights(self) -> list[Variable]:
+        return [v for v in self.weights if v.trainable]
+
+    @property
     def non_trainable_weights(self) -> list[Variable]:
-        return []
+        """Weights the optimizer leaves alone (BatchNormalization's moving statistics)."""
+        return [v for v in self.weights if not v.trainable]
 
     def get_weights(self) -> list[Float32Array]:
         return self._core.get_weights() if self._core is not None else []
