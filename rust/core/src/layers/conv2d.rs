@@ -218,12 +218,12 @@ impl Conv2D {
         let (taps, cg, fg) = self.group_sizes();
         let (c, f) = (self.geometry.channels, self.filters);
         let grad = self.params[0].grad_slice_mut();
+        // Every group fills its own filters of each grouped row.
         for t in 0..taps {
             for ci in 0..c {
                 let g = ci / cg;
                 let src = &self.full_grad[(t * c + ci) * f..][..f];
                 let dst = &mut grad[(t * cg + ci % cg) * f..][..f];
-                dst.fill(0.0);
                 dst[g * fg..][..fg].copy_from_slice(&src[g * fg..][..fg]);
             }
         }
