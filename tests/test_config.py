@@ -41,6 +41,9 @@ LAYERS = [
     layers.UpSampling2D((2, 3)),
     layers.SpatialDropout2D(0.25, seed=3),
     layers.SpatialDropout1D(0.5),
+    layers.SeparableConv2D(4, 3, depth_multiplier=2, activation="relu",
+                           pointwise_initializer="he_uniform", pointwise_regularizer="l1"),
+    layers.Conv2DTranspose(3, (3, 2), strides=2, padding="same", data_format="channels_first"),
 ]
 
 

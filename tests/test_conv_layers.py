@@ -483,3 +483,189 @@ def test_conv_rank_errors_name_the_layer():
         with pytest.raises(ValueError, match=r"(?s)my_layer.*rank.*" + re.escape(
                 str(list(shape)))):
             ferrax.Sequential([ferrax.Input(shape), layer])
+
+
+# --------------------------------------------------------------------------------------------
+# Conv2DTranspose and SeparableConv2D
+
+
+def transpose_out_and_pad(n, k, stride, dilation, padding):
+    """Keras's output length (input * stride, plus the overhang of a "valid" window) and the
+    padding cut from the front: that of the Conv2D mapping the output back to the input."""
+    span = (k - 1) * dilation + 1
+    out = n * stride if padding == "same" else n * stride + max(span - stride, 0)
+    total = max((n - 1) * stride + span - out, 0)
+    return out, total // 2
+
+
+def conv2d_transpose_forward_backward(x, kernel, bias, strides, padding, dilation, dy=None):
+    """Each input pixel scatters x[b, i, j, :] @ kernel[p, q].T onto output pixel
+    (i*s + p*d - pad, j*s + q*d - pad); kernel (kh, kw, filters, channels)."""
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    bsz, h, w, c = x.shape
+    kh, kw, f, kc = kernel.shape
+    assert kc == c
+    (sh, sw), (dh, dw) = strides, dilation
+    oh, pt = transpose_out_and_pad(h, kh, sh, dh, padding)
+    ow, pl = transpose_out_and_pad(w, kw, sw, dw, padding)
+    y = np.zeros((bsz, oh, ow, f))
+    dy = None if dy is None else np.asarray(dy, np.float64)
+    taps = []
+    for i in range(h):
+        for j in range(w):
+            for p in range(kh):
+                for q in range(kw):
+                    r, s = i * sh + p * dh - pt, j * sw + q * dw - pl
+                    if 0 <= r < oh and 0 <= s < ow:
+                        taps.append((i, j, p, q, r, s))
+    for i, j, p, q, r, s in taps:
+        y[:, r, s, :] += x[:, i, j, :] @ kernel[p, q].T
+    if bias is not None:
+        y += bias
+    dy = np.ones_like(y) if dy is None else dy
+    dx, dk = np.zeros_like(x), np.zeros_like(kernel)
+    for i, j, p, q, r, s in taps:
+        dx[:, i, j, :] += dy[:, r, s, :] @ kernel[p, q]
+        dk[p, q] += dy[:, r, s, :].T @ x[:, i, j, :]
+    grads = [dk] + ([dy.sum(axis=(0, 1, 2))] if bias is not None else [])
+    return y, dx, grads
+
+
+@pytest.mark.parametrize("strides,padding,dilation", [((1, 1), "valid", (1, 1)),
+                                                      ((2, 3), "same", (1, 1)),
+                                                      ((2, 1), "valid", (1, 1)),
+                                                      ((1, 1), "same", (2, 1))])
+def test_reference_conv_transpose_is_the_adjoint_of_conv(strides, padding, dilation):
+    """<conv_transpose(x), z> = <x, conv2d(z)> with the same kernel, read by Conv2D as
+    (kh, kw, in = filters, out = channels); and the reference's gradients match finite
+    differences."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, 4, 2))
+    kernel = rng.normal(size=(3, 2, 3, 2))  # (kh, kw, filters, channels)
+    y, _, _ = conv2d_transpose_forward_backward(x, kernel, None, strides, padding, dilation)
+    z = rng.normal(size=y.shape)
+    back = conv2d_forward_backward(z, kernel, None, strides, padding,
+                                   dilation)[0]
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.sum(y * z), np.sum(x * back), rtol=1e-10)
+    bias = rng.normal(size=3)
+    _, dx, (dk, db) = conv2d_transpose_forward_backward(x, kernel, bias, strides, padding,
+                                                        dilation, z)
+
+    def obj(xx, kk):
+        return float(np.sum(conv2d_transpose_forward_backward(
+            xx, kk, bias, strides, padding, dilation)[0] * z))
+
+    ref.assert_close(dx, ref.numerical_grad(lambda v: obj(v, kernel), x), rtol=1e-6,
+                     atol=1e-8, what="reference conv transpose dx")
+    ref.assert_close(dk, ref.numerical_grad(lambda v: obj(x, v), kernel), rtol=1e-6,
+                     atol=1e-8, what="reference conv transpose dkernel")
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_conv2d_transpose_matches_reference(data):
+    b, h, w = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 5)), data.draw(
+        st.integers(1, 5))
+    c, f = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    padding = data.draw(st.sampled_from(["valid", "same"]))
+    if data.draw(st.booleans()):
+        strides, dilation = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))), (1, 1)
+    else:
+        strides, dilation = (1, 1), (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    data_format = data.draw(st.sampled_from(["channels_last", "channels_first"]))
+    act = data.draw(st.sampled_from([None, "tanh"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = rng.uniform(-2, 2, (b, h, w, c)).astype(np.float32)
+    kernel = rng.uniform(-1, 1, (kh, kw, f, c)).astype(np.float32)
+    bias = rng.uniform(-1, 1, f).astype(np.float32) if data.draw(st.booleans()) else None
+    z, _, _ = conv2d_transpose_forward_backward(x, kernel, bias, strides, padding, dilation)
+    dy = rng.normal(size=z.shape).astype(np.float32)
+    want_y, want_dx, want_grads = conv2d_transpose_forward_backward(
+        x, kernel, bias, strides, padding, dilation, ref.activation_vjp(act or "linear", z, dy))
+    want_y = ref.activation(act or "linear", want_y)
+    first = data_format == "channels_first"
+    layer = L.Conv2DTranspose(f, (kh, kw), strides=strides, padding=padding,
+                              dilation_rate=dilation, data_format=data_format, activation=act,
+                              use_bias=bias is not None)
+    weights = [kernel] + ([bias] if bias is not None else [])
+    y, dx, grads = ft.layer_forward_backward(layer, _to_first(x) if first else x,
+                                             _to_first(dy) if first else dy, weights=weights)
+    if first:
+        want_y, want_dx = np.moveaxis(want_y, -1, 1), np.moveaxis(want_dx, -1, 1)
+    what = (f"Conv2DTranspose({f}, {(kh, kw)}, strides={strides}, {padding}, dilation="
+            f"{dilation}, {data_format}, {act}) on {x.shape}")
+    ref.assert_close(y, want_y, **TOL, what="y: " + what)
+    ref.assert_close(dx, want_dx, **TOL, what="dx: " + what)
+    assert len(grads) == len(want_grads)
+    for g, wg in zip(grads, want_grads):
+        ref.assert_close(g, wg, **TOL, what="grads: " + what)
+
+
+def test_conv2d_transpose_output_shapes():
+    model = ferrax.Sequential([ferrax.Input((7, 7, 4)),
+                               L.Conv2DTranspose(8, 3, strides=2, padding="same"),
+                               L.Conv2DTranspose(2, 3, strides=2),
+                               L.Conv2DTranspose(2, 2, strides=3)])
+    # same: 7*2; valid: 14*2 + (3-2); valid with kernel < stride: 29*3
+    assert [l.output_shape for l in model.layers] == [(None, 14, 14, 8), (None, 29, 29, 2),
+                                                      (None, 87, 87, 2)]
+    assert [w.shape for w in model.get_weights()[::2]] == [(3, 3, 8, 4), (3, 3, 2, 8),
+                                                          (2, 2, 2, 2)]
+    with pytest.raises(NotImplementedError, match="output_padding"):
+        L.Conv2DTranspose(2, 3, output_padding=1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_separable_conv2d_matches_reference(data):
+    c, dm, f = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)), data.draw(
+        st.integers(1, 4))
+    h, w, k = data.draw(st.integers(2, 6)), data.draw(st.integers(2, 6)), data.draw(
+        st.integers(1, 2))
+    padding = data.draw(st.sampled_from(["valid", "same"]))
+    strides = data.draw(st.integers(1, 2))
+    act = data.draw(st.sampled_from([None, "tanh"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    x = rng.uniform(-2, 2, (2, h, w, c)).astype(np.float32)
+    dk = rng.uniform(-1, 1, (k, k, c, dm)).astype(np.float32)
+    pk = rng.uniform(-1, 1, (1, 1, c * dm, f)).astype(np.float32)
+    bias = rng.uniform(-1, 1, f).astype(np.float32)
+    # depthwise: channel i with its dm kernels; then a 1x1 conv (a matmul over channels)
+    mids = []
+    for i in range(c):
+        mids.append(conv2d_forward_backward(x[..., i:i + 1], dk[:, :, i:i + 1, :], None, strides,
+                                            padding, 1)[0])
+    mid = np.concatenate(mids, axis=-1)
+    z = mid @ pk[0, 0].astype(np.float64) + bias
+    dy = rng.normal(size=z.shape).astype(np.float32)
+    dz = ref.activation_vjp(act or "linear", z, dy)
+    want_y = ref.activation(act or "linear", z)
+    dmid = dz @ pk[0, 0].T.astype(np.float64)
+    want_dpk = np.einsum("bijc,bijf->cf", mid, dz)[None, None]
+    want_dx, want_ddk = np.zeros(x.shape), np.zeros(dk.shape)
+    for i in range(c):
+        _, dxi, (dki,) = conv2d_forward_backward(
+            x[..., i:i + 1], dk[:, :, i:i + 1, :], None, strides, padding, 1, None,
+            dmid[..., i * dm:(i + 1) * dm])
+        want_dx[..., i:i + 1], want_ddk[:, :, i, :] = dxi, dki[:, :, 0]
+    layer = L.SeparableConv2D(f, k, strides=strides, padding=padding, depth_multiplier=dm,
+                              activation=act)
+    y, dx, grads = ft.layer_forward_backward(layer, x, dy, weights=[dk, pk, bias])
+    what = f"SeparableConv2D({f}, {k}, strides={strides}, {padding}, dm={dm}, {act})"
+    ref.assert_close(y, want_y, **TOL, what="y: " + what)
+    ref.assert_close(dx, want_dx, **TOL, what="dx: " + what)
+    for g, wg, n in zip(grads, [want_ddk, want_dpk, dz.sum(axis=(0, 1, 2))],
+                        ("depthwise", "pointwise", "bias")):
+        ref.assert_close(g, wg, **TOL, what=f"d{n}: " + what)
+
+
+def test_separable_conv2d_weights():
+    model = ferrax.Sequential([ferrax.Input((8, 8, 3)),
+                               L.SeparableConv2D(5, 3, depth_multiplier=2, name="sep")])
+    assert [(v.name, v.shape) for v in model.weights] == [
+        ("sep/depthwise_kernel", (3, 3, 3, 2)), ("sep/pointwise_kernel", (1, 1, 6, 5)),
+        ("sep/bias", (5,))]
+    assert model.layers[0].output_shape == (None, 6, 6, 5)
+    assert model.count_params() == 54 + 30 + 5

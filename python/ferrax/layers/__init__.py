@@ -1,7 +1,13 @@
 """Layers with Keras's names, arguments and defaults."""
 
 from ferrax.layers.base import Layer, Variable
-from ferrax.layers.convolutional import Conv1D, Conv2D, DepthwiseConv2D
+from ferrax.layers.convolutional import (
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
 from ferrax.layers.core import (
     Activation,
     Dense,
@@ -25,9 +31,9 @@ from ferrax.layers.pooling import (
 from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
 from ferrax.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
 
-__all__ = ["Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization",
-           "Conv1D", "Conv2D", "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Flatten",
-           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+__all__ = ["Activation", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Conv1D",
+           "Conv2D", "Conv2DTranspose", "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout",
+           "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
            "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
-           "MaxPooling1D", "MaxPooling2D", "Reshape", "SpatialDropout1D", "SpatialDropout2D",
-           "UpSampling2D", "Variable", "ZeroPadding2D"]
+           "MaxPooling1D", "MaxPooling2D", "Reshape", "SeparableConv2D", "SpatialDropout1D",
+           "SpatialDropout2D", "UpSampling2D", "Variable", "ZeroPadding2D"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferrax import initializers, regularizers
 from ferrax._serial import describe
 from ferrax._typing import Config
 from ferrax.layers.core import (
@@ -174,3 +175,83 @@ class DepthwiseConv2D(_KernelLayer):
     def _engine_config(self) -> Config:
         return {**self._geometry(), **self._kernel_engine_config()}
 
+
+
+class SeparableConv2D(DepthwiseConv2D):
+    """A DepthwiseConv2D (no bias) followed by a 1x1 Conv2D to `filters` channels with the
+    bias and activation. Weights: depthwise_kernel (kh, kw, channels, depth_multiplier),
+    pointwise_kernel (1, 1, channels * depth_multiplier, filters), bias (filters)."""
+
+    def __init__(self, filters: int, kernel_size: IntPair, strides: IntPair = (1, 1),
+                 padding: str = "valid", data_format: str | None = None,
+                 dilation_rate: IntPair = (1, 1), depth_multiplier: int = 1,
+                 activation: ActivationLike = None, use_bias: bool = True,
+                 depthwise_initializer: InitializerLike = "glorot_uniform",
+                 pointwise_initializer: InitializerLike = "glorot_uniform",
+                 bias_initializer: InitializerLike = "zeros",
+                 depthwise_regularizer: RegularizerLike = None,
+                 pointwise_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None,
+                 activity_regularizer: Any = None, depthwise_constraint: Any = None,
+                 pointwise_constraint: Any = None, bias_constraint: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, activation, use_bias, depthwise_initializer,
+                         bias_initializer, depthwise_regularizer, bias_regularizer,
+                         activity_regularizer, depthwise_constraint, bias_constraint,
+                         **kwargs)
+        owner = f"SeparableConv2D '{self.name}'"
+        self.filters: int = _positive_int(owner, "filters", filters)
+        _unsupported(owner, pointwise_constraint=pointwise_constraint)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+
+    def _public_config(self) -> Config:
+        return {"filters": self.filters, **super()._public_config(),
+                "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer)}
+
+    def _engine_config(self) -> Config:
+        kernel = self._kernel_engine_config()
+        pointwise_reg = self.pointwise_regularizer
+        return {"filters": self.filters, **self._geometry(),
+                "activation": kernel["activation"], "use_bias": kernel["use_bias"],
+                "depthwise_initializer": kernel["kernel_initializer"],
+                "depthwise_regularizer": kernel["kernel_regularizer"],
+                "pointwise_initializer": self.pointwise_initializer._core_spec(),
+                "pointwise_regularizer": (None if pointwise_reg is None
+                                          else pointwise_reg._core_spec()),
+                "bias_initializer": kernel["bias_initializer"],
+                "bias_regularizer": kernel["bias_regularizer"]}
+
+
+class Conv2DTranspose(_Conv):
+    """The transpose (input gradient) of a Conv2D, for upsampling; kernel
+    (kh, kw, filters, channels). Output size: input * stride with "same", and
+    input * stride + max(kernel - stride, 0) with "valid" (the kernel dilated)."""
+
+    def __init__(self, filters: int, kernel_size: IntPair, strides: IntPair = (1, 1),
+                 padding: str = "valid", output_padding: Any = None,
+                 data_format: str | None = None, dilation_rate: IntPair = (1, 1),
+                 activation: ActivationLike = None, use_bias: bool = True,
+                 kernel_initializer: InitializerLike = "glorot_uniform",
+                 bias_initializer: InitializerLike = "zeros",
+                 kernel_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None,
+                 activity_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any) -> None:
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, 1,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
+        _unsupported(f"Conv2DTranspose '{self.name}'", output_padding=output_padding)
+
+    def _geometry(self) -> Config:
+        geometry = super()._geometry()
+        del geometry["groups"]
+        return {**geometry, "output_padding": None}
+
+    def _engine_config(self) -> Config:
+        config = super()._engine_config()
+        del config["output_padding"]
+        return config

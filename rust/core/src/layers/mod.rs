@@ -8,6 +8,7 @@ mod affine;
 mod batch_norm;
 mod channels_first;
 mod conv2d;
+mod conv_transpose;
 mod dense;
 mod dropout;
 mod frame;
@@ -16,6 +17,7 @@ mod im2col;
 mod layer_norm;
 mod pool2d;
 mod reshape;
+mod separable;
 mod spatial_dropout;
 mod upsampling;
 mod window;
@@ -24,6 +26,7 @@ pub use activation::ActivationLayer;
 pub use batch_norm::BatchNorm;
 pub use channels_first::ChannelsFirst;
 pub use conv2d::Conv2D;
+pub use conv_transpose::Conv2DTranspose;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use frame::Frame;
@@ -31,6 +34,7 @@ pub use global_pool::GlobalPool;
 pub use layer_norm::LayerNorm;
 pub use pool2d::{Pool2D, PoolKind};
 pub use reshape::Reshape;
+pub use separable::SeparableConv2D;
 pub use spatial_dropout::SpatialDropout;
 pub use upsampling::UpSampling2D;
 
@@ -277,6 +281,8 @@ fn build_channels_last(
         "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
         "Conv1D" => Box::new(Conv2D::build_1d(name, config, input_shape, key)?),
         "DepthwiseConv2D" => Box::new(Conv2D::build_depthwise(name, config, input_shape, key)?),
+        "SeparableConv2D" => Box::new(SeparableConv2D::build(name, config, input_shape, key)?),
+        "Conv2DTranspose" => Box::new(Conv2DTranspose::build(name, config, input_shape, key)?),
         "MaxPooling2D" => Box::new(Pool2D::build(name, config, input_shape, Max)?),
         "AveragePooling2D" => Box::new(Pool2D::build(name, config, input_shape, Average)?),
         "MaxPooling1D" => Box::new(Pool2D::build_1d(name, config, input_shape, Max)?),
