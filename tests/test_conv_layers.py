@@ -669,3 +669,77 @@ def test_separable_conv2d_weights():
         ("sep/bias", (5,))]
     assert model.layers[0].output_shape == (None, 6, 6, 5)
     assert model.count_params() == 54 + 30 + 5
+
+
+# --------------------------------------------------------------------------------------------
+# bad arguments: raised by the constructor, naming the argument
+
+
+@pytest.mark.parametrize("make,error,arg", [
+    (lambda: L.Conv1D(2, (3, 3)), ValueError, "kernel_size"),
+    (lambda: L.Conv1D(2, 3, padding="full"), ValueError, "padding"),
+    (lambda: L.Conv2D(2, 3, padding="causal"), ValueError, "padding"),
+    (lambda: L.Conv1D(2, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
+    (lambda: L.Conv2D(2, 0), ValueError, "kernel_size"),
+    (lambda: L.Conv2D(2, 3, strides="1"), TypeError, "strides"),
+    (lambda: L.DepthwiseConv2D(3, depth_multiplier=0), ValueError, "depth_multiplier"),
+    (lambda: L.SeparableConv2D(0, 3), ValueError, "filters"),
+    (lambda: L.Conv2DTranspose(2, (1, 2, 3)), ValueError, "kernel_size"),
+    (lambda: L.MaxPooling1D(0), ValueError, "pool_size"),
+    (lambda: L.AveragePooling1D(2, strides=(1, 1)), ValueError, "strides"),
+    (lambda: L.MaxPooling2D(2, data_format="channels_middle"), ValueError, "data_format"),
+    (lambda: L.GlobalAveragePooling2D(data_format="nhwc"), ValueError, "data_format"),
+    (lambda: L.UpSampling2D(size=0), ValueError, "size"),
+    (lambda: L.BatchNormalization(momentum="high"), TypeError, "momentum"),
+    (lambda: L.LayerNormalization(epsilon=-1.0), ValueError, "epsilon"),
+])
+def test_bad_arguments_name_the_argument(make, error, arg):
+    with pytest.raises(error, match=arg):
+        make()
+
+
+# --------------------------------------------------------------------------------------------
+# determinism across thread counts
+
+CNN_SCRIPT = """
+import sys
+import numpy as np
+import ferrax
+from ferrax import layers as L
+
+r = np.random.default_rng(0)
+x = r.random((256, 16, 16, 3)).astype(np.float32)
+y = r.integers(0, 4, 256)
+ferrax.utils.set_random_seed(7)
+# activations of 64 x 14 x 14 x 16 values: above the thresholds for going parallel
+m = ferrax.Sequential([
+    ferrax.Input((16, 16, 3)), L.Conv2D(16, 3, activation="relu"), L.BatchNormalization(),
+    L.SpatialDropout2D(0.2), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+    L.LayerNormalization(), L.Conv2DTranspose(4, 2, strides=2),
+    L.MaxPooling2D(2), L.GlobalAveragePooling2D(), L.Dense(4, activation="softmax")])
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+m.fit(x, y, batch_size=64, epochs=1, verbose=0)
+np.savez(sys.argv[1], *m.get_weights(), pred=m.predict(x, verbose=0))
+"""
+
+
+def test_conv_layers_bitwise_identical_across_thread_counts(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "cnn.py"
+    script.write_text(CNN_SCRIPT)
+    results = []
+    for threads in (1, 2):
+        env = {k: v for k, v in os.environ.items() if k != "RAYON_NUM_THREADS"}
+        env["FERRAX_NUM_THREADS"] = str(threads)
+        out = tmp_path / f"t{threads}.npz"
+        proc = subprocess.run([sys.executable, str(script), str(out)], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        results.append(dict(np.load(out)))
+    one, two = results
+    assert set(one) == set(two) and len(one) > 10
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name

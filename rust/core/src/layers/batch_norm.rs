@@ -5,8 +5,10 @@
 
 use super::{field, init_field, sample_axis, Ctx, Layer, Param};
 use crate::error::{Error, Result};
+use crate::parallel::PARALLEL_THRESHOLD;
 use crate::regularizer::Regularizer;
 use crate::rng::Key;
+use rayon::prelude::*;
 use serde_json::Value;
 
 pub struct BatchNorm {
@@ -109,29 +111,52 @@ impl BatchNorm {
         })
     }
 
-    /// Calls `f(channel, run)` for every run of one channel's values, in memory order.
-    fn runs<'a>(&self, data: &'a [f32], mut f: impl FnMut(usize, &'a [f32])) {
-        for (i, run) in data.chunks_exact(self.inner).enumerate() {
-            f(i % self.channels, run);
-        }
+    /// Values per outer row: one block of (channels × inner). Every pass below
+    /// walks the data row by row against per-position vectors of this width, so
+    /// the inner loops are plain zips (no index arithmetic) and vectorise.
+    fn width(&self) -> usize {
+        self.channels * self.inner
     }
 
-    /// Per-channel mean and biased variance of `x` (two passes in f64, serial:
-    /// the same sums whatever the thread count).
+    /// A per-channel vector repeated for every position of a row.
+    fn expand(&self, per_channel: &[f32]) -> Vec<f32> {
+        per_channel
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, self.inner))
+            .collect()
+    }
+
+    /// Per-position sums of row-wise products collapsed to per-channel sums.
+    fn to_channels(&self, per_position: &[f64]) -> Vec<f64> {
+        per_position
+            .chunks_exact(self.inner)
+            .map(|run| run.iter().sum())
+            .collect()
+    }
+
+    /// Per-channel mean and biased variance of `x` (two passes in f64).
     fn moments(&self, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
-        let c = self.channels;
-        let count = (x.len() / c) as f64;
-        let mut mean = vec![0.0f64; c];
-        self.runs(x, |ch, run| {
-            mean[ch] += run.iter().map(|&v| v as f64).sum::<f64>();
+        let w = self.width();
+        let count = (x.len() / self.channels) as f64;
+        let sums = row_sums(x, w, |acc, row| {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64)
         });
-        mean.iter_mut().for_each(|m| *m /= count);
-        let mut var = vec![0.0f64; c];
-        self.runs(x, |ch, run| {
-            let m = mean[ch];
-            var[ch] += run.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>();
+        let mean: Vec<f64> = self.to_channels(&sums).iter().map(|s| s / count).collect();
+        let mean_e = self.expand(&mean.iter().map(|&m| m as f32).collect::<Vec<_>>());
+        let squares = row_sums(x, w, |acc, row| {
+            for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean_e) {
+                let d = (v - m) as f64;
+                *a += d * d;
+            }
         });
-        var.iter_mut().for_each(|v| *v /= count);
+        // The mean was rounded to f32 above: correct the variance for it exactly.
+        let shift: Vec<f64> = mean.iter().map(|&m| m - m as f32 as f64).collect();
+        let var = self
+            .to_channels(&squares)
+            .iter()
+            .zip(&shift)
+            .map(|(s, d)| (s / count - d * d).max(0.0))
+            .collect();
         (mean, var)
     }
 
@@ -140,6 +165,51 @@ impl BatchNorm {
             || vec![default; self.channels],
             |i| self.params[i].value_slice().to_vec(),
         )
+    }
+}
+
+/// Rows (of `width` values) per block of the reductions: fixed, so the sums are
+/// added in the same order whatever the number of threads.
+const BLOCK_ROWS: usize = 64;
+
+/// Σ over rows of `add(acc, row)` into a per-position f64 vector: partial sums
+/// of fixed blocks of rows (in parallel when big), then added in block order.
+fn row_sums(data: &[f32], width: usize, add: impl Fn(&mut [f64], &[f32]) + Sync) -> Vec<f64> {
+    let block = |b: &[f32]| {
+        let mut acc = vec![0.0f64; width];
+        b.chunks_exact(width).for_each(|row| add(&mut acc, row));
+        acc
+    };
+    let partials: Vec<Vec<f64>> = if data.len() >= PARALLEL_THRESHOLD {
+        data.par_chunks(BLOCK_ROWS * width).map(block).collect()
+    } else {
+        data.chunks(BLOCK_ROWS * width).map(block).collect()
+    };
+    let mut total = vec![0.0f64; width];
+    for p in &partials {
+        total.iter_mut().zip(p).for_each(|(t, &v)| *t += v);
+    }
+    total
+}
+
+/// Applies `f(in_row_a, in_row_b, out_row)` to matching rows, in parallel when big.
+fn map_rows(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    width: usize,
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync + Send,
+) {
+    if out.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+        a.par_chunks_exact(width)
+            .zip(b.par_chunks_exact(width))
+            .zip(out.par_chunks_exact_mut(width))
+            .for_each(|((ra, rb), ro)| f(ra, rb, ro));
+    } else {
+        a.chunks_exact(width)
+            .zip(b.chunks_exact(width))
+            .zip(out.chunks_exact_mut(width))
+            .for_each(|((ra, rb), ro)| f(ra, rb, ro));
     }
 }
 
@@ -185,23 +255,23 @@ impl Layer for BatchNorm {
             moving.iter().map(|&v| v as f64).collect()
         };
         let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        let gamma = self.per_channel(self.gamma, 1.0);
-        let beta = self.per_channel(self.beta, 0.0);
-        self.xhat.resize(x.len(), 0.0);
-        let (c, inner) = (self.channels, self.inner);
-        for (i, ((xr, hr), yr)) in x
-            .chunks_exact(inner)
-            .zip(self.xhat.chunks_exact_mut(inner))
-            .zip(y.chunks_exact_mut(inner))
-            .enumerate()
-        {
-            let ch = i % c;
-            let (m, s, g, b) = (mean[ch], self.inv_std[ch], gamma[ch], beta[ch]);
-            for ((&xv, h), yv) in xr.iter().zip(hr.iter_mut()).zip(yr.iter_mut()) {
-                *h = (xv - m) * s;
-                *yv = g * *h + b;
+        let (mean_e, inv_e) = (self.expand(&mean), self.expand(&self.inv_std));
+        let gamma_e = self.expand(&self.per_channel(self.gamma, 1.0));
+        let beta_e = self.expand(&self.per_channel(self.beta, 0.0));
+        let w = self.width();
+        let mut xhat = std::mem::take(&mut self.xhat);
+        xhat.resize(x.len(), 0.0);
+        map_rows(x, x, &mut xhat, w, |xr, _, hr| {
+            for (((h, &v), &m), &s) in hr.iter_mut().zip(xr).zip(&mean_e).zip(&inv_e) {
+                *h = (v - m) * s;
             }
-        }
+        });
+        map_rows(&xhat, &xhat, y, w, |hr, _, yr| {
+            for (((o, &h), &g), &b) in yr.iter_mut().zip(hr).zip(&gamma_e).zip(&beta_e) {
+                *o = g * h + b;
+            }
+        });
+        self.xhat = xhat;
     }
 
     fn backward(
@@ -212,28 +282,29 @@ impl Layer for BatchNorm {
         dx: Option<&mut [f32]>,
         _rows: usize,
     ) {
-        let c = self.channels;
+        let (c, w) = (self.channels, self.width());
         // dbeta = Σ dy, dgamma = Σ dy·xhat per channel.
-        let (mut dbeta, mut dgamma) = (vec![0.0f64; c], vec![0.0f64; c]);
-        for (i, (dr, hr)) in dy
-            .chunks_exact(self.inner)
-            .zip(self.xhat.chunks_exact(self.inner))
-            .enumerate()
-        {
-            let ch = i % c;
-            for (&d, &h) in dr.iter().zip(hr) {
-                dbeta[ch] += d as f64;
-                dgamma[ch] += d as f64 * h as f64;
-            }
-        }
-        if let Some(g) = self.gamma {
-            for (p, &v) in self.params[g].grad_slice_mut().iter_mut().zip(&dgamma) {
-                *p = v as f32;
-            }
-        }
-        if let Some(b) = self.beta {
-            for (p, &v) in self.params[b].grad_slice_mut().iter_mut().zip(&dbeta) {
-                *p = v as f32;
+        let dbeta = self.to_channels(&row_sums(dy, w, |acc, row| {
+            acc.iter_mut().zip(row).for_each(|(a, &d)| *a += d as f64)
+        }));
+        let pairs: Vec<f32> = {
+            // dy·xhat, row by row, for the dgamma sums
+            let mut p = vec![0.0f32; dy.len()];
+            map_rows(dy, &self.xhat, &mut p, w, |dr, hr, pr| {
+                for ((o, &d), &h) in pr.iter_mut().zip(dr).zip(hr) {
+                    *o = d * h;
+                }
+            });
+            p
+        };
+        let dgamma = self.to_channels(&row_sums(&pairs, w, |acc, row| {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64)
+        }));
+        for (index, sums) in [(self.gamma, &dgamma), (self.beta, &dbeta)] {
+            if let Some(i) = index {
+                for (p, &v) in self.params[i].grad_slice_mut().iter_mut().zip(sums) {
+                    *p = v as f32;
+                }
             }
         }
         let Some(dx) = dx else { return };
@@ -249,18 +320,27 @@ impl Layer for BatchNorm {
         } else {
             (vec![0.0; c], vec![0.0; c])
         };
-        for (i, ((dr, hr), xr)) in dy
-            .chunks_exact(self.inner)
-            .zip(self.xhat.chunks_exact(self.inner))
-            .zip(dx.chunks_exact_mut(self.inner))
-            .enumerate()
-        {
-            let ch = i % c;
-            let scale = gamma[ch] * self.inv_std[ch];
-            let (a, b) = (shift[ch], slope[ch]);
-            for ((&d, &h), o) in dr.iter().zip(hr).zip(xr.iter_mut()) {
-                *o = scale * (d - a - h * b);
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(&self.inv_std)
+            .map(|(g, s)| g * s)
+            .collect();
+        let (scale_e, shift_e, slope_e) = (
+            self.expand(&scale),
+            self.expand(&shift),
+            self.expand(&slope),
+        );
+        map_rows(dy, &self.xhat, dx, w, |dr, hr, xr| {
+            for (((((o, &d), &h), &k), &a), &b) in xr
+                .iter_mut()
+                .zip(dr)
+                .zip(hr)
+                .zip(&scale_e)
+                .zip(&shift_e)
+                .zip(&slope_e)
+            {
+                *o = k * (d - a - h * b);
             }
-        }
+        });
     }
 }
