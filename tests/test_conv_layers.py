@@ -132,21 +132,27 @@ def conv1d_case(draw):
     kernel = rng.uniform(-1, 1, (k, c // groups, f)).astype(np.float32)
     bias = rng.uniform(-1, 1, f).astype(np.float32) if draw(st.booleans()) else None
     dy = rng.normal(size=(b, out, f)).astype(np.float32)
-    return x, kernel, bias, dy, stride, padding, dilation, groups
+    data_format = draw(st.sampled_from(["channels_last", "channels_first"]))
+    return x, kernel, bias, dy, stride, padding, dilation, groups, data_format
 
 
 @settings(max_examples=30, deadline=None)
 @given(case=conv1d_case())
 def test_conv1d_matches_reference(case):
-    x, kernel, bias, dy, stride, padding, dilation, groups = case
+    x, kernel, bias, dy, stride, padding, dilation, groups, data_format = case
     layer = L.Conv1D(kernel.shape[2], kernel.shape[0], strides=stride, padding=padding,
-                     dilation_rate=dilation, groups=groups, use_bias=bias is not None)
+                     dilation_rate=dilation, groups=groups, use_bias=bias is not None,
+                     data_format=data_format)
     weights = [kernel] + ([bias] if bias is not None else [])
-    y, dx, grads = ft.layer_forward_backward(layer, x, dy, weights=weights)
+    first = data_format == "channels_first"
+    y, dx, grads = ft.layer_forward_backward(layer, _to_first(x) if first else x,
+                                             _to_first(dy) if first else dy, weights=weights)
     want_y, want_dx, want_grads = conv1d_forward_backward(x, kernel, bias, stride, padding,
                                                           dilation, groups, dy)
+    if first:
+        want_y, want_dx = np.moveaxis(want_y, -1, 1), np.moveaxis(want_dx, -1, 1)
     what = (f"Conv1D(k={kernel.shape}, strides={stride}, {padding}, dilation={dilation}, "
-            f"groups={groups}) on {x.shape}")
+            f"groups={groups}, {data_format}) on {x.shape}")
     ref.assert_close(y, want_y, **TOL, what="y: " + what)
     ref.assert_close(dx, want_dx, **TOL, what="dx: " + what)
     assert len(grads) == len(want_grads)
@@ -306,14 +312,20 @@ def test_pooling1d_matches_reference(kind, data):
     x = _distinct((2, n, c), rng)
     dy = rng.normal(size=(2, out, c)).astype(np.float32)
     cls = L.MaxPooling1D if kind == "max" else L.AveragePooling1D
-    y, dx, grads = ft.layer_forward_backward(cls(pool, strides, padding), x, dy)
+    first = data.draw(st.booleans())
+    layer = cls(pool, strides, padding, data_format="channels_first" if first else None)
+    y, dx, grads = ft.layer_forward_backward(layer, _to_first(x) if first else x,
+                                             _to_first(dy) if first else dy)
     # a sequence is an image of height 1
     want_y, want_dx = pool2d_forward_backward(kind, x[:, None], (1, pool), (1, s), padding,
                                               dy[:, None])
-    what = f"{cls.__name__}({pool}, {strides}, {padding}) on {x.shape}"
+    want_y, want_dx = want_y[:, 0], want_dx[:, 0]
+    if first:
+        want_y, want_dx = np.moveaxis(want_y, -1, 1), np.moveaxis(want_dx, -1, 1)
+    what = f"{cls.__name__}({pool}, {strides}, {padding}, first={first}) on {x.shape}"
     assert grads == []
-    ref.assert_close(y, want_y[:, 0], **TOL, what="y: " + what)
-    ref.assert_close(dx, want_dx[:, 0], **TOL, what="dx: " + what)
+    ref.assert_close(y, want_y, **TOL, what="y: " + what)
+    ref.assert_close(dx, want_dx, **TOL, what="dx: " + what)
 
 
 def test_pooling1d_defaults():
