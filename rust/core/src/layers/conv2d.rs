@@ -3,12 +3,14 @@
 //! (kh·kw·in_channels × filters). Backward runs the same GEMMs transposed and
 //! scatters the patch gradient back (col2im).
 //!
-//! Conv1D is Conv2D on images of height 1. Grouped convolutions (`groups`,
-//! and DepthwiseConv2D, which is groups = in_channels) run as one dense
+//! Conv1D is Conv2D on images of height 1. Depthwise convolutions (one input
+//! channel per group: DepthwiseConv2D, or groups = in_channels) have their own
+//! products on the patch matrix. Other grouped convolutions run as one dense
 //! convolution with a block-diagonal kernel: simple and exact, at the price of
 //! `groups` times the multiply-adds.
 
 use super::affine::AffineOutput;
+use super::depthwise::Depthwise;
 use super::im2col::Patches;
 use super::window::{image_shape, padding, pair, sequence_shape, Axis, Padding};
 use super::{field, usize_field, Ctx, Layer, Param};
@@ -33,6 +35,8 @@ pub struct Conv2D {
     /// kernel and its gradient.
     full_kernel: Vec<f32>,
     full_grad: Vec<f32>,
+    /// Set when every group has one input channel.
+    depthwise: Option<Depthwise>,
 }
 
 /// Spatial geometry of a convolution, read from a config in its 2-D or 1-D form.
@@ -168,6 +172,11 @@ impl Conv2D {
         let activation = Activation::from_spec(field(config, "activation"))?;
         let use_bias = field(config, "use_bias").as_bool().unwrap_or(true);
         let params = super::kernel_and_bias(config, kernel_shape, filters, use_bias, key)?;
+        let depthwise = (groups > 1 && groups == g.in_channels).then_some(Depthwise {
+            taps: g.kernel.0 * g.kernel.1,
+            channels: g.in_channels,
+            multiplier: filters / groups,
+        });
         Ok(Conv2D {
             geometry: Patches {
                 rows: g.rows,
@@ -183,6 +192,7 @@ impl Conv2D {
             patch_grads: Vec::new(),
             full_kernel: Vec::new(),
             full_grad: Vec::new(),
+            depthwise,
         })
     }
 
@@ -256,6 +266,14 @@ impl Layer for Conv2D {
         let mut patches = std::mem::take(&mut self.patches);
         patches.resize(rows * p * k, 0.0);
         self.geometry.im2col_batch(x, &mut patches);
+        if let Some(dw) = self.depthwise {
+            let bias = self.out.use_bias.then(|| self.params[1].value_slice());
+            let kernel = self.params[0].value_slice();
+            self.out
+                .forward_with(self.filters, bias, y, |z| dw.forward(&patches, kernel, z));
+            self.patches = patches;
+            return;
+        }
         if self.groups > 1 {
             self.expand_kernel();
         }
@@ -287,6 +305,17 @@ impl Layer for Conv2D {
         let bias_grad = self.params.get_mut(1).map(|b| b.grad_slice_mut());
         self.out.backward(y, dy, f, bias_grad);
         let dz: &[f32] = dy;
+        if let Some(dw) = self.depthwise {
+            dw.kernel_grad(&self.patches[..m * k], dz, self.params[0].grad_slice_mut());
+            if let Some(dx) = dx {
+                let mut grads = std::mem::take(&mut self.patch_grads);
+                grads.resize(m * k, 0.0);
+                dw.patch_grads(dz, self.params[0].value_slice(), &mut grads);
+                self.geometry.col2im_batch(&grads, dx);
+                self.patch_grads = grads;
+            }
+            return;
+        }
         // dW = patchesᵀ·dz
         let dw_gemm = Gemm::new(k, m, f).trans_a();
         if self.groups > 1 {

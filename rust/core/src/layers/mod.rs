@@ -10,6 +10,7 @@ mod channels_first;
 mod conv2d;
 mod conv_transpose;
 mod dense;
+mod depthwise;
 mod dropout;
 mod frame;
 mod global_pool;
