@@ -39,6 +39,7 @@ LAYERS = [
     layers.ZeroPadding2D(((1, 2), (0, 3))),
     layers.Cropping2D((1, 2), data_format="channels_first"),
     layers.UpSampling2D((2, 3)),
+    layers.UpSampling2D(3, interpolation="bilinear", data_format="channels_first"),
     layers.SpatialDropout2D(0.25, seed=3),
     layers.SpatialDropout1D(0.5),
     layers.SeparableConv2D(4, 3, depth_multiplier=2, activation="relu",

@@ -422,6 +422,41 @@ def test_upsampling_matches_numpy(size, data_format):
     ref.assert_close(dx, conv(want_dx), **TOL, what="UpSampling2D dx")
 
 
+def bilinear_weights(n, factor):
+    """(out, in) matrix of 1-D linear interpolation with half-pixel centres, clamped."""
+    m = np.zeros((n * factor, n))
+    for o in range(n * factor):
+        src = min(max((o + 0.5) / factor - 0.5, 0.0), n - 1)
+        lo = int(np.floor(src))
+        hi = min(lo + 1, n - 1)
+        m[o, lo] += 1 - (src - lo)
+        m[o, hi] += src - lo
+    return m
+
+
+def test_reference_bilinear_weights():
+    m = bilinear_weights(2, 2)  # centres at -0.25, 0.25, 0.75, 1.25 -> clamped at the edges
+    np.testing.assert_allclose(m, [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    np.testing.assert_allclose(bilinear_weights(5, 3).sum(1), 1.0)
+
+
+@pytest.mark.parametrize("size", [2, (1, 3), (3, 2)])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_bilinear_upsampling_matches_reference(size, data_format):
+    sh, sw = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+    mh, mw = bilinear_weights(3, sh), bilinear_weights(4, sw)
+    want_y = np.einsum("oh,pw,bhwc->bopc", mh, mw, x.astype(np.float64))
+    dy = rng.normal(size=want_y.shape)
+    want_dx = np.einsum("oh,pw,bopc->bhwc", mh, mw, dy)  # the transpose of a linear map
+    conv = _to_first if data_format == "channels_first" else (lambda a: a)
+    layer = L.UpSampling2D(size, data_format=data_format, interpolation="bilinear")
+    y, dx, _ = ft.layer_forward_backward(layer, conv(x), conv(dy.astype(np.float32)))
+    ref.assert_close(y, conv(want_y), **TOL, what="bilinear UpSampling2D y")
+    ref.assert_close(dx, conv(want_dx), **TOL, what="bilinear UpSampling2D dx")
+
+
 def test_reshaping_errors():
     with pytest.raises(ValueError, match=r"(?s)my_crop.*\b4\b"):
         ferrax.Sequential([ferrax.Input((4, 4, 1)), L.Cropping2D(2, name="my_crop")])
@@ -431,8 +466,8 @@ def test_reshaping_errors():
         L.Cropping2D(-1)
     with pytest.raises(TypeError, match="padding"):
         L.ZeroPadding2D(1.5)
-    with pytest.raises(NotImplementedError, match="bilinear"):
-        L.UpSampling2D(interpolation="bilinear")
+    with pytest.raises(NotImplementedError, match="bicubic"):
+        L.UpSampling2D(interpolation="bicubic")
     with pytest.raises(ValueError, match="interpolation"):
         L.UpSampling2D(interpolation="cubic")
     with pytest.raises(ValueError, match=r"(?s)my_up.*rank"):
@@ -755,3 +790,14 @@ def test_conv_layers_bitwise_identical_across_thread_counts(tmp_path):
     assert set(one) == set(two) and len(one) > 10
     for name in one:
         assert np.array_equal(one[name], two[name]), name
+
+
+def test_kernel_larger_than_input_names_the_layer_and_sizes():
+    with pytest.raises(ValueError, match=r"(?s)my_conv.*\b5\b.*\b4\b"):
+        ferrax.Sequential([ferrax.Input((4, 2)), L.Conv1D(3, 5, name="my_conv")])
+    with pytest.raises(ValueError, match=r"(?s)my_conv.*\b5\b.*\b4\b.*channels_first"):
+        ferrax.Sequential([ferrax.Input((2, 4, 9)),
+                           L.Conv2D(3, 5, data_format="channels_first", name="my_conv")])
+    # causal and same padding have no such limit
+    model = ferrax.Sequential([ferrax.Input((4, 2)), L.Conv1D(3, 5, padding="causal")])
+    assert model.layers[0].output_shape == (None, 4, 3)

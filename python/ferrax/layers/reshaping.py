@@ -82,7 +82,8 @@ class Cropping2D(_Frame):
 
 
 class UpSampling2D(Layer):
-    """Repeats each pixel size[0] times down and size[1] times across ("nearest")."""
+    """Upsamples by size[0] down and size[1] across: "nearest" repeats pixels, "bilinear"
+    interpolates with half-pixel centres (as TensorFlow and JAX resize)."""
 
     def __init__(self, size: IntPair = (2, 2), data_format: str | None = None,
                  interpolation: str = "nearest", **kwargs: Any) -> None:
@@ -90,13 +91,13 @@ class UpSampling2D(Layer):
         owner = f"UpSampling2D '{self.name}'"
         self.size = _pair(owner, "size", size)
         self.data_format = _data_format(owner, data_format)
-        if interpolation == "bilinear":
-            raise NotImplementedError(f"{owner}: interpolation=\"bilinear\" is not supported "
-                                      f"yet; use \"nearest\"")
-        if interpolation != "nearest":
+        if interpolation in ("bicubic", "lanczos3", "lanczos5"):
+            raise NotImplementedError(f"{owner}: interpolation={interpolation!r} is not "
+                                      f"supported yet; use \"nearest\" or \"bilinear\"")
+        if interpolation not in ("nearest", "bilinear"):
             raise ValueError(f"{owner}: 'interpolation' must be \"nearest\" or \"bilinear\", "
                              f"got {describe(interpolation)}")
-        self.interpolation = "nearest"
+        self.interpolation = str(interpolation)
 
     def _public_config(self) -> Config:
         return {"size": list(self.size), "data_format": self.data_format,

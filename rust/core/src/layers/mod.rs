@@ -254,8 +254,16 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
                      spatial axis, got per-sample shape {input_shape:?}"
                 )));
             }
+            // The inner layer's errors speak of the transposed shape: say so.
             let wrapped = ChannelsFirst::wrap(input_shape, |last| {
                 build_channels_last(class, name, config, last, key)
+            })
+            .map_err(|e| {
+                Error(format!(
+                    "{} (data_format=\"channels_first\": the per-sample input {input_shape:?} \
+                     was read as channels last)",
+                    e.0
+                ))
             })?;
             Ok(Box::new(wrapped))
         }
