@@ -43,8 +43,13 @@ def summary_lines(model: Model) -> list[str]:
         total += count
         if model.built:
             trainable += sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
-        lines.append(row(f"{layer.name} ({type(layer).__name__})", shape,
-                         _fmt_count(count) if model.built else "0 (unbuilt)"))
+        name = f"{layer.name} ({type(layer).__name__})"
+        params = _fmt_count(count) if model.built else "0 (unbuilt)"
+        if len(name) <= cols[0] - 2:
+            lines.append(row(name, shape, params))
+        else:  # as Keras: the type goes on a line of its own
+            lines.append(row(layer.name, shape, params))
+            lines.append(row(f"({type(layer).__name__})", "", ""))
         if i + 1 < len(layers):
             lines.append(rule("├", "┼", "┤", "─"))
     lines.append(rule("└", "┴", "┘", "─"))
