@@ -232,7 +232,8 @@ def test_batchnorm_summary_counts_non_trainable_params():
     assert re.search(rf"Trainable params: {trainable:,}\b", text), text
     assert re.search(rf"Non-trainable params: {total - trainable}\b", text), text
     # long "name (Type)" entries wrap the type onto the next line, as in Keras
-    assert re.search(r"│ batch_normalization\S* +│.*\b32 │\n│ \(BatchNormalization\) +│", text), text
+    wrapped = r"│ batch_normalization\S* +│.*\b32 │\n│ \(BatchNormalization\) +│"
+    assert re.search(wrapped, text), text
 
 
 def _bn_model(momentum=0.9):
