@@ -31,6 +31,8 @@ class CoreModel:
         """(layer index, weight name, shape) for every weight, in order."""
     def get_weights(self) -> list[_F32]: ...
     def reset_states(self, layer: int | None = None) -> None: ...
+    def weight_trainable(self) -> list[bool]:
+        """Whether each weight is trained by the optimizer (moving statistics are not)."""
     def set_weights(self, weights: Sequence[_F32]) -> None:
         """Replace all weights; shapes are checked before anything changes."""
     @property
@@ -90,8 +92,8 @@ def layer_forward_backward(
     seed: int,
     include_regularization: bool,
     mask: npt.NDArray[np.bool_] | None = None,
-) -> tuple[_F32, _F32, list[_F32], float]:
-    """(y, dx, weight gradients, regularization loss) of one layer."""
+) -> tuple[_F32, _F32, list[_F32], float, list[_F32]]:
+    """(y, dx, weight gradients, regularization loss, weights after the pass) of one layer."""
 
 def activation_forward_backward(spec_json: str, x: _F32, dy: _F32) -> tuple[_F32, _F32]:
     """(y, dx): y = f(x) and dx = dy·f'(x) over the last axis."""

@@ -53,9 +53,12 @@ def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
                            training: bool = False,
                            weights: Sequence[npt.ArrayLike] | None = None, seed: int = 0,
                            include_regularization: bool = False,
-                           mask: npt.ArrayLike | None = None) -> tuple[Any, ...]:
+                           mask: npt.ArrayLike | None = None,
+                           return_weights: bool = False) -> tuple[Any, ...]:
     """Runs one layer forward on x then backward from dy (ones if None).
 
+    Returns (y, dx, grads), then the penalty if include_regularization, then the weights
+    after the pass if return_weights (a training pass may update moving statistics).
     For a layer with return_state, y comes back as [output, states...] and dy may be a
     list of the same shapes. `mask` is a (batch, timesteps) boolean keep-mask.
     """
@@ -67,7 +70,7 @@ def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
         bool(training), None if weights is None else [_f32(w) for w in weights], int(seed),
         bool(include_regularization),
         None if mask is None else np.ascontiguousarray(mask, dtype=bool))
-    y, dx, grads, reg = result
+    y, dx, grads, reg, after = result
     parts = _output_parts(layer, xa.shape[1:])
     outputs: Any = y
     if parts is not None:
@@ -77,9 +80,12 @@ def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
             outputs.append(np.ascontiguousarray(flat[:, at:at + size])
                            .reshape((len(xa),) + shape))
             at += size
+    out: tuple[Any, ...] = (outputs, dx, grads)
     if include_regularization:
-        return outputs, dx, grads, reg
-    return outputs, dx, grads
+        out += (reg,)
+    if return_weights:
+        out += (after,)
+    return out
 
 
 def _output_parts(layer: Layer, input_shape: tuple[int, ...]) -> list[tuple[int, ...]] | None:

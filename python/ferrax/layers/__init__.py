@@ -1,7 +1,13 @@
 """Layers with Keras's names, arguments and defaults."""
 
 from ferrax.layers.base import Layer, Variable
-from ferrax.layers.convolutional import AveragePooling2D, Conv2D, MaxPooling2D
+from ferrax.layers.convolutional import (
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
 from ferrax.layers.core import (
     Activation,
     Dense,
@@ -13,8 +19,26 @@ from ferrax.layers.core import (
     Reshape,
 )
 from ferrax.layers.embedding import Embedding
+from ferrax.layers.normalization import BatchNormalization, LayerNormalization
+from ferrax.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from ferrax.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
+from ferrax.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
 
-__all__ = ["GRU", "LSTM", "Activation", "AveragePooling2D", "Bidirectional", "Conv2D", "Dense",
-           "Dropout", "Embedding", "Flatten", "Input", "InputLayer", "Layer", "Masking",
-           "MaxPooling2D", "Reshape", "SimpleRNN", "TimeDistributed", "Variable"]
+__all__ = ["GRU", "LSTM", "Activation", "AveragePooling1D", "AveragePooling2D",
+           "BatchNormalization", "Bidirectional", "Conv1D", "Conv2D", "Conv2DTranspose",
+           "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Embedding", "Flatten",
+           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+           "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
+           "Masking", "MaxPooling1D", "MaxPooling2D", "Reshape", "SeparableConv2D", "SimpleRNN",
+           "SpatialDropout1D", "SpatialDropout2D", "TimeDistributed", "UpSampling2D",
+           "Variable", "ZeroPadding2D"]

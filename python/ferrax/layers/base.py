@@ -30,11 +30,12 @@ def unique_name(prefix: str) -> str:
 class Variable:
     """A weight of a built model, read from and written to the engine."""
 
-    def __init__(self, model: Model, index: int, name: str, shape: Iterable[int]) -> None:
+    def __init__(self, model: Model, index: int, name: str, shape: Iterable[int],
+                 trainable: bool = True) -> None:
         self._model, self._index = model, index
         self.name, self.shape = name, tuple(shape)
         self.dtype = "float32"
-        self.trainable = True
+        self.trainable = trainable
 
     @property
     def path(self) -> str:
@@ -131,12 +132,16 @@ class Layer:
             return []
         return self._model._variables()[self._weight_slice]
 
-    trainable_weights = weights
     variables = weights
 
     @property
+    def trainable_weights(self) -> list[Variable]:
+        return [v for v in self.weights if v.trainable]
+
+    @property
     def non_trainable_weights(self) -> list[Variable]:
-        return []
+        """Weights the optimizer leaves alone (BatchNormalization's moving statistics)."""
+        return [v for v in self.weights if not v.trainable]
 
     def get_weights(self) -> list[Float32Array]:
         return [v.numpy() for v in self.weights]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from ferrax.models.model import Model
 
@@ -34,17 +36,25 @@ def summary_lines(model: Model) -> list[str]:
     lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"),
              row("Layer (type)", "Output Shape", "Param #", "┃", "┃", "┃"),
              rule("┡", "╇", "┩", "━")]
-    total = 0
+    total = trainable = 0
     for i, layer in enumerate(layers):
         shape = str(layer.output_shape) if layer._output_shape is not None else "?"
         count = layer.count_params() if model.built else 0
         total += count
-        lines.append(row(f"{layer.name} ({type(layer).__name__})", shape,
-                         _fmt_count(count) if model.built else "0 (unbuilt)"))
+        if model.built:
+            trainable += sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
+        name = f"{layer.name} ({type(layer).__name__})"
+        params = _fmt_count(count) if model.built else "0 (unbuilt)"
+        if len(name) <= cols[0] - 2:
+            lines.append(row(name, shape, params))
+        else:  # as Keras: the type goes on a line of its own
+            lines.append(row(layer.name, shape, params))
+            lines.append(row(f"({type(layer).__name__})", "", ""))
         if i + 1 < len(layers):
             lines.append(rule("├", "┼", "┤", "─"))
     lines.append(rule("└", "┴", "┘", "─"))
     lines.append(f" Total params: {_fmt_count(total)} ({_fmt_bytes(total * 4)})")
-    lines.append(f" Trainable params: {_fmt_count(total)} ({_fmt_bytes(total * 4)})")
-    lines.append(" Non-trainable params: 0 (0.00 B)")
+    frozen = total - trainable
+    lines.append(f" Trainable params: {_fmt_count(trainable)} ({_fmt_bytes(trainable * 4)})")
+    lines.append(f" Non-trainable params: {_fmt_count(frozen)} ({_fmt_bytes(frozen * 4)})")
     return lines

@@ -142,12 +142,15 @@ class Model:
     def _variables(self) -> list[Variable]:
         if self._variable_cache is None:
             layers = self._engine_layers()
-            info = self._built_core().weight_info()
+            core = self._built_core()
+            info = core.weight_info()
+            first_of = {li: min(j for j, (l2, _, _) in enumerate(info) if l2 == li)
+                        for li, _, _ in info}
             self._variable_cache = [
-                Variable(self, j, layers[li]._weight_path(j - first_of[li], name), shape)
-                for first_of in [{li: min(j for j, (l2, _, _) in enumerate(info) if l2 == li)
-                                  for li, _, _ in info}]
-                for j, (li, name, shape) in enumerate(info)
+                Variable(self, j, layers[li]._weight_path(j - first_of[li], name), shape,
+                         trainable)
+                for j, ((li, name, shape), trainable)
+                in enumerate(zip(info, core.weight_trainable()))
             ]
         return self._variable_cache
 
@@ -185,12 +188,16 @@ class Model:
     def weights(self) -> list[Variable]:
         return list(self._variables()) if self.built else []
 
-    trainable_weights = weights
     variables = weights
 
     @property
+    def trainable_weights(self) -> list[Variable]:
+        return [v for v in self.weights if v.trainable]
+
+    @property
     def non_trainable_weights(self) -> list[Variable]:
-        return []
+        """Weights the optimizer leaves alone (BatchNormalization's moving statistics)."""
+        return [v for v in self.weights if not v.trainable]
 
     def get_weights(self) -> list[Float32Array]:
         return self._core.get_weights() if self._core is not None else []

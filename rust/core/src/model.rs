@@ -278,6 +278,7 @@ impl Model {
 
     fn regularization(&self) -> f64 {
         self.params()
+            .filter(|p| p.trainable)
             .filter_map(|p| p.regularizer.map(|r| r.penalty(p.value_slice())))
             .sum()
     }
@@ -388,9 +389,10 @@ impl Model {
                     value,
                     grad,
                     regularizer,
+                    trainable,
                     ..
                 } = &mut **p;
-                if let Some(r) = regularizer {
+                if let (true, Some(r)) = (*trainable, regularizer) {
                     r.add_gradient(
                         value.as_slice().expect("contiguous"),
                         grad.as_slice_mut().expect("contiguous"),

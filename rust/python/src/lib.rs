@@ -142,6 +142,11 @@ impl CoreModel {
         out
     }
 
+    /// Whether each weight is trained by the optimizer (moving statistics are not).
+    fn weight_trainable(&self) -> Vec<bool> {
+        self.model.params().map(|p| p.trainable).collect()
+    }
+
     fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
         self.model
             .params()

@@ -22,9 +22,12 @@ type LayerResult<'py> = (
     Bound<'py, PyAny>,
     Vec<Bound<'py, PyAny>>,
     f64,
+    Vec<Bound<'py, PyAny>>,
 );
 
 /// Build a layer for x's per-sample shape, run forward then backward with `dy`.
+/// Returns y, dx, the param gradients, the penalty and the param values after
+/// the pass (a training forward may update state such as moving statistics).
 #[pyfunction]
 #[pyo3(signature = (spec_json, x, dy, training, weights, seed, include_regularization, mask=None))]
 #[allow(clippy::too_many_arguments)]
@@ -48,7 +51,7 @@ fn layer_forward_backward<'py>(
     let weights: Option<Vec<(Vec<f32>, Vec<usize>)>> =
         weights.map(|ws| ws.iter().map(owned).collect());
     let dyv = dy.as_ref().map(owned);
-    let (y, out_shape, dx, grads, reg) = run_core(py, || {
+    let (y, out_shape, dx, grads, reg, values) = run_core(py, || {
         let rows = xs[0];
         let mut layer = layers::build(&spec, &xs[1..], Key::new(seed))?;
         if let Some(ws) = &weights {
@@ -98,6 +101,7 @@ fn layer_forward_backward<'py>(
         layer.backward(&xv, &y, &mut d, Some(&mut dx), rows);
         let mut reg = 0.0;
         let mut grads = Vec::new();
+        let mut values = Vec::new();
         for p in layer.params_mut() {
             let Param {
                 value,
@@ -116,15 +120,22 @@ fn layer_forward_backward<'py>(
                 grad.as_slice().expect("contiguous").to_vec(),
                 grad.shape().to_vec(),
             ));
+            values.push(value.as_slice().expect("contiguous").to_vec());
         }
-        Ok((y, out_shape, dx, grads, reg))
+        Ok((y, out_shape, dx, grads, reg, values))
     })?;
+    let values = values
+        .iter()
+        .zip(&grads)
+        .map(|(v, (_, s))| to_numpy(py, v, s))
+        .collect();
     let grads = grads.iter().map(|(g, s)| to_numpy(py, g, s)).collect();
     Ok((
         to_numpy(py, &y, &out_shape),
         to_numpy(py, &dx, &xs),
         grads,
         reg,
+        values,
     ))
 }
 
@@ -213,6 +224,7 @@ fn optimizer_run<'py>(
                 value: Tensor::from_shape_vec(s.clone(), v.clone()).expect("numpy shape"),
                 grad: Tensor::zeros(s.clone()),
                 regularizer: None,
+                trainable: true,
             })
             .collect();
         let mut history = Vec::new();

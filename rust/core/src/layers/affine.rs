@@ -34,7 +34,19 @@ impl AffineOutput {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        let (units, act) = (gemm.n, self.activation);
+        self.forward_with(gemm.n, bias, y, |z| gemm.run(x, kernel, z, false));
+    }
+
+    /// y = activation(z + bias) where `product` writes z (rows of `units`) into
+    /// the buffer it is given: a GEMM, or a GEMM and a scatter (Conv2DTranspose).
+    pub fn forward_with(
+        &mut self,
+        units: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        product: impl FnOnce(&mut [f32]),
+    ) {
+        let act = self.activation;
         let add_bias = |row: &mut [f32]| {
             if let Some(b) = bias {
                 for (v, &bv) in row.iter_mut().zip(b) {
@@ -43,15 +55,15 @@ impl AffineOutput {
             }
         };
         if act.backward_from_output() {
-            gemm.run(x, kernel, y, false);
+            product(y);
             for_each_row(y, units, |_, row| {
                 add_bias(row);
                 act.forward_in_place(row, units);
             });
         } else {
-            self.pre_activation.resize(gemm.m * units, 0.0);
+            self.pre_activation.resize(y.len(), 0.0);
             let z = &mut self.pre_activation;
-            gemm.run(x, kernel, z, false);
+            product(z);
             for_each_row(z, units, |_, row| add_bias(row));
             act.forward(z, y, units);
         }

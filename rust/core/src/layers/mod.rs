@@ -5,27 +5,47 @@
 
 mod activation;
 mod affine;
+mod batch_norm;
+mod channels_first;
 mod conv2d;
+mod conv_transpose;
 mod dense;
+mod depthwise;
 mod dropout;
 mod embedding;
+mod frame;
+mod global_pool;
+mod im2col;
+mod layer_norm;
 mod masking;
 mod pool2d;
 mod recurrent;
 mod reshape;
+mod separable;
+mod spatial_dropout;
 mod time_distributed;
+mod upsampling;
 mod window;
 
 pub use activation::ActivationLayer;
+pub use batch_norm::BatchNorm;
+pub use channels_first::ChannelsFirst;
 pub use conv2d::Conv2D;
+pub use conv_transpose::Conv2DTranspose;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use frame::Frame;
+pub use global_pool::GlobalPool;
+pub use layer_norm::LayerNorm;
 pub use masking::Masking;
 pub use pool2d::{Pool2D, PoolKind};
 pub use recurrent::{Bidirectional, CellKind, Recurrent};
 pub use reshape::Reshape;
+pub use separable::SeparableConv2D;
+pub use spatial_dropout::SpatialDropout;
 pub use time_distributed::TimeDistributed;
+pub use upsampling::UpSampling2D;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -38,12 +58,15 @@ use serde_json::Value;
 /// The engine's tensor: an f32 n-dimensional array.
 pub type Tensor = ArrayD<f32>;
 
-/// A trainable weight with its gradient and penalty.
+/// A weight with its gradient and penalty.
 pub struct Param {
     pub name: &'static str,
     pub value: Tensor,
     pub grad: Tensor,
     pub regularizer: Option<Regularizer>,
+    /// False for state the layer updates itself (BatchNormalization's moving
+    /// statistics): the optimizer and the regularizers leave it alone.
+    pub trainable: bool,
 }
 
 impl Param {
@@ -61,7 +84,30 @@ impl Param {
                 .expect("initializer size matches shape"),
             grad: Tensor::zeros(shape.to_vec()),
             regularizer,
+            trainable: true,
         }
+    }
+
+    /// A weight the optimizer never updates.
+    pub fn non_trainable(mut self) -> Self {
+        self.trainable = false;
+        self
+    }
+
+    /// Gives value and gradient a new shape of the same size (a 2-D kernel
+    /// reused with height 1 as a 1-D one).
+    pub fn reshaped(mut self, shape: &[usize]) -> Self {
+        let reshape = |t: Tensor| {
+            let data = t.into_raw_vec_and_offset().0;
+            Tensor::from_shape_vec(shape.to_vec(), data).expect("same number of elements")
+        };
+        self.value = reshape(self.value);
+        self.grad = reshape(self.grad);
+        self
+    }
+
+    pub fn value_slice_mut(&mut self) -> &mut [f32] {
+        self.value.as_slice_mut().expect("params are contiguous")
     }
 
     pub fn value_slice(&self) -> &[f32] {
@@ -170,6 +216,14 @@ pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usiz
         })
 }
 
+/// The initializer `config[key]`, or `default` (a Keras name) when absent.
+pub(crate) fn init_field(config: &Value, key: &str, default: &str) -> Result<InitSpec> {
+    match field(config, key) {
+        Value::Null => InitSpec::from_spec(&Value::String(default.into())),
+        v => InitSpec::from_spec(v),
+    }
+}
+
 /// A kernel of `kernel_shape` and, if `use_bias`, a bias of `units`, with the
 /// initializers and regularizers of `config` (Keras's defaults otherwise).
 pub(crate) fn kernel_and_bias(
@@ -179,12 +233,7 @@ pub(crate) fn kernel_and_bias(
     use_bias: bool,
     key: Key,
 ) -> Result<Vec<Param>> {
-    let init = |k: &str, default: &str| -> Result<InitSpec> {
-        match field(config, k) {
-            Value::Null => InitSpec::from_spec(&Value::String(default.into())),
-            v => InitSpec::from_spec(v),
-        }
-    };
+    let init = |k: &str, default: &str| init_field(config, k, default);
     let mut params = vec![Param::new(
         "kernel",
         kernel_shape,
@@ -204,8 +253,29 @@ pub(crate) fn kernel_and_bias(
     Ok(params)
 }
 
+/// The per-sample index of a Keras `axis` (counted with the batch axis;
+/// negative from the end); the batch axis itself is refused.
+pub(crate) fn sample_axis(name: &str, axis: &Value, input_shape: &[usize]) -> Result<usize> {
+    let rank = input_shape.len() as i64 + 1;
+    let a = match axis {
+        Value::Null => -1,
+        v => v
+            .as_i64()
+            .ok_or_else(|| Error(format!("{name}: 'axis' must be an integer, got {v}")))?,
+    };
+    let a = if a < 0 { a + rank } else { a };
+    if a < 1 || a >= rank {
+        return Err(Error(format!(
+            "{name}: axis {axis} is out of range for inputs of rank {rank} (per-sample shape \
+             {input_shape:?}); it must name a non-batch axis"
+        )));
+    }
+    Ok(a as usize - 1)
+}
+
 /// Build one layer from `{"class_name": ..., "config": {...}}` for inputs of
-/// per-sample shape `input_shape`. `key` seeds its initial weights.
+/// per-sample shape `input_shape`. `key` seeds its initial weights. Layers
+/// with `data_format: "channels_first"` are built channels-last and wrapped.
 pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn Layer>> {
     let class = spec
         .get("class_name")
@@ -213,6 +283,42 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
         .ok_or_else(|| Error(format!("layer spec needs a 'class_name', got {spec}")))?;
     let config = field(spec, "config");
     let name = config.get("name").and_then(Value::as_str).unwrap_or(class);
+    match field(config, "data_format").as_str() {
+        None | Some("channels_last") => build_channels_last(class, name, config, input_shape, key),
+        Some("channels_first") => {
+            if input_shape.len() < 2 {
+                return Err(Error(format!(
+                    "{name}: channels_first inputs need a channel axis and at least one \
+                     spatial axis, got per-sample shape {input_shape:?}"
+                )));
+            }
+            // The inner layer's errors speak of the transposed shape: say so.
+            let wrapped = ChannelsFirst::wrap(input_shape, |last| {
+                build_channels_last(class, name, config, last, key)
+            })
+            .map_err(|e| {
+                Error(format!(
+                    "{} (data_format=\"channels_first\": the per-sample input {input_shape:?} \
+                     was read as channels last)",
+                    e.0
+                ))
+            })?;
+            Ok(Box::new(wrapped))
+        }
+        Some(other) => Err(Error(format!(
+            "{name}: 'data_format' must be \"channels_last\" or \"channels_first\", got \"{other}\""
+        ))),
+    }
+}
+
+fn build_channels_last(
+    class: &str,
+    name: &str,
+    config: &Value,
+    input_shape: &[usize],
+    key: Key,
+) -> Result<Box<dyn Layer>> {
+    use PoolKind::{Average, Max};
     let layer: Box<dyn Layer> = match class {
         "Dense" => Box::new(Dense::build(name, config, input_shape, key)?),
         "Flatten" => Box::new(Reshape::flatten(input_shape)),
@@ -220,9 +326,17 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
         "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
         "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
-        "MaxPooling2D" => Box::new(Pool2D::build(name, config, input_shape, PoolKind::Max)?),
-        "AveragePooling2D" => {
-            Box::new(Pool2D::build(name, config, input_shape, PoolKind::Average)?)
+        "Conv1D" => Box::new(Conv2D::build_1d(name, config, input_shape, key)?),
+        "DepthwiseConv2D" => Box::new(Conv2D::build_depthwise(name, config, input_shape, key)?),
+        "SeparableConv2D" => Box::new(SeparableConv2D::build(name, config, input_shape, key)?),
+        "Conv2DTranspose" => Box::new(Conv2DTranspose::build(name, config, input_shape, key)?),
+        "MaxPooling2D" => Box::new(Pool2D::build(name, config, input_shape, Max)?),
+        "AveragePooling2D" => Box::new(Pool2D::build(name, config, input_shape, Average)?),
+        "MaxPooling1D" => Box::new(Pool2D::build_1d(name, config, input_shape, Max)?),
+        "AveragePooling1D" => Box::new(Pool2D::build_1d(name, config, input_shape, Average)?),
+        "GlobalMaxPooling1D" => Box::new(GlobalPool::build(name, config, input_shape, Max, 1)?),
+        "GlobalAveragePooling1D" => {
+            Box::new(GlobalPool::build(name, config, input_shape, Average, 1)?)
         }
         "SimpleRNN" => Box::new(Recurrent::build(
             name,
@@ -249,6 +363,17 @@ pub fn build(spec: &Value, input_shape: &[usize], key: Key) -> Result<Box<dyn La
         "TimeDistributed" => Box::new(TimeDistributed::build(name, config, input_shape, key)?),
         "Embedding" => Box::new(Embedding::build(name, config, input_shape, key)?),
         "Masking" => Box::new(Masking::build(name, config, input_shape)?),
+        "GlobalMaxPooling2D" => Box::new(GlobalPool::build(name, config, input_shape, Max, 2)?),
+        "GlobalAveragePooling2D" => {
+            Box::new(GlobalPool::build(name, config, input_shape, Average, 2)?)
+        }
+        "BatchNormalization" => Box::new(BatchNorm::build(name, config, input_shape, key)?),
+        "LayerNormalization" => Box::new(LayerNorm::build(name, config, input_shape, key)?),
+        "ZeroPadding2D" => Box::new(Frame::build(name, config, input_shape, true)?),
+        "Cropping2D" => Box::new(Frame::build(name, config, input_shape, false)?),
+        "UpSampling2D" => Box::new(UpSampling2D::build(name, config, input_shape)?),
+        "SpatialDropout1D" => Box::new(SpatialDropout::build(name, config, input_shape, 1)?),
+        "SpatialDropout2D" => Box::new(SpatialDropout::build(name, config, input_shape, 2)?),
         other => return Err(Error(format!("unknown layer class '{other}'"))),
     };
     Ok(layer)

@@ -2,9 +2,9 @@
 //! padded positions take no part: they never win a max and are not counted in
 //! an average, as in TensorFlow.
 
-use super::window::{image_shape, pair, same_padding, Axis};
+use super::window::{image_shape, padding, pair, sequence_shape, Axis, Padding};
 use super::{field, Ctx, Layer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::parallel::PARALLEL_THRESHOLD;
 use rayon::prelude::*;
 use serde_json::Value;
@@ -40,17 +40,53 @@ impl Pool2D {
         } else {
             pair(config, name, "strides")?
         };
-        let same = same_padding(config, name)?;
-        let rows = Axis::new(name, h, ph, sh, 1, same)?;
-        let cols = Axis::new(name, w, pw, sw, 1, same)?;
-        Ok(Pool2D {
+        let pad = padding(config, name, false)?;
+        let rows = Axis::new(name, h, ph, sh, 1, pad)?;
+        let cols = Axis::new(name, w, pw, sw, 1, pad)?;
+        Ok(Self::new(kind, rows, cols, channels))
+    }
+
+    /// MaxPooling1D / AveragePooling1D: pooling over images of height 1.
+    pub fn build_1d(
+        name: &str,
+        config: &Value,
+        input_shape: &[usize],
+        kind: PoolKind,
+    ) -> Result<Self> {
+        let (steps, channels) = sequence_shape(name, input_shape)?;
+        let size = |key: &str| -> Result<Option<usize>> {
+            let v = field(config, key);
+            let n = match v.as_array().map(Vec::as_slice) {
+                Some([one]) => one.as_u64(),
+                _ if v.is_null() => return Ok(None),
+                _ => v.as_u64(),
+            };
+            match n {
+                Some(n) if n > 0 => Ok(Some(n as usize)),
+                _ => Err(Error(format!(
+                    "{name}: '{key}' must be a positive integer, got {v}"
+                ))),
+            }
+        };
+        let pool = size("pool_size")?.unwrap_or(2);
+        let stride = size("strides")?.unwrap_or(pool);
+        let pad = padding(config, name, false)?;
+        let rows = Axis::new(name, 1, 1, 1, 1, Padding::Valid)?;
+        let cols = Axis::new(name, steps, pool, stride, 1, pad)?;
+        let mut layer = Self::new(kind, rows, cols, channels);
+        layer.output_shape.remove(0);
+        Ok(layer)
+    }
+
+    fn new(kind: PoolKind, rows: Axis, cols: Axis, channels: usize) -> Self {
+        Pool2D {
             kind,
             rows,
             cols,
             channels,
             output_shape: vec![rows.output, cols.output, channels],
             winners: Vec::new(),
-        })
+        }
     }
 
     /// Calls `f(output position index, input position index)` for every input
@@ -139,7 +175,7 @@ impl Pool2D {
     fn sizes(&self) -> (usize, usize) {
         (
             self.rows.input * self.cols.input * self.channels,
-            self.output_shape.iter().product(),
+            self.rows.output * self.cols.output * self.channels,
         )
     }
 }

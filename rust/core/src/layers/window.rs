@@ -17,29 +17,46 @@ pub(crate) struct Axis {
     pub pad: usize,
 }
 
+/// How a window axis is padded (Keras's `padding` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Padding {
+    /// Only whole windows inside the input.
+    Valid,
+    /// ceil(input / stride) outputs, the smaller half of the padding first.
+    Same,
+    /// Conv1D's "causal": all the padding before the input, so an output sees
+    /// no later input.
+    Causal,
+}
+
 impl Axis {
-    /// Keras/TensorFlow rules: "valid" keeps whole windows, "same" gives ceil(input / stride).
+    /// Keras/TensorFlow rules: "valid" keeps whole windows, "same" gives
+    /// ceil(input / stride), "causal" pads (span - 1) before the input.
     pub fn new(
         name: &str,
         input: usize,
         kernel: usize,
         stride: usize,
         dilation: usize,
-        same: bool,
+        padding: Padding,
     ) -> Result<Self> {
         let span = (kernel - 1) * dilation + 1;
-        let (output, pad) = if same {
-            let output = input.div_ceil(stride);
-            let total = ((output - 1) * stride + span).saturating_sub(input);
-            (output, total / 2)
-        } else {
-            if span > input {
-                return Err(Error(format!(
-                    "{name}: the window ({kernel}, dilated to {span}) is larger than the input ({input}) \
-                     along a spatial axis; use padding=\"same\" or a smaller kernel"
-                )));
+        let (output, pad) = match padding {
+            Padding::Same => {
+                let output = input.div_ceil(stride);
+                let total = ((output - 1) * stride + span).saturating_sub(input);
+                (output, total / 2)
             }
-            ((input - span) / stride + 1, 0)
+            Padding::Causal => ((input - 1) / stride + 1, span - 1),
+            Padding::Valid => {
+                if span > input {
+                    return Err(Error(format!(
+                        "{name}: the window ({kernel}, dilated to {span}) is larger than the input ({input}) \
+                         along a spatial axis; use padding=\"same\" or a smaller kernel"
+                    )));
+                }
+                ((input - span) / stride + 1, 0)
+            }
         };
         Ok(Axis {
             input,
@@ -79,13 +96,15 @@ pub(crate) fn pair(config: &Value, name: &str, key: &str) -> Result<(usize, usiz
     }
 }
 
-/// "valid" → false, "same" → true.
-pub(crate) fn same_padding(config: &Value, name: &str) -> Result<bool> {
+/// `config["padding"]`: "valid" (the default) or "same", and "causal" where allowed.
+pub(crate) fn padding(config: &Value, name: &str, causal_ok: bool) -> Result<Padding> {
     match field(config, "padding").as_str().unwrap_or("valid") {
-        "valid" => Ok(false),
-        "same" => Ok(true),
+        "valid" => Ok(Padding::Valid),
+        "same" => Ok(Padding::Same),
+        "causal" if causal_ok => Ok(Padding::Causal),
         other => Err(Error(format!(
-            "{name}: 'padding' must be \"valid\" or \"same\", got \"{other}\""
+            "{name}: 'padding' must be \"valid\" or \"same\"{}, got \"{other}\"",
+            if causal_ok { " or \"causal\"" } else { "" }
         ))),
     }
 }
@@ -96,6 +115,16 @@ pub(crate) fn image_shape(name: &str, input_shape: &[usize]) -> Result<(usize, u
         &[h, w, c] => Ok((h, w, c)),
         _ => Err(Error(format!(
             "{name}: expected inputs of rank 4 (batch, height, width, channels), got per-sample shape {input_shape:?}"
+        ))),
+    }
+}
+
+/// (steps, channels) of a channels-last sequence input.
+pub(crate) fn sequence_shape(name: &str, input_shape: &[usize]) -> Result<(usize, usize)> {
+    match input_shape {
+        &[steps, c] => Ok((steps, c)),
+        _ => Err(Error(format!(
+            "{name}: expected inputs of rank 3 (batch, steps, channels), got per-sample shape {input_shape:?}"
         ))),
     }
 }
