@@ -152,6 +152,17 @@ impl Activation {
         }
     }
 
+    /// x ← f(x) elementwise on one thread (a row in a kernel's epilogue).
+    pub fn map_in_place(self, x: &mut [f32]) {
+        match self {
+            Activation::Linear => {}
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Softmax => softmax_row(x),
+            Activation::LogSoftmax => log_softmax_row(x),
+            _ => x.iter_mut().for_each(|v| *v = self.scalar(*v)),
+        }
+    }
+
     /// d ← d · f'(x) elementwise on one thread, given input `x` and output `y`.
     pub fn scale_by_derivative(self, x: &[f32], y: &[f32], d: &mut [f32]) {
         match self {

@@ -20,5 +20,6 @@ pub mod parallel;
 pub mod regularizer;
 pub mod rng;
 pub mod schedule;
+pub mod small_k;
 
 pub use error::{Error, Result};

@@ -18,6 +18,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matmul::Gemm;
 use crate::rng::Key;
+use crate::small_k;
 use serde_json::Value;
 
 pub struct Conv2D {
@@ -284,7 +285,27 @@ impl Layer for Conv2D {
         } else {
             self.params[0].value_slice()
         };
-        self.out.forward(gemm, &patches, kernel, bias, y);
+        if k <= small_k::MAX_K && self.filters <= small_k::MAX_N {
+            // Few input channels: a direct product beats GEMM, and when the activation's
+            // derivative needs only the output, bias and activation run on each row
+            // while it is in L1.
+            let f = self.filters;
+            if self.out.activation.backward_from_output() {
+                let act = self.out.activation;
+                small_k::product(&patches, kernel, k, f, y, |row| {
+                    if let Some(b) = bias {
+                        row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+                    }
+                    act.map_in_place(row);
+                });
+            } else {
+                self.out.forward_with(f, bias, y, |z| {
+                    small_k::product(&patches, kernel, k, f, z, |_| {})
+                });
+            }
+        } else {
+            self.out.forward(gemm, &patches, kernel, bias, y);
+        }
         self.patches = patches;
     }
 

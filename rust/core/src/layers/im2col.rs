@@ -32,17 +32,40 @@ impl Patches {
     /// Fills the patch rows of one sample (zeros where the window hangs over the padding).
     pub fn im2col(&self, image: &[f32], patches: &mut [f32]) {
         let (c, k) = (self.channels, self.width());
+        let kw = self.cols.kernel;
         for oy in 0..self.rows.output {
             for ox in 0..self.cols.output {
                 let row = &mut patches[(oy * self.cols.output + ox) * k..][..k];
+                // Undilated windows wholly inside a row are one contiguous run of the image.
+                let first = (ox * self.cols.stride).checked_sub(self.cols.pad);
+                let run = match first {
+                    Some(ix) if self.cols.dilation == 1 && ix + kw <= self.cols.input => Some(ix),
+                    _ => None,
+                };
                 for ky in 0..self.rows.kernel {
-                    for kx in 0..self.cols.kernel {
-                        let dst = &mut row[(ky * self.cols.kernel + kx) * c..][..c];
-                        match (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
-                            (Some(iy), Some(ix)) => {
-                                dst.copy_from_slice(&image[(iy * self.cols.input + ix) * c..][..c])
+                    let dst_row = &mut row[ky * kw * c..][..kw * c];
+                    let Some(iy) = self.rows.source(oy, ky) else {
+                        dst_row.fill(0.0);
+                        continue;
+                    };
+                    if let Some(ix) = run {
+                        let src = &image[(iy * self.cols.input + ix) * c..][..kw * c];
+                        // A plain loop: these runs are too short for a memcpy call to pay.
+                        for (d, &v) in dst_row.iter_mut().zip(src) {
+                            *d = v;
+                        }
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let dst = &mut dst_row[kx * c..][..c];
+                        match self.cols.source(ox, kx) {
+                            Some(ix) => {
+                                let src = &image[(iy * self.cols.input + ix) * c..][..c];
+                                for (d, &v) in dst.iter_mut().zip(src) {
+                                    *d = v;
+                                }
                             }
-                            _ => dst.fill(0.0),
+                            None => dst.fill(0.0),
                         }
                     }
                 }

@@ -21,9 +21,6 @@ pub struct Pool2D {
     cols: Axis,
     channels: usize,
     output_shape: Vec<usize>,
-    /// For max pooling: the input element (index within its sample) that won
-    /// each output element in the last forward pass.
-    winners: Vec<u32>,
 }
 
 impl Pool2D {
@@ -85,7 +82,6 @@ impl Pool2D {
             cols,
             channels,
             output_shape: vec![rows.output, cols.output, channels],
-            winners: Vec::new(),
         }
     }
 
@@ -116,25 +112,15 @@ impl Pool2D {
         counts
     }
 
-    fn forward_sample(&self, x: &[f32], y: &mut [f32], winners: &mut [u32]) {
+    fn forward_sample(&self, x: &[f32], y: &mut [f32]) {
         let c = self.channels;
         match self.kind {
             PoolKind::Max => {
                 y.fill(f32::NEG_INFINITY);
-                // Strictly greater: the first maximum of a window wins, as in TensorFlow.
                 self.windows(|o, i| {
-                    // Branch-free selects over contiguous channels, so the loop vectorises.
-                    let base = (i * c) as u32;
-                    let (yo, wo) = (&mut y[o * c..][..c], &mut winners[o * c..][..c]);
-                    for (ch, ((yv, wv), &xv)) in yo
-                        .iter_mut()
-                        .zip(wo.iter_mut())
-                        .zip(&x[i * c..][..c])
-                        .enumerate()
-                    {
-                        let better = xv > *yv;
-                        *yv = if better { xv } else { *yv };
-                        *wv = if better { base + ch as u32 } else { *wv };
+                    // A branch-free max over contiguous channels: it vectorises.
+                    for (yv, &xv) in y[o * c..][..c].iter_mut().zip(&x[i * c..][..c]) {
+                        *yv = if xv > *yv { xv } else { *yv };
                     }
                 });
             }
@@ -152,14 +138,40 @@ impl Pool2D {
         }
     }
 
-    fn backward_sample(&self, winners: &[u32], dy: &[f32], dx: &mut [f32]) {
+    /// For max pooling the winner of each window is found again from x and y:
+    /// the first input equal to the window's max, as TensorFlow picks it. This
+    /// keeps forward a pure, vectorised max with no index bookkeeping.
+    fn backward_sample(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        taken: &mut [bool],
+    ) {
         let c = self.channels;
         dx.fill(0.0);
         match self.kind {
             PoolKind::Max => {
-                for (&w, &g) in winners.iter().zip(dy) {
-                    dx[w as usize] += g;
-                }
+                let mut current = usize::MAX;
+                self.windows(|o, i| {
+                    if o != current {
+                        current = o;
+                        taken.fill(false);
+                    }
+                    let (yo, go) = (&y[o * c..][..c], &dy[o * c..][..c]);
+                    for ((((d, &xv), &yv), &g), t) in dx[i * c..][..c]
+                        .iter_mut()
+                        .zip(&x[i * c..][..c])
+                        .zip(yo)
+                        .zip(go)
+                        .zip(taken.iter_mut())
+                    {
+                        let hit = !*t & (xv == yv);
+                        *d += if hit { g } else { 0.0 };
+                        *t |= hit;
+                    }
+                });
             }
             PoolKind::Average => {
                 let counts = self.counts();
@@ -187,27 +199,18 @@ impl Layer for Pool2D {
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {
         let (xs, ys) = self.sizes();
-        let mut winners = std::mem::take(&mut self.winners);
-        winners.resize(y.len(), 0);
-        let run = |((a, b), w): ((&[f32], &mut [f32]), &mut [u32])| self.forward_sample(a, b, w);
+        let run = |(a, b): (&[f32], &mut [f32])| self.forward_sample(a, b);
         if y.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-            x.par_chunks(xs)
-                .zip(y.par_chunks_mut(ys))
-                .zip(winners.par_chunks_mut(ys))
-                .for_each(run);
+            x.par_chunks(xs).zip(y.par_chunks_mut(ys)).for_each(run);
         } else {
-            x.chunks(xs)
-                .zip(y.chunks_mut(ys))
-                .zip(winners.chunks_mut(ys))
-                .for_each(run);
+            x.chunks(xs).zip(y.chunks_mut(ys)).for_each(run);
         }
-        self.winners = winners;
     }
 
     fn backward(
         &mut self,
-        _x: &[f32],
-        _y: &[f32],
+        x: &[f32],
+        y: &[f32],
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
         _rows: usize,
@@ -215,8 +218,11 @@ impl Layer for Pool2D {
         let Some(dx) = dx else { return };
         let (xs, ys) = self.sizes();
         let dy: &[f32] = dy;
+        let c = self.channels;
         let run = |(s, d): (usize, &mut [f32])| {
-            self.backward_sample(&self.winners[s * ys..][..ys], &dy[s * ys..][..ys], d)
+            let mut taken = vec![false; c];
+            let (xs_, ys_) = (&x[s * xs..][..xs], &y[s * ys..][..ys]);
+            self.backward_sample(xs_, ys_, &dy[s * ys..][..ys], d, &mut taken)
         };
         if dx.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
             dx.par_chunks_mut(xs).enumerate().for_each(run);
