@@ -96,3 +96,31 @@ def test_return_state_must_be_last_and_cannot_train():
 def test_recurrent_layer_after_a_flat_input_names_the_layer_and_shape():
     with pytest.raises(ValueError, match=r"(?s)lstm_rank.*rank 3.*\[784\]"):
         ferrax.Sequential([L.Input((784,)), L.LSTM(3, name="lstm_rank")])
+
+
+_TRAIN_AND_HASH = """
+import hashlib, numpy as np, ferrax
+from ferrax import layers as L
+ferrax.utils.set_random_seed(1)
+m = ferrax.Sequential([L.Input((12, 9)), L.Bidirectional(L.LSTM(40, dropout=0.1,
+    recurrent_dropout=0.1, return_sequences=True)), L.GRU(24), L.Dense(3, activation="softmax")])
+m.compile("adam", "sparse_categorical_crossentropy")
+r = np.random.default_rng(0)
+m.fit(r.random((256, 12, 9)).astype("float32"), r.integers(0, 3, 256), batch_size=128,
+      epochs=1, verbose=0)
+print(hashlib.sha256(b"".join(w.tobytes() for w in m.get_weights())).hexdigest())
+"""
+
+
+def test_recurrent_training_is_bitwise_identical_for_any_thread_count():
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = {**os.environ, "FERRAX_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", _TRAIN_AND_HASH], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        digests.add(out)
+    assert len(digests) == 1, digests

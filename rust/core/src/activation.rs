@@ -137,6 +137,7 @@ impl Activation {
 
     /// y = f(x) elementwise on one thread, with vectorisable sigmoid and tanh
     /// (`fastmath`): for small slices in hot loops (recurrent gates).
+    #[inline(always)]
     pub fn map_slice(self, x: &[f32], y: &mut [f32]) {
         match self {
             Activation::Sigmoid => y
@@ -164,6 +165,7 @@ impl Activation {
     }
 
     /// d ← d · f'(x) elementwise on one thread, given input `x` and output `y`.
+    #[inline(always)]
     pub fn scale_by_derivative(self, x: &[f32], y: &[f32], d: &mut [f32]) {
         match self {
             Activation::Sigmoid => d.iter_mut().zip(y).for_each(|(g, &v)| *g *= v * (1.0 - v)),

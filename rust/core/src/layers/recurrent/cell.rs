@@ -74,6 +74,7 @@ pub struct StepBackward<'a> {
 }
 
 /// a[i] += b[i].
+#[inline(always)]
 fn add(a: &mut [f32], b: &[f32]) {
     a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
 }
@@ -92,9 +93,46 @@ fn blocks_mut<const N: usize>(row: &mut [f32], units: usize) -> [&mut [f32]; N] 
     })
 }
 
-// Each step is written as whole-slice loops (no per-element dispatch) so they vectorise.
+// Each step is written as whole-slice loops (no per-element dispatch) so they
+// vectorise; on CPUs with AVX2 the same code is compiled 8 lanes wide. The
+// arithmetic is the same (no FMA contraction), so the results are too.
 impl Cell {
     pub fn forward(&self, s: StepForward<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports the feature the wide version is compiled for.
+                return unsafe { self.forward_avx2(s) };
+            }
+        }
+        self.forward_any(s)
+    }
+
+    pub fn backward(&self, s: StepBackward<'_>, scratch: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { self.backward_avx2(s, scratch) };
+            }
+        }
+        self.backward_any(s, scratch)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_avx2(&self, s: StepForward<'_>) {
+        self.forward_any(s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn backward_avx2(&self, s: StepBackward<'_>, scratch: &mut [f32]) {
+        self.backward_any(s, scratch)
+    }
+
+    #[inline(always)]
+    fn forward_any(&self, s: StepForward<'_>) {
         let u = self.units;
         let (act, ract) = (self.activation, self.recurrent_activation);
         match self.kind {
@@ -146,7 +184,8 @@ impl Cell {
     }
 
     /// `scratch` holds at least 2·units values.
-    pub fn backward(&self, s: StepBackward<'_>, scratch: &mut [f32]) {
+    #[inline(always)]
+    fn backward_any(&self, s: StepBackward<'_>, scratch: &mut [f32]) {
         let u = self.units;
         let (act, ract) = (self.activation, self.recurrent_activation);
         match self.kind {

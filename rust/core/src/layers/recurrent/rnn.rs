@@ -10,7 +10,9 @@
 use super::cell::{Cell, CellKind, StepBackward, StepForward};
 use crate::layers::{Ctx, Param};
 use crate::matmul::Gemm;
+use crate::parallel::PARALLEL_THRESHOLD;
 use crate::rng::Key;
+use rayon::prelude::*;
 
 /// Fixed settings of one recurrent layer.
 #[derive(Clone, Copy)]
@@ -69,6 +71,40 @@ impl RnnSpec {
         } else {
             s
         }
+    }
+}
+
+/// A buffer shared by a parallel loop over rows in which each call touches
+/// only its own row's parts (the per-row slices of a step are strided, so
+/// they cannot be handed out as chunks).
+#[derive(Clone, Copy)]
+struct Rows(*mut f32, usize);
+
+// SAFETY: used only by `for_each_row` callers that write disjoint ranges.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    fn of(v: &mut [f32]) -> Self {
+        Rows(v.as_mut_ptr(), v.len())
+    }
+
+    /// # Safety
+    /// No two live slices from the same buffer may overlap.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        assert!(start + len <= self.1, "row range out of bounds");
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
+/// Runs `f(r)` for rows 0..rows, split across the pool when a step is big
+/// enough (each row's work is independent, so the result is the same).
+fn for_each_row(rows: usize, width: usize, f: impl Fn(usize) + Sync + Send) {
+    if rows * width >= PARALLEL_THRESHOLD / 2 && rayon::current_num_threads() > 1 {
+        (0..rows).into_par_iter().with_min_len(8).for_each(f);
+    } else {
+        (0..rows).for_each(f);
     }
 }
 
@@ -277,36 +313,54 @@ impl Rnn {
                     }
                 }
             }
-            for r in 0..rows {
+            let (z, a, zh_cand, c_act) = (
+                Rows::of(&mut self.z),
+                Rows::of(&mut self.a),
+                Rows::of(&mut self.zh_candidate),
+                Rows::of(&mut self.c_act),
+            );
+            let (h, c, h_next, c_next, out) = (
+                Rows::of(&mut self.h),
+                Rows::of(&mut self.c),
+                Rows::of(&mut self.h_next),
+                Rows::of(&mut self.c_next),
+                Rows::of(y),
+            );
+            let (zh, h_prev, c_prev, step_keep) =
+                (&self.zh, &self.h_prev, &self.c_prev, &self.step_keep);
+            for_each_row(rows, g, |r| {
                 let at = (r * t_len + t) * u;
                 let atg = (r * t_len + t) * g;
-                let ru = r * u..(r + 1) * u;
-                spec.cell.forward(StepForward {
-                    z: &mut self.z[atg..atg + g],
-                    a: &mut self.a[atg..atg + g],
-                    zh: &self.zh[r * g..(r + 1) * g],
-                    h_prev: &self.h_prev[at..at + u],
-                    c_prev: &self.c_prev[at..at + u],
-                    zh_candidate: &mut self.zh_candidate[at..at + u],
-                    c_act: &mut self.c_act[at..at + u],
-                    h_new: &mut self.h_next[ru.clone()],
-                    c_new: &mut self.c_next[ru.clone()],
-                });
-                // A masked step leaves the state as it was.
-                let keep = self.step_keep.is_empty() || self.step_keep[r * t_len + t];
-                if keep {
-                    self.h[ru.clone()].copy_from_slice(&self.h_next[ru.clone()]);
-                    self.c[ru.clone()].copy_from_slice(&self.c_next[ru.clone()]);
-                }
-                if spec.return_sequences {
-                    let out = &mut y[r * out_size + s * u..][..u];
-                    if keep || !spec.zero_output_for_mask {
-                        out.copy_from_slice(&self.h[ru]);
-                    } else {
-                        out.fill(0.0);
+                let ru = r * u;
+                // SAFETY: row r's parts of these buffers are touched by this call only.
+                unsafe {
+                    spec.cell.forward(StepForward {
+                        z: z.get(atg, g),
+                        a: a.get(atg, g),
+                        zh: &zh[r * g..(r + 1) * g],
+                        h_prev: &h_prev[at..at + u],
+                        c_prev: &c_prev[at..at + u],
+                        zh_candidate: zh_cand.get(at, u),
+                        c_act: c_act.get(at, u),
+                        h_new: h_next.get(ru, u),
+                        c_new: c_next.get(ru, u),
+                    });
+                    // A masked step leaves the state as it was.
+                    let keep = step_keep.is_empty() || step_keep[r * t_len + t];
+                    if keep {
+                        h.get(ru, u).copy_from_slice(h_next.get(ru, u));
+                        c.get(ru, u).copy_from_slice(c_next.get(ru, u));
+                    }
+                    if spec.return_sequences {
+                        let out = out.get(r * out_size + s * u, u);
+                        if keep || !spec.zero_output_for_mask {
+                            out.copy_from_slice(h.get(ru, u));
+                        } else {
+                            out.fill(0.0);
+                        }
                     }
                 }
-            }
+            });
         }
         for r in 0..rows {
             let ru = r * u..(r + 1) * u;
@@ -370,45 +424,66 @@ impl Rnn {
         self.dz_recurrent.resize(n * g, 0.0);
         self.dz_step.resize(rows * g, 0.0);
         self.dh_step.resize(rows * u, 0.0);
-        self.cell_scratch.resize(2 * u, 0.0);
+        self.cell_scratch.resize(rows * 2 * u, 0.0);
         let recurrent = params[1].value_slice();
         for s in (0..t_len).rev() {
             let t = spec.time(s);
-            for r in 0..rows {
-                let ru = r * u..(r + 1) * u;
-                let keep = self.step_keep.is_empty() || self.step_keep[r * t_len + t];
-                if spec.return_sequences && (keep || !spec.zero_output_for_mask) {
-                    let d_out = &dy[r * out_size + s * u..][..u];
-                    for (a, &b) in dh[ru.clone()].iter_mut().zip(d_out) {
-                        *a += b;
-                    }
-                }
+            let (dh_rows, dc_rows, dzi, dzr, dzs, scratch) = (
+                Rows::of(&mut dh),
+                Rows::of(&mut dc),
+                Rows::of(&mut self.dz_input),
+                Rows::of(&mut self.dz_recurrent),
+                Rows::of(&mut self.dz_step),
+                Rows::of(&mut self.cell_scratch),
+            );
+            let (z, a, h_prev, c_prev, zh_cand, c_act, step_keep) = (
+                &self.z,
+                &self.a,
+                &self.h_prev,
+                &self.c_prev,
+                &self.zh_candidate,
+                &self.c_act,
+                &self.step_keep,
+            );
+            for_each_row(rows, g, |r| {
+                let ru = r * u;
+                let keep = step_keep.is_empty() || step_keep[r * t_len + t];
                 let at = (r * t_len + t) * u;
                 let atg = (r * t_len + t) * g;
-                if !keep {
-                    // The state passed through unchanged: so does its gradient.
-                    self.dz_input[atg..atg + g].fill(0.0);
-                    self.dz_recurrent[atg..atg + g].fill(0.0);
-                    self.dz_step[r * g..(r + 1) * g].fill(0.0);
-                    continue;
+                // SAFETY: row r's parts of these buffers are touched by this call only.
+                unsafe {
+                    let dh = dh_rows.get(ru, u);
+                    if spec.return_sequences && (keep || !spec.zero_output_for_mask) {
+                        let d_out = &dy[r * out_size + s * u..][..u];
+                        for (a, &b) in dh.iter_mut().zip(d_out) {
+                            *a += b;
+                        }
+                    }
+                    if !keep {
+                        // The state passed through unchanged: so does its gradient.
+                        dzi.get(atg, g).fill(0.0);
+                        dzr.get(atg, g).fill(0.0);
+                        dzs.get(r * g, g).fill(0.0);
+                        return;
+                    }
+                    spec.cell.backward(
+                        StepBackward {
+                            z: &z[atg..atg + g],
+                            a: &a[atg..atg + g],
+                            h_prev: &h_prev[at..at + u],
+                            c_prev: &c_prev[at..at + u],
+                            zh_candidate: &zh_cand[at..at + u],
+                            c_act: &c_act[at..at + u],
+                            dh,
+                            dc: dc_rows.get(ru, u),
+                            dz_input: dzi.get(atg, g),
+                            dz_recurrent: dzr.get(atg, g),
+                        },
+                        scratch.get(r * 2 * u, 2 * u),
+                    );
+                    dzs.get(r * g, g).copy_from_slice(dzr.get(atg, g));
                 }
-                spec.cell.backward(
-                    StepBackward {
-                        z: &self.z[atg..atg + g],
-                        a: &self.a[atg..atg + g],
-                        h_prev: &self.h_prev[at..at + u],
-                        c_prev: &self.c_prev[at..at + u],
-                        zh_candidate: &self.zh_candidate[at..at + u],
-                        c_act: &self.c_act[at..at + u],
-                        dh: &mut dh[ru.clone()],
-                        dc: &mut dc[ru],
-                        dz_input: &mut self.dz_input[atg..atg + g],
-                        dz_recurrent: &mut self.dz_recurrent[atg..atg + g],
-                    },
-                    &mut self.cell_scratch,
-                );
-                self.dz_step[r * g..(r + 1) * g].copy_from_slice(&self.dz_recurrent[atg..atg + g]);
-            }
+            });
             // dh_prev += (dz_recurrent·Uᵀ) ⊙ recurrent dropout.
             Gemm::new(rows, g, u)
                 .trans_b()
