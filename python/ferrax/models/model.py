@@ -505,7 +505,7 @@ class Model:
         from ferrax.callbacks import Progbar
 
         batch_size = _data.check_batch_size(batch_size)
-        xa = _data.as_array(x, "x")
+        xa = _data.as_array(x, "x", check_finite=False)
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
         self._check_inputs(xa, "x")

@@ -26,6 +26,31 @@ impl Features<'_> {
         self.len() == 0
     }
 
+    /// Index of the first NaN or infinity among values `start..end`, if any.
+    /// A branch-free OR over exponent bits vectorises, so clean data costs one
+    /// fast pass; only a dirty block is searched element by element.
+    pub fn first_non_finite(&self, start: usize, end: usize) -> Option<usize> {
+        fn scan<T: Copy>(v: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
+            const BLOCK: usize = 4096;
+            for (b, block) in v.chunks(BLOCK).enumerate() {
+                if block.iter().fold(false, |acc, &x| acc | bad(x)) {
+                    return block.iter().position(|&x| bad(x)).map(|i| b * BLOCK + i);
+                }
+            }
+            None
+        }
+        let found = match self {
+            Features::U8(_) => None,
+            Features::F32(v) => scan(&v[start..end], |x: f32| {
+                x.to_bits() & 0x7f80_0000 == 0x7f80_0000
+            }),
+            Features::F64(v) => scan(&v[start..end], |x: f64| {
+                x.to_bits() & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+            }),
+        };
+        found.map(|i| start + i)
+    }
+
     /// Copy rows `idx` (each `width` values) into `out`, converting to f32.
     pub fn gather(&self, width: usize, idx: &[u32], out: &mut [f32]) {
         let out = &mut out[..idx.len() * width];

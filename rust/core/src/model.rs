@@ -452,6 +452,13 @@ impl Model {
         }
         let n = x.len() / width;
         let end = end.min(n);
+        if let Some(i) = x.first_non_finite(start.min(end) * width, end * width) {
+            crate::bail!(
+                "'x' contains NaN or inf (first in sample {}, at flat index {})",
+                i / width,
+                i % width
+            );
+        }
         let out_size = self.output_size();
         if out.len() < (end.saturating_sub(start)) * out_size {
             crate::bail!("predict: output buffer too small");
