@@ -119,7 +119,22 @@ class Layer:
 
     def _core_spec(self) -> Config:
         return {"class_name": type(self).__name__,
-                "config": {"name": self.name, **self._engine_config()}}
+                "config": {"name": self.name, "trainable": self.trainable,
+                           **self._engine_config()}}
+
+    @property
+    def trainable(self) -> bool:
+        """False freezes the layer: fit leaves its weights as they are (and a frozen
+        BatchNormalization runs in inference mode), as in Keras."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        model = getattr(self, "_model", None)
+        if model is not None and model._core is not None:
+            model._core.set_layer_frozen(model._engine_layers().index(self), not value)
+            model._variable_cache = None
 
     # --- weights ---------------------------------------------------------
     @property

@@ -59,8 +59,8 @@ class Model:
                 "ferrax supports Sequential models for now; the functional API "
                 "(Model(inputs, outputs)) and subclassed models are not available yet")
         self.name = name or unique_name(self._name_prefix())
-        self.trainable = trainable
         self._core: _core.CoreModel | None = None
+        self._trainable = bool(trainable)
         self._variable_cache: list[Variable] | None = None
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
@@ -71,6 +71,17 @@ class Model:
         # loaded state, applied at engine compile
         self._pending_optimizer_state: _OptimizerState | None = None
         self._initial_epoch: int | None = None  # set by BackupAndRestore to resume an epoch
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """As in Keras, setting it sets every layer's `trainable`."""
+        self._trainable = bool(value)
+        for layer in self._engine_layers():
+            layer.trainable = value
 
     @classmethod
     def _name_prefix(cls) -> str:

@@ -81,7 +81,11 @@ impl Model {
         let mut shapes = vec![input_shape];
         let mut built = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let layer = layers::build(s, shapes.last().expect("non-empty"), key.fold(i as u64))?;
+            let mut layer =
+                layers::build(s, shapes.last().expect("non-empty"), key.fold(i as u64))?;
+            if s["config"]["trainable"] == Value::Bool(false) {
+                layer.params_mut().iter_mut().for_each(|p| p.frozen = true);
+            }
             shapes.push(layer.output_shape().to_vec());
             built.push(layer);
         }
@@ -167,6 +171,19 @@ impl Model {
         }
     }
 
+    /// Freeze (or unfreeze) layer `index`: its weights keep their values in training.
+    pub fn set_layer_frozen(&mut self, index: usize, frozen: bool) -> Result<()> {
+        let layer = self
+            .layers
+            .get_mut(index)
+            .ok_or_else(|| Error(format!("no layer {index}")))?;
+        layer
+            .params_mut()
+            .iter_mut()
+            .for_each(|p| p.frozen = frozen);
+        Ok(())
+    }
+
     pub fn reset_layer_states(&mut self, index: usize) -> Result<()> {
         match self.layers.get_mut(index) {
             Some(layer) => {
@@ -237,8 +254,10 @@ impl Model {
                 masks_after[0].resize(rows * steps, true);
                 self.layers[i].compute_mask(x, rows, &mut masks_after[0][..rows * steps]);
             }
+            let layer = &self.layers[i];
+            let frozen = layer.params().first().is_some_and(|p| p.frozen);
             let ctx = Ctx {
-                training,
+                training: training && !(frozen && layer.inference_when_frozen()),
                 key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
                 mask: self.has_mask[i].then(|| &masks_before[i][..rows * self.shapes[i][0]]),
             };
@@ -278,7 +297,7 @@ impl Model {
 
     fn regularization(&self) -> f64 {
         self.params()
-            .filter(|p| p.trainable)
+            .filter(|p| p.is_trained())
             .filter_map(|p| p.regularizer.map(|r| r.penalty(p.value_slice())))
             .sum()
     }
@@ -385,14 +404,14 @@ impl Model {
                 .flat_map(|l| l.params_mut().iter_mut())
                 .collect();
             for p in params.iter_mut() {
+                let trained = p.is_trained();
                 let Param {
                     value,
                     grad,
                     regularizer,
-                    trainable,
                     ..
                 } = &mut **p;
-                if let (true, Some(r)) = (*trainable, regularizer) {
+                if let (true, Some(r)) = (trained, regularizer) {
                     r.add_gradient(
                         value.as_slice().expect("contiguous"),
                         grad.as_slice_mut().expect("contiguous"),

@@ -293,15 +293,10 @@ impl Optimizer {
             .filter(|&w| w != 0.0)
             .map_or(0.0, |w| w * lr);
         for (param, slots) in params.iter_mut().zip(self.slots.iter_mut()) {
-            let Param {
-                value,
-                grad,
-                trainable,
-                ..
-            } = &mut **param;
-            if !*trainable {
-                continue; // state its layer updates (moving statistics), not a weight to learn
+            if !param.is_trained() {
+                continue; // moving statistics, or a frozen layer's weights
             }
+            let Param { value, grad, .. } = &mut **param;
             let value = value.as_slice_mut().expect("contiguous");
             let grad = grad.as_slice().expect("contiguous");
             let scale = match (self.clipnorm.filter(|&c| c > 0.0), global_scale) {

@@ -113,6 +113,13 @@ impl CoreModel {
             .map_err(|e| PyValueError::new_err(e.0))
     }
 
+    /// Freeze or unfreeze one layer's weights (`layer.trainable = False`).
+    fn set_layer_frozen(&mut self, layer: usize, frozen: bool) -> PyResult<()> {
+        self.model
+            .set_layer_frozen(layer, frozen)
+            .map_err(|e| PyValueError::new_err(e.0))
+    }
+
     /// Zero the state carried between batches by one layer (or all, given None).
     #[pyo3(signature = (layer=None))]
     fn reset_states(&mut self, layer: Option<usize>) -> PyResult<()> {
@@ -144,7 +151,7 @@ impl CoreModel {
 
     /// Whether each weight is trained by the optimizer (moving statistics are not).
     fn weight_trainable(&self) -> Vec<bool> {
-        self.model.params().map(|p| p.trainable).collect()
+        self.model.params().map(|p| p.is_trained()).collect()
     }
 
     fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {

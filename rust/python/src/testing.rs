@@ -225,6 +225,7 @@ fn optimizer_run<'py>(
                 grad: Tensor::zeros(s.clone()),
                 regularizer: None,
                 trainable: true,
+                frozen: false,
             })
             .collect();
         let mut history = Vec::new();

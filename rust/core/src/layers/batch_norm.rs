@@ -214,6 +214,10 @@ fn map_rows(
 }
 
 impl Layer for BatchNorm {
+    fn inference_when_frozen(&self) -> bool {
+        true
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }

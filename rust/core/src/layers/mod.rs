@@ -67,6 +67,8 @@ pub struct Param {
     /// False for state the layer updates itself (BatchNormalization's moving
     /// statistics): the optimizer and the regularizers leave it alone.
     pub trainable: bool,
+    /// Its layer is frozen (`layer.trainable = False` in Keras): not trained for now.
+    pub frozen: bool,
 }
 
 impl Param {
@@ -85,7 +87,13 @@ impl Param {
             grad: Tensor::zeros(shape.to_vec()),
             regularizer,
             trainable: true,
+            frozen: false,
         }
+    }
+
+    /// Whether the optimizer and the regularizers act on this weight.
+    pub fn is_trained(&self) -> bool {
+        self.trainable && !self.frozen
     }
 
     /// A weight the optimizer never updates.
@@ -193,6 +201,12 @@ pub trait Layer: Send + Sync {
     /// The model runs it on the batch before the first layer's forward.
     fn check_input(&self, _x: &[f32]) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether a frozen layer also runs in inference mode in training
+    /// (Keras's rule for BatchNormalization: frozen moving statistics).
+    fn inference_when_frozen(&self) -> bool {
+        false
     }
 
     /// Forget the state carried between batches (stateful recurrent layers).

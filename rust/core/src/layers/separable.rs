@@ -30,6 +30,7 @@ fn placeholder() -> Param {
         grad: Tensor::zeros(vec![0]),
         regularizer: None,
         trainable: true,
+        frozen: false,
     }
 }
 
