@@ -79,3 +79,53 @@ def test_sequence_labels_out_of_range_name_the_layer():
         model.fit(x, ids + 1, verbose=0)
     with pytest.raises(ValueError, match=r"class ids of shape \(9, 5\)"):
         model.fit(x, ids[:, :3], verbose=0)
+
+
+def _masked_model():
+    return ferrax.models.Sequential([
+        L.Input((6,)),
+        L.Embedding(9, 4, mask_zero=True),
+        L.LSTM(5, return_sequences=True),
+        L.TimeDistributed(L.Dense(3, activation="softmax")),
+    ])
+
+
+def _masked_data(seed=4):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 9, size=(7, 6))
+    for i, length in enumerate([6, 4, 2, 5, 1, 3, 6]):
+        ids[i, length:] = 0  # right padding
+    labels = rng.integers(0, 3, size=(7, 6))
+    return ids, labels
+
+
+def test_masked_steps_take_no_part_in_loss_or_accuracy():
+    """Keras: a masked step's loss is dropped and the mean runs over kept steps only;
+    metrics count kept steps only."""
+    ids, labels = _masked_data()
+    keep = ids != 0
+    model = _masked_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    p = model.predict(ids, verbose=0).astype(np.float64)
+    loss, acc = model.evaluate(ids, labels, batch_size=len(ids), verbose=0)
+    per_step = -np.log(np.clip(np.take_along_axis(p, labels[..., None], -1)[..., 0],
+                               1e-7, 1 - 1e-7))
+    np.testing.assert_allclose(loss, per_step[keep].mean(), rtol=1e-5)
+    np.testing.assert_allclose(acc, (p.argmax(-1) == labels)[keep].mean(), rtol=1e-6)
+    # Changing the labels of padded steps changes nothing.
+    other = np.where(keep, labels, (labels + 1) % 3)
+    loss2, acc2 = model.evaluate(ids, other, batch_size=len(ids), verbose=0)
+    assert (loss2, acc2) == (loss, acc)
+
+
+def test_masked_steps_give_no_gradient():
+    ids, labels = _masked_data(seed=5)
+    keep = ids != 0
+    model = _masked_model()
+    model.compile(ferrax.optimizers.SGD(learning_rate=1.0), "sparse_categorical_crossentropy")
+    p = model.predict(ids, verbose=0).astype(np.float64)
+    bias = model.layers[-1].get_weights()[1].astype(np.float64)
+    model.train_on_batch(ids, labels)
+    grad = (p - np.eye(3)[labels])[keep].mean(axis=0)
+    np.testing.assert_allclose(model.layers[-1].get_weights()[1], bias - grad,
+                               rtol=1e-4, atol=1e-6)

@@ -49,6 +49,9 @@ pub struct Model {
     masks: Vec<Vec<bool>>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
+    /// Per-step loss and metric weights of a masked sequence output.
+    masked_loss_w: Vec<f32>,
+    masked_metric_w: Vec<f32>,
     idx_batch: Vec<u32>,
     key: Key,
     /// Training steps run; keys dropout masks.
@@ -114,6 +117,8 @@ impl Model {
             grads: vec![Vec::new(); n],
             y_batch: Vec::new(),
             w_batch: Vec::new(),
+            masked_loss_w: Vec::new(),
+            masked_metric_w: Vec::new(),
             idx_batch: Vec::new(),
             key,
             step: 0,
@@ -339,13 +344,52 @@ impl Model {
         self.output_size() / self.class_width()
     }
 
+    /// The keep-mask of a (steps, classes) output, when the steps carry one
+    /// (a sequence after Embedding(mask_zero) or Masking).
+    fn output_mask(&self, rows: usize) -> Option<&[bool]> {
+        let last = self.layers.len();
+        (self.has_mask[last] && self.shapes[last].len() == 2)
+            .then(|| &self.masks[last][..rows * self.output_steps()])
+    }
+
+    /// As Keras does, masked steps take no part in the loss: each kept step is
+    /// weighted total/kept, so the mean runs over kept steps only. Metrics
+    /// count kept steps only. Returns whether the batch's output is masked.
+    fn weigh_masked_steps(&mut self, rows: usize, weighted: bool) -> bool {
+        let mut loss_w = std::mem::take(&mut self.masked_loss_w);
+        let mut metric_w = std::mem::take(&mut self.masked_metric_w);
+        let masked = match self.output_mask(rows) {
+            None => false,
+            Some(mask) => {
+                let kept = mask.iter().filter(|&&k| k).count();
+                let scale = mask.len() as f32 / kept.max(1) as f32;
+                loss_w.clear();
+                metric_w.clear();
+                for (i, &k) in mask.iter().enumerate() {
+                    let w = if weighted { self.w_batch[i] } else { 1.0 };
+                    loss_w.push(if k { w * scale } else { 0.0 });
+                    metric_w.push(if k { 1.0 } else { 0.0 });
+                }
+                true
+            }
+        };
+        self.masked_loss_w = loss_w;
+        self.masked_metric_w = metric_w;
+        masked
+    }
+
     /// The batch's mean loss, and its gradient into the output gradient buffer if asked.
     fn batch_loss(&mut self, data: &Dataset, rows: usize, weighted: bool, grad: bool) -> f64 {
         let (width, steps) = (self.class_width(), self.output_steps());
         let terms = rows * steps;
+        let masked = self.weigh_masked_steps(rows, weighted);
         let last = self.out_index();
         let compiled = self.compiled.as_ref().expect("checked");
-        let w = weighted.then(|| &self.w_batch[..terms]);
+        let w = if masked {
+            Some(&self.masked_loss_w[..terms])
+        } else {
+            weighted.then(|| &self.w_batch[..terms])
+        };
         let fused = grad && compiled.fused_softmax;
         let grads = grad.then_some(&mut self.grads[last][..terms * width]);
         compiled.loss.evaluate(
@@ -369,9 +413,13 @@ impl Model {
         totals.samples += rows as f64;
         totals.batches += 1;
         totals.metrics.resize(compiled.metrics.len(), (0.0, 0.0));
-        // Keras weights only the loss by sample_weight; compiled metrics stay unweighted.
+        // Keras weights only the loss by sample_weight; compiled metrics stay unweighted
+        // (but skip masked steps).
+        let w = self
+            .output_mask(rows)
+            .map(|_| &self.masked_metric_w[..rows * steps]);
         for (m, acc) in compiled.metrics.iter().zip(totals.metrics.iter_mut()) {
-            m.update(&self.y_batch, data.y_width / steps, out, width, None, acc);
+            m.update(&self.y_batch, data.y_width / steps, out, width, w, acc);
         }
     }
 
