@@ -20,23 +20,10 @@ import numpy as np
 
 import ferrax as keras
 from ferrax import layers
-from ferrax.datasets import fashion_mnist, mnist
+from ferrax.datasets import load_or_sample
 
 NUM_CLASSES = 10
 
-
-def load(name):
-    """(data, name actually used)."""
-    if name == "sample":
-        return mnist.load_sample(), "sample"
-    loader = mnist if name == "mnist" else fashion_mnist
-    try:
-        return loader.load_data(), name
-    except (OSError, ValueError) as e:
-        reason = str(e).splitlines()[0]
-        print(f"{name} is not available here ({reason}); training on the bundled "
-              f"MNIST sample instead.", flush=True)
-        return mnist.load_sample(), "sample"
 
 
 def build_model():
@@ -64,7 +51,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
-    ((x_train, y_train), (x_test, y_test)), used = load(args.dataset)
+    ((x_train, y_train), (x_test, y_test)), used = load_or_sample(args.dataset)
     print(f"data: {used}, {len(x_train)} training and {len(x_test)} test images")
     # Scale to [0, 1] and add the channel axis: (n, 28, 28) -> (n, 28, 28, 1).
     x_train = np.expand_dims(x_train.astype(np.float32) / 255.0, -1)

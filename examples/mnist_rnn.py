@@ -12,21 +12,7 @@ import time
 
 import ferrax as keras
 from ferrax import layers
-from ferrax.datasets import fashion_mnist, mnist
-
-
-def load(name):
-    """(data, name actually used)."""
-    if name == "sample":
-        return mnist.load_sample(), "sample"
-    loader = mnist if name == "mnist" else fashion_mnist
-    try:
-        return loader.load_data(), name
-    except (OSError, ValueError) as e:
-        reason = str(e).splitlines()[0]
-        print(f"{name} is not available here ({reason}); training on the bundled "
-              f"MNIST sample instead.", flush=True)
-        return mnist.load_sample(), "sample"
+from ferrax.datasets import load_or_sample
 
 
 def build_model(units=128):
@@ -50,7 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
-    ((x_train, y_train), (x_test, y_test)), used = load(args.dataset)
+    ((x_train, y_train), (x_test, y_test)), used = load_or_sample(args.dataset)
     # Pixels to [0, 1]; rows are the time steps.
     x_train = x_train.astype("float32") / 255.0
     x_test = x_test.astype("float32") / 255.0

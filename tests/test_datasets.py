@@ -482,3 +482,23 @@ def test_sample():
     # No digit is in both splits.
     train = {x.tobytes() for x in x_train}
     assert not any(x.tobytes() in train for x in x_test)
+
+
+def test_load_or_sample_falls_back_to_the_bundled_sample(monkeypatch):
+    import io
+
+    from ferrax.datasets import fashion_mnist, load_or_sample
+
+    def unavailable():
+        raise OSError("no network\nsecond line")
+
+    monkeypatch.setattr(fashion_mnist, "load_data", unavailable)
+    out = io.StringIO()
+    ((x, y), (xt, yt)), used = load_or_sample("fashion_mnist", out=out)
+    assert used == "sample"
+    assert x.shape == (4000, 28, 28) and xt.shape == (1000, 28, 28)
+    line = out.getvalue()
+    assert line.count("\n") == 1 and "fashion_mnist" in line and "no network" in line
+    assert load_or_sample("sample")[1] == "sample"
+    with pytest.raises(ValueError, match="cifar10"):
+        load_or_sample("cifar10")

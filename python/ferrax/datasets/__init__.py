@@ -6,6 +6,8 @@ dataset-fashion-mnist package) are found before anything is downloaded, and
 """
 
 from . import fashion_mnist, idx, mnist
+from ._fallback import load_or_sample
 from ._store import DatasetFileError, DatasetNotFoundError
 
-__all__ = ["DatasetFileError", "DatasetNotFoundError", "fashion_mnist", "idx", "mnist"]
+__all__ = ["DatasetFileError", "DatasetNotFoundError", "fashion_mnist", "idx",
+           "load_or_sample", "mnist"]
