@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ferrax import _core, activations, initializers, losses, optimizers
 from ferrax._typing import Float32Array
+from ferrax.layers.recurrent import _RNN, split_outputs
 
 if TYPE_CHECKING:
     from ferrax.layers import Layer
@@ -71,29 +72,12 @@ def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
         bool(include_regularization),
         None if mask is None else np.ascontiguousarray(mask, dtype=bool))
     y, dx, grads, reg, after = result
-    parts = _output_parts(layer, xa.shape[1:])
     outputs: Any = y
-    if parts is not None:
-        flat, at, outputs = y.reshape(len(xa), -1), 0, []
-        for shape in parts:
-            size = int(np.prod(shape))
-            outputs.append(np.ascontiguousarray(flat[:, at:at + size])
-                           .reshape((len(xa),) + shape))
-            at += size
+    if isinstance(layer, _RNN) and layer.return_state:
+        outputs = split_outputs(layer._parts_for(xa.shape[1]), y)
     out: tuple[Any, ...] = (outputs, dx, grads)
     if include_regularization:
         out += (reg,)
     if return_weights:
         out += (after,)
     return out
-
-
-def _output_parts(layer: Layer, input_shape: tuple[int, ...]) -> list[tuple[int, ...]] | None:
-    """Shapes of a standalone recurrent layer's outputs when it returns its states."""
-    from ferrax.layers.recurrent import _RNN
-
-    if not (isinstance(layer, _RNN) and layer.return_state):
-        return None
-    main: tuple[int, ...] = ((input_shape[0], layer.units) if layer.return_sequences
-                             else (layer.units,))
-    return [main] + [(layer.units,)] * layer._state_count()

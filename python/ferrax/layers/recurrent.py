@@ -143,10 +143,11 @@ class _RNN(Layer):
         """Per-sample shapes of the outputs when there are several (return_state)."""
         if not self.return_state or self._output_shape is None:
             return None
-        main: tuple[int, ...] = (self.units,)
-        if self.return_sequences:
-            assert self._model is not None and self._model._input_shape is not None
-            main = (self._steps(), self.units)
+        return self._parts_for(self._steps() if self.return_sequences else 0)
+
+    def _parts_for(self, steps: int) -> list[tuple[int, ...]]:
+        """[output, state, ...] shapes of a return_state layer over `steps` time steps."""
+        main: tuple[int, ...] = (steps, self.units) if self.return_sequences else (self.units,)
         return [main] + [(self.units,)] * self._state_count()
 
     def _steps(self) -> int:
@@ -339,11 +340,8 @@ class TimeDistributed(Layer):
         return cls(_layer_from_config(config.pop("layer")), **config)
 
 
-def split_outputs(layer: Layer, out: Float32Array) -> Float32Array | list[Float32Array]:
-    """A return_state layer's flat per-sample output as [output, state, ...]."""
-    parts = layer._output_parts() if isinstance(layer, _RNN) else None
-    if parts is None:
-        return out
+def split_outputs(parts: list[tuple[int, ...]], out: Float32Array) -> list[Float32Array]:
+    """A return_state layer's flat per-sample output as arrays of the per-sample `parts`."""
     n = len(out)
     flat = out.reshape(n, -1)
     result, at = [], 0

@@ -559,10 +559,11 @@ class Model:
         """The engine's (n, output size) result in the last layer's shape(s)."""
         last = self._engine_layers()[-1]
         assert last._output_shape is not None  # set at build
-        if last._output_parts() is not None:
+        parts = last._output_parts()
+        if parts is not None:
             from ferrax.layers.recurrent import split_outputs
 
-            return split_outputs(last, out)  # type: ignore[return-value]
+            return split_outputs(parts, out)  # type: ignore[return-value]
         return out.reshape((n,) + tuple(last._output_shape))
 
     def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
