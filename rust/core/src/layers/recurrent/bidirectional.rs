@@ -29,6 +29,9 @@ pub struct Bidirectional {
     out_forward: Vec<f32>,
     out_backward: Vec<f32>,
     grad: Vec<f32>,
+    /// Each direction's output gradient, reused between batches.
+    d_forward: Vec<f32>,
+    d_backward: Vec<f32>,
 }
 
 fn cell_kind(name: &str, spec: &Value) -> Result<CellKind> {
@@ -102,6 +105,8 @@ impl Bidirectional {
             out_forward: Vec::new(),
             out_backward: Vec::new(),
             grad: Vec::new(),
+            d_forward: Vec::new(),
+            d_backward: Vec::new(),
         })
     }
 
@@ -204,8 +209,11 @@ impl Layer for Bidirectional {
         let steps = self.out_steps();
         let width = self.output_shape.last().copied().expect("non-empty");
         // Split dy into each direction's output gradient (in its own step order).
-        let mut d_forward = vec![0.0f32; rows * steps * fu];
-        let mut d_backward = vec![0.0f32; rows * steps * bu];
+        let mut d_forward = std::mem::take(&mut self.d_forward);
+        let mut d_backward = std::mem::take(&mut self.d_backward);
+        // Every element is written below (each merge mode sets both directions' rows).
+        d_forward.resize(rows * steps * fu, 0.0);
+        d_backward.resize(rows * steps * bu, 0.0);
         for r in 0..rows {
             for t in 0..steps {
                 let d = &dy[(r * steps + t) * width..][..width];
@@ -254,5 +262,7 @@ impl Layer for Bidirectional {
                 self.backward.backward(bp, x, &d_backward, None, rows);
             }
         }
+        self.d_forward = d_forward;
+        self.d_backward = d_backward;
     }
 }
