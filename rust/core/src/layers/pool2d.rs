@@ -219,15 +219,20 @@ impl Layer for Pool2D {
         let (xs, ys) = self.sizes();
         let dy: &[f32] = dy;
         let c = self.channels;
-        let run = |(s, d): (usize, &mut [f32])| {
-            let mut taken = vec![false; c];
+        // One `taken` scratch per task, not one per sample.
+        let run = |taken: &mut Vec<bool>, (s, d): (usize, &mut [f32])| {
             let (xs_, ys_) = (&x[s * xs..][..xs], &y[s * ys..][..ys]);
-            self.backward_sample(xs_, ys_, &dy[s * ys..][..ys], d, &mut taken)
+            self.backward_sample(xs_, ys_, &dy[s * ys..][..ys], d, taken)
         };
         if dx.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-            dx.par_chunks_mut(xs).enumerate().for_each(run);
+            dx.par_chunks_mut(xs)
+                .enumerate()
+                .for_each_init(|| vec![false; c], run);
         } else {
-            dx.chunks_mut(xs).enumerate().for_each(run);
+            let mut taken = vec![false; c];
+            dx.chunks_mut(xs)
+                .enumerate()
+                .for_each(|item| run(&mut taken, item));
         }
     }
 }
