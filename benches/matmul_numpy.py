@@ -14,6 +14,9 @@ SHAPES = [  # name, m, k, n, transpose a, transpose b
     ("W2 fwd 128x784x512", 128, 784, 512, False, False),
     ("W2 fwd 128x512x512", 128, 512, 512, False, False),
     ("W2 dW 512x128x512 (At)", 512, 128, 512, True, False),
+    ("W3 fwd 64x5408x128", 64, 5408, 128, False, False),
+    ("W3 dW 5408x64x128 (At)", 5408, 64, 128, True, False),
+    ("W3 dX 64x128x5408 (Bt)", 64, 128, 5408, False, True),
     ("1024^3", 1024, 1024, 1024, False, False),
 ]
 

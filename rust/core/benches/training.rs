@@ -5,9 +5,12 @@
 //!   gradient) and W2's second Dense(512, relu) on 128 rows (with input gradient).
 //! - `optimizer`: one Adam(1e-3) step over 100,480 parameters (W1's first Dense:
 //!   kernel 784x128 and bias 128).
-//! - `train_step`: one whole W1 step, Flatten - Dense(128, relu) - Dense(10,
-//!   softmax), sparse categorical cross-entropy, Adam(1e-3), accuracy, on a batch
-//!   of 32 synthetic float32 images: gather, forward, loss, backward, update, metric.
+//! - `train_step`: one whole training step (gather, forward, loss, backward,
+//!   update, metric) with sparse categorical cross-entropy, Adam(1e-3) and
+//!   accuracy on synthetic float32 images: W1 (Flatten - Dense(128, relu) -
+//!   Dense(10, softmax), batch 32), W3 (Conv2D(32, 3, relu) - MaxPooling2D(2) -
+//!   Flatten - Dense(128, relu) - Dense(10, softmax), batch 64), and W3's
+//!   convolution block alone before a Dense(10, softmax).
 //!
 //! `cargo bench -p ferrax-core --bench training`. Throughput for `train_step` is
 //! in samples/s (elements = images).
@@ -89,17 +92,9 @@ fn optimizer(c: &mut Criterion) {
     group.finish();
 }
 
-/// W1 as the Python side sends it to the engine (`Sequential.compile` + `fit`).
-fn w1_model() -> Model {
-    let spec = json!({
-        "input_shape": [28, 28],
-        "seed": 0,
-        "layers": [
-            {"class_name": "Flatten", "config": {}},
-            dense_spec(128),
-            {"class_name": "Dense", "config": {"units": 10, "activation": "softmax"}},
-        ],
-    });
+/// A model as the Python side sends it to the engine (`Sequential.compile` + `fit`).
+fn model(input_shape: &[usize], layers: Value) -> Model {
+    let spec = json!({"input_shape": input_shape, "seed": 0, "layers": layers});
     let mut model = Model::from_spec(&spec).expect("valid model spec");
     model
         .compile(&json!({
@@ -111,31 +106,73 @@ fn w1_model() -> Model {
     model
 }
 
+fn flatten() -> Value {
+    json!({"class_name": "Flatten", "config": {}})
+}
+
+fn softmax_output() -> Value {
+    json!({"class_name": "Dense", "config": {"units": 10, "activation": "softmax"}})
+}
+
+/// Conv2D(32, 3, relu) - MaxPooling2D(2): W3's convolution block.
+fn conv_block() -> [Value; 2] {
+    [
+        json!({"class_name": "Conv2D", "config": {
+            "filters": 32, "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid",
+            "dilation_rate": [1, 1], "activation": "relu"}}),
+        json!({"class_name": "MaxPooling2D", "config": {"pool_size": [2, 2], "padding": "valid"}}),
+    ]
+}
+
 fn train_step(c: &mut Criterion) {
-    const BATCH: usize = 32;
+    let [conv, pool] = conv_block();
+    // (name, batch, per-sample input shape, layers)
+    let cases = [
+        (
+            "W1 batch 32",
+            32,
+            vec![28, 28],
+            json!([flatten(), dense_spec(128), softmax_output()]),
+        ),
+        (
+            "W3 batch 64",
+            64,
+            vec![28, 28, 1],
+            json!([conv, pool, flatten(), dense_spec(128), softmax_output()]),
+        ),
+        (
+            "conv block + Dense(10), batch 64",
+            64,
+            vec![28, 28, 1],
+            json!([conv, pool, flatten(), softmax_output()]),
+        ),
+    ];
     let pools = common::pools();
     let mut group = c.benchmark_group("train_step");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    // Images scaled to [0, 1) as users feed them (x / 255), labels 0..9.
-    let x: Vec<f32> = common::random(BATCH * 784, 4)
-        .iter()
-        .map(|v| v + 0.5)
-        .collect();
-    let y: Vec<f32> = (0..BATCH).map(|i| (i % 10) as f32).collect();
-    let data = Dataset::new(Features::F32(&x), 784, &y, 1, None).expect("valid dataset");
-    let order: Vec<u32> = (0..BATCH as u32).collect();
-    for p in &pools {
-        let mut model = w1_model();
-        let mut totals = Totals::default();
-        group.bench_function(BenchmarkId::new("W1 batch 32", &p.label), |bench| {
-            p.pool.install(|| {
-                bench.iter(|| {
-                    model
-                        .train(&data, &order, BATCH, &mut totals)
-                        .expect("training step")
+    for (name, batch, shape, layers) in cases {
+        group.throughput(Throughput::Elements(batch as u64));
+        let width: usize = shape.iter().product();
+        // Images scaled to [0, 1) as users feed them (x / 255), labels 0..9.
+        let x: Vec<f32> = common::random(batch * width, 4)
+            .iter()
+            .map(|v| v + 0.5)
+            .collect();
+        let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+        let data = Dataset::new(Features::F32(&x), width, &y, 1, None).expect("valid dataset");
+        let order: Vec<u32> = (0..batch as u32).collect();
+        for p in &pools {
+            let mut model = model(&shape, layers.clone());
+            let mut totals = Totals::default();
+            group.bench_function(BenchmarkId::new(name, &p.label), |bench| {
+                p.pool.install(|| {
+                    bench.iter(|| {
+                        model
+                            .train(&data, &order, batch, &mut totals)
+                            .expect("training step")
+                    });
                 });
             });
-        });
+        }
     }
     group.finish();
 }

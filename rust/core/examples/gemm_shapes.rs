@@ -15,6 +15,9 @@ fn main() {
         ("W2 fwd 128x784x512", Gemm::new(128, 784, 512)),
         ("W2 fwd 128x512x512", Gemm::new(128, 512, 512)),
         ("W2 dW 512x128x512 (Aᵀ)", Gemm::new(512, 128, 512).trans_a()),
+        ("W3 fwd 64x5408x128", Gemm::new(64, 5408, 128)),
+        ("W3 dW 5408x64x128 (Aᵀ)", Gemm::new(5408, 64, 128).trans_a()),
+        ("W3 dX 64x128x5408 (Bᵀ)", Gemm::new(64, 128, 5408).trans_b()),
         ("1024^3", Gemm::new(1024, 1024, 1024)),
     ];
     parallel::install(|| {

@@ -154,6 +154,7 @@ impl Activation {
     }
 
     /// x ← f(x) elementwise on one thread (a row in a kernel's epilogue).
+    #[inline]
     pub fn map_in_place(self, x: &mut [f32]) {
         match self {
             Activation::Linear => {}

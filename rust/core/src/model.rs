@@ -47,6 +47,9 @@ pub struct Model {
     /// and its values (rows × steps) for the current batch.
     has_mask: Vec<bool>,
     masks: Vec<Vec<bool>>,
+    /// Per layer: taken over by the layer before it (a max pool fused into the
+    /// convolution before it), so it is never run and its input buffer is unused.
+    absorbed: Vec<bool>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
     /// Per-step loss and metric weights of a masked sequence output.
@@ -106,7 +109,9 @@ impl Model {
                 MaskFlow::FromInput => true,
             };
         }
+        let absorbed = fuse_max_pools(&mut built, &has_mask);
         Ok(Model {
+            absorbed,
             has_mask,
             masks: vec![Vec::new(); n],
             layers: built,
@@ -215,9 +220,19 @@ impl Model {
         permutation(self.key.fold(0x0054_ff1e).fold(epoch), n)
     }
 
+    /// The boundary layer `i` writes: the next one, or the one after when layer
+    /// `i` took over the pool that follows it.
+    fn output_boundary(&self, i: usize) -> usize {
+        if self.absorbed.get(i + 1) == Some(&true) {
+            i + 2
+        } else {
+            i + 1
+        }
+    }
+
     fn reserve(&mut self, rows: usize) {
         for (i, &size) in self.sizes.iter().enumerate() {
-            if self.alias[i] != i {
+            if self.alias[i] != i || self.absorbed.get(i) == Some(&true) {
                 continue;
             }
             if self.acts[i].len() < rows * size {
@@ -244,15 +259,16 @@ impl Model {
     /// place, no copy), else those already in `acts[0]`.
     fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>) {
         for i in 0..self.layers.len() {
-            if self.layers[i].is_reshape() {
+            if self.layers[i].is_reshape() || self.absorbed[i] {
                 continue;
             }
+            let out = self.output_boundary(i);
             let (before, after) = self.acts.split_at_mut(i + 1);
             let x = match input {
                 Some(input) if self.alias[i] == 0 => &input[..rows * self.sizes[i]],
                 _ => &before[self.alias[i]][..rows * self.sizes[i]],
             };
-            let y = &mut after[0][..rows * self.sizes[i + 1]];
+            let y = &mut after[out - i - 1][..rows * self.sizes[out]];
             let (masks_before, masks_after) = self.masks.split_at_mut(i + 1);
             if self.layers[i].mask_flow() == MaskFlow::FromInput {
                 let steps = self.shapes[i][0];
@@ -286,16 +302,17 @@ impl Model {
             if !self.layers[..=i].iter().any(|l| !l.params().is_empty()) {
                 break;
             }
-            if self.layers[i].is_reshape() {
-                continue; // its input and output gradients share one buffer
+            if self.layers[i].is_reshape() || self.absorbed[i] {
+                continue; // a reshape's input and output gradients share one buffer
             }
+            let out = self.output_boundary(i);
             let (lo, hi) = self.grads.split_at_mut(i + 1);
-            let dy = &mut hi[0][..rows * self.sizes[i + 1]];
+            let dy = &mut hi[out - i - 1][..rows * self.sizes[out]];
             // No input gradient where nothing upstream has weights (e.g. after Flatten).
             let needs_dx = self.layers[..i].iter().any(|l| !l.params().is_empty());
             let dx = needs_dx.then(|| &mut lo[self.alias[i]][..rows * self.sizes[i]]);
             let x = &self.acts[self.alias[i]][..rows * self.sizes[i]];
-            let y = &self.acts[i + 1][..rows * self.sizes[i + 1]];
+            let y = &self.acts[out][..rows * self.sizes[out]];
             self.layers[i].backward(x, y, dy, dx, rows);
         }
     }
@@ -582,4 +599,21 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Lets each layer take over a max pool that follows it where it can (see
+/// `Layer::absorb_max_pool`); returns which layers were taken over. Not across a
+/// time-step mask, which the pair would have to carry.
+fn fuse_max_pools(layers: &mut [Box<dyn Layer>], has_mask: &[bool]) -> Vec<bool> {
+    let mut absorbed = vec![false; layers.len()];
+    for i in 1..layers.len() {
+        if absorbed[i - 1] || has_mask[i - 1] || has_mask[i] {
+            continue;
+        }
+        let (before, after) = layers.split_at_mut(i);
+        if let Some(window) = after[0].tiling_max_pool() {
+            absorbed[i] = before[i - 1].absorb_max_pool(window);
+        }
+    }
+    absorbed
 }

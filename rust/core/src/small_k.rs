@@ -48,13 +48,34 @@ pub fn product(
     }
 }
 
+/// The same product on the calling thread, for callers that already run one task per
+/// block of rows.
+pub fn product_serial(
+    a: &[f32],
+    b: &[f32],
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    epilogue: impl Fn(&mut [f32]),
+) {
+    assert!(
+        k <= MAX_K && n <= MAX_N && k > 0 && n > 0,
+        "small_k: k={k}, n={n}"
+    );
+    assert!(
+        a.len() >= out.len() / n * k && b.len() >= k * n,
+        "small_k: operand sizes"
+    );
+    rows_dispatch(a, b, k, n, out, &epilogue);
+}
+
 fn rows_dispatch(
     a: &[f32],
     b: &[f32],
     k: usize,
     n: usize,
     out: &mut [f32],
-    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    epilogue: &impl Fn(&mut [f32]),
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -74,7 +95,7 @@ unsafe fn rows_avx2(
     k: usize,
     n: usize,
     out: &mut [f32],
-    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    epilogue: &impl Fn(&mut [f32]),
 ) {
     rows_generic(a, b, k, n, out, epilogue)
 }
@@ -87,7 +108,7 @@ fn rows_generic(
     k: usize,
     n: usize,
     out: &mut [f32],
-    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    epilogue: &impl Fn(&mut [f32]),
 ) {
     match n {
         8 => rows_fixed::<8>(a, b, k, out, epilogue),
@@ -104,7 +125,7 @@ fn rows_fixed<const N: usize>(
     b: &[f32],
     k: usize,
     out: &mut [f32],
-    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    epilogue: &impl Fn(&mut [f32]),
 ) {
     let b = &b[..k * N];
     for (row, a_row) in out.chunks_exact_mut(N).zip(a.chunks_exact(k)) {
@@ -126,7 +147,7 @@ fn rows_any(
     k: usize,
     n: usize,
     out: &mut [f32],
-    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    epilogue: &impl Fn(&mut [f32]),
 ) {
     let b = &b[..k * n];
     for (row, a_row) in out.chunks_exact_mut(n).zip(a.chunks_exact(k)) {

@@ -10,10 +10,11 @@
 //! `groups` times the multiply-adds.
 
 use super::affine::AffineOutput;
+use super::conv_pool::{self, ConvPoolShape, MaxPoolTail};
 use super::depthwise::Depthwise;
 use super::im2col::Patches;
 use super::window::{image_shape, padding, pair, sequence_shape, Axis, Padding};
-use super::{field, usize_field, Ctx, Layer, Param};
+use super::{field, usize_field, Ctx, Layer, Param, PoolWindow};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matmul::Gemm;
@@ -38,6 +39,11 @@ pub struct Conv2D {
     full_grad: Vec<f32>,
     /// Set when every group has one input channel.
     depthwise: Option<Depthwise>,
+    /// The max pool that follows, when this layer took it over.
+    pool: Option<MaxPoolTail>,
+    /// With a pool taken over: the dense gradient of the convolution's output,
+    /// built only when the input gradient is wanted.
+    conv_grads: Vec<f32>,
 }
 
 /// Spatial geometry of a convolution, read from a config in its 2-D or 1-D form.
@@ -194,6 +200,8 @@ impl Conv2D {
             full_kernel: Vec::new(),
             full_grad: Vec::new(),
             depthwise,
+            pool: None,
+            conv_grads: Vec::new(),
         })
     }
 
@@ -262,11 +270,53 @@ impl Layer for Conv2D {
         self.out.fused_output = fused;
     }
 
+    /// Only the direct small-k product is fused: it is where the convolution's
+    /// output, not its arithmetic, dominates the time.
+    fn absorb_max_pool(&mut self, window: PoolWindow) -> bool {
+        let (k, f) = (self.geometry.width(), self.filters);
+        if self.groups > 1
+            || k > small_k::MAX_K
+            || f > small_k::MAX_N
+            || !conv_pool::fusable(self.out.activation)
+        {
+            return false;
+        }
+        let (rows, cols) = (self.geometry.rows.output, self.geometry.cols.output);
+        self.pool = MaxPoolTail::new(ConvPoolShape {
+            conv_cols: cols,
+            width: k,
+            filters: f,
+            window,
+            rows: rows / window.rows,
+            cols: cols / window.cols,
+        });
+        self.pool.is_some()
+    }
+
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, _ctx: &Ctx) {
         let (k, p) = (self.geometry.width(), self.geometry.positions());
         let mut patches = std::mem::take(&mut self.patches);
         patches.resize(rows * p * k, 0.0);
         self.geometry.im2col_batch(x, &mut patches);
+        if let Some(pool) = &mut self.pool {
+            let bias = self.out.use_bias.then(|| self.params[1].value_slice());
+            let act = self.out.activation;
+            let kernel = self.params[0].value_slice();
+            pool.forward(
+                &patches,
+                p,
+                kernel,
+                |row: &mut [f32]| {
+                    if let Some(b) = bias {
+                        row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+                    }
+                    act.map_in_place(row);
+                },
+                y,
+            );
+            self.patches = patches;
+            return;
+        }
         if let Some(dw) = self.depthwise {
             let bias = self.out.use_bias.then(|| self.params[1].value_slice());
             let kernel = self.params[0].value_slice();
@@ -324,8 +374,23 @@ impl Layer for Conv2D {
         );
         let m = rows * p;
         let bias_grad = self.params.get_mut(1).map(|b| b.grad_slice_mut());
+        // With a pool taken over, y and dy are the pooled values and their gradient:
+        // the activation's derivative and the bias gradient need only those.
         self.out.backward(y, dy, f, bias_grad);
-        let dz: &[f32] = dy;
+        let mut conv_grads = std::mem::take(&mut self.conv_grads);
+        let dz: &[f32] = match &self.pool {
+            None => dy,
+            Some(pool) if dx.is_none() => {
+                let grad = self.params[0].grad_slice_mut();
+                pool.kernel_grad(&self.patches, p, dy, grad);
+                return;
+            }
+            Some(pool) => {
+                conv_grads.resize(m * f, 0.0);
+                pool.scatter(dy, p, &mut conv_grads);
+                &conv_grads
+            }
+        };
         if let Some(dw) = self.depthwise {
             dw.kernel_grad(&self.patches[..m * k], dz, self.params[0].grad_slice_mut());
             if let Some(dx) = dx {
@@ -335,6 +400,7 @@ impl Layer for Conv2D {
                 self.geometry.col2im_batch(&grads, dx);
                 self.patch_grads = grads;
             }
+            self.conv_grads = conv_grads;
             return;
         }
         // dW = patchesᵀ·dz
@@ -366,5 +432,6 @@ impl Layer for Conv2D {
             self.geometry.col2im_batch(&grads, dx);
             self.patch_grads = grads;
         }
+        self.conv_grads = conv_grads;
     }
 }

@@ -8,6 +8,7 @@ mod affine;
 mod batch_norm;
 mod channels_first;
 mod conv2d;
+mod conv_pool;
 mod conv_transpose;
 mod dense;
 mod depthwise;
@@ -211,6 +212,27 @@ pub trait Layer: Send + Sync {
 
     /// Forget the state carried between batches (stateful recurrent layers).
     fn reset_states(&mut self) {}
+
+    /// For a max pool whose windows tile its input: the window, so that the
+    /// layer before may take the pooling over (`absorb_max_pool`).
+    fn tiling_max_pool(&self) -> Option<PoolWindow> {
+        None
+    }
+
+    /// Take over the max pool that follows: from now on `forward` writes, and
+    /// `backward` receives, the pooled values (the pool layer is skipped). False
+    /// when this layer cannot, and then nothing changed.
+    fn absorb_max_pool(&mut self, _window: PoolWindow) -> bool {
+        false
+    }
+}
+
+/// A max pool's window when its windows tile the input: the stride equals the
+/// window, there is no padding and no dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolWindow {
+    pub rows: usize,
+    pub cols: usize,
 }
 
 /// Read an optional field of a layer config.

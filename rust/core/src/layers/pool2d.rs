@@ -3,7 +3,7 @@
 //! an average, as in TensorFlow.
 
 use super::window::{image_shape, padding, pair, sequence_shape, Axis, Padding};
-use super::{field, Ctx, Layer};
+use super::{field, Ctx, Layer, PoolWindow};
 use crate::error::{Error, Result};
 use crate::parallel::PARALLEL_THRESHOLD;
 use rayon::prelude::*;
@@ -195,6 +195,19 @@ impl Pool2D {
 impl Layer for Pool2D {
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
+    }
+
+    fn tiling_max_pool(&self) -> Option<PoolWindow> {
+        // ("same" padding may still pad after the last window: then it does not tile.)
+        let tiles = |a: &Axis| {
+            a.stride == a.kernel && a.dilation == 1 && a.pad == 0 && a.output * a.kernel <= a.input
+        };
+        (self.kind == PoolKind::Max && tiles(&self.rows) && tiles(&self.cols)).then_some(
+            PoolWindow {
+                rows: self.rows.kernel,
+                cols: self.cols.kernel,
+            },
+        )
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {

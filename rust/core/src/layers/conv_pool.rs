@@ -1,0 +1,550 @@
+//! A max pool taken over by the convolution before it (Conv2D → MaxPooling2D
+//! whose windows tile the image, the first block of most small convnets).
+//!
+//! Unfused, the convolution's output (the largest activation of such a network)
+//! is written, read back by the pool, read again by the pool's backward to find
+//! each window's winner, written again as a mostly-zero gradient and read by the
+//! kernel gradient. Fused, each sample's convolution rows are computed into a
+//! small scratch that stays in L1 and pooled at once; only the pooled values and
+//! each window's winner (one byte) are kept. Backward sends each pooled gradient
+//! straight to the kernel gradient through its winner's patch row.
+//!
+//! The forward values are the unfused ones bit for bit (same product, same
+//! epilogue, same first-maximum rule); the kernel gradient sums the same terms
+//! in another fixed order, the same for any thread count.
+
+use super::PoolWindow;
+use crate::activation::Activation;
+use crate::parallel::PARALLEL_THRESHOLD;
+use crate::small_k;
+use rayon::prelude::*;
+
+/// Samples per task of the kernel gradient: partial sums are kept per task and
+/// added in task order, so the split is fixed by the batch size alone.
+const SAMPLES_PER_TASK: usize = 4;
+
+/// Shapes of one fused convolution + pool.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvPoolShape {
+    /// Convolution output columns (positions per convolution row).
+    pub conv_cols: usize,
+    /// Patch width (kh·kw·channels) and filters.
+    pub width: usize,
+    pub filters: usize,
+    pub window: PoolWindow,
+    /// Pooled rows and columns.
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl ConvPoolShape {
+    fn pooled_size(&self) -> usize {
+        self.rows * self.cols * self.filters
+    }
+
+    fn window_size(&self) -> usize {
+        self.window.rows * self.window.cols
+    }
+
+    /// Convolution position (row-major within the sample) of entry `w` of the window
+    /// of pooled position (`qy`, `qx`).
+    fn conv_position(&self, qy: usize, qx: usize, w: usize) -> usize {
+        let (r, c) = (w / self.window.cols, w % self.window.cols);
+        (qy * self.window.rows + r) * self.conv_cols + qx * self.window.cols + c
+    }
+}
+
+/// The pool half of a fused Conv2D → MaxPooling2D, with the winners it keeps
+/// between forward and backward.
+pub(crate) struct MaxPoolTail {
+    pub shape: ConvPoolShape,
+    /// Per pooled value (sample, row, column, filter): the index of its winner in
+    /// the window, row-major; the first maximum wins, as in TensorFlow.
+    winners: Vec<u8>,
+}
+
+impl MaxPoolTail {
+    /// None when the window has more entries than a byte can index.
+    pub fn new(shape: ConvPoolShape) -> Option<Self> {
+        (shape.window_size() <= u8::MAX as usize + 1).then_some(MaxPoolTail {
+            shape,
+            winners: Vec::new(),
+        })
+    }
+
+    /// y (rows × pooled) = maxpool(activation(patches·kernel + bias)), where
+    /// `patches` holds `positions` patch rows per sample.
+    pub fn forward(
+        &mut self,
+        patches: &[f32],
+        positions: usize,
+        kernel: &[f32],
+        epilogue: impl Fn(&mut [f32]) + Sync,
+        y: &mut [f32],
+    ) {
+        let s = self.shape;
+        let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
+        let rows = y.len() / pooled;
+        self.winners.resize(rows * pooled, 0);
+        // One band of window rows × (pooled columns · window columns) conv outputs.
+        let band = s.window.rows * s.cols * s.window.cols;
+        let run = |scratch: &mut Vec<f32>, (n, (y, winners)): (usize, (&mut [f32], &mut [u8]))| {
+            let patches = &patches[n * positions * k..][..positions * k];
+            forward_sample(&s, patches, kernel, &epilogue, scratch, y, winners);
+        };
+        if y.len() >= PARALLEL_THRESHOLD / 4 && rayon::current_num_threads() > 1 {
+            y.par_chunks_mut(pooled)
+                .zip(self.winners.par_chunks_mut(pooled))
+                .enumerate()
+                .for_each_init(|| vec![0.0f32; band * f], run);
+        } else {
+            let mut scratch = vec![0.0f32; band * f];
+            y.chunks_mut(pooled)
+                .zip(self.winners.chunks_mut(pooled))
+                .enumerate()
+                .for_each(|item| run(&mut scratch, item));
+        }
+    }
+
+    /// The kernel gradient from dz, the gradient of the pre-activation at each
+    /// pooled value's winner (rows × pooled): Σ patch row of the winner × dz.
+    pub fn kernel_grad(&self, patches: &[f32], positions: usize, dz: &[f32], grad: &mut [f32]) {
+        let s = self.shape;
+        let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
+        let rows = dz.len() / pooled;
+        let tasks = rows.div_ceil(SAMPLES_PER_TASK);
+        let mut partials = vec![0.0f32; tasks * k * f];
+        let task = |table: &mut Vec<f32>, (t, part): (usize, &mut [f32])| {
+            let end = ((t + 1) * SAMPLES_PER_TASK).min(rows);
+            for n in t * SAMPLES_PER_TASK..end {
+                self.add_sample_grad(
+                    &patches[n * positions * k..][..positions * k],
+                    &dz[n * pooled..][..pooled],
+                    &self.winners[n * pooled..][..pooled],
+                    part,
+                    table,
+                );
+            }
+        };
+        if tasks > 1 && dz.len() >= PARALLEL_THRESHOLD / 4 && rayon::current_num_threads() > 1 {
+            partials
+                .par_chunks_mut(k * f)
+                .enumerate()
+                .for_each_init(Vec::new, task);
+        } else {
+            let mut table = Vec::new();
+            partials
+                .chunks_mut(k * f)
+                .enumerate()
+                .for_each(|item| task(&mut table, item));
+        }
+        grad.fill(0.0);
+        for part in partials.chunks(k * f) {
+            grad.iter_mut().zip(part).for_each(|(g, &p)| *g += p);
+        }
+    }
+
+    fn add_sample_grad(
+        &self,
+        patches: &[f32],
+        dz: &[f32],
+        winners: &[u8],
+        grad: &mut [f32],
+        table: &mut Vec<f32>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let s = &self.shape;
+            if s.window_size() <= 8
+                && s.filters.is_multiple_of(8)
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+            {
+                winner_table(s, patches, table);
+                // SAFETY: the CPU has AVX2 and FMA; the shapes were checked just above.
+                return unsafe { add_sample_grad_avx2(s, table, dz, winners, grad) };
+            }
+        }
+        let _ = table;
+        self.add_sample_grad_generic(patches, dz, winners, grad)
+    }
+
+    /// Any shape, any CPU: for every pooled position and window entry, the
+    /// filters this entry won get their dz, the others zero, and the kernel
+    /// gradient takes the outer product of the entry's patch row with that.
+    fn add_sample_grad_generic(
+        &self,
+        patches: &[f32],
+        dz: &[f32],
+        winners: &[u8],
+        grad: &mut [f32],
+    ) {
+        let s = self.shape;
+        let (k, f) = (s.width, s.filters);
+        let (mut won, mut wide) = ([0.0f32; small_k::MAX_N], [0u32; small_k::MAX_N]);
+        let (won, wide) = (&mut won[..f], &mut wide[..f]);
+        for qy in 0..s.rows {
+            for qx in 0..s.cols {
+                let at = (qy * s.cols + qx) * f;
+                let g = &dz[at..][..f];
+                // Winners widened to the lanes of f32, so the selection vectorises.
+                wide.iter_mut()
+                    .zip(&winners[at..][..f])
+                    .for_each(|(o, &w)| *o = w as u32);
+                for w in 0..s.window_size() as u32 {
+                    for ((o, &gv), &wv) in won.iter_mut().zip(g).zip(wide.iter()) {
+                        *o = if wv == w { gv } else { 0.0 };
+                    }
+                    let patch = &patches[s.conv_position(qy, qx, w as usize) * k..][..k];
+                    for (&pv, grad_row) in patch.iter().zip(grad.chunks_exact_mut(f)) {
+                        for (gr, &o) in grad_row.iter_mut().zip(won.iter()) {
+                            *gr += pv * o;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scatters dz at the winners into a dense gradient of the convolution's
+    /// output (rows × positions × filters), zero elsewhere: what the layer's
+    /// unfused backward takes when it must also give its input gradient.
+    pub fn scatter(&self, dz: &[f32], positions: usize, dense: &mut [f32]) {
+        let s = self.shape;
+        let (f, pooled) = (s.filters, s.pooled_size());
+        dense.fill(0.0);
+        for (n, (g, wins)) in dz
+            .chunks_exact(pooled)
+            .zip(self.winners.chunks_exact(pooled))
+            .enumerate()
+        {
+            let out = &mut dense[n * positions * f..][..positions * f];
+            for qy in 0..s.rows {
+                for qx in 0..s.cols {
+                    let at = (qy * s.cols + qx) * f;
+                    for (j, (&gv, &w)) in g[at..][..f].iter().zip(&wins[at..][..f]).enumerate() {
+                        out[s.conv_position(qy, qx, w as usize) * f + j] = gv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `table[(q·width + t)·8 + w]`: tap `t` of the patch row of window entry `w` of
+/// pooled position `q`, so that one vector permute picks, for eight filters at
+/// once, the tap of each filter's own winner.
+#[cfg(target_arch = "x86_64")]
+fn winner_table(s: &ConvPoolShape, patches: &[f32], table: &mut Vec<f32>) {
+    let k = s.width;
+    table.clear();
+    table.resize(s.rows * s.cols * k * 8, 0.0);
+    for qy in 0..s.rows {
+        for qx in 0..s.cols {
+            let q = qy * s.cols + qx;
+            let entries = &mut table[q * k * 8..][..k * 8];
+            for w in 0..s.window_size() {
+                let patch = &patches[s.conv_position(qy, qx, w) * k..][..k];
+                for (t, &v) in patch.iter().enumerate() {
+                    entries[t * 8 + w] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Taps handled per pass over the pooled positions: their accumulators (one
+/// vector of eight filters each) stay in registers.
+#[cfg(target_arch = "x86_64")]
+const TAPS_PER_PASS: usize = 9;
+
+/// grad (width × filters) += Σ over pooled positions q of (winner's tap t) × dz,
+/// eight filters at a time: the winners' byte indices permute the table's
+/// eight entries of tap t into place. Needs filters a multiple of 8 and a
+/// window of at most 8 entries.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_sample_grad_avx2(
+    s: &ConvPoolShape,
+    table: &[f32],
+    dz: &[f32],
+    winners: &[u8],
+    grad: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (k, f) = (s.width, s.filters);
+    let positions = s.rows * s.cols;
+    assert!(table.len() >= positions * k * 8 && dz.len() >= positions * f);
+    assert!(winners.len() >= positions * f && grad.len() >= k * f && f % 8 == 0);
+    for block in (0..f).step_by(8) {
+        for t0 in (0..k).step_by(TAPS_PER_PASS) {
+            let taps = TAPS_PER_PASS.min(k - t0);
+            let mut acc = [_mm256_setzero_ps(); TAPS_PER_PASS];
+            for q in 0..positions {
+                // SAFETY: the asserts above bound every offset read here.
+                let g = _mm256_loadu_ps(dz.as_ptr().add(q * f + block));
+                let wins = _mm_loadl_epi64(winners.as_ptr().add(q * f + block) as *const __m128i);
+                let index = _mm256_cvtepu8_epi32(wins);
+                let row = table.as_ptr().add((q * k + t0) * 8);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    if j < taps {
+                        let entries = _mm256_loadu_ps(row.add(j * 8));
+                        let tap = _mm256_permutevar8x32_ps(entries, index);
+                        *a = _mm256_fmadd_ps(tap, g, *a);
+                    }
+                }
+            }
+            for (j, a) in acc.iter().take(taps).enumerate() {
+                let out = grad.as_mut_ptr().add((t0 + j) * f + block);
+                _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), *a));
+            }
+        }
+    }
+}
+
+/// One sample: its convolution rows, a band of window rows at a time, into
+/// `scratch`, each band pooled at once into `y` and `winners`.
+fn forward_sample(
+    s: &ConvPoolShape,
+    patches: &[f32],
+    kernel: &[f32],
+    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    scratch: &mut [f32],
+    y: &mut [f32],
+    winners: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if s.filters.is_multiple_of(8) && is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2; filters are a multiple of 8.
+            return unsafe {
+                forward_sample_avx2(s, patches, kernel, epilogue, scratch, y, winners)
+            };
+        }
+    }
+    for_each_band(s, patches, kernel, epilogue, scratch, |scratch, qy| {
+        pool_band(s, scratch, qy, y, winners)
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_sample_avx2(
+    s: &ConvPoolShape,
+    patches: &[f32],
+    kernel: &[f32],
+    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    scratch: &mut [f32],
+    y: &mut [f32],
+    winners: &mut [u8],
+) {
+    for_each_band(s, patches, kernel, epilogue, scratch, |scratch, qy| {
+        // SAFETY: the caller checked AVX2 and the filter count.
+        unsafe { pool_band_avx2(s, scratch, qy, y, winners) }
+    });
+}
+
+/// Computes the convolution rows of each band of pooled row `qy` into `scratch`
+/// (window rows × pooled columns · window columns × filters), then `pool(scratch, qy)`.
+#[inline(always)]
+fn for_each_band(
+    s: &ConvPoolShape,
+    patches: &[f32],
+    kernel: &[f32],
+    epilogue: &(impl Fn(&mut [f32]) + Sync),
+    scratch: &mut [f32],
+    mut pool: impl FnMut(&[f32], usize),
+) {
+    let (k, f) = (s.width, s.filters);
+    let used = s.cols * s.window.cols;
+    for qy in 0..s.rows {
+        for r in 0..s.window.rows {
+            let first = (qy * s.window.rows + r) * s.conv_cols;
+            small_k::product_serial(
+                &patches[first * k..][..used * k],
+                kernel,
+                k,
+                f,
+                &mut scratch[r * used * f..][..used * f],
+                epilogue,
+            );
+        }
+        pool(scratch, qy);
+    }
+}
+
+/// Window entry `w` (row-major) of pooled column `qx` in a band.
+#[inline(always)]
+fn band_entry<'a>(s: &ConvPoolShape, band: &'a [f32], qx: usize, w: usize) -> &'a [f32] {
+    let f = s.filters;
+    let (r, c) = (w / s.window.cols, w % s.window.cols);
+    &band[(r * s.cols * s.window.cols + qx * s.window.cols + c) * f..][..f]
+}
+
+/// Pools one band: each window's max, and the index of its first maximum.
+fn pool_band(s: &ConvPoolShape, band: &[f32], qy: usize, y: &mut [f32], winners: &mut [u8]) {
+    let f = s.filters;
+    for qx in 0..s.cols {
+        let at = (qy * s.cols + qx) * f;
+        for j in 0..f {
+            let (mut best, mut index) = (band_entry(s, band, qx, 0)[j], 0);
+            for w in 1..s.window_size() {
+                let x = band_entry(s, band, qx, w)[j];
+                if x > best {
+                    (best, index) = (x, w);
+                }
+            }
+            y[at + j] = best;
+            winners[at + j] = index as u8;
+        }
+    }
+}
+
+/// `pool_band` eight filters at a time, in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pool_band_avx2(
+    s: &ConvPoolShape,
+    band: &[f32],
+    qy: usize,
+    y: &mut [f32],
+    winners: &mut [u8],
+) {
+    use std::arch::x86_64::*;
+    let f = s.filters;
+    let at = qy * s.cols * f;
+    let (y, winners) = (&mut y[at..][..s.cols * f], &mut winners[at..][..s.cols * f]);
+    // The low byte of each 32-bit lane, gathered into the first 4 bytes of each half.
+    let low_bytes = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, //
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    );
+    for qx in 0..s.cols {
+        for block in (0..f).step_by(8) {
+            // SAFETY: band_entry bounds each entry to f values; block + 8 <= f.
+            let mut best = _mm256_loadu_ps(band_entry(s, band, qx, 0).as_ptr().add(block));
+            let mut index = _mm256_setzero_ps();
+            for w in 1..s.window_size() {
+                let x = _mm256_loadu_ps(band_entry(s, band, qx, w).as_ptr().add(block));
+                let better = _mm256_cmp_ps::<_CMP_GT_OQ>(x, best);
+                best = _mm256_blendv_ps(best, x, better);
+                let w = _mm256_castsi256_ps(_mm256_set1_epi32(w as i32));
+                index = _mm256_blendv_ps(index, w, better);
+            }
+            let out = qx * f + block;
+            _mm256_storeu_ps(y[out..][..8].as_mut_ptr(), best);
+            let bytes = _mm256_shuffle_epi8(_mm256_castps_si256(index), low_bytes);
+            let packed = _mm_unpacklo_epi32(
+                _mm256_castsi256_si128(bytes),
+                _mm256_extracti128_si256::<1>(bytes),
+            );
+            _mm_storel_epi64(winners[out..][..8].as_mut_ptr() as *mut __m128i, packed);
+        }
+    }
+}
+
+/// Whether `activation` may be fused: applied elementwise, with a derivative
+/// known from its output alone (the pooled value is the winner's output).
+pub(crate) fn fusable(activation: Activation) -> bool {
+    activation.is_elementwise() && activation.backward_from_output()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Conv2D, Ctx, Layer, Pool2D, PoolKind};
+    use crate::rng::Key;
+    use serde_json::json;
+
+    fn noise(key: Key, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| key.uniform_f32(i as u64) * 2.0 - 1.0)
+            .collect()
+    }
+
+    fn ctx() -> Ctx<'static> {
+        Ctx {
+            training: true,
+            key: Key::new(0),
+            mask: None,
+        }
+    }
+
+    /// The fused pair against Conv2D then MaxPooling2D run as two layers:
+    /// the same pooled values bit for bit, the same gradients up to rounding.
+    #[test]
+    fn fused_pair_matches_the_two_layers_run_one_after_the_other() {
+        let cases = [
+            // input (h, w, c), kernel, filters, pool, activation, padding
+            ([28, 28, 1], [3, 3], 32, [2, 2], "relu", "valid"),
+            ([9, 11, 3], [3, 2], 5, [2, 3], "tanh", "same"),
+            ([7, 7, 2], [2, 2], 8, [3, 3], "linear", "valid"),
+        ];
+        for (case, (input, kernel, filters, pool, act, padding)) in cases.into_iter().enumerate() {
+            let config = json!({
+                "filters": filters, "kernel_size": kernel, "strides": [1, 1],
+                "dilation_rate": [1, 1], "padding": padding, "activation": act,
+            });
+            let key = Key::new(case as u64);
+            let build = || {
+                let mut conv = Conv2D::build("conv", &config, &input, key).unwrap();
+                let bias = noise(key.fold(9), filters);
+                conv.params_mut()[1]
+                    .value_slice_mut()
+                    .copy_from_slice(&bias);
+                conv
+            };
+            let (mut conv, mut fused) = (build(), build());
+            let mut pooling = Pool2D::build(
+                "pool",
+                &json!({"pool_size": pool, "padding": "valid"}),
+                conv.output_shape(),
+                PoolKind::Max,
+            )
+            .unwrap();
+            let window = pooling.tiling_max_pool().expect("pool tiles its input");
+            assert!(fused.absorb_max_pool(window));
+            let rows = 6; // not a multiple of the samples per task
+            let in_size: usize = input.iter().product();
+            let conv_size: usize = conv.output_shape().iter().product();
+            let out_size: usize = pooling.output_shape().iter().product();
+            let x = noise(key.fold(1), rows * in_size);
+            let dy = noise(key.fold(2), rows * out_size);
+
+            let mut z = vec![0.0; rows * conv_size];
+            let mut y = vec![0.0; rows * out_size];
+            conv.forward(&x, &mut z, rows, &ctx());
+            pooling.forward(&z, &mut y, rows, &ctx());
+            let mut y_fused = vec![0.0; rows * out_size];
+            fused.forward(&x, &mut y_fused, rows, &ctx());
+            assert_eq!(y, y_fused, "case {case}: pooled values");
+
+            for with_dx in [false, true] {
+                let mut dz = vec![0.0; rows * conv_size];
+                pooling.backward(&z, &y, &mut dy.clone(), Some(&mut dz), rows);
+                let mut dx = vec![0.0; rows * in_size];
+                conv.backward(&x, &z, &mut dz, with_dx.then_some(&mut dx[..]), rows);
+                let mut dx_fused = vec![0.0; rows * in_size];
+                let dx_arg = with_dx.then_some(&mut dx_fused[..]);
+                fused.backward(&x, &y_fused, &mut dy.clone(), dx_arg, rows);
+                let close = |a: &[f32], b: &[f32], what: &str| {
+                    assert_eq!(a.len(), b.len());
+                    for (i, (&p, &q)) in a.iter().zip(b).enumerate() {
+                        assert!(
+                            (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                            "case {case} dx={with_dx}: {what}[{i}] {p} vs {q}"
+                        );
+                    }
+                };
+                for (p, q) in conv.params().iter().zip(fused.params()) {
+                    close(
+                        p.grad.as_slice().unwrap(),
+                        q.grad.as_slice().unwrap(),
+                        p.name,
+                    );
+                    assert!(p.grad.as_slice().unwrap().iter().any(|&g| g != 0.0));
+                }
+                close(&dx, &dx_fused, "dx");
+            }
+        }
+    }
+}
