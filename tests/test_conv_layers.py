@@ -766,7 +766,16 @@ m = ferrax.Sequential([
     L.MaxPooling2D(2), L.GlobalAveragePooling2D(), L.Dense(4, activation="softmax")])
 m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 m.fit(x, y, batch_size=64, epochs=1, verbose=0)
-np.savez(sys.argv[1], *m.get_weights(), pred=m.predict(x, verbose=0))
+# two Conv2D -> MaxPooling2D pairs the engine fuses, the second with an input gradient
+f = ferrax.Sequential([
+    ferrax.Input((16, 16, 3)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
+    L.Conv2D(16, 2, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+    L.Dense(4, activation="softmax")])
+f.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+f.fit(x, y, batch_size=64, epochs=1, verbose=0)
+fused = {f"fused_{i}": w for i, w in enumerate(f.get_weights())}
+np.savez(sys.argv[1], *m.get_weights(), pred=m.predict(x, verbose=0),
+         fused_pred=f.predict(x, verbose=0), **fused)
 """
 
 
