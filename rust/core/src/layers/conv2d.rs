@@ -377,14 +377,14 @@ impl Layer for Conv2D {
         // With a pool taken over, y and dy are the pooled values and their gradient:
         // the activation's derivative and the bias gradient need only those.
         self.out.backward(y, dy, f, bias_grad);
+        if let (Some(pool), None) = (&mut self.pool, &dx) {
+            // Without an input gradient the pooled gradient goes straight to the kernel's.
+            pool.kernel_grad(&self.patches, p, dy, self.params[0].grad_slice_mut());
+            return;
+        }
         let mut conv_grads = std::mem::take(&mut self.conv_grads);
         let dz: &[f32] = match &self.pool {
             None => dy,
-            Some(pool) if dx.is_none() => {
-                let grad = self.params[0].grad_slice_mut();
-                pool.kernel_grad(&self.patches, p, dy, grad);
-                return;
-            }
             Some(pool) => {
                 conv_grads.resize(m * f, 0.0);
                 pool.scatter(dy, p, &mut conv_grads);

@@ -61,6 +61,20 @@ pub(crate) struct MaxPoolTail {
     /// Per pooled value (sample, row, column, filter): the index of its winner in
     /// the window, row-major; the first maximum wins, as in TensorFlow.
     winners: Vec<u8>,
+    /// One per task of `SAMPLES_PER_TASK` samples, kept between batches so the
+    /// batch loop allocates nothing.
+    tasks: Vec<TaskBuffers>,
+}
+
+/// A forward task: its index, buffers, and its samples' pooled values and winners.
+type TaskOutputs<'a> = (usize, (&'a mut TaskBuffers, (&'a mut [f32], &'a mut [u8])));
+
+#[derive(Default)]
+struct TaskBuffers {
+    /// Forward: a band of convolution rows. Backward: the winner table.
+    scratch: Vec<f32>,
+    /// Backward: this task's share of the kernel gradient.
+    partial: Vec<f32>,
 }
 
 impl MaxPoolTail {
@@ -69,7 +83,17 @@ impl MaxPoolTail {
         (shape.window_size() <= u8::MAX as usize + 1).then_some(MaxPoolTail {
             shape,
             winners: Vec::new(),
+            tasks: Vec::new(),
         })
+    }
+
+    /// The task buffers for `rows` samples, and how many tasks that is.
+    fn tasks_for(&mut self, rows: usize) -> usize {
+        let count = rows.div_ceil(SAMPLES_PER_TASK);
+        if self.tasks.len() < count {
+            self.tasks.resize_with(count, TaskBuffers::default);
+        }
+        count
     }
 
     /// y (rows × pooled) = maxpool(activation(patches·kernel + bias)), where
@@ -85,124 +109,74 @@ impl MaxPoolTail {
         let s = self.shape;
         let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
         let rows = y.len() / pooled;
+        let count = self.tasks_for(rows);
         self.winners.resize(rows * pooled, 0);
         // One band of window rows × (pooled columns · window columns) conv outputs.
-        let band = s.window.rows * s.cols * s.window.cols;
-        let run = |scratch: &mut Vec<f32>, (n, (y, winners)): (usize, (&mut [f32], &mut [u8]))| {
-            let patches = &patches[n * positions * k..][..positions * k];
-            forward_sample(&s, patches, kernel, &epilogue, scratch, y, winners);
+        let band = s.window.rows * s.cols * s.window.cols * f;
+        let task = |(t, (buffers, (y, winners))): TaskOutputs<'_>| {
+            buffers.scratch.resize(band, 0.0);
+            let samples = y.chunks_mut(pooled).zip(winners.chunks_mut(pooled));
+            for (i, (y, winners)) in samples.enumerate() {
+                let n = t * SAMPLES_PER_TASK + i;
+                let patches = &patches[n * positions * k..][..positions * k];
+                forward_sample(
+                    &s,
+                    patches,
+                    kernel,
+                    &epilogue,
+                    &mut buffers.scratch,
+                    y,
+                    winners,
+                );
+            }
         };
-        if y.len() >= PARALLEL_THRESHOLD / 4 && rayon::current_num_threads() > 1 {
-            y.par_chunks_mut(pooled)
-                .zip(self.winners.par_chunks_mut(pooled))
-                .enumerate()
-                .for_each_init(|| vec![0.0f32; band * f], run);
+        let chunk = SAMPLES_PER_TASK * pooled;
+        let (tasks, winners) = (&mut self.tasks[..count], &mut self.winners[..rows * pooled]);
+        if parallel(count, y.len()) {
+            let outputs = y.par_chunks_mut(chunk).zip(winners.par_chunks_mut(chunk));
+            tasks.par_iter_mut().zip(outputs).enumerate().for_each(task);
         } else {
-            let mut scratch = vec![0.0f32; band * f];
-            y.chunks_mut(pooled)
-                .zip(self.winners.chunks_mut(pooled))
-                .enumerate()
-                .for_each(|item| run(&mut scratch, item));
+            let outputs = y.chunks_mut(chunk).zip(winners.chunks_mut(chunk));
+            tasks.iter_mut().zip(outputs).enumerate().for_each(task);
         }
     }
 
     /// The kernel gradient from dz, the gradient of the pre-activation at each
     /// pooled value's winner (rows × pooled): Σ patch row of the winner × dz.
-    pub fn kernel_grad(&self, patches: &[f32], positions: usize, dz: &[f32], grad: &mut [f32]) {
+    /// Summed per task, then over tasks in order: the same for any thread count.
+    pub fn kernel_grad(&mut self, patches: &[f32], positions: usize, dz: &[f32], grad: &mut [f32]) {
         let s = self.shape;
         let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
         let rows = dz.len() / pooled;
-        let tasks = rows.div_ceil(SAMPLES_PER_TASK);
-        let mut partials = vec![0.0f32; tasks * k * f];
-        let task = |table: &mut Vec<f32>, (t, part): (usize, &mut [f32])| {
-            let end = ((t + 1) * SAMPLES_PER_TASK).min(rows);
-            for n in t * SAMPLES_PER_TASK..end {
-                self.add_sample_grad(
+        let count = self.tasks_for(rows);
+        let winners = &self.winners;
+        let task = |(t, buffers): (usize, &mut TaskBuffers)| {
+            let TaskBuffers { scratch, partial } = buffers;
+            partial.clear();
+            partial.resize(k * f, 0.0);
+            let first = t * SAMPLES_PER_TASK;
+            for n in first..(first + SAMPLES_PER_TASK).min(rows) {
+                add_sample_grad(
+                    &s,
                     &patches[n * positions * k..][..positions * k],
                     &dz[n * pooled..][..pooled],
-                    &self.winners[n * pooled..][..pooled],
-                    part,
-                    table,
+                    &winners[n * pooled..][..pooled],
+                    partial,
+                    scratch,
                 );
             }
         };
-        if tasks > 1 && dz.len() >= PARALLEL_THRESHOLD / 4 && rayon::current_num_threads() > 1 {
-            partials
-                .par_chunks_mut(k * f)
-                .enumerate()
-                .for_each_init(Vec::new, task);
+        let tasks = &mut self.tasks[..count];
+        if parallel(count, dz.len()) {
+            tasks.par_iter_mut().enumerate().for_each(task);
         } else {
-            let mut table = Vec::new();
-            partials
-                .chunks_mut(k * f)
-                .enumerate()
-                .for_each(|item| task(&mut table, item));
+            tasks.iter_mut().enumerate().for_each(task);
         }
         grad.fill(0.0);
-        for part in partials.chunks(k * f) {
-            grad.iter_mut().zip(part).for_each(|(g, &p)| *g += p);
-        }
-    }
-
-    fn add_sample_grad(
-        &self,
-        patches: &[f32],
-        dz: &[f32],
-        winners: &[u8],
-        grad: &mut [f32],
-        table: &mut Vec<f32>,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let s = &self.shape;
-            if s.window_size() <= 8
-                && s.filters.is_multiple_of(8)
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-            {
-                winner_table(s, patches, table);
-                // SAFETY: the CPU has AVX2 and FMA; the shapes were checked just above.
-                return unsafe { add_sample_grad_avx2(s, table, dz, winners, grad) };
-            }
-        }
-        let _ = table;
-        self.add_sample_grad_generic(patches, dz, winners, grad)
-    }
-
-    /// Any shape, any CPU: for every pooled position and window entry, the
-    /// filters this entry won get their dz, the others zero, and the kernel
-    /// gradient takes the outer product of the entry's patch row with that.
-    fn add_sample_grad_generic(
-        &self,
-        patches: &[f32],
-        dz: &[f32],
-        winners: &[u8],
-        grad: &mut [f32],
-    ) {
-        let s = self.shape;
-        let (k, f) = (s.width, s.filters);
-        let (mut won, mut wide) = ([0.0f32; small_k::MAX_N], [0u32; small_k::MAX_N]);
-        let (won, wide) = (&mut won[..f], &mut wide[..f]);
-        for qy in 0..s.rows {
-            for qx in 0..s.cols {
-                let at = (qy * s.cols + qx) * f;
-                let g = &dz[at..][..f];
-                // Winners widened to the lanes of f32, so the selection vectorises.
-                wide.iter_mut()
-                    .zip(&winners[at..][..f])
-                    .for_each(|(o, &w)| *o = w as u32);
-                for w in 0..s.window_size() as u32 {
-                    for ((o, &gv), &wv) in won.iter_mut().zip(g).zip(wide.iter()) {
-                        *o = if wv == w { gv } else { 0.0 };
-                    }
-                    let patch = &patches[s.conv_position(qy, qx, w as usize) * k..][..k];
-                    for (&pv, grad_row) in patch.iter().zip(grad.chunks_exact_mut(f)) {
-                        for (gr, &o) in grad_row.iter_mut().zip(won.iter()) {
-                            *gr += pv * o;
-                        }
-                    }
-                }
-            }
+        for task in tasks.iter() {
+            grad.iter_mut()
+                .zip(&task.partial)
+                .for_each(|(g, &p)| *g += p);
         }
     }
 
@@ -224,6 +198,67 @@ impl MaxPoolTail {
                     let at = (qy * s.cols + qx) * f;
                     for (j, (&gv, &w)) in g[at..][..f].iter().zip(&wins[at..][..f]).enumerate() {
                         out[s.conv_position(qy, qx, w as usize) * f + j] = gv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// grad (width × filters) += the kernel gradient of one sample.
+fn add_sample_grad(
+    s: &ConvPoolShape,
+    patches: &[f32],
+    dz: &[f32],
+    winners: &[u8],
+    grad: &mut [f32],
+    table: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if s.window_size() <= 8
+            && s.filters.is_multiple_of(8)
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            winner_table(s, patches, table);
+            // SAFETY: the CPU has AVX2 and FMA; the shapes were checked just above.
+            return unsafe { add_sample_grad_avx2(s, table, dz, winners, grad) };
+        }
+    }
+    let _ = table;
+    add_sample_grad_generic(s, patches, dz, winners, grad)
+}
+
+/// Any shape, any CPU: for every pooled position and window entry, the
+/// filters this entry won get their dz, the others zero, and the kernel
+/// gradient takes the outer product of the entry's patch row with that.
+fn add_sample_grad_generic(
+    s: &ConvPoolShape,
+    patches: &[f32],
+    dz: &[f32],
+    winners: &[u8],
+    grad: &mut [f32],
+) {
+    let (k, f) = (s.width, s.filters);
+    let (mut won, mut wide) = ([0.0f32; small_k::MAX_N], [0u32; small_k::MAX_N]);
+    let (won, wide) = (&mut won[..f], &mut wide[..f]);
+    for qy in 0..s.rows {
+        for qx in 0..s.cols {
+            let at = (qy * s.cols + qx) * f;
+            let g = &dz[at..][..f];
+            // Winners widened to the lanes of f32, so the selection vectorises.
+            wide.iter_mut()
+                .zip(&winners[at..][..f])
+                .for_each(|(o, &w)| *o = w as u32);
+            for w in 0..s.window_size() as u32 {
+                for ((o, &gv), &wv) in won.iter_mut().zip(g).zip(wide.iter()) {
+                    *o = if wv == w { gv } else { 0.0 };
+                }
+                let patch = &patches[s.conv_position(qy, qx, w as usize) * k..][..k];
+                for (&pv, grad_row) in patch.iter().zip(grad.chunks_exact_mut(f)) {
+                    for (gr, &o) in grad_row.iter_mut().zip(won.iter()) {
+                        *gr += pv * o;
                     }
                 }
             }
@@ -441,6 +476,11 @@ unsafe fn pool_band_avx2(
             _mm_storel_epi64(winners[out..][..8].as_mut_ptr() as *mut __m128i, packed);
         }
     }
+}
+
+/// Whether `tasks` tasks over `values` values are worth spreading over the pool.
+fn parallel(tasks: usize, values: usize) -> bool {
+    tasks > 1 && values >= PARALLEL_THRESHOLD / 4 && rayon::current_num_threads() > 1
 }
 
 /// Whether `activation` may be fused: applied elementwise, with a derivative
