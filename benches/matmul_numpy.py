@@ -17,6 +17,7 @@ SHAPES = [  # name, m, k, n, transpose a, transpose b
     ("W3 fwd 64x5408x128", 64, 5408, 128, False, False),
     ("W3 dW 5408x64x128 (At)", 5408, 64, 128, True, False),
     ("W3 dX 64x128x5408 (Bt)", 64, 128, 5408, False, True),
+    ("W4 fwd 1024x784x128", 1024, 784, 128, False, False),
     ("1024^3", 1024, 1024, 1024, False, False),
 ]
 

@@ -18,6 +18,7 @@ fn main() {
         ("W3 fwd 64x5408x128", Gemm::new(64, 5408, 128)),
         ("W3 dW 5408x64x128 (Aᵀ)", Gemm::new(5408, 64, 128).trans_a()),
         ("W3 dX 64x128x5408 (Bᵀ)", Gemm::new(64, 128, 5408).trans_b()),
+        ("W4 fwd 1024x784x128", Gemm::new(1024, 784, 128)),
         ("1024^3", Gemm::new(1024, 1024, 1024)),
     ];
     parallel::install(|| {
