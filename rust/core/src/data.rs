@@ -4,6 +4,7 @@
 //! gathered and converted to f32 into a reused buffer, so no float copy of the
 //! whole data set is ever made.
 
+use crate::parallel::PARALLEL_THRESHOLD;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy)]
@@ -30,14 +31,20 @@ impl Features<'_> {
     /// A branch-free OR over exponent bits vectorises, so clean data costs one
     /// fast pass; only a dirty block is searched element by element.
     pub fn first_non_finite(&self, start: usize, end: usize) -> Option<usize> {
-        fn scan<T: Copy>(v: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
+        fn scan<T: Copy + Sync>(v: &[T], bad: impl Fn(T) -> bool + Sync) -> Option<usize> {
             const BLOCK: usize = 4096;
-            for (b, block) in v.chunks(BLOCK).enumerate() {
-                if block.iter().fold(false, |acc, &x| acc | bad(x)) {
-                    return block.iter().position(|&x| bad(x)).map(|i| b * BLOCK + i);
-                }
-            }
-            None
+            let dirty = |block: &[T]| block.iter().fold(false, |acc, &x| acc | bad(x));
+            // Big inputs are scanned by the whole pool (the length is checked first, so
+            // small ones, which may run outside the pool, never touch rayon).
+            let b = if v.len() >= 8 * PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+                v.par_chunks(BLOCK).position_first(dirty)
+            } else {
+                v.chunks(BLOCK).position(dirty)
+            }?;
+            v[b * BLOCK..]
+                .iter()
+                .position(|&x| bad(x))
+                .map(|i| b * BLOCK + i)
         }
         let found = match self {
             Features::U8(_) => None,

@@ -536,13 +536,6 @@ impl Model {
         }
         let n = x.len() / width;
         let end = end.min(n);
-        if let Some(i) = x.first_non_finite(start.min(end) * width, end * width) {
-            crate::bail!(
-                "'x' contains NaN or inf (first in sample {}, at flat index {})",
-                i / width,
-                i % width
-            );
-        }
         let out_size = self.output_size();
         if out.len() < (end.saturating_sub(start)) * out_size {
             crate::bail!("predict: output buffer too small");
@@ -551,6 +544,15 @@ impl Model {
         let mut offset = 0;
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
+            // Checked batch by batch: the batch is then in cache for the first layer.
+            let first = idx[0] as usize * width;
+            if let Some(i) = x.first_non_finite(first, first + rows * width) {
+                crate::bail!(
+                    "'x' contains NaN or inf (first in sample {}, at flat index {})",
+                    i / width,
+                    i % width
+                );
+            }
             self.reserve(rows);
             // float32 rows in order are read where they are; other dtypes are converted.
             let direct = match x {
