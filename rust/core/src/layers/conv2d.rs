@@ -232,6 +232,24 @@ impl Conv2D {
         }
     }
 
+    /// dx from dz over the `m` output positions of the batch (not depthwise): the
+    /// patch gradient dz·Wᵀ, summed back onto the images.
+    fn input_grad(&mut self, dz: &[f32], dx: &mut [f32], m: usize) {
+        let (k, f) = (self.geometry.width(), self.filters);
+        let mut grads = std::mem::take(&mut self.patch_grads);
+        grads.resize(m * k, 0.0);
+        let kernel = if self.groups > 1 {
+            &self.full_kernel
+        } else {
+            self.params[0].value_slice()
+        };
+        Gemm::new(m, f, k)
+            .trans_b()
+            .run(dz, kernel, &mut grads, false);
+        self.geometry.col2im_batch(&grads, dx);
+        self.patch_grads = grads;
+    }
+
     /// Keeps the diagonal blocks of the dense kernel gradient.
     fn compress_grad(&mut self) {
         let (taps, cg, fg) = self.group_sizes();
@@ -282,29 +300,28 @@ impl Layer for Conv2D {
             return false;
         }
         let (rows, cols) = (self.geometry.rows.output, self.geometry.cols.output);
-        self.pool = MaxPoolTail::new(ConvPoolShape {
-            conv_cols: cols,
-            width: k,
-            filters: f,
-            window,
-            rows: rows / window.rows,
-            cols: cols / window.cols,
-        });
+        self.pool = MaxPoolTail::new(
+            ConvPoolShape {
+                conv_cols: cols,
+                width: k,
+                filters: f,
+                window,
+                rows: rows / window.rows,
+                cols: cols / window.cols,
+            },
+            &self.geometry,
+        );
         self.pool.is_some()
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, _ctx: &Ctx) {
-        let (k, p) = (self.geometry.width(), self.geometry.positions());
-        let mut patches = std::mem::take(&mut self.patches);
-        patches.resize(rows * p * k, 0.0);
-        self.geometry.im2col_batch(x, &mut patches);
         if let Some(pool) = &mut self.pool {
+            // Patch rows come straight from the images: no patch matrix.
             let bias = self.out.use_bias.then(|| self.params[1].value_slice());
             let act = self.out.activation;
             let kernel = self.params[0].value_slice();
             pool.forward(
-                &patches,
-                p,
+                x,
                 kernel,
                 |row: &mut [f32]| {
                     if let Some(b) = bias {
@@ -314,9 +331,12 @@ impl Layer for Conv2D {
                 },
                 y,
             );
-            self.patches = patches;
             return;
         }
+        let (k, p) = (self.geometry.width(), self.geometry.positions());
+        let mut patches = std::mem::take(&mut self.patches);
+        patches.resize(rows * p * k, 0.0);
+        self.geometry.im2col_batch(x, &mut patches);
         if let Some(dw) = self.depthwise {
             let bias = self.out.use_bias.then(|| self.params[1].value_slice());
             let kernel = self.params[0].value_slice();
@@ -361,7 +381,7 @@ impl Layer for Conv2D {
 
     fn backward(
         &mut self,
-        _x: &[f32],
+        x: &[f32],
         y: &[f32],
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
@@ -377,20 +397,18 @@ impl Layer for Conv2D {
         // With a pool taken over, y and dy are the pooled values and their gradient:
         // the activation's derivative and the bias gradient need only those.
         self.out.backward(y, dy, f, bias_grad);
-        if let (Some(pool), None) = (&mut self.pool, &dx) {
-            // Without an input gradient the pooled gradient goes straight to the kernel's.
-            pool.kernel_grad(&self.patches, p, dy, self.params[0].grad_slice_mut());
+        if let Some(pool) = &mut self.pool {
+            pool.kernel_grad(x, dy, self.params[0].grad_slice_mut());
+            if let Some(dx) = dx {
+                let mut dense = std::mem::take(&mut self.conv_grads);
+                dense.resize(m * f, 0.0);
+                pool.scatter(dy, p, &mut dense);
+                self.input_grad(&dense, dx, m);
+                self.conv_grads = dense;
+            }
             return;
         }
-        let mut conv_grads = std::mem::take(&mut self.conv_grads);
-        let dz: &[f32] = match &self.pool {
-            None => dy,
-            Some(pool) => {
-                conv_grads.resize(m * f, 0.0);
-                pool.scatter(dy, p, &mut conv_grads);
-                &conv_grads
-            }
-        };
+        let dz: &[f32] = dy;
         if let Some(dw) = self.depthwise {
             dw.kernel_grad(&self.patches[..m * k], dz, self.params[0].grad_slice_mut());
             if let Some(dx) = dx {
@@ -400,7 +418,6 @@ impl Layer for Conv2D {
                 self.geometry.col2im_batch(&grads, dx);
                 self.patch_grads = grads;
             }
-            self.conv_grads = conv_grads;
             return;
         }
         // dW = patchesᵀ·dz
@@ -418,20 +435,7 @@ impl Layer for Conv2D {
             );
         }
         if let Some(dx) = dx {
-            // d patches = dz·Wᵀ, then scattered back onto the image.
-            let mut grads = std::mem::take(&mut self.patch_grads);
-            grads.resize(m * k, 0.0);
-            let kernel = if self.groups > 1 {
-                &self.full_kernel
-            } else {
-                self.params[0].value_slice()
-            };
-            Gemm::new(m, f, k)
-                .trans_b()
-                .run(dz, kernel, &mut grads, false);
-            self.geometry.col2im_batch(&grads, dx);
-            self.patch_grads = grads;
+            self.input_grad(dz, dx, m);
         }
-        self.conv_grads = conv_grads;
     }
 }

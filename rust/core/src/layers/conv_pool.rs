@@ -4,23 +4,28 @@
 //! Unfused, the convolution's output (the largest activation of such a network)
 //! is written, read back by the pool, read again by the pool's backward to find
 //! each window's winner, written again as a mostly-zero gradient and read by the
-//! kernel gradient. Fused, each sample's convolution rows are computed into a
-//! small scratch that stays in L1 and pooled at once; only the pooled values and
-//! each window's winner (one byte) are kept. Backward sends each pooled gradient
-//! straight to the kernel gradient through its winner's patch row.
+//! kernel gradient, and the patch matrix (im2col) is written and read twice.
+//! Fused, nothing of that size exists: each sample's patch rows are gathered
+//! from its image a band of window rows at a time, the band's convolution rows
+//! are computed into a small scratch that stays in L1 and pooled at once, and
+//! only the pooled values and each window's winner (one byte) are kept.
+//! Backward sends each pooled gradient straight to the kernel gradient through
+//! its winner's patch values, read from the image again.
 //!
 //! The forward values are the unfused ones bit for bit (same product, same
 //! epilogue, same first-maximum rule); the kernel gradient sums the same terms
 //! in another fixed order, the same for any thread count.
 
+use super::im2col::Patches;
+use super::window::Axis;
 use super::PoolWindow;
 use crate::activation::Activation;
 use crate::parallel::PARALLEL_THRESHOLD;
 use crate::small_k;
 use rayon::prelude::*;
 
-/// Samples per task of the kernel gradient: partial sums are kept per task and
-/// added in task order, so the split is fixed by the batch size alone.
+/// Samples per task: partial kernel gradients are kept per task and added in
+/// task order, so the split is fixed by the batch size alone.
 const SAMPLES_PER_TASK: usize = 4;
 
 /// Shapes of one fused convolution + pool.
@@ -46,11 +51,104 @@ impl ConvPoolShape {
         self.window.rows * self.window.cols
     }
 
-    /// Convolution position (row-major within the sample) of entry `w` of the window
+    /// Convolution position (row, column) of entry `w` (row-major) of the window
     /// of pooled position (`qy`, `qx`).
-    fn conv_position(&self, qy: usize, qx: usize, w: usize) -> usize {
+    fn conv_position(&self, qy: usize, qx: usize, w: usize) -> (usize, usize) {
         let (r, c) = (w / self.window.cols, w % self.window.cols);
-        (qy * self.window.rows + r) * self.conv_cols + qx * self.window.cols + c
+        (qy * self.window.rows + r, qx * self.window.cols + c)
+    }
+}
+
+/// Where each patch value of a convolution sits in its input image, so patch
+/// rows are read from the image instead of from a stored patch matrix.
+pub(crate) struct ImageTaps {
+    /// Offset of tap t (kernel row, kernel column, channel) from the window's
+    /// origin, in the image as read (padded when the convolution pads).
+    taps: Vec<usize>,
+    /// The image as read: rows, columns and channels, and where the input sits in it.
+    rows: usize,
+    cols: usize,
+    channels: usize,
+    top: usize,
+    left: usize,
+    input_rows: usize,
+    input_cols: usize,
+    strides: (usize, usize),
+    /// Whether the image as read differs from the input (padding): then each
+    /// sample is copied into a zero-padded buffer first.
+    padded: bool,
+}
+
+impl ImageTaps {
+    pub fn new(g: &Patches) -> Self {
+        // Rows (columns) the windows reach, from the first padded one.
+        let reach = |a: &Axis| (a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1;
+        let rows = reach(&g.rows).max(g.rows.pad + g.rows.input);
+        let cols = reach(&g.cols).max(g.cols.pad + g.cols.input);
+        let c = g.channels;
+        let mut taps = Vec::with_capacity(g.width());
+        for ky in 0..g.rows.kernel {
+            for kx in 0..g.cols.kernel {
+                let at = (ky * g.rows.dilation * cols + kx * g.cols.dilation) * c;
+                taps.extend(at..at + c);
+            }
+        }
+        ImageTaps {
+            taps,
+            rows,
+            cols,
+            channels: c,
+            top: g.rows.pad,
+            left: g.cols.pad,
+            input_rows: g.rows.input,
+            input_cols: g.cols.input,
+            strides: (g.rows.stride, g.cols.stride),
+            padded: rows != g.rows.input || cols != g.cols.input,
+        }
+    }
+
+    fn input_size(&self) -> usize {
+        self.input_rows * self.input_cols * self.channels
+    }
+
+    /// One sample's image as read: `input` itself, or its zero-padded copy in `buffer`.
+    fn sample<'a>(&'a self, input: &'a [f32], buffer: &'a mut Vec<f32>) -> SampleImage<'a> {
+        let image = if self.padded {
+            let c = self.channels;
+            buffer.clear();
+            buffer.resize(self.rows * self.cols * c, 0.0);
+            for (y, src) in input.chunks_exact(self.input_cols * c).enumerate() {
+                let at = ((self.top + y) * self.cols + self.left) * c;
+                buffer[at..][..src.len()].copy_from_slice(src);
+            }
+            &buffer[..]
+        } else {
+            input
+        };
+        SampleImage { taps: self, image }
+    }
+}
+
+/// One sample's image with the taps to read its patch rows.
+struct SampleImage<'a> {
+    taps: &'a ImageTaps,
+    image: &'a [f32],
+}
+
+impl SampleImage<'_> {
+    /// Offset of the window of convolution position (`oy`, `ox`).
+    fn origin(&self, oy: usize, ox: usize) -> usize {
+        let t = self.taps;
+        (oy * t.strides.0 * t.cols + ox * t.strides.1) * t.channels
+    }
+
+    /// The patch row of convolution position (`oy`, `ox`) into `row`.
+    #[inline(always)]
+    fn patch_row(&self, oy: usize, ox: usize, row: &mut [f32]) {
+        let window = &self.image[self.origin(oy, ox)..];
+        for (v, &t) in row.iter_mut().zip(&self.taps.taps) {
+            *v = window[t];
+        }
     }
 }
 
@@ -58,6 +156,7 @@ impl ConvPoolShape {
 /// between forward and backward.
 pub(crate) struct MaxPoolTail {
     pub shape: ConvPoolShape,
+    taps: ImageTaps,
     /// Per pooled value (sample, row, column, filter): the index of its winner in
     /// the window, row-major; the first maximum wins, as in TensorFlow.
     winners: Vec<u8>,
@@ -73,15 +172,20 @@ type TaskOutputs<'a> = (usize, (&'a mut TaskBuffers, (&'a mut [f32], &'a mut [u8
 struct TaskBuffers {
     /// Forward: a band of convolution rows. Backward: the winner table.
     scratch: Vec<f32>,
+    /// Forward: the band's patch rows.
+    patches: Vec<f32>,
+    /// A zero-padded copy of the sample's image, when the convolution pads.
+    image: Vec<f32>,
     /// Backward: this task's share of the kernel gradient.
     partial: Vec<f32>,
 }
 
 impl MaxPoolTail {
     /// None when the window has more entries than a byte can index.
-    pub fn new(shape: ConvPoolShape) -> Option<Self> {
-        (shape.window_size() <= u8::MAX as usize + 1).then_some(MaxPoolTail {
+    pub fn new(shape: ConvPoolShape, geometry: &Patches) -> Option<Self> {
+        (shape.window_size() <= u8::MAX as usize + 1).then(|| MaxPoolTail {
             shape,
+            taps: ImageTaps::new(geometry),
             winners: Vec::new(),
             tasks: Vec::new(),
         })
@@ -96,38 +200,32 @@ impl MaxPoolTail {
         count
     }
 
-    /// y (rows × pooled) = maxpool(activation(patches·kernel + bias)), where
-    /// `patches` holds `positions` patch rows per sample.
+    /// y (rows × pooled) = maxpool(activation(conv(images, kernel) + bias)).
     pub fn forward(
         &mut self,
-        patches: &[f32],
-        positions: usize,
+        images: &[f32],
         kernel: &[f32],
         epilogue: impl Fn(&mut [f32]) + Sync,
         y: &mut [f32],
     ) {
         let s = self.shape;
-        let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
+        let pooled = s.pooled_size();
         let rows = y.len() / pooled;
         let count = self.tasks_for(rows);
         self.winners.resize(rows * pooled, 0);
-        // One band of window rows × (pooled columns · window columns) conv outputs.
-        let band = s.window.rows * s.cols * s.window.cols * f;
+        let (taps, image_size) = (&self.taps, self.taps.input_size());
         let task = |(t, (buffers, (y, winners))): TaskOutputs<'_>| {
-            buffers.scratch.resize(band, 0.0);
             let samples = y.chunks_mut(pooled).zip(winners.chunks_mut(pooled));
             for (i, (y, winners)) in samples.enumerate() {
                 let n = t * SAMPLES_PER_TASK + i;
-                let patches = &patches[n * positions * k..][..positions * k];
-                forward_sample(
-                    &s,
+                let TaskBuffers {
+                    scratch,
                     patches,
-                    kernel,
-                    &epilogue,
-                    &mut buffers.scratch,
-                    y,
-                    winners,
-                );
+                    image,
+                    ..
+                } = &mut *buffers;
+                let image = taps.sample(&images[n * image_size..][..image_size], image);
+                forward_sample(&s, &image, kernel, &epilogue, scratch, patches, y, winners);
             }
         };
         let chunk = SAMPLES_PER_TASK * pooled;
@@ -144,21 +242,27 @@ impl MaxPoolTail {
     /// The kernel gradient from dz, the gradient of the pre-activation at each
     /// pooled value's winner (rows × pooled): Σ patch row of the winner × dz.
     /// Summed per task, then over tasks in order: the same for any thread count.
-    pub fn kernel_grad(&mut self, patches: &[f32], positions: usize, dz: &[f32], grad: &mut [f32]) {
+    pub fn kernel_grad(&mut self, images: &[f32], dz: &[f32], grad: &mut [f32]) {
         let s = self.shape;
         let (k, f, pooled) = (s.width, s.filters, s.pooled_size());
         let rows = dz.len() / pooled;
         let count = self.tasks_for(rows);
-        let winners = &self.winners;
+        let (taps, image_size, winners) = (&self.taps, self.taps.input_size(), &self.winners);
         let task = |(t, buffers): (usize, &mut TaskBuffers)| {
-            let TaskBuffers { scratch, partial } = buffers;
+            let TaskBuffers {
+                scratch,
+                image,
+                partial,
+                ..
+            } = buffers;
             partial.clear();
             partial.resize(k * f, 0.0);
             let first = t * SAMPLES_PER_TASK;
             for n in first..(first + SAMPLES_PER_TASK).min(rows) {
+                let image = taps.sample(&images[n * image_size..][..image_size], image);
                 add_sample_grad(
                     &s,
-                    &patches[n * positions * k..][..positions * k],
+                    &image,
                     &dz[n * pooled..][..pooled],
                     &winners[n * pooled..][..pooled],
                     partial,
@@ -181,8 +285,8 @@ impl MaxPoolTail {
     }
 
     /// Scatters dz at the winners into a dense gradient of the convolution's
-    /// output (rows × positions × filters), zero elsewhere: what the layer's
-    /// unfused backward takes when it must also give its input gradient.
+    /// output (rows × positions × filters), zero elsewhere: the input gradient
+    /// is computed from that as without the pool.
     pub fn scatter(&self, dz: &[f32], positions: usize, dense: &mut [f32]) {
         let s = self.shape;
         let (f, pooled) = (s.filters, s.pooled_size());
@@ -197,7 +301,8 @@ impl MaxPoolTail {
                 for qx in 0..s.cols {
                     let at = (qy * s.cols + qx) * f;
                     for (j, (&gv, &w)) in g[at..][..f].iter().zip(&wins[at..][..f]).enumerate() {
-                        out[s.conv_position(qy, qx, w as usize) * f + j] = gv;
+                        let (oy, ox) = s.conv_position(qy, qx, w as usize);
+                        out[(oy * s.conv_cols + ox) * f + j] = gv;
                     }
                 }
             }
@@ -208,7 +313,7 @@ impl MaxPoolTail {
 /// grad (width × filters) += the kernel gradient of one sample.
 fn add_sample_grad(
     s: &ConvPoolShape,
-    patches: &[f32],
+    image: &SampleImage,
     dz: &[f32],
     winners: &[u8],
     grad: &mut [f32],
@@ -221,13 +326,13 @@ fn add_sample_grad(
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
         {
-            winner_table(s, patches, table);
+            winner_table(s, image, table);
             // SAFETY: the CPU has AVX2 and FMA; the shapes were checked just above.
             return unsafe { add_sample_grad_avx2(s, table, dz, winners, grad) };
         }
     }
     let _ = table;
-    add_sample_grad_generic(s, patches, dz, winners, grad)
+    add_sample_grad_generic(s, image, dz, winners, grad)
 }
 
 /// Any shape, any CPU: for every pooled position and window entry, the
@@ -235,7 +340,7 @@ fn add_sample_grad(
 /// gradient takes the outer product of the entry's patch row with that.
 fn add_sample_grad_generic(
     s: &ConvPoolShape,
-    patches: &[f32],
+    image: &SampleImage,
     dz: &[f32],
     winners: &[u8],
     grad: &mut [f32],
@@ -243,6 +348,8 @@ fn add_sample_grad_generic(
     let (k, f) = (s.width, s.filters);
     let (mut won, mut wide) = ([0.0f32; small_k::MAX_N], [0u32; small_k::MAX_N]);
     let (won, wide) = (&mut won[..f], &mut wide[..f]);
+    let mut patch = [0.0f32; small_k::MAX_K];
+    let patch = &mut patch[..k];
     for qy in 0..s.rows {
         for qx in 0..s.cols {
             let at = (qy * s.cols + qx) * f;
@@ -255,7 +362,8 @@ fn add_sample_grad_generic(
                 for ((o, &gv), &wv) in won.iter_mut().zip(g).zip(wide.iter()) {
                     *o = if wv == w { gv } else { 0.0 };
                 }
-                let patch = &patches[s.conv_position(qy, qx, w as usize) * k..][..k];
+                let (oy, ox) = s.conv_position(qy, qx, w as usize);
+                image.patch_row(oy, ox, patch);
                 for (&pv, grad_row) in patch.iter().zip(grad.chunks_exact_mut(f)) {
                     for (gr, &o) in grad_row.iter_mut().zip(won.iter()) {
                         *gr += pv * o;
@@ -270,18 +378,20 @@ fn add_sample_grad_generic(
 /// pooled position `q`, so that one vector permute picks, for eight filters at
 /// once, the tap of each filter's own winner.
 #[cfg(target_arch = "x86_64")]
-fn winner_table(s: &ConvPoolShape, patches: &[f32], table: &mut Vec<f32>) {
+fn winner_table(s: &ConvPoolShape, image: &SampleImage, table: &mut Vec<f32>) {
     let k = s.width;
     table.clear();
     table.resize(s.rows * s.cols * k * 8, 0.0);
+    let taps = &image.taps.taps;
     for qy in 0..s.rows {
         for qx in 0..s.cols {
             let q = qy * s.cols + qx;
             let entries = &mut table[q * k * 8..][..k * 8];
             for w in 0..s.window_size() {
-                let patch = &patches[s.conv_position(qy, qx, w) * k..][..k];
-                for (t, &v) in patch.iter().enumerate() {
-                    entries[t * 8 + w] = v;
+                let (oy, ox) = s.conv_position(qy, qx, w);
+                let window = &image.image[image.origin(oy, ox)..];
+                for (e, &t) in entries[w..].iter_mut().step_by(8).zip(taps) {
+                    *e = window[t];
                 }
             }
         }
@@ -339,12 +449,14 @@ unsafe fn add_sample_grad_avx2(
 
 /// One sample: its convolution rows, a band of window rows at a time, into
 /// `scratch`, each band pooled at once into `y` and `winners`.
+#[allow(clippy::too_many_arguments)]
 fn forward_sample(
     s: &ConvPoolShape,
-    patches: &[f32],
+    image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut [f32],
+    scratch: &mut Vec<f32>,
+    patches: &mut Vec<f32>,
     y: &mut [f32],
     winners: &mut [u8],
 ) {
@@ -353,57 +465,61 @@ fn forward_sample(
         if s.filters.is_multiple_of(8) && is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2; filters are a multiple of 8.
             return unsafe {
-                forward_sample_avx2(s, patches, kernel, epilogue, scratch, y, winners)
+                forward_sample_avx2(s, image, kernel, epilogue, scratch, patches, y, winners)
             };
         }
     }
-    for_each_band(s, patches, kernel, epilogue, scratch, |scratch, qy| {
-        pool_band(s, scratch, qy, y, winners)
+    for_each_band(s, image, kernel, epilogue, scratch, patches, |band, qy| {
+        pool_band(s, band, qy, y, winners)
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn forward_sample_avx2(
     s: &ConvPoolShape,
-    patches: &[f32],
+    image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut [f32],
+    scratch: &mut Vec<f32>,
+    patches: &mut Vec<f32>,
     y: &mut [f32],
     winners: &mut [u8],
 ) {
-    for_each_band(s, patches, kernel, epilogue, scratch, |scratch, qy| {
+    for_each_band(s, image, kernel, epilogue, scratch, patches, |band, qy| {
         // SAFETY: the caller checked AVX2 and the filter count.
-        unsafe { pool_band_avx2(s, scratch, qy, y, winners) }
+        unsafe { pool_band_avx2(s, band, qy, y, winners) }
     });
 }
 
-/// Computes the convolution rows of each band of pooled row `qy` into `scratch`
-/// (window rows × pooled columns · window columns × filters), then `pool(scratch, qy)`.
+/// For each pooled row `qy`: gathers the patch rows of its band (window rows ×
+/// pooled columns · window columns) into `patches`, computes their convolution
+/// rows into `scratch`, then runs `pool(scratch, qy)`.
 #[inline(always)]
 fn for_each_band(
     s: &ConvPoolShape,
-    patches: &[f32],
+    image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut [f32],
+    scratch: &mut Vec<f32>,
+    patches: &mut Vec<f32>,
     mut pool: impl FnMut(&[f32], usize),
 ) {
     let (k, f) = (s.width, s.filters);
     let used = s.cols * s.window.cols;
+    let band = s.window.rows * used;
+    scratch.resize(band * f, 0.0);
+    patches.resize(band * k, 0.0);
     for qy in 0..s.rows {
+        let mut rows = patches.chunks_exact_mut(k);
         for r in 0..s.window.rows {
-            let first = (qy * s.window.rows + r) * s.conv_cols;
-            small_k::product_serial(
-                &patches[first * k..][..used * k],
-                kernel,
-                k,
-                f,
-                &mut scratch[r * used * f..][..used * f],
-                epilogue,
-            );
+            for ox in 0..used {
+                let row = rows.next().expect("a patch row per band position");
+                image.patch_row(qy * s.window.rows + r, ox, row);
+            }
         }
+        small_k::product_serial(patches, kernel, k, f, scratch, epilogue);
         pool(scratch, qy);
     }
 }
@@ -514,15 +630,64 @@ mod tests {
     #[test]
     fn fused_pair_matches_the_two_layers_run_one_after_the_other() {
         let cases = [
-            // input (h, w, c), kernel, filters, pool, activation, padding
-            ([28, 28, 1], [3, 3], 32, [2, 2], "relu", "valid"),
-            ([9, 11, 3], [3, 2], 5, [2, 3], "tanh", "same"),
-            ([7, 7, 2], [2, 2], 8, [3, 3], "linear", "valid"),
+            // input (h, w, c), kernel, filters, pool, activation, padding, strides, dilation
+            (
+                [28, 28, 1],
+                [3, 3],
+                32,
+                [2, 2],
+                "relu",
+                "valid",
+                [1, 1],
+                [1, 1],
+            ),
+            (
+                [9, 11, 3],
+                [3, 2],
+                5,
+                [2, 3],
+                "tanh",
+                "same",
+                [1, 1],
+                [1, 1],
+            ),
+            (
+                [7, 7, 2],
+                [2, 2],
+                8,
+                [3, 3],
+                "linear",
+                "valid",
+                [1, 1],
+                [1, 1],
+            ),
+            (
+                [15, 13, 2],
+                [3, 3],
+                16,
+                [2, 2],
+                "relu",
+                "same",
+                [2, 1],
+                [1, 1],
+            ),
+            (
+                [14, 15, 1],
+                [3, 2],
+                8,
+                [2, 2],
+                "elu",
+                "valid",
+                [1, 2],
+                [2, 1],
+            ),
         ];
-        for (case, (input, kernel, filters, pool, act, padding)) in cases.into_iter().enumerate() {
+        for (case, (input, kernel, filters, pool, act, padding, strides, dilation)) in
+            cases.into_iter().enumerate()
+        {
             let config = json!({
-                "filters": filters, "kernel_size": kernel, "strides": [1, 1],
-                "dilation_rate": [1, 1], "padding": padding, "activation": act,
+                "filters": filters, "kernel_size": kernel, "strides": strides,
+                "dilation_rate": dilation, "padding": padding, "activation": act,
             });
             let key = Key::new(case as u64);
             let build = || {
