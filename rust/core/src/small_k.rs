@@ -4,8 +4,9 @@
 //! one row of B, accumulated in a register-sized buffer, then handed to an
 //! epilogue (bias, activation) while still in L1, so the layer's output is
 //! written once. Rows are independent and blocked by shape alone, so results
-//! are the same for any thread count; the AVX2 build is the same arithmetic
-//! (no FMA contraction), so it gives the same bits as the baseline build.
+//! are the same for any thread count. Products accumulate with fused
+//! multiply-adds (`mul_add`, exactly rounded): the AVX2+FMA build and the
+//! baseline build give the same bits.
 
 use crate::parallel::PARALLEL_THRESHOLD;
 use rayon::prelude::*;
@@ -79,8 +80,8 @@ fn rows_dispatch(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports the feature the wide version is compiled for.
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the wide version is compiled for.
             return unsafe { rows_avx2(a, b, k, n, out, epilogue) };
         }
     }
@@ -88,7 +89,7 @@ fn rows_dispatch(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn rows_avx2(
     a: &[f32],
     b: &[f32],
@@ -132,7 +133,7 @@ fn rows_fixed<const N: usize>(
         let mut acc = [0.0f32; N];
         for (&av, b_row) in a_row.iter().zip(b.chunks_exact(N)) {
             for (c, &bv) in acc.iter_mut().zip(b_row) {
-                *c += av * bv;
+                *c = av.mul_add(bv, *c);
             }
         }
         row.copy_from_slice(&acc);
@@ -155,7 +156,7 @@ fn rows_any(
         let acc = &mut acc[..n];
         for (&av, b_row) in a_row.iter().zip(b.chunks_exact(n)) {
             for (c, &bv) in acc.iter_mut().zip(b_row) {
-                *c += av * bv;
+                *c = av.mul_add(bv, *c);
             }
         }
         row.copy_from_slice(acc);
