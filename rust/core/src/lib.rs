@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod data;
+pub mod denormals;
 pub mod error;
 pub mod fastmath;
 pub mod init;

@@ -25,6 +25,7 @@ pub fn pool() -> &'static rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
             .num_threads(configured_threads())
             .thread_name(|i| format!("ferrax-{i}"))
+            .start_handler(|_| crate::denormals::flush_on_this_thread())
             .build()
             .expect("failed to start the ferrax thread pool")
     })

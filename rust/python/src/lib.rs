@@ -35,7 +35,8 @@ fn run_core_on<R: Send>(
             if in_pool {
                 parallel::install(f)
             } else {
-                f()
+                // As on the pool's threads (see ferrax_core::denormals).
+                ferrax_core::denormals::on_this_thread(f)
             }
         }))
     });

@@ -29,6 +29,7 @@ pub fn pools() -> Vec<Pool> {
             pool: rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .thread_name(move |i| format!("bench-{n}t-{i}"))
+                .start_handler(|_| ferrax_core::denormals::flush_on_this_thread())
                 .build()
                 .expect("failed to start a rayon pool"),
         })
