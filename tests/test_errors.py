@@ -244,6 +244,21 @@ def test_non_finite_values(where, bad):
     assert not _weights_equal(m.get_weights(), w0)
 
 
+@pytest.mark.parametrize("layout", ["float32", "float64", "float16", "float32 strided"])
+def test_non_finite_x_is_reported_at_its_index(layout):
+    # float32/float64 C-contiguous arrays are scanned by the engine, others by NumPy
+    m = _compiled()
+    x, y = _data(40)
+    if layout == "float32 strided":
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+        assert not x.flags.c_contiguous
+    else:
+        x = x.astype(layout)
+    x[17, 3] = np.inf
+    with pytest.raises(ValueError, match=r"'x' contains NaN or inf \(first at index \(17, 3\)"):
+        m.fit(x, y, verbose=0)
+
+
 def test_nan_in_float64_x_and_sample_weight():
     m = _compiled()
     x, y = _data(40)

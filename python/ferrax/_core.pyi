@@ -79,6 +79,9 @@ class CoreModel:
     def predict(self, x: _Features, start: int, end: int, batch_size: int) -> _F32:
         """Outputs for samples start..end, as a (rows, output size) float32 array."""
 
+def first_non_finite(x: _Features) -> int | None:
+    """Flat index of the first NaN or infinity of a C-contiguous array, or None."""
+
 def num_threads() -> int:
     """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
 

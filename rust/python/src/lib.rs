@@ -373,6 +373,14 @@ impl CoreModel {
 }
 
 /// Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores).
+/// Flat index of the first NaN or infinity in a C-contiguous uint8 / float32 /
+/// float64 array, or None: the engine's scan, on the whole pool for big arrays.
+#[pyfunction]
+fn first_non_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let (features, _) = arrays::features(x)?;
+    run_core(py, || Ok(features.first_non_finite(0, features.len())))
+}
+
 #[pyfunction]
 fn num_threads() -> usize {
     parallel::pool().current_num_threads()
@@ -410,6 +418,7 @@ fn cpu_features() -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreModel>()?;
+    m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
     testing::register(m)?;
