@@ -22,7 +22,10 @@ from ferrax.datasets import load_or_sample
 
 def build_model():
     model = keras.Sequential([
-        layers.Flatten(input_shape=(28, 28)),
+        # Pixels stay uint8 in memory (a quarter of float32's size); the engine converts
+        # and scales each batch as it reads it.
+        layers.Rescaling(1 / 255, input_shape=(28, 28)),
+        layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dense(10, activation="softmax"),
     ])
@@ -73,9 +76,6 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     ((x_train, y_train), (x_test, y_test)), used = load_or_sample(args.dataset)
     print(f"data: {used}, {len(x_train)} training and {len(x_test)} test images")
-    # uint8 pixels go to the engine as they are; scaling happens batch by batch.
-    x_train = x_train.astype(np.float32) / 255.0
-    x_test = x_test.astype(np.float32) / 255.0
 
     model = build_model()
     model.summary()

@@ -54,8 +54,10 @@ def test_main_script_runs_on_the_sample_and_writes_pictures(tmp_path):
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model = ferrax.models.load_model(out / "mnist_mlp.ferrax")
     assert [w.shape for w in model.get_weights()] == [(784, 128), (128,), (128, 10), (10,)]
+    # the model scales its uint8 input itself (Rescaling first)
+    assert type(model.layers[0]).__name__ == "Rescaling"
     _, (x_test, y_test) = mnist.load_sample()
-    reloaded = model.evaluate(x_test / 255.0, y_test, verbose=0)[1]
+    reloaded = model.evaluate(x_test, y_test, verbose=0)[1]
     assert abs(reloaded - accuracy) < 1e-3
 
 

@@ -30,6 +30,7 @@ from ferrax.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from ferrax.layers.preprocessing import Rescaling
 from ferrax.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
 from ferrax.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding2D
@@ -39,6 +40,6 @@ __all__ = ["GRU", "LSTM", "Activation", "AveragePooling1D", "AveragePooling2D",
            "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Embedding", "Flatten",
            "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
            "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
-           "Masking", "MaxPooling1D", "MaxPooling2D", "Reshape", "SeparableConv2D", "SimpleRNN",
-           "SpatialDropout1D", "SpatialDropout2D", "TimeDistributed", "UpSampling2D",
+           "Masking", "MaxPooling1D", "MaxPooling2D", "Rescaling", "Reshape", "SeparableConv2D",
+           "SimpleRNN", "SpatialDropout1D", "SpatialDropout2D", "TimeDistributed", "UpSampling2D",
            "Variable", "ZeroPadding2D"]

@@ -21,6 +21,7 @@ mod layer_norm;
 mod masking;
 mod pool2d;
 mod recurrent;
+mod rescaling;
 mod reshape;
 mod separable;
 mod spatial_dropout;
@@ -42,6 +43,7 @@ pub use layer_norm::LayerNorm;
 pub use masking::Masking;
 pub use pool2d::{Pool2D, PoolKind};
 pub use recurrent::{Bidirectional, CellKind, Recurrent};
+pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use separable::SeparableConv2D;
 pub use spatial_dropout::SpatialDropout;
@@ -360,6 +362,7 @@ fn build_channels_last(
         "Flatten" => Box::new(Reshape::flatten(input_shape)),
         "Reshape" => Box::new(Reshape::build(name, config, input_shape)?),
         "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
+        "Rescaling" => Box::new(Rescaling::build(name, config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
         "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
         "Conv1D" => Box::new(Conv2D::build_1d(name, config, input_shape, key)?),

@@ -1,0 +1,73 @@
+//! Rescaling: y = x · scale + offset (Keras's preprocessing layer, e.g. 1/255
+//! for images given as bytes: the data can then stay uint8, and each batch is
+//! converted and scaled as it is read).
+
+use super::{Ctx, Layer};
+use crate::error::{Error, Result};
+use crate::parallel::for_each_block;
+use serde_json::Value;
+
+pub struct Rescaling {
+    scale: f32,
+    offset: f32,
+    output_shape: Vec<usize>,
+}
+
+impl Rescaling {
+    pub fn build(name: &str, config: &Value, input_shape: &[usize]) -> Result<Self> {
+        let number = |key: &str, default: f64| -> Result<f32> {
+            match config.get(key) {
+                None | Some(Value::Null) => Ok(default as f32),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as f32)
+                    .ok_or_else(|| {
+                        Error(format!("{name}: '{key}' must be a finite number, got {v}"))
+                    }),
+            }
+        };
+        Ok(Rescaling {
+            scale: number("scale", 1.0)?,
+            offset: number("offset", 0.0)?,
+            output_shape: input_shape.to_vec(),
+        })
+    }
+}
+
+impl Layer for Rescaling {
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn mask_flow(&self) -> super::MaskFlow {
+        super::MaskFlow::Keep
+    }
+
+    fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx) {
+        let (scale, offset) = (self.scale, self.offset);
+        for_each_block(y, |at, block| {
+            for (v, &xv) in block.iter_mut().zip(&x[at..]) {
+                *v = xv * scale + offset;
+            }
+        });
+    }
+
+    fn backward(
+        &mut self,
+        _x: &[f32],
+        _y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
+        if let Some(dx) = dx {
+            let scale = self.scale;
+            for_each_block(dx, |at, block| {
+                for (d, &g) in block.iter_mut().zip(&dy[at..]) {
+                    *d = g * scale;
+                }
+            });
+        }
+    }
+}
