@@ -245,10 +245,12 @@ def test_non_finite_values(where, bad):
 
 
 @pytest.mark.parametrize("layout", ["float32", "float64", "float16", "float32 strided"])
-def test_non_finite_x_is_reported_at_its_index(layout):
-    # float32/float64 C-contiguous arrays are scanned by the engine, others by NumPy
+@pytest.mark.parametrize("n", [40, 200])
+def test_non_finite_x_is_reported_at_its_index(layout, n):
+    # big float32/float64 C-contiguous arrays (200 x 784) are scanned by the engine, the rest
+    # by NumPy
     m = _compiled()
-    x, y = _data(40)
+    x, y = _data(n)
     if layout == "float32 strided":
         x = np.repeat(x, 2, axis=1)[:, ::2]
         assert not x.flags.c_contiguous
