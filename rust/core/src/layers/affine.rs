@@ -69,6 +69,20 @@ impl AffineOutput {
         }
     }
 
+    /// Bias and activation applied in place to one output row, for kernels that
+    /// finish rows one at a time while they are in L1. Only for activations whose
+    /// derivative needs the output alone (nothing else is kept for backward).
+    pub fn row_epilogue<'a>(&self, bias: Option<&'a [f32]>) -> impl Fn(&mut [f32]) + Sync + 'a {
+        let act = self.activation;
+        debug_assert!(act.backward_from_output());
+        move |row: &mut [f32]| {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+            }
+            act.map_in_place(row);
+        }
+    }
+
     /// Turns dy into dz = dy · activation'(z) in place, and writes the bias
     /// gradient (column sums in a fixed row order: deterministic).
     pub fn backward(&self, y: &[f32], dy: &mut [f32], units: usize, bias_grad: Option<&mut [f32]>) {

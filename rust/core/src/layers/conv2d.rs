@@ -318,19 +318,8 @@ impl Layer for Conv2D {
         if let Some(pool) = &mut self.pool {
             // Patch rows come straight from the images: no patch matrix.
             let bias = self.out.use_bias.then(|| self.params[1].value_slice());
-            let act = self.out.activation;
             let kernel = self.params[0].value_slice();
-            pool.forward(
-                x,
-                kernel,
-                |row: &mut [f32]| {
-                    if let Some(b) = bias {
-                        row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
-                    }
-                    act.map_in_place(row);
-                },
-                y,
-            );
+            pool.forward(x, kernel, self.out.row_epilogue(bias), y);
             return;
         }
         let (k, p) = (self.geometry.width(), self.geometry.positions());
@@ -361,13 +350,7 @@ impl Layer for Conv2D {
             // while it is in L1.
             let f = self.filters;
             if self.out.activation.backward_from_output() {
-                let act = self.out.activation;
-                small_k::product(&patches, kernel, k, f, y, |row| {
-                    if let Some(b) = bias {
-                        row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
-                    }
-                    act.map_in_place(row);
-                });
+                small_k::product(&patches, kernel, k, f, y, self.out.row_epilogue(bias));
             } else {
                 self.out.forward_with(f, bias, y, |z| {
                     small_k::product(&patches, kernel, k, f, z, |_| {})

@@ -170,14 +170,23 @@ type TaskOutputs<'a> = (usize, (&'a mut TaskBuffers, (&'a mut [f32], &'a mut [u8
 
 #[derive(Default)]
 struct TaskBuffers {
-    /// Forward: a band of convolution rows. Backward: the winner table.
-    scratch: Vec<f32>,
-    /// Forward: the band's patch rows.
-    patches: Vec<f32>,
+    /// Forward: the band being convolved and pooled.
+    band: Band,
+    /// Backward: the winner table (see `winner_table`).
+    table: Vec<f32>,
     /// A zero-padded copy of the sample's image, when the convolution pads.
     image: Vec<f32>,
     /// Backward: this task's share of the kernel gradient.
     partial: Vec<f32>,
+}
+
+/// One band of window rows × (pooled columns · window columns) convolution positions.
+#[derive(Default)]
+struct Band {
+    /// Their patch rows, gathered from the image.
+    patches: Vec<f32>,
+    /// Their convolution outputs (bias and activation applied).
+    outputs: Vec<f32>,
 }
 
 impl MaxPoolTail {
@@ -218,14 +227,9 @@ impl MaxPoolTail {
             let samples = y.chunks_mut(pooled).zip(winners.chunks_mut(pooled));
             for (i, (y, winners)) in samples.enumerate() {
                 let n = t * SAMPLES_PER_TASK + i;
-                let TaskBuffers {
-                    scratch,
-                    patches,
-                    image,
-                    ..
-                } = &mut *buffers;
+                let TaskBuffers { band, image, .. } = &mut *buffers;
                 let image = taps.sample(&images[n * image_size..][..image_size], image);
-                forward_sample(&s, &image, kernel, &epilogue, scratch, patches, y, winners);
+                forward_sample(&s, &image, kernel, &epilogue, band, y, winners);
             }
         };
         let chunk = SAMPLES_PER_TASK * pooled;
@@ -250,7 +254,7 @@ impl MaxPoolTail {
         let (taps, image_size, winners) = (&self.taps, self.taps.input_size(), &self.winners);
         let task = |(t, buffers): (usize, &mut TaskBuffers)| {
             let TaskBuffers {
-                scratch,
+                table,
                 image,
                 partial,
                 ..
@@ -266,7 +270,7 @@ impl MaxPoolTail {
                     &dz[n * pooled..][..pooled],
                     &winners[n * pooled..][..pooled],
                     partial,
-                    scratch,
+                    table,
                 );
             }
         };
@@ -447,16 +451,14 @@ unsafe fn add_sample_grad_avx2(
     }
 }
 
-/// One sample: its convolution rows, a band of window rows at a time, into
-/// `scratch`, each band pooled at once into `y` and `winners`.
-#[allow(clippy::too_many_arguments)]
+/// One sample: its convolution rows, a band of window rows at a time, each band
+/// pooled at once into `y` and `winners`.
 fn forward_sample(
     s: &ConvPoolShape,
     image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut Vec<f32>,
-    patches: &mut Vec<f32>,
+    band: &mut Band,
     y: &mut [f32],
     winners: &mut [u8],
 ) {
@@ -464,53 +466,49 @@ fn forward_sample(
     {
         if s.filters.is_multiple_of(8) && is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2; filters are a multiple of 8.
-            return unsafe {
-                forward_sample_avx2(s, image, kernel, epilogue, scratch, patches, y, winners)
-            };
+            return unsafe { forward_sample_avx2(s, image, kernel, epilogue, band, y, winners) };
         }
     }
-    for_each_band(s, image, kernel, epilogue, scratch, patches, |band, qy| {
-        pool_band(s, band, qy, y, winners)
+    for_each_band(s, image, kernel, epilogue, band, |outputs, qy| {
+        pool_band(s, outputs, qy, y, winners)
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn forward_sample_avx2(
     s: &ConvPoolShape,
     image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut Vec<f32>,
-    patches: &mut Vec<f32>,
+    band: &mut Band,
     y: &mut [f32],
     winners: &mut [u8],
 ) {
-    for_each_band(s, image, kernel, epilogue, scratch, patches, |band, qy| {
+    for_each_band(s, image, kernel, epilogue, band, |outputs, qy| {
         // SAFETY: the caller checked AVX2 and the filter count.
-        unsafe { pool_band_avx2(s, band, qy, y, winners) }
+        unsafe { pool_band_avx2(s, outputs, qy, y, winners) }
     });
 }
 
-/// For each pooled row `qy`: gathers the patch rows of its band (window rows ×
-/// pooled columns · window columns) into `patches`, computes their convolution
-/// rows into `scratch`, then runs `pool(scratch, qy)`.
+/// For each pooled row `qy`: gathers the patch rows of its band into
+/// `band.patches`, computes their convolution rows into `band.outputs`, then
+/// runs `pool(band.outputs, qy)`.
 #[inline(always)]
 fn for_each_band(
     s: &ConvPoolShape,
     image: &SampleImage,
     kernel: &[f32],
     epilogue: &(impl Fn(&mut [f32]) + Sync),
-    scratch: &mut Vec<f32>,
-    patches: &mut Vec<f32>,
+    band: &mut Band,
     mut pool: impl FnMut(&[f32], usize),
 ) {
     let (k, f) = (s.width, s.filters);
     let used = s.cols * s.window.cols;
-    let band = s.window.rows * used;
-    scratch.resize(band * f, 0.0);
-    patches.resize(band * k, 0.0);
+    let positions = s.window.rows * used;
+    let Band { patches, outputs } = band;
+    outputs.resize(positions * f, 0.0);
+    patches.resize(positions * k, 0.0);
     for qy in 0..s.rows {
         let mut rows = patches.chunks_exact_mut(k);
         for r in 0..s.window.rows {
@@ -519,8 +517,8 @@ fn for_each_band(
                 image.patch_row(qy * s.window.rows + r, ox, row);
             }
         }
-        small_k::product_serial(patches, kernel, k, f, scratch, epilogue);
-        pool(scratch, qy);
+        small_k::product_serial(patches, kernel, k, f, outputs, epilogue);
+        pool(outputs, qy);
     }
 }
 
