@@ -242,6 +242,18 @@ pub(crate) fn field<'a>(config: &'a Value, key: &str) -> &'a Value {
     config.get(key).unwrap_or(&Value::Null)
 }
 
+/// `config[key]` as a finite f32, or `default` when absent or null.
+pub(crate) fn f32_field(config: &Value, layer: &str, key: &str, default: f32) -> Result<f32> {
+    match field(config, key) {
+        Value::Null => Ok(default),
+        v => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| f as f32)
+            .ok_or_else(|| Error(format!("{layer}: '{key}' must be a finite number, got {v}"))),
+    }
+}
+
 pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usize> {
     field(config, key)
         .as_u64()

@@ -2,8 +2,8 @@
 //! for images given as bytes: the data can then stay uint8, and each batch is
 //! converted and scaled as it is read).
 
-use super::{Ctx, Layer};
-use crate::error::{Error, Result};
+use super::{f32_field, Ctx, Layer};
+use crate::error::Result;
 use crate::parallel::for_each_block;
 use serde_json::Value;
 
@@ -15,21 +15,9 @@ pub struct Rescaling {
 
 impl Rescaling {
     pub fn build(name: &str, config: &Value, input_shape: &[usize]) -> Result<Self> {
-        let number = |key: &str, default: f64| -> Result<f32> {
-            match config.get(key) {
-                None | Some(Value::Null) => Ok(default as f32),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f as f32)
-                    .ok_or_else(|| {
-                        Error(format!("{name}: '{key}' must be a finite number, got {v}"))
-                    }),
-            }
-        };
         Ok(Rescaling {
-            scale: number("scale", 1.0)?,
-            offset: number("offset", 0.0)?,
+            scale: f32_field(config, name, "scale", 1.0)?,
+            offset: f32_field(config, name, "offset", 0.0)?,
             output_shape: input_shape.to_vec(),
         })
     }
@@ -68,6 +56,28 @@ impl Layer for Rescaling {
                     *d = g * scale;
                 }
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_bad_numbers() {
+        let r = Rescaling::build("r", &json!({"scale": 0.5}), &[3]).unwrap();
+        assert_eq!((r.scale, r.offset), (0.5, 0.0));
+        for bad in [json!({"scale": "x"}), json!({"scale": 1.0, "offset": [1]})] {
+            let err = Rescaling::build("my_rescale", &bad, &[3])
+                .err()
+                .expect("an error");
+            assert!(
+                err.0.contains("my_rescale") && err.0.contains("finite number"),
+                "{}",
+                err.0
+            );
         }
     }
 }
