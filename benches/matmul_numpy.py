@@ -1,8 +1,9 @@
 """NumPy (OpenBLAS) GEMM at the shapes of rust/core/examples/gemm_shapes.rs, to compare with.
 
-    python benches/matmul_numpy.py        (OPENBLAS_NUM_THREADS sets threads)
+    python benches/matmul_numpy.py [NAME-FILTER]   (OPENBLAS_NUM_THREADS sets threads)
 """
 
+import sys
 import time
 
 import numpy as np
@@ -21,13 +22,16 @@ SHAPES = [  # name, m, k, n, transpose a, transpose b
     ("1024^3", 1024, 1024, 1024, False, False),
 ]
 
+name_filter = sys.argv[1] if len(sys.argv) > 1 else ""
 for name, m, k, n, ta, tb in SHAPES:
+    if name_filter not in name:
+        continue
     a = np.full((k, m) if ta else (m, k), 0.5, np.float32)
     b = np.full((n, k) if tb else (k, n), 0.25, np.float32)
     a_op, b_op = (a.T if ta else a), (b.T if tb else b)
     c = np.empty((m, n), np.float32)
     flops = 2.0 * m * n * k
-    reps = int(min(max(2e9 / flops, 3), 20000))
+    reps = int(min(max(5e10 / flops, 3), 200_000))  # about half a second
     np.matmul(a_op, b_op, out=c)
     t = time.perf_counter()
     for _ in range(reps):

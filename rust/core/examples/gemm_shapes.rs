@@ -1,6 +1,6 @@
 //! Times the GEMM at the shapes of the dense benchmarks (W1, W2), forward and backward,
 //! for the `gemm` crate (what the engine uses) and `matrixmultiply` (the alternative).
-//! `cargo run --release -p ferrax-core --example gemm_shapes`
+//! `cargo run --release -p ferrax-core --example gemm_shapes [NAME-FILTER]`
 //! (`MATMUL_NUM_THREADS` sets matrixmultiply's threads; `FERRAX_NUM_THREADS` gemm's.)
 
 use ferrax_core::matmul::Gemm;
@@ -21,14 +21,17 @@ fn main() {
         ("W4 fwd 1024x784x128", Gemm::new(1024, 784, 128)),
         ("1024^3", Gemm::new(1024, 1024, 1024)),
     ];
+    // An optional argument keeps only the shapes whose name contains it.
+    let filter = std::env::args().nth(1).unwrap_or_default();
     parallel::install(|| {
         println!("threads: {}", rayon::current_num_threads());
-        for (name, g) in shapes {
+        for (name, g) in shapes.into_iter().filter(|(n, _)| n.contains(&filter)) {
             let a = vec![0.5f32; g.m * g.k];
             let b = vec![0.25f32; g.k * g.n];
             let mut c = vec![0.0f32; g.m * g.n];
             let flops = 2.0 * (g.m * g.n * g.k) as f64;
-            let reps = ((2e9 / flops) as usize).clamp(3, 20000);
+            // About half a second per shape and library: short runs drift on a VM.
+            let reps = ((5e10 / flops) as usize).clamp(3, 200_000);
             g.run(&a, &b, &mut c, false);
             let t = Instant::now();
             for _ in 0..reps {

@@ -173,22 +173,45 @@ impl Gemm {
             block((0, m), (0, n));
             return;
         }
-        // Split the longer side of C into blocks chosen from the shape alone, never
-        // from the thread count, so every element comes from the same kernel call
-        // whatever the pool size: results are bitwise reproducible.
-        let size = MIN_BLOCK.max(big.div_ceil(MAX_BLOCKS));
-        let blocks = big.div_ceil(size);
-        let span = move |i: usize| (i * size, ((i + 1) * size).min(big));
-        if m >= n {
-            (0..blocks)
-                .into_par_iter()
-                .for_each(|i| block(span(i), (0, n)));
-        } else {
-            (0..blocks)
-                .into_par_iter()
-                .for_each(|i| block((0, m), span(i)));
-        }
+        // Blocks of C chosen from the shape alone, never from the thread count, so
+        // every element comes from the same kernel call whatever the pool size:
+        // results are bitwise reproducible.
+        let (rows, cols) = block_grid(m, n);
+        let (row_size, col_size) = (m.div_ceil(rows), n.div_ceil(cols));
+        let span = |i: usize, size: usize, len: usize| (i * size, ((i + 1) * size).min(len));
+        (0..rows * cols)
+            .into_par_iter()
+            .for_each(|t| block(span(t / cols, row_size, m), span(t % cols, col_size, n)));
     }
+}
+
+/// How a parallel product's C (m×n) is cut: `(row blocks, column blocks)`.
+///
+/// The longer side alone fixes how many blocks there are (at most `MAX_BLOCKS`,
+/// each at least `MIN_BLOCK` long). Each block packs its own rows of A and
+/// columns of B, so packing work is proportional to
+/// `column_blocks·m + row_blocks·n`; the grid with that count of blocks which
+/// packs least wins, ties going to more column blocks. A square 1024² output is
+/// cut 2×4 rather than into 8 strips that each pack all of B again.
+pub fn block_grid(m: usize, n: usize) -> (usize, usize) {
+    let big = m.max(n);
+    let size = MIN_BLOCK.max(big.div_ceil(MAX_BLOCKS));
+    let blocks = big.div_ceil(size);
+    let strips = if m >= n { (blocks, 1) } else { (1, blocks) };
+    let packing = |(r, c): (usize, usize)| c * m + r * n;
+    (1..=blocks)
+        .filter(|r| blocks.is_multiple_of(*r))
+        .map(|r| (r, blocks / r))
+        .filter(|&(r, c)| m / r >= MIN_BLOCK && n / c >= MIN_BLOCK)
+        .fold(strips, |best, g| {
+            let better =
+                packing(g) < packing(best) || (packing(g) == packing(best) && g.1 > best.1);
+            if better {
+                g
+            } else {
+                best
+            }
+        })
 }
 
 /// Parallel products are cut into at most this many blocks along their longer side...
@@ -201,7 +224,7 @@ const MIN_K_CHUNK: usize = 2048;
 /// A raw pointer that may cross threads; users guarantee disjoint writes.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: only used for the disjoint column blocks above.
+// SAFETY: only used for the disjoint blocks of C above.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -252,6 +275,7 @@ mod tests {
             (1, 1, 1),
             (70, 130, 90),
             (9, 20000, 32),
+            (600, 300, 600),
         ] {
             for ta in [false, true] {
                 for tb in [false, true] {
@@ -276,6 +300,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn square_outputs_are_cut_into_a_grid_and_layer_shapes_into_strips() {
+        // 8 blocks either way; a 2x4 grid packs 4·1024 + 2·1024 against 8 strips' 1024 + 8·1024.
+        assert_eq!(block_grid(1024, 1024), (2, 4));
+        assert_eq!(block_grid(600, 600), (2, 4));
+        // Where strips pack no more than any grid, they stay.
+        assert_eq!(block_grid(784, 128), (8, 1)); // W1 dW
+        assert_eq!(block_grid(32, 128), (1, 2)); // W1 forward
+        assert_eq!(block_grid(128, 512), (1, 8)); // W2 forward: (2, 4) only ties
+        assert_eq!(block_grid(1024, 128), (8, 1)); // W4
+        assert_eq!(block_grid(5408, 128), (8, 1)); // W3 dW
+                                                   // A side too short for two blocks is never cut.
+        assert_eq!(block_grid(100, 1024), (1, 8));
+    }
+
     /// Determinism rests on this: the same product is bitwise the same whatever
     /// the number of threads the pool has.
     #[test]
@@ -286,6 +325,7 @@ mod tests {
             (128, 784, 512),
             (784, 32, 128),
             (300, 301, 302),
+            (600, 300, 600),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
                 let g = Gemm {
