@@ -78,13 +78,18 @@ impl Features<'_> {
         if width == 0 {
             return;
         }
-        if out.len() >= crate::parallel::PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+        if out.len() >= GATHER_PARALLEL && rayon::current_num_threads() > 1 {
             out.par_chunks_mut(width).enumerate().for_each(copy_row);
         } else {
             out.chunks_mut(width).enumerate().for_each(copy_row);
         }
     }
 }
+
+/// Gathers of this many values or more are split over the pool. Lower than the
+/// elementwise threshold: scattered rows wait on memory, and two cores keep twice
+/// as many loads in flight.
+pub const GATHER_PARALLEL: usize = 4096;
 
 /// Inputs, targets and optional per-sample weights of `n` samples.
 #[derive(Clone, Copy)]

@@ -171,6 +171,7 @@ impl Model {
         let widest = self.sizes.iter().copied().max().unwrap_or(0);
         let weights: usize = self.params().map(|p| p.value.len()).sum();
         rows * widest < crate::parallel::PARALLEL_THRESHOLD
+            && rows * self.sizes[0] < crate::data::GATHER_PARALLEL
             && rows * weights < crate::matmul::PARALLEL_FLOPS
     }
 
