@@ -47,26 +47,23 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Names of the per-parameter state variables, in slot order.
-    pub fn slot_names(self) -> Vec<&'static str> {
+    /// Names of the per-parameter state variables, in slot order. A static list:
+    /// every training step asks for their number.
+    pub fn slot_names(self) -> &'static [&'static str] {
         match self {
-            Kind::Sgd { momentum, .. } if momentum != 0.0 => vec!["momentum"],
-            Kind::Sgd { .. } => vec![],
+            Kind::Sgd { momentum, .. } if momentum != 0.0 => &["momentum"],
+            Kind::Sgd { .. } => &[],
             Kind::RmsProp {
                 momentum, centered, ..
-            } => {
-                let mut s = vec!["velocity"];
-                if momentum > 0.0 {
-                    s.push("momentum");
-                }
-                if centered {
-                    s.push("average_gradient");
-                }
-                s
-            }
-            Kind::Adam { amsgrad: true, .. } => vec!["momentum", "velocity", "velocity_hat"],
-            Kind::Adam { .. } | Kind::Nadam { .. } => vec!["momentum", "velocity"],
-            Kind::Adagrad { .. } => vec!["accumulator"],
+            } => match (momentum > 0.0, centered) {
+                (false, false) => &["velocity"],
+                (true, false) => &["velocity", "momentum"],
+                (false, true) => &["velocity", "average_gradient"],
+                (true, true) => &["velocity", "momentum", "average_gradient"],
+            },
+            Kind::Adam { amsgrad: true, .. } => &["momentum", "velocity", "velocity_hat"],
+            Kind::Adam { .. } | Kind::Nadam { .. } => &["momentum", "velocity"],
+            Kind::Adagrad { .. } => &["accumulator"],
         }
     }
 }
@@ -188,15 +185,15 @@ impl Optimizer {
         self.kind.slot_names().len()
     }
 
-    /// Creates the state for `params` (sizes in order) if not there yet.
-    pub fn ensure_slots(&mut self, sizes: &[usize]) {
+    /// Creates the state for parameters of `sizes` (in order) if not there yet.
+    pub fn ensure_slots(&mut self, sizes: impl ExactSizeIterator<Item = usize> + Clone) {
         let ns = self.n_slots();
         if self.slots.len() == sizes.len()
             && self
                 .slots
                 .iter()
-                .zip(sizes)
-                .all(|(s, &n)| s.len() == n * ns)
+                .zip(sizes.clone())
+                .all(|(s, n)| s.len() == n * ns)
         {
             return;
         }
@@ -207,7 +204,7 @@ impl Optimizer {
             } => initial_accumulator_value,
             _ => 0.0,
         };
-        self.slots = sizes.iter().map(|&n| vec![init; n * ns]).collect();
+        self.slots = sizes.map(|n| vec![init; n * ns]).collect();
     }
 
     /// Slot `slot` of parameter `param` as a plain array (undoing the block
@@ -262,8 +259,7 @@ impl Optimizer {
 
     /// One update of every parameter from its `grad`.
     pub fn apply(&mut self, params: &mut [&mut Param]) {
-        let sizes: Vec<usize> = params.iter().map(|p| p.value.len()).collect();
-        self.ensure_slots(&sizes);
+        self.ensure_slots(params.iter().map(|p| p.value.len()));
         if let Some(schedule) = &self.schedule {
             self.learning_rate = schedule.at(self.iterations) as f32;
         }
