@@ -21,6 +21,7 @@ pub mod parallel;
 pub mod regularizer;
 pub mod rng;
 pub mod schedule;
+pub mod short_k;
 pub mod small_k;
 
 pub use error::{Error, Result};

@@ -77,6 +77,11 @@ impl Gemm {
             }
             return;
         }
+        // A short k (a Dense kernel gradient at a small batch): no packing.
+        if trans_a && !trans_b && crate::short_k::applies(m, k, n) {
+            crate::short_k::product_trans_a((m, k, n), a, b, c, accumulate);
+            return;
+        }
         // A small C over a long k (the kernel gradient Xᵀ·dY of a small convolution):
         // cut k instead, into chunks fixed by the shape alone, and add the partial
         // products in chunk order. Both operands' k-ranges are then contiguous rows.
