@@ -261,6 +261,37 @@ def test_non_finite_x_is_reported_at_its_index(layout, n):
         m.fit(x, y, verbose=0)
 
 
+@pytest.mark.parametrize("first", ["Dense", "Conv2D", "Dropout"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_reports_non_finite_x_at_its_sample_and_index(first, bad, dtype):
+    # A first Dense flags NaN/inf among its pre-activations (then the batch is scanned to
+    # say where); other first layers have their input scanned. Zero weights must not hide
+    # an infinity (inf * 0 is NaN), nor ReLU a NaN.
+    stack = {
+        "Dense": [layers.Flatten(), layers.Dense(4, activation="relu",
+                                                 kernel_initializer="zeros")],
+        "Conv2D": [layers.Conv2D(2, 3, activation="relu"), layers.Flatten()],
+        "Dropout": [layers.Dropout(0.5), layers.Flatten()],
+    }[first]
+    m = ferrax.Sequential([ferrax.Input(shape=(6, 6, 1)), *stack, layers.Dense(3)])
+    x = np.random.default_rng(0).random((70, 6, 6, 1)).astype(dtype)
+    assert np.all(np.isfinite(m.predict(x, batch_size=16, verbose=0)))
+    x[37, 2, 5, 0] = bad
+    flat = 2 * 6 + 5
+    with pytest.raises(ValueError, match=rf"'x' contains NaN or inf \(first in sample 37, "
+                                         rf"at flat index {flat}\)"):
+        m.predict(x, batch_size=16, verbose=0)
+    # The same model still predicts clean data afterwards, and a finite input whose
+    # products overflow is not mistaken for a non-finite one.
+    x[37, 2, 5, 0] = 0.5
+    assert np.all(np.isfinite(m.predict(x, batch_size=16, verbose=0)))
+    if first == "Dense":
+        m.layers[1].set_weights([np.full((36, 4), 3e38, np.float32), np.zeros(4, np.float32)])
+        out = m.predict(np.ones((5, 6, 6, 1), dtype), verbose=0)
+        assert out.shape == (5, 3)
+
+
 def test_nan_in_float64_x_and_sample_weight():
     m = _compiled()
     x, y = _data(40)

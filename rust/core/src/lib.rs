@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod optimizer;
 pub mod parallel;
+pub mod phases;
 pub mod regularizer;
 pub mod rng;
 pub mod schedule;

@@ -7,6 +7,7 @@ use crate::layers::{self, Ctx, Layer, MaskFlow, Param};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::optimizer::Optimizer;
+use crate::phases;
 use crate::rng::{permutation, Key};
 use serde_json::Value;
 
@@ -456,11 +457,16 @@ impl Model {
             idx.clear();
             idx.extend_from_slice(batch);
             let rows = idx.len();
+            let mut clock = phases::Clock::start();
             let weighted = self.load_batch(data, &idx);
             self.check_batch(rows, None)?;
+            clock.lap(phases::GATHER);
             self.forward(rows, true, None);
+            clock.lap(phases::FORWARD);
             let data_loss = self.batch_loss(data, rows, weighted, true);
+            clock.lap(phases::LOSS);
             self.backward(rows);
+            clock.lap(phases::BACKWARD);
             let reg = self.regularization();
             let Model {
                 layers, compiled, ..
@@ -489,8 +495,10 @@ impl Model {
                 .expect("checked")
                 .optimizer
                 .apply(&mut params);
+            clock.lap(phases::OPTIMIZER);
             self.step += 1;
             self.score_batch(data, rows, data_loss + reg, totals);
+            clock.lap(phases::METRICS);
         }
         self.idx_batch = idx;
         Ok(())
@@ -542,17 +550,51 @@ impl Model {
             crate::bail!("predict: output buffer too small");
         }
         let order: Vec<u32> = (start as u32..end as u32).collect();
+        // NaN/inf in x: a first layer that can flags them among its pre-activations
+        // (no extra pass over x); the batch is scanned to report where only then.
+        // uint8 pixels are finite: neither is needed.
+        let watcher = self
+            .layers
+            .iter()
+            .position(|l| !l.is_reshape())
+            .filter(|_| !matches!(x, Features::U8(_)))
+            .filter(|&i| self.layers[i].watch_non_finite(true));
+        let result = self.predict_batches(x, &order, batch_size, watcher, out);
+        if let Some(i) = watcher {
+            self.layers[i].watch_non_finite(false);
+        }
+        result
+    }
+
+    /// `predict`'s batch loop; `watcher` is the first layer when it flags NaN/inf.
+    fn predict_batches(
+        &mut self,
+        x: Features,
+        order: &[u32],
+        batch_size: usize,
+        watcher: Option<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let width = self.sizes[0];
+        let out_size = self.output_size();
         let mut offset = 0;
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
-            // Checked batch by batch: the batch is then in cache for the first layer.
             let first = idx[0] as usize * width;
-            if let Some(i) = x.first_non_finite(first, first + rows * width) {
-                crate::bail!(
+            let scan = || x.first_non_finite(first, first + rows * width);
+            let non_finite = |i: usize| {
+                Error(format!(
                     "'x' contains NaN or inf (first in sample {}, at flat index {})",
                     i / width,
                     i % width
-                );
+                ))
+            };
+            // Without a watching first layer, checked batch by batch: the batch is
+            // then in cache for the first layer.
+            if watcher.is_none() {
+                if let Some(i) = scan() {
+                    return Err(non_finite(i));
+                }
             }
             self.reserve(rows);
             // float32 rows in order are read where they are; other dtypes are converted.
@@ -565,6 +607,11 @@ impl Model {
             };
             self.check_batch(rows, direct)?;
             self.forward(rows, false, direct);
+            if watcher.is_some_and(|i| self.layers[i].saw_non_finite()) {
+                if let Some(i) = scan() {
+                    return Err(non_finite(i));
+                }
+            }
             let result = match direct {
                 Some(input) if self.out_index() == 0 => &input[..rows * out_size],
                 _ => &self.acts[self.out_index()][..rows * out_size],

@@ -4,6 +4,7 @@
 use crate::activation::Activation;
 use crate::matmul::Gemm;
 use crate::parallel::for_each_row;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) struct AffineOutput {
     pub activation: Activation,
@@ -12,6 +13,9 @@ pub(crate) struct AffineOutput {
     pre_activation: Vec<f32>,
     /// Skip the activation's derivative: the loss already differentiated through it.
     pub fused_output: bool,
+    /// Flag NaN/inf among the pre-activations of each forward pass (`Layer::watch_non_finite`).
+    pub watch_non_finite: bool,
+    saw_non_finite: AtomicBool,
 }
 
 impl AffineOutput {
@@ -21,6 +25,8 @@ impl AffineOutput {
             use_bias,
             pre_activation: Vec::new(),
             fused_output: false,
+            watch_non_finite: false,
+            saw_non_finite: AtomicBool::new(false),
         }
     }
 
@@ -47,11 +53,16 @@ impl AffineOutput {
         product: impl FnOnce(&mut [f32]),
     ) {
         let act = self.activation;
+        let (watch, saw) = (self.watch_non_finite, &self.saw_non_finite);
+        saw.store(false, Ordering::Relaxed);
         let add_bias = |row: &mut [f32]| {
             if let Some(b) = bias {
                 for (v, &bv) in row.iter_mut().zip(b) {
                     *v += bv;
                 }
+            }
+            if watch && has_non_finite(row) {
+                saw.store(true, Ordering::Relaxed);
             }
         };
         if act.backward_from_output() {
@@ -67,6 +78,11 @@ impl AffineOutput {
             for_each_row(z, units, |_, row| add_bias(row));
             act.forward(z, y, units);
         }
+    }
+
+    /// Whether the last forward pass flagged a NaN or an infinity (when watching).
+    pub fn saw_non_finite(&self) -> bool {
+        self.saw_non_finite.load(Ordering::Relaxed)
     }
 
     /// Bias and activation applied in place to one output row, for kernels that
@@ -98,4 +114,11 @@ impl AffineOutput {
             }
         }
     }
+}
+
+/// Whether `row` holds a NaN or an infinity: an OR over exponent bits, which vectorises.
+fn has_non_finite(row: &[f32]) -> bool {
+    row.iter().fold(false, |acc, v| {
+        acc | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+    })
 }

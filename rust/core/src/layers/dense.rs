@@ -77,6 +77,15 @@ impl Layer for Dense {
         self.out.fused_output = fused;
     }
 
+    fn watch_non_finite(&mut self, on: bool) -> bool {
+        self.out.watch_non_finite = on;
+        true
+    }
+
+    fn saw_non_finite(&self) -> bool {
+        self.out.saw_non_finite()
+    }
+
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, _ctx: &Ctx) {
         let gemm = Gemm::new(self.matrix_rows(rows), self.in_features, self.units);
         let bias = self.out.use_bias.then(|| self.params[1].value_slice());

@@ -215,6 +215,21 @@ pub trait Layer: Send + Sync {
     /// Forget the state carried between batches (stateful recurrent layers).
     fn reset_states(&mut self) {}
 
+    /// For a first layer, in predict: flag NaN or infinity among its
+    /// pre-activations, which every non-finite input value reaches (a NaN or an
+    /// infinity times any weight is NaN or infinite, and so is any sum with it),
+    /// instead of a separate pass over the input. False when the layer cannot;
+    /// the model then scans the input itself.
+    fn watch_non_finite(&mut self, _on: bool) -> bool {
+        false
+    }
+
+    /// With `watch_non_finite` on: whether the last forward pass met a NaN or an
+    /// infinity (which may also come from a finite input that overflowed).
+    fn saw_non_finite(&self) -> bool {
+        false
+    }
+
     /// For a max pool whose windows tile its input: the window, so that the
     /// layer before may take the pooling over (`absorb_max_pool`).
     fn tiling_max_pool(&self) -> Option<PoolWindow> {
