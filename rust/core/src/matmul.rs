@@ -316,7 +316,8 @@ mod tests {
         assert_eq!(block_grid(128, 512), (1, 8)); // W2 forward: (2, 4) only ties
         assert_eq!(block_grid(1024, 128), (8, 1)); // W4
         assert_eq!(block_grid(5408, 128), (8, 1)); // W3 dW
-                                                   // A side too short for two blocks is never cut.
+
+        // A side too short for two blocks is never cut.
         assert_eq!(block_grid(100, 1024), (1, 8));
     }
 

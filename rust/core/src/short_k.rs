@@ -49,8 +49,9 @@ pub fn product_trans_a(
         "short_k: operand sizes"
     );
     let rows = strip_rows(m);
+    let operands = Operands { a, m, b, n, k };
     let strip = |(s, c_strip): (usize, &mut [f32])| {
-        strip_dispatch(a, m, b, n, k, s * rows, c_strip, accumulate);
+        strip_dispatch(&operands, s * rows, c_strip, accumulate);
     };
     let c = &mut c[..m * n];
     let parallel = m * n * k >= crate::matmul::PARALLEL_FLOPS && rayon::current_num_threads() > 1;
@@ -72,50 +73,30 @@ fn strip_rows(m: usize) -> usize {
 
 const TILE_ROWS: usize = 4;
 
-#[allow(clippy::too_many_arguments)]
-fn strip_dispatch(
-    a: &[f32],
-    m: usize,
-    b: &[f32],
-    n: usize,
-    k: usize,
-    row0: usize,
-    c: &mut [f32],
-    accumulate: bool,
-) {
+/// Rows of C from `row0`, as many as `c` holds, on the widest code this CPU runs.
+fn strip_dispatch(o: &Operands, row0: usize, c: &mut [f32], accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if fused_multiply_add() {
             // SAFETY: the CPU supports the features the wide version is compiled for.
-            return unsafe { strip_avx2(a, m, b, n, k, row0, c, accumulate) };
+            return unsafe { strip_avx2(o, row0, c, accumulate) };
         }
     }
-    strip_generic(a, m, b, n, k, row0, c, accumulate)
+    strip_generic(o, row0, c, accumulate)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn strip_avx2(
-    a: &[f32],
-    m: usize,
-    b: &[f32],
-    n: usize,
-    k: usize,
-    row0: usize,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    sweep(n, c.len() / n, |at, rows, wide| {
-        let o = Operands { a, m, b, n, k };
+unsafe fn strip_avx2(o: &Operands, row0: usize, c: &mut [f32], accumulate: bool) {
+    sweep(o.n, c.len() / o.n, |at, rows, wide| {
         // SAFETY: `sweep` keeps every tile inside the strip, and the strip inside C
         // (m×n); `product_trans_a` checked that A (k×m) and B (k×n) are that large.
         unsafe {
             match (rows, wide) {
-                (4, true) => avx2::tile::<4, 2>(&o, row0, at, c, accumulate),
-                (4, false) => avx2::tile::<4, 1>(&o, row0, at, c, accumulate),
-                (_, true) => avx2::tile::<1, 2>(&o, row0, at, c, accumulate),
-                (_, false) => avx2::tile::<1, 1>(&o, row0, at, c, accumulate),
+                (4, true) => avx2::tile::<4, 2>(o, row0, at, c, accumulate),
+                (4, false) => avx2::tile::<4, 1>(o, row0, at, c, accumulate),
+                (_, true) => avx2::tile::<1, 2>(o, row0, at, c, accumulate),
+                (_, false) => avx2::tile::<1, 1>(o, row0, at, c, accumulate),
             }
         }
     });
@@ -155,7 +136,7 @@ mod avx2 {
                     }
                 }
             }
-            let out = c.as_mut_ptr().add(at.c_offset);
+            let out = c.as_mut_ptr().add(at.row * o.n + at.col);
             for (r, acc_row) in acc.iter().enumerate() {
                 for (v, &x) in acc_row.iter().enumerate() {
                     let dst = out.add(r * o.n + 8 * v);
@@ -183,12 +164,7 @@ fn sweep(n: usize, rows: usize, mut f: impl FnMut(Tile, usize, bool)) {
         let mut i = 0;
         while i < rows {
             let tile_rows = if rows - i >= TILE_ROWS { TILE_ROWS } else { 1 };
-            let at = Tile {
-                row: i,
-                col: j,
-                c_offset: i * n + j,
-            };
-            f(at, tile_rows, wide);
+            f(Tile { row: i, col: j }, tile_rows, wide);
             i += tile_rows;
         }
         j += if wide { 16 } else { 8 };
@@ -196,26 +172,16 @@ fn sweep(n: usize, rows: usize, mut f: impl FnMut(Tile, usize, bool)) {
 }
 
 /// The same strip in portable code (`mul_add` in the same order as the AVX2 tiles).
-#[allow(clippy::too_many_arguments)]
-fn strip_generic(
-    a: &[f32],
-    m: usize,
-    b: &[f32],
-    n: usize,
-    k: usize,
-    row0: usize,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    let o = Operands { a, m, b, n, k };
-    sweep(n, c.len() / n, |at, rows, wide| match (rows, wide) {
-        (4, true) => tile::<4, 16>(&o, row0, at, c, accumulate),
-        (4, false) => tile::<4, 8>(&o, row0, at, c, accumulate),
-        (_, true) => tile::<1, 16>(&o, row0, at, c, accumulate),
-        (_, false) => tile::<1, 8>(&o, row0, at, c, accumulate),
+fn strip_generic(o: &Operands, row0: usize, c: &mut [f32], accumulate: bool) {
+    sweep(o.n, c.len() / o.n, |at, rows, wide| match (rows, wide) {
+        (4, true) => tile::<4, 16>(o, row0, at, c, accumulate),
+        (4, false) => tile::<4, 8>(o, row0, at, c, accumulate),
+        (_, true) => tile::<1, 16>(o, row0, at, c, accumulate),
+        (_, false) => tile::<1, 8>(o, row0, at, c, accumulate),
     });
 }
 
+/// A (k×m) and B (k×n) of a product Aᵀ·B, both row-major.
 struct Operands<'a> {
     a: &'a [f32],
     m: usize,
@@ -224,13 +190,11 @@ struct Operands<'a> {
     k: usize,
 }
 
-/// Where a tile sits: its first row (in the strip) and column, and its first element
-/// in the strip.
+/// Where a tile sits: its first row (in the strip) and its first column.
 #[derive(Clone, Copy)]
 struct Tile {
     row: usize,
     col: usize,
-    c_offset: usize,
 }
 
 /// One R×W tile of C: W accumulators per row, kept in registers over the k loop.
@@ -252,7 +216,7 @@ fn tile<const R: usize, const W: usize>(
         }
     }
     for (r, acc_row) in acc.iter().enumerate() {
-        let out = &mut c[at.c_offset + r * o.n..][..W];
+        let out = &mut c[(at.row + r) * o.n + at.col..][..W];
         if accumulate {
             out.iter_mut().zip(acc_row).for_each(|(o, &v)| *o += v);
         } else {
@@ -323,7 +287,14 @@ mod tests {
         let mut dispatched = vec![0.0f32; m * n];
         product_trans_a((m, k, n), &a, &b, &mut dispatched, false);
         let mut baseline = vec![0.0f32; m * n];
-        strip_generic(&a, m, &b, n, k, 0, &mut baseline, false);
+        let operands = Operands {
+            a: &a,
+            m,
+            b: &b,
+            n,
+            k,
+        };
+        strip_generic(&operands, 0, &mut baseline, false);
         assert_eq!(dispatched, baseline);
     }
 }
