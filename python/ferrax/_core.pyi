@@ -31,6 +31,7 @@ class CoreModel:
         """(layer index, weight name, shape) for every weight, in order."""
     def get_weights(self) -> list[_F32]: ...
     def reset_states(self, layer: int | None = None) -> None: ...
+    def set_layer_frozen(self, layer: int, frozen: bool) -> None: ...
     def weight_trainable(self) -> list[bool]:
         """Whether each weight is trained by the optimizer (moving statistics are not)."""
     def set_weights(self, weights: Sequence[_F32]) -> None:
@@ -85,7 +86,14 @@ def first_non_finite(x: _Features) -> int | None:
 def num_threads() -> int:
     """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
 
+def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]]) -> list[int]:
+    """Per-sample output shape of a layer called on inputs of these per-sample shapes."""
+
 # --- single components, for tests (ferrax._testing) -------------------------------------
+def merge_forward_backward(spec_json: str, xs: Sequence[_F32], dy: _F32
+                           ) -> tuple[_F32, list[_F32]]:
+    """(y, one input gradient per input) of one merge layer."""
+
 def layer_forward_backward(
     spec_json: str,
     x: _F32,

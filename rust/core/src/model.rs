@@ -1,4 +1,11 @@
-//! A sequential model: the layer stack, its reused buffers, and the batch loop.
+//! A model: a graph of layers, its reused buffers, and the batch loop.
+//!
+//! Values are numbered: value 0 is the model's input and layer `i` declares
+//! value `i + 1`; a layer reads the values its spec's `inbound` lists (the
+//! previous value when absent, so a plain layer list is a chain), and the last
+//! value is the model's output. Layers come in an order where every value is
+//! made before it is read. Where a value feeds several layers, the gradients
+//! they send back are summed.
 
 use crate::activation::Activation;
 use crate::data::{Dataset, Features};
@@ -31,13 +38,26 @@ pub struct Compiled {
     pub fused_softmax: bool,
 }
 
+/// Inputs a layer's slices are gathered for on the stack (more go to a Vec).
+const INLINE_INPUTS: usize = 8;
+
 pub struct Model {
     layers: Vec<Box<dyn Layer>>,
+    /// Per layer: the values it reads, in its inputs' order.
+    inputs: Vec<Vec<usize>>,
+    /// Per layer: the value it writes (its own, `i + 1`, or the one of the max
+    /// pool it took over).
+    node_out: Vec<usize>,
+    /// Per value: how many layers read it.
+    consumers: Vec<usize>,
+    /// Per value: whether a layer with weights lies on a path to it, so that
+    /// its gradient is needed.
+    upstream_weights: Vec<bool>,
     /// Per-sample shapes: [input, output of layer 0, output of layer 1, ...].
     shapes: Vec<Vec<usize>>,
     sizes: Vec<usize>,
-    /// Boundary whose buffer holds boundary i's values: reshapes share their
-    /// input's buffer instead of copying it.
+    /// Value whose buffer holds value i: reshapes share their input's buffer
+    /// instead of copying it.
     alias: Vec<usize>,
     /// Activations at each boundary, reused between batches.
     /// (Only canonical boundaries, `alias[i] == i`, have storage.)
@@ -51,6 +71,16 @@ pub struct Model {
     /// Per layer: taken over by the layer before it (a max pool fused into the
     /// convolution before it), so it is never run and its input buffer is unused.
     absorbed: Vec<bool>,
+    /// Per value: never stored (the input of a max pool that was taken over).
+    dead: Vec<bool>,
+    /// Per buffer, during backward: whether its gradient has been written in
+    /// this pass (later contributions add to it).
+    grad_written: Vec<bool>,
+    /// The input gradient of a one-input layer whose input has already
+    /// received a gradient from another reader (added afterwards).
+    fanout_dx: Vec<f32>,
+    /// Per layer with several inputs: one input-gradient buffer per input.
+    merge_dx: Vec<Vec<Vec<f32>>>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
     /// Per-step loss and metric weights of a masked sequence output.
@@ -85,34 +115,84 @@ impl Model {
             .get("layers")
             .and_then(Value::as_array)
             .ok_or_else(|| Error("model spec needs 'layers'".into()))?;
+        let inputs = inbound_values(spec, specs)?;
         let mut shapes = vec![input_shape];
+        let mut has_mask = vec![false];
         let mut built = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let mut layer =
-                layers::build(s, shapes.last().expect("non-empty"), key.fold(i as u64))?;
+            let in_shapes: Vec<&[usize]> = inputs[i].iter().map(|&v| &shapes[v][..]).collect();
+            let mut layer = layers::build_node(s, &in_shapes, key.fold(i as u64))?;
             if s["config"]["trainable"] == Value::Bool(false) {
                 layer.params_mut().iter_mut().for_each(|p| p.frozen = true);
             }
+            let masked_inputs = inputs[i].iter().filter(|&&v| has_mask[v]).count();
+            if inputs[i].len() > 1 && masked_inputs > 0 {
+                crate::bail!(
+                    "{}: merging masked sequences (after Embedding(mask_zero=True) or \
+                     Masking) is not supported yet",
+                    layer_name(s)
+                );
+            }
+            has_mask.push(match layer.mask_flow() {
+                MaskFlow::Drop => false,
+                MaskFlow::Keep => has_mask[inputs[i][0]],
+                MaskFlow::FromInput => true,
+            });
             shapes.push(layer.output_shape().to_vec());
             built.push(layer);
         }
         let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
         let n = shapes.len();
         let mut alias = vec![0; n];
+        let mut consumers = vec![0; n];
+        let mut upstream_weights = vec![false; n];
         for (i, layer) in built.iter().enumerate() {
-            alias[i + 1] = if layer.is_reshape() { alias[i] } else { i + 1 };
-        }
-        let mut has_mask = vec![false; n];
-        for (i, layer) in built.iter().enumerate() {
-            has_mask[i + 1] = match layer.mask_flow() {
-                MaskFlow::Drop => false,
-                MaskFlow::Keep => has_mask[i],
-                MaskFlow::FromInput => true,
+            alias[i + 1] = if layer.is_reshape() {
+                alias[inputs[i][0]]
+            } else {
+                i + 1
             };
+            for &v in &inputs[i] {
+                consumers[v] += 1;
+            }
+            upstream_weights[i + 1] =
+                !layer.params().is_empty() || inputs[i].iter().any(|&v| upstream_weights[v]);
         }
-        let absorbed = fuse_max_pools(&mut built, &has_mask);
+        if let Some(v) = (1..n - 1).find(|&v| consumers[v] == 0) {
+            crate::bail!(
+                "the output of {} is read by no later layer; a model has one output, \
+                 its last layer's",
+                layer_name(&specs[v - 1])
+            );
+        }
+        let absorbed = fuse_max_pools(&mut built, &inputs, &consumers, &has_mask);
+        let mut node_out: Vec<usize> = (1..n).collect();
+        let mut dead = vec![false; n];
+        for j in (0..built.len()).filter(|&j| absorbed[j]) {
+            let v = inputs[j][0];
+            node_out[v - 1] = j + 1;
+            dead[v] = true;
+        }
+        let merge_dx = inputs
+            .iter()
+            .map(|ins| {
+                if ins.len() > 1 {
+                    vec![Vec::new(); ins.len()]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         Ok(Model {
             absorbed,
+            dead,
+            grad_written: vec![false; n],
+            fanout_dx: Vec::new(),
+            merge_dx,
+            inputs,
+            node_out,
+            consumers,
+            upstream_weights,
             has_mask,
             masks: vec![Vec::new(); n],
             layers: built,
@@ -222,19 +302,9 @@ impl Model {
         permutation(self.key.fold(0x0054_ff1e).fold(epoch), n)
     }
 
-    /// The boundary layer `i` writes: the next one, or the one after when layer
-    /// `i` took over the pool that follows it.
-    fn output_boundary(&self, i: usize) -> usize {
-        if self.absorbed.get(i + 1) == Some(&true) {
-            i + 2
-        } else {
-            i + 1
-        }
-    }
-
     fn reserve(&mut self, rows: usize) {
         for (i, &size) in self.sizes.iter().enumerate() {
-            if self.alias[i] != i || self.absorbed.get(i) == Some(&true) {
+            if self.alias[i] != i || self.dead[i] {
                 continue;
             }
             if self.acts[i].len() < rows * size {
@@ -244,17 +314,33 @@ impl Model {
                 self.grads[i].resize(rows * size, 0.0);
             }
         }
+        let widest_fanout = (0..self.sizes.len())
+            .filter(|&v| self.consumers[v] > 1)
+            .map(|v| self.sizes[v])
+            .max()
+            .unwrap_or(0);
+        if self.fanout_dx.len() < rows * widest_fanout {
+            self.fanout_dx.resize(rows * widest_fanout, 0.0);
+        }
+        for (ins, slots) in self.inputs.iter().zip(self.merge_dx.iter_mut()) {
+            for (&v, slot) in ins.iter().zip(slots.iter_mut()) {
+                if slot.len() < rows * self.sizes[v] {
+                    slot.resize(rows * self.sizes[v], 0.0);
+                }
+            }
+        }
     }
 
-    /// Runs the first layer's value checks on the batch about to go forward.
+    /// Runs the value checks of the layers that read the model's input
+    /// (Embedding's ids) on the batch about to go forward.
     fn check_batch(&self, rows: usize, input: Option<&[f32]>) -> Result<()> {
-        match self.layers.first() {
-            Some(layer) if !layer.is_reshape() => {
-                let x = input.unwrap_or(&self.acts[0]);
-                layer.check_input(&x[..rows * self.sizes[0]])
+        let x = &input.unwrap_or(&self.acts[0])[..rows * self.sizes[0]];
+        for (layer, ins) in self.layers.iter().zip(&self.inputs) {
+            if !layer.is_reshape() && ins.iter().any(|&v| self.alias[v] == 0) {
+                layer.check_input(x)?;
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Runs every layer on `rows` samples: those in `input` if given (read in
@@ -264,32 +350,55 @@ impl Model {
             if self.layers[i].is_reshape() || self.absorbed[i] {
                 continue;
             }
-            let out = self.output_boundary(i);
-            let (before, after) = self.acts.split_at_mut(i + 1);
-            let x = match input {
-                Some(input) if self.alias[i] == 0 => &input[..rows * self.sizes[i]],
-                _ => &before[self.alias[i]][..rows * self.sizes[i]],
+            let out = self.node_out[i];
+            let first = self.inputs[i][0];
+            // Taken out for the call, so that the inputs can be borrowed beside it.
+            let mut y = std::mem::take(&mut self.acts[out]);
+            let mut out_mask = std::mem::take(&mut self.masks[out]);
+            let value = |v: usize| -> &[f32] {
+                match input {
+                    Some(input) if self.alias[v] == 0 => &input[..rows * self.sizes[v]],
+                    _ => &self.acts[self.alias[v]][..rows * self.sizes[v]],
+                }
             };
-            let y = &mut after[out - i - 1][..rows * self.sizes[out]];
-            let (masks_before, masks_after) = self.masks.split_at_mut(i + 1);
-            if self.layers[i].mask_flow() == MaskFlow::FromInput {
-                let steps = self.shapes[i][0];
-                masks_after[0].resize(rows * steps, true);
-                self.layers[i].compute_mask(x, rows, &mut masks_after[0][..rows * steps]);
+            let flow = self.layers[i].mask_flow();
+            if flow == MaskFlow::FromInput {
+                let steps = self.shapes[first][0];
+                out_mask.resize(rows * steps, true);
+                self.layers[i].compute_mask(value(first), rows, &mut out_mask[..rows * steps]);
             }
             let layer = &self.layers[i];
             let frozen = layer.params().first().is_some_and(|p| p.frozen);
+            let in_mask = self.has_mask[first].then(|| &self.masks[first][..]);
             let ctx = Ctx {
                 training: training && !(frozen && layer.inference_when_frozen()),
                 key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
-                mask: self.has_mask[i].then(|| &masks_before[i][..rows * self.shapes[i][0]]),
+                mask: in_mask.map(|m| &m[..rows * self.shapes[first][0]]),
             };
-            self.layers[i].forward(x, y, rows, &ctx);
-            if self.layers[i].mask_flow() == MaskFlow::Keep && self.has_mask[i] {
-                let steps = self.shapes[i][0];
-                masks_after[0].clear();
-                masks_after[0].extend_from_slice(&masks_before[i][..rows * steps]);
+            let y_out = &mut y[..rows * self.sizes[out]];
+            match &self.inputs[i][..] {
+                [only] => self.layers[i].forward(value(*only), y_out, rows, &ctx),
+                many if many.len() <= INLINE_INPUTS => {
+                    let mut xs: [&[f32]; INLINE_INPUTS] = [&[]; INLINE_INPUTS];
+                    for (x, &v) in xs.iter_mut().zip(many) {
+                        *x = value(v);
+                    }
+                    self.layers[i].forward_many(&xs[..many.len()], y_out, rows, &ctx);
+                }
+                many => {
+                    let xs: Vec<&[f32]> = many.iter().map(|&v| value(v)).collect();
+                    self.layers[i].forward_many(&xs, y_out, rows, &ctx);
+                }
             }
+            if flow == MaskFlow::Keep {
+                if let Some(m) = in_mask {
+                    let steps = self.shapes[first][0];
+                    out_mask.clear();
+                    out_mask.extend_from_slice(&m[..rows * steps]);
+                }
+            }
+            self.acts[out] = y;
+            self.masks[out] = out_mask;
         }
     }
 
@@ -299,24 +408,117 @@ impl Model {
     }
 
     /// Backpropagates `grads[last]` through every layer, setting param grads.
+    /// Layers run in reverse order, so every reader of a value has sent its
+    /// gradient back before the value's own layer reads it.
     fn backward(&mut self, rows: usize) {
+        self.grad_written.fill(false);
+        let out_buffer = self.out_index();
+        self.grad_written[out_buffer] = true;
         for i in (0..self.layers.len()).rev() {
-            if !self.layers[..=i].iter().any(|l| !l.params().is_empty()) {
-                break;
+            // Nothing to do where no layer with weights lies at or before this one.
+            if !self.upstream_weights[i + 1] {
+                continue;
             }
             if self.layers[i].is_reshape() || self.absorbed[i] {
                 continue; // a reshape's input and output gradients share one buffer
             }
-            let out = self.output_boundary(i);
-            let (lo, hi) = self.grads.split_at_mut(i + 1);
-            let dy = &mut hi[out - i - 1][..rows * self.sizes[out]];
-            // No input gradient where nothing upstream has weights (e.g. after Flatten).
-            let needs_dx = self.layers[..i].iter().any(|l| !l.params().is_empty());
-            let dx = needs_dx.then(|| &mut lo[self.alias[i]][..rows * self.sizes[i]]);
-            let x = &self.acts[self.alias[i]][..rows * self.sizes[i]];
-            let y = &self.acts[out][..rows * self.sizes[out]];
-            self.layers[i].backward(x, y, dy, dx, rows);
+            if self.inputs[i].len() == 1 {
+                self.backward_one(i, rows);
+            } else {
+                self.backward_many(i, rows);
+            }
         }
+    }
+
+    /// Backward of a one-input layer: its input gradient is written in place
+    /// when it is the first to arrive, else computed aside and added.
+    fn backward_one(&mut self, i: usize, rows: usize) {
+        let out = self.node_out[i];
+        let v = self.inputs[i][0];
+        let buffer = self.alias[v];
+        let len = rows * self.sizes[v];
+        let mut dy = std::mem::take(&mut self.grads[out]);
+        let x = &self.acts[buffer][..len];
+        let y = &self.acts[out][..rows * self.sizes[out]];
+        let dy_in = &mut dy[..rows * self.sizes[out]];
+        // No input gradient where nothing upstream has weights (e.g. after Flatten).
+        if !self.upstream_weights[v] {
+            self.layers[i].backward(x, y, dy_in, None, rows);
+        } else if !self.grad_written[buffer] {
+            let dx = &mut self.grads[buffer][..len];
+            self.layers[i].backward(x, y, dy_in, Some(dx), rows);
+            self.grad_written[buffer] = true;
+        } else {
+            let aside = &mut self.fanout_dx[..len];
+            self.layers[i].backward(x, y, dy_in, Some(aside), rows);
+            add_into(&mut self.grads[buffer][..len], aside);
+        }
+        self.grads[out] = dy;
+    }
+
+    /// Backward of a layer with several inputs. Each input's gradient goes to
+    /// its own slot; a slot whose value has no gradient yet (and that no other
+    /// slot of this layer shares) is swapped with the value's gradient buffer,
+    /// so it is written in place; the others are added afterwards.
+    fn backward_many(&mut self, i: usize, rows: usize) {
+        let out = self.node_out[i];
+        let n = self.inputs[i].len();
+        let mut slots = std::mem::take(&mut self.merge_dx[i]);
+        let mut direct = [false; INLINE_INPUTS];
+        for (k, &v) in self.inputs[i].iter().enumerate().take(INLINE_INPUTS) {
+            let buffer = self.alias[v];
+            let shared = self.inputs[i][..k]
+                .iter()
+                .chain(&self.inputs[i][k + 1..])
+                .any(|&u| self.alias[u] == buffer);
+            if self.upstream_weights[v] && !self.grad_written[buffer] && !shared {
+                std::mem::swap(&mut slots[k], &mut self.grads[buffer]);
+                direct[k] = true;
+            }
+        }
+        let mut dy = std::mem::take(&mut self.grads[out]);
+        {
+            let value = |v: usize| &self.acts[self.alias[v]][..rows * self.sizes[v]];
+            let y = &self.acts[out][..rows * self.sizes[out]];
+            let dy_in = &mut dy[..rows * self.sizes[out]];
+            let ins = &self.inputs[i];
+            let wants = |k: usize| self.upstream_weights[ins[k]];
+            if n <= INLINE_INPUTS {
+                let mut xs: [&[f32]; INLINE_INPUTS] = [&[]; INLINE_INPUTS];
+                let mut dxs: [Option<&mut [f32]>; INLINE_INPUTS] = Default::default();
+                for (k, slot) in slots.iter_mut().enumerate() {
+                    xs[k] = value(ins[k]);
+                    dxs[k] = wants(k).then(|| &mut slot[..rows * self.sizes[ins[k]]]);
+                }
+                self.layers[i].backward_many(&xs[..n], y, dy_in, &mut dxs[..n], rows);
+            } else {
+                let xs: Vec<&[f32]> = ins.iter().map(|&v| value(v)).collect();
+                let mut dxs: Vec<Option<&mut [f32]>> = slots
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(k, s)| wants(k).then(|| &mut s[..rows * self.sizes[ins[k]]]))
+                    .collect();
+                self.layers[i].backward_many(&xs, y, dy_in, &mut dxs, rows);
+            }
+        }
+        self.grads[out] = dy;
+        for k in 0..n {
+            let v = self.inputs[i][k];
+            let buffer = self.alias[v];
+            if k < INLINE_INPUTS && direct[k] {
+                std::mem::swap(&mut slots[k], &mut self.grads[buffer]);
+                self.grad_written[buffer] = true;
+            } else if self.upstream_weights[v] {
+                let len = rows * self.sizes[v];
+                if self.grad_written[buffer] {
+                    add_into(&mut self.grads[buffer][..len], &slots[k][..len]);
+                } else {
+                    self.grads[buffer][..len].copy_from_slice(&slots[k][..len]);
+                    self.grad_written[buffer] = true;
+                }
+            }
+        }
+        self.merge_dx[i] = slots;
     }
 
     fn regularization(&self) -> f64 {
@@ -557,6 +759,7 @@ impl Model {
             .layers
             .iter()
             .position(|l| !l.is_reshape())
+            .filter(|&i| self.inputs[i].len() == 1)
             .filter(|_| !matches!(x, Features::U8(_)))
             .filter(|&i| self.layers[i].watch_non_finite(true));
         let result = self.predict_batches(x, &order, batch_size, watcher, out);
@@ -651,19 +854,253 @@ impl Model {
     }
 }
 
-/// Lets each layer take over a max pool that follows it where it can (see
-/// `Layer::absorb_max_pool`); returns which layers were taken over. Not across a
-/// time-step mask, which the pair would have to carry.
-fn fuse_max_pools(layers: &mut [Box<dyn Layer>], has_mask: &[bool]) -> Vec<bool> {
+/// Lets each layer take over a max pool that reads its output where it can (see
+/// `Layer::absorb_max_pool`); returns which layers were taken over. Only where
+/// the pool is the output's one reader, and not across a time-step mask, which
+/// the pair would have to carry.
+fn fuse_max_pools(
+    layers: &mut [Box<dyn Layer>],
+    inputs: &[Vec<usize>],
+    consumers: &[usize],
+    has_mask: &[bool],
+) -> Vec<bool> {
     let mut absorbed = vec![false; layers.len()];
-    for i in 1..layers.len() {
-        if absorbed[i - 1] || has_mask[i - 1] || has_mask[i] {
+    for j in 0..layers.len() {
+        let [v] = inputs[j][..] else { continue };
+        // Value v is written by layer v - 1, which must read a single input too.
+        if v == 0 || consumers[v] != 1 || inputs[v - 1].len() != 1 {
             continue;
         }
-        let (before, after) = layers.split_at_mut(i);
+        let p = v - 1;
+        if absorbed[p] || has_mask[inputs[p][0]] || has_mask[v] {
+            continue;
+        }
+        let (before, after) = layers.split_at_mut(j);
         if let Some(window) = after[0].tiling_max_pool() {
-            absorbed[i] = before[i - 1].absorb_max_pool(window);
+            absorbed[j] = before[p].absorb_max_pool(window);
         }
     }
     absorbed
+}
+
+/// `dst += src`, elementwise.
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    crate::parallel::for_each_block(dst, |at, block| {
+        for (d, &s) in block.iter_mut().zip(&src[at..]) {
+            *d += s;
+        }
+    });
+}
+
+/// A layer's name for messages: `Dense 'dense_1'`.
+fn layer_name(spec: &Value) -> String {
+    let class = spec["class_name"].as_str().unwrap_or("layer");
+    match spec["config"]["name"].as_str() {
+        Some(name) => format!("{class} '{name}'"),
+        None => class.to_string(),
+    }
+}
+
+/// The values each layer reads: the spec's `inbound` lists (value 0 is the
+/// model's input, value i + 1 layer i's output), or the previous value for
+/// every layer when the spec has none (a chain).
+fn inbound_values(spec: &Value, layers: &[Value]) -> Result<Vec<Vec<usize>>> {
+    let Some(inbound) = spec.get("inbound").filter(|v| !v.is_null()) else {
+        return Ok((0..layers.len()).map(|i| vec![i]).collect());
+    };
+    let lists = inbound
+        .as_array()
+        .filter(|a| a.len() == layers.len())
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: 'inbound' must list the inputs of each of the {} layers",
+                layers.len()
+            ))
+        })?;
+    lists
+        .iter()
+        .enumerate()
+        .map(|(i, list)| {
+            let values: Option<Vec<usize>> =
+                list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_u64().map(|v| v as usize).filter(|&v| v <= i))
+                        .collect()
+                });
+            values.ok_or_else(|| {
+                Error(format!(
+                    "model spec: the inputs of {} must be values made before it \
+                     (0..={i}), got {list}",
+                    layer_name(&layers[i])
+                ))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Dataset, Features};
+    use serde_json::json;
+
+    fn dense(name: &str, units: usize, activation: &str) -> Value {
+        json!({"class_name": "Dense", "config": {"name": name, "units": units,
+               "activation": activation}})
+    }
+
+    fn layer(class: &str, name: &str, config: Value) -> Value {
+        let mut config = config;
+        config["name"] = json!(name);
+        json!({"class_name": class, "config": config})
+    }
+
+    fn compiled(spec: Value) -> Model {
+        let mut model = Model::from_spec(&spec).expect("valid spec");
+        model
+            .compile(&json!({"loss": "mean_squared_error",
+                             "optimizer": {"name": "sgd", "learning_rate": 0.1}}))
+            .expect("valid compile spec");
+        model
+    }
+
+    /// Trains two epochs of 8 samples (inputs of `width`, targets of `out`) at batch 4.
+    fn trained_weights(model: &mut Model, width: usize, out: usize) -> Vec<Vec<f32>> {
+        let x: Vec<f32> = (0..8 * width)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0)
+            .collect();
+        let y: Vec<f32> = (0..8 * out)
+            .map(|i| ((i * 13 % 5) as f32 - 2.0) / 3.0)
+            .collect();
+        let data = Dataset::new(Features::F32(&x), width, &y, out, None).unwrap();
+        let order: Vec<u32> = (0..8).collect();
+        let mut totals = Totals::default();
+        for _ in 0..2 {
+            model.train(&data, &order, 4, &mut totals).unwrap();
+        }
+        model.params().map(|p| p.value_slice().to_vec()).collect()
+    }
+
+    #[test]
+    fn explicit_chain_inbound_is_the_chain() {
+        let layers = json!([
+            dense("a", 5, "relu"),
+            dense("b", 3, "tanh"),
+            dense("c", 2, "linear")
+        ]);
+        let chain = json!({"input_shape": [4], "seed": 7, "layers": layers});
+        let graph = json!({"input_shape": [4], "seed": 7, "layers": layers,
+                           "inbound": [[0], [1], [2]]});
+        let a = trained_weights(&mut compiled(chain), 4, 2);
+        let b = trained_weights(&mut compiled(graph), 4, 2);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn fan_out_gradients_are_summed() {
+        // h + h through Add (one layer reading one value twice), and h through
+        // two Rescaling(1) readers then Add (two layers reading one value),
+        // against h scaled by 2: the same function, so the same bits.
+        let h = dense("h", 3, "tanh");
+        let scaled = json!({"input_shape": [4], "seed": 3, "layers": [
+            h, layer("Rescaling", "r", json!({"scale": 2.0}))]});
+        let twice = json!({"input_shape": [4], "seed": 3, "layers": [
+            h, layer("Add", "add", json!({}))], "inbound": [[0], [1, 1]]});
+        let two_readers = json!({"input_shape": [4], "seed": 3, "layers": [
+            h, layer("Rescaling", "r1", json!({"scale": 1.0})),
+            layer("Rescaling", "r2", json!({"scale": 1.0})), layer("Add", "add", json!({}))],
+            "inbound": [[0], [1], [1], [2, 3]]});
+        let want = trained_weights(&mut compiled(scaled), 4, 3);
+        assert_eq!(trained_weights(&mut compiled(twice), 4, 3), want);
+        assert_eq!(trained_weights(&mut compiled(two_readers), 4, 3), want);
+    }
+
+    #[test]
+    fn residual_block_gradient_matches_finite_differences() {
+        // x -> a = Dense(4, tanh) -> b = Dense(4, tanh)(a) -> Add(a, b) -> Dense(2)
+        let spec = json!({"input_shape": [3], "seed": 11, "layers": [
+            dense("a", 4, "tanh"), dense("b", 4, "tanh"), layer("Add", "add", json!({})),
+            dense("out", 2, "linear")], "inbound": [[0], [1], [1, 2], [3]]});
+        let x: Vec<f32> = vec![0.3, -0.7, 0.5, 0.1, 0.9, -0.4];
+        let y: Vec<f32> = vec![0.2, -0.1, 0.4, 0.3];
+        let data = Dataset::new(Features::F32(&x), 3, &y, 2, None).unwrap();
+        let loss_at = |model: &mut Model| {
+            let mut t = Totals::default();
+            model.evaluate(&data, 0, 2, 2, &mut t).unwrap();
+            t.loss_sum / t.samples
+        };
+        let mut model = compiled(spec.clone());
+        model.load_batch(&data, &[0, 1]);
+        model.forward(2, true, None);
+        model.batch_loss(&data, 2, false, true);
+        model.backward(2);
+        // The first layer's kernel gradient: every path goes through the fan-out.
+        let analytic: Vec<f32> = model
+            .params()
+            .next()
+            .unwrap()
+            .grad
+            .iter()
+            .copied()
+            .collect();
+        for (k, &g) in analytic.iter().enumerate() {
+            let eps = 1e-2f32;
+            let mut plus = compiled(spec.clone());
+            plus.params_mut()[0].value_slice_mut()[k] += eps;
+            let mut minus = compiled(spec.clone());
+            minus.params_mut()[0].value_slice_mut()[k] -= eps;
+            let numeric = (loss_at(&mut plus) - loss_at(&mut minus)) / (2.0 * eps as f64);
+            assert!(
+                (numeric - g as f64).abs() < 1e-3,
+                "weight {k}: {numeric} vs {g}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_max_pool_is_fused_only_into_its_one_reader() {
+        let conv = layer(
+            "Conv2D",
+            "conv",
+            json!({"filters": 2, "kernel_size": [3, 3],
+            "strides": [1, 1], "padding": "valid", "dilation_rate": [1, 1], "activation": "relu"}),
+        );
+        let pool = layer(
+            "MaxPooling2D",
+            "pool",
+            json!({"pool_size": [2, 2], "padding": "valid"}),
+        );
+        let chain = Model::from_spec(&json!({"input_shape": [6, 6, 1], "layers": [
+            conv, pool, layer("Flatten", "f", json!({}))]}))
+        .unwrap();
+        assert_eq!(chain.absorbed, vec![false, true, false]);
+        // The convolution's output also feeds a second pool: no fusion.
+        let pool2 = layer(
+            "MaxPooling2D",
+            "pool2",
+            json!({"pool_size": [2, 2], "padding": "valid"}),
+        );
+        let branched = Model::from_spec(&json!({"input_shape": [6, 6, 1], "layers": [
+            conv, pool, pool2, layer("Add", "add", json!({}))],
+            "inbound": [[0], [1], [1], [2, 3]]}))
+        .unwrap();
+        assert_eq!(branched.absorbed, vec![false, false, false, false]);
+    }
+
+    #[test]
+    fn bad_graph_specs_are_errors() {
+        let err = |spec: Value| Model::from_spec(&spec).err().expect("an error").0;
+        let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
+                           dense("b", 3, "relu")], "inbound": [[0], [2]]}));
+        assert!(e.contains("Dense 'b'") && e.contains("made before"), "{e}");
+        let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
+                           dense("b", 3, "relu")], "inbound": [[0], [0]]}));
+        assert!(
+            e.contains("Dense 'a'") && e.contains("read by no later layer"),
+            "{e}"
+        );
+        let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
+                           dense("b", 3, "relu")], "inbound": [[0], [0, 1]]}));
+        assert!(e.contains("takes one input, got 2"), "{e}");
+    }
 }

@@ -372,7 +372,23 @@ impl CoreModel {
     }
 }
 
-/// Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores).
+/// The per-sample output shape of a layer (`{"class_name", "config"}`) called on
+/// inputs of per-sample `input_shapes`: the engine's shape rule, for symbolic calls.
+/// The message of a ValueError says why the layer cannot take those inputs.
+#[pyfunction]
+fn layer_output_shape(
+    py: Python<'_>,
+    spec_json: &str,
+    input_shapes: Vec<Vec<usize>>,
+) -> PyResult<Vec<usize>> {
+    let spec = parse(spec_json)?;
+    run_core(py, || {
+        let shapes: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
+        let layer = ferrax_core::layers::build_node(&spec, &shapes, ferrax_core::rng::Key::new(0))?;
+        Ok(layer.output_shape().to_vec())
+    })
+}
+
 /// Flat index of the first NaN or infinity in a C-contiguous uint8 / float32 /
 /// float64 array, or None: the engine's scan, on the whole pool for big arrays.
 #[pyfunction]
@@ -420,6 +436,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
     testing::register(m)?;
     files::register(m)?;

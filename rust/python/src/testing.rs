@@ -139,6 +139,59 @@ fn layer_forward_backward<'py>(
     ))
 }
 
+/// Build a merge layer for the inputs' per-sample shapes, run it forward, then
+/// backward with `dy`. Returns y and one input gradient per input.
+#[pyfunction]
+fn merge_forward_backward<'py>(
+    py: Python<'py>,
+    spec_json: &str,
+    xs: Vec<PyReadonlyArrayDyn<'py, f32>>,
+    dy: PyReadonlyArrayDyn<'py, f32>,
+) -> PyResult<(Bound<'py, PyAny>, Vec<Bound<'py, PyAny>>)> {
+    let spec = parse(spec_json)?;
+    let inputs: Vec<(Vec<f32>, Vec<usize>)> = xs.iter().map(owned).collect();
+    let (dyv, dys) = owned(&dy);
+    let rows = match inputs.first() {
+        Some((_, s)) if !s.is_empty() => s[0],
+        _ => return Err(PyValueError::new_err("xs: needs inputs with a batch axis")),
+    };
+    if inputs.iter().any(|(_, s)| s.first() != Some(&rows)) {
+        return Err(PyValueError::new_err(
+            "xs: every input needs the same batch size",
+        ));
+    }
+    let (y, out_shape, dxs) = run_core(py, || {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|(_, s)| &s[1..]).collect();
+        let mut layer = layers::build_node(&spec, &shapes, Key::new(0))?;
+        let out_shape: Vec<usize> = std::iter::once(rows)
+            .chain(layer.output_shape().iter().copied())
+            .collect();
+        if dys != out_shape {
+            ferrax_core::bail!("dy: expected shape {out_shape:?}, got {dys:?}");
+        }
+        let mut y = vec![0.0f32; out_shape.iter().product()];
+        let refs: Vec<&[f32]> = inputs.iter().map(|(v, _)| v.as_slice()).collect();
+        let ctx = Ctx {
+            training: true,
+            key: Key::new(0),
+            mask: None,
+        };
+        layer.forward_many(&refs, &mut y, rows, &ctx);
+        let mut d = dyv.clone();
+        let mut dxs: Vec<Vec<f32>> = inputs.iter().map(|(v, _)| vec![0.0; v.len()]).collect();
+        let mut slots: Vec<Option<&mut [f32]>> =
+            dxs.iter_mut().map(|v| Some(v.as_mut_slice())).collect();
+        layer.backward_many(&refs, &y, &mut d, &mut slots, rows);
+        Ok((y, out_shape, dxs))
+    })?;
+    let dxs = dxs
+        .iter()
+        .zip(&inputs)
+        .map(|(d, (_, s))| to_numpy(py, d, s))
+        .collect();
+    Ok((to_numpy(py, &y, &out_shape), dxs))
+}
+
 /// y = f(x) and dx = dy·f'(x) over the last axis.
 #[pyfunction]
 fn activation_forward_backward<'py>(
@@ -276,6 +329,7 @@ fn initializer_sample<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(layer_forward_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(activation_forward_backward, m)?)?;
     m.add_function(wrap_pyfunction!(loss_value_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(optimizer_run, m)?)?;

@@ -12,6 +12,7 @@ mod conv_pool;
 mod conv_transpose;
 mod dense;
 mod depthwise;
+mod dot;
 mod dropout;
 mod embedding;
 mod frame;
@@ -19,8 +20,11 @@ mod global_pool;
 mod im2col;
 mod layer_norm;
 mod masking;
+mod merge;
+mod permute;
 mod pool2d;
 mod recurrent;
+mod repeat_vector;
 mod rescaling;
 mod reshape;
 mod separable;
@@ -41,8 +45,11 @@ pub use frame::Frame;
 pub use global_pool::GlobalPool;
 pub use layer_norm::LayerNorm;
 pub use masking::Masking;
+pub use merge::{Concatenate, Elementwise, MergeOp};
+pub use permute::Permute;
 pub use pool2d::{Pool2D, PoolKind};
 pub use recurrent::{Bidirectional, CellKind, Recurrent};
+pub use repeat_vector::RepeatVector;
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use separable::SeparableConv2D;
@@ -177,6 +184,25 @@ pub trait Layer: Send + Sync {
         dx: Option<&mut [f32]>,
         rows: usize,
     );
+
+    /// y ← layer(xs) for a layer with several inputs (the merge layers); a
+    /// one-input layer is handed its only input.
+    fn forward_many(&mut self, xs: &[&[f32]], y: &mut [f32], rows: usize, ctx: &Ctx<'_>) {
+        self.forward(xs[0], y, rows, ctx);
+    }
+
+    /// `backward` for several inputs: sets each asked-for `dxs[k]` (overwriting it).
+    fn backward_many(
+        &mut self,
+        xs: &[&[f32]],
+        y: &[f32],
+        dy: &mut [f32],
+        dxs: &mut [Option<&mut [f32]>],
+        rows: usize,
+    ) {
+        let dx = dxs[0].take();
+        self.backward(xs[0], y, dy, dx, rows);
+    }
 
     /// Whether the layer only reinterprets the shape (Flatten, Reshape): the model
     /// then shares one buffer between its input and output and never calls it.
@@ -338,6 +364,28 @@ pub(crate) fn sample_axis(name: &str, axis: &Value, input_shape: &[usize]) -> Re
     Ok(a as usize - 1)
 }
 
+/// Build the layer of one graph node from its spec for inputs of per-sample
+/// `input_shapes`: a merge layer takes them all, any other layer exactly one.
+pub fn build_node(spec: &Value, input_shapes: &[&[usize]], key: Key) -> Result<Box<dyn Layer>> {
+    let class = spec
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error(format!("layer spec needs a 'class_name', got {spec}")))?;
+    let config = field(spec, "config");
+    let name = config.get("name").and_then(Value::as_str).unwrap_or(class);
+    if let Some(layer) = merge::build(class, name, config, input_shapes)? {
+        return Ok(layer);
+    }
+    match input_shapes {
+        [one] => build(spec, one, key),
+        _ => Err(Error(format!(
+            "{class} '{name}': takes one input, got {} (only merge layers such as Add or \
+             Concatenate take several)",
+            input_shapes.len()
+        ))),
+    }
+}
+
 /// Build one layer from `{"class_name": ..., "config": {...}}` for inputs of
 /// per-sample shape `input_shape`. `key` seeds its initial weights. Layers
 /// with `data_format: "channels_first"` are built channels-last and wrapped.
@@ -388,6 +436,8 @@ fn build_channels_last(
         "Dense" => Box::new(Dense::build(name, config, input_shape, key)?),
         "Flatten" => Box::new(Reshape::flatten(input_shape)),
         "Reshape" => Box::new(Reshape::build(name, config, input_shape)?),
+        "RepeatVector" => Box::new(RepeatVector::build(name, config, input_shape)?),
+        "Permute" => Box::new(Permute::build(name, config, input_shape)?),
         "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
         "Rescaling" => Box::new(Rescaling::build(name, config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
