@@ -6,6 +6,12 @@
 //! value is the model's output. Layers come in an order where every value is
 //! made before it is read. Where a value feeds several layers, the gradients
 //! they send back are summed.
+//!
+//! A layer called at several places (a shared layer) is one layer per call in
+//! the spec, the later ones naming the first in `shares`: each call keeps its
+//! own forward state, the first holds the weights, the others get a copy of
+//! them before each batch and hand their weight gradients back to it after
+//! the backward pass, so the weights are one set, updated once per step.
 
 use crate::activation::Activation;
 use crate::data::{Dataset, Features};
@@ -81,6 +87,8 @@ pub struct Model {
     fanout_dx: Vec<f32>,
     /// Per layer with several inputs: one input-gradient buffer per input.
     merge_dx: Vec<Vec<Vec<f32>>>,
+    /// Per layer: the earlier layer whose weights it uses (a shared layer's later call).
+    tied: Vec<Option<usize>>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
     /// Per-step loss and metric weights of a masked sequence output.
@@ -116,9 +124,10 @@ impl Model {
             .and_then(Value::as_array)
             .ok_or_else(|| Error("model spec needs 'layers'".into()))?;
         let inputs = inbound_values(spec, specs)?;
+        let tied = shared_layers(spec, specs)?;
         let mut shapes = vec![input_shape];
         let mut has_mask = vec![false];
-        let mut built = Vec::with_capacity(specs.len());
+        let mut built: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
             let in_shapes: Vec<&[usize]> = inputs[i].iter().map(|&v| &shapes[v][..]).collect();
             let mut layer = layers::build_node(s, &in_shapes, key.fold(i as u64))?;
@@ -138,6 +147,25 @@ impl Model {
                 MaskFlow::Keep => has_mask[inputs[i][0]],
                 MaskFlow::FromInput => true,
             });
+            if let Some(first) = tied[i] {
+                let same = {
+                    let a = &built[first];
+                    a.params().len() == layer.params().len()
+                        && a.params()
+                            .iter()
+                            .zip(layer.params())
+                            .all(|(p, q)| p.value.shape() == q.value.shape())
+                };
+                if !same {
+                    crate::bail!(
+                        "{} is shared with an earlier call on inputs of shape {:?}, but here \
+                         called on {:?}: its weights would need other shapes",
+                        layer_name(s),
+                        shapes[inputs[first][0]],
+                        shapes[inputs[i][0]]
+                    );
+                }
+            }
             shapes.push(layer.output_shape().to_vec());
             built.push(layer);
         }
@@ -184,6 +212,7 @@ impl Model {
             })
             .collect();
         Ok(Model {
+            tied,
             absorbed,
             dead,
             grad_written: vec![false; n],
@@ -246,6 +275,41 @@ impl Model {
         &self.layers
     }
 
+    /// The layers that hold weights of their own, with their index: every layer
+    /// but the later calls of a shared one.
+    pub fn weight_layers(&self) -> impl Iterator<Item = (usize, &dyn Layer)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.tied[*i].is_none())
+            .map(|(i, l)| (i, &**l))
+    }
+
+    /// Gives the later calls of each shared layer its current weights.
+    fn sync_tied_weights(&mut self) {
+        for j in 0..self.layers.len() {
+            let Some(i) = self.tied[j] else { continue };
+            let (before, after) = self.layers.split_at_mut(j);
+            for (src, dst) in before[i].params().iter().zip(after[0].params_mut()) {
+                dst.value_slice_mut().copy_from_slice(src.value_slice());
+            }
+        }
+    }
+
+    /// Adds the weight gradients of a shared layer's later calls to its first's.
+    fn gather_tied_grads(&mut self) {
+        for j in (0..self.layers.len()).rev() {
+            let Some(i) = self.tied[j] else { continue };
+            let (before, after) = self.layers.split_at_mut(j);
+            for (dst, src) in before[i].params_mut().iter_mut().zip(after[0].params()) {
+                add_into(
+                    dst.grad_slice_mut(),
+                    src.grad.as_slice().expect("contiguous"),
+                );
+            }
+        }
+    }
+
     /// Whether a forward pass over `rows` samples is too small for any of its
     /// operations to go parallel (so it may run outside the thread pool).
     pub fn is_serial_work(&self, rows: usize) -> bool {
@@ -265,14 +329,17 @@ impl Model {
 
     /// Freeze (or unfreeze) layer `index`: its weights keep their values in training.
     pub fn set_layer_frozen(&mut self, index: usize, frozen: bool) -> Result<()> {
-        let layer = self
-            .layers
-            .get_mut(index)
-            .ok_or_else(|| Error(format!("no layer {index}")))?;
-        layer
-            .params_mut()
-            .iter_mut()
-            .for_each(|p| p.frozen = frozen);
+        if index >= self.layers.len() {
+            crate::bail!("no layer {index}");
+        }
+        for j in 0..self.layers.len() {
+            if j == index || self.tied[j] == Some(index) {
+                self.layers[j]
+                    .params_mut()
+                    .iter_mut()
+                    .for_each(|p| p.frozen = frozen);
+            }
+        }
         Ok(())
     }
 
@@ -286,14 +353,17 @@ impl Model {
         }
     }
 
+    /// Every weight once (a shared layer's weights with its first call).
     pub fn params(&self) -> impl Iterator<Item = &Param> {
-        self.layers.iter().flat_map(|l| l.params().iter())
+        self.weight_layers().flat_map(|(_, l)| l.params().iter())
     }
 
     pub fn params_mut(&mut self) -> Vec<&mut Param> {
         self.layers
             .iter_mut()
-            .flat_map(|l| l.params_mut().iter_mut())
+            .zip(&self.tied)
+            .filter(|(_, t)| t.is_none())
+            .flat_map(|(l, _)| l.params_mut().iter_mut())
             .collect()
     }
 
@@ -662,20 +732,27 @@ impl Model {
             let mut clock = phases::Clock::start();
             let weighted = self.load_batch(data, &idx);
             self.check_batch(rows, None)?;
+            self.sync_tied_weights();
             clock.lap(phases::GATHER);
             self.forward(rows, true, None);
             clock.lap(phases::FORWARD);
             let data_loss = self.batch_loss(data, rows, weighted, true);
             clock.lap(phases::LOSS);
             self.backward(rows);
+            self.gather_tied_grads();
             clock.lap(phases::BACKWARD);
             let reg = self.regularization();
             let Model {
-                layers, compiled, ..
+                layers,
+                compiled,
+                tied,
+                ..
             } = self;
             let mut params: Vec<&mut Param> = layers
                 .iter_mut()
-                .flat_map(|l| l.params_mut().iter_mut())
+                .zip(tied.iter())
+                .filter(|(_, t)| t.is_none())
+                .flat_map(|(l, _)| l.params_mut().iter_mut())
                 .collect();
             for p in params.iter_mut() {
                 let trained = p.is_trained();
@@ -716,6 +793,7 @@ impl Model {
         totals: &mut Totals,
     ) -> Result<()> {
         self.check_data(data)?;
+        self.sync_tied_weights();
         let reg = self.regularization();
         let order: Vec<u32> = (start as u32..end.min(data.n) as u32).collect();
         for idx in order.chunks(batch_size.max(1)) {
@@ -752,6 +830,7 @@ impl Model {
             crate::bail!("predict: output buffer too small");
         }
         let order: Vec<u32> = (start as u32..end as u32).collect();
+        self.sync_tied_weights();
         // NaN/inf in x: a first layer that can flags them among its pre-activations
         // (no extra pass over x); the batch is scanned to report where only then.
         // uint8 pixels are finite: neither is needed.
@@ -899,6 +978,39 @@ fn layer_name(spec: &Value) -> String {
         Some(name) => format!("{class} '{name}'"),
         None => class.to_string(),
     }
+}
+
+/// Per layer, the earlier layer it shares weights with: the spec's `shares`
+/// (null for a layer with weights of its own), or none at all when absent.
+fn shared_layers(spec: &Value, layers: &[Value]) -> Result<Vec<Option<usize>>> {
+    let Some(shares) = spec.get("shares").filter(|v| !v.is_null()) else {
+        return Ok(vec![None; layers.len()]);
+    };
+    let list = shares
+        .as_array()
+        .filter(|a| a.len() == layers.len())
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: 'shares' must have one entry for each of the {} layers",
+                layers.len()
+            ))
+        })?;
+    list.iter()
+        .enumerate()
+        .map(|(j, v)| match v {
+            Value::Null => Ok(None),
+            v => match v.as_u64().map(|i| i as usize) {
+                Some(i) if i < j && layers[i]["class_name"] == layers[j]["class_name"] => {
+                    Ok(Some(i))
+                }
+                _ => Err(Error(format!(
+                    "model spec: {} can only share the weights of an earlier layer of its \
+                     class, got {v}",
+                    layer_name(&layers[j])
+                ))),
+            },
+        })
+        .collect()
 }
 
 /// The values each layer reads: the spec's `inbound` lists (value 0 is the
@@ -1055,6 +1167,89 @@ mod tests {
                 "weight {k}: {numeric} vs {g}"
             );
         }
+    }
+
+    /// The gradient of the first weight, by the engine and by central differences.
+    fn first_weight_gradients(spec: &Value, x: &[f32], y: &[f32]) -> Vec<(f32, f64)> {
+        let width = spec["input_shape"][0].as_u64().unwrap() as usize;
+        let rows = x.len() / width;
+        let out = y.len() / rows;
+        let data = Dataset::new(Features::F32(x), width, y, out, None).unwrap();
+        let idx: Vec<u32> = (0..rows as u32).collect();
+        let loss_at = |model: &mut Model| {
+            let mut t = Totals::default();
+            model.evaluate(&data, 0, rows, rows, &mut t).unwrap();
+            t.loss_sum / t.samples
+        };
+        let mut model = compiled(spec.clone());
+        model.load_batch(&data, &idx);
+        model.sync_tied_weights();
+        model.forward(rows, true, None);
+        model.batch_loss(&data, rows, false, true);
+        model.backward(rows);
+        model.gather_tied_grads();
+        let analytic: Vec<f32> = model
+            .params()
+            .next()
+            .unwrap()
+            .grad
+            .iter()
+            .copied()
+            .collect();
+        let eps = 1e-2f32;
+        analytic
+            .iter()
+            .enumerate()
+            .map(|(k, &g)| {
+                let mut plus = compiled(spec.clone());
+                plus.params_mut()[0].value_slice_mut()[k] += eps;
+                let mut minus = compiled(spec.clone());
+                minus.params_mut()[0].value_slice_mut()[k] -= eps;
+                (
+                    g,
+                    (loss_at(&mut plus) - loss_at(&mut minus)) / (2.0 * eps as f64),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_layer_holds_one_set_of_weights_whose_gradients_add() {
+        // x -> a -> a (the same Dense twice) -> Dense(2)
+        let shared = dense("a", 3, "tanh");
+        let spec = json!({"input_shape": [3], "seed": 5, "layers": [
+            shared, shared, dense("out", 2, "linear")], "inbound": [[0], [1], [2]],
+            "shares": [null, 0, null]});
+        let model = compiled(spec.clone());
+        assert_eq!(
+            model.params().count(),
+            4,
+            "the shared kernel and bias count once"
+        );
+        let x = [0.3, -0.7, 0.5, 0.1, 0.9, -0.4];
+        let y = [0.2, -0.1, 0.4, 0.3];
+        for (k, (g, numeric)) in first_weight_gradients(&spec, &x, &y)
+            .into_iter()
+            .enumerate()
+        {
+            assert!(
+                (numeric - g as f64).abs() < 1e-3,
+                "weight {k}: {numeric} vs {g}"
+            );
+        }
+        let mut a = compiled(spec);
+        let weights = trained_weights(&mut a, 3, 2);
+        assert_eq!(weights.len(), 4);
+        // each run gives the second call the first's current weights
+        a.predict(Features::F32(&x), 0, 2, 2, &mut [0.0; 4])
+            .unwrap();
+        assert_eq!(
+            a.layers[1].params()[0].value_slice(),
+            a.layers[0].params()[0].value_slice()
+        );
+        let bad = json!({"input_shape": [3], "layers": [dense("a", 3, "tanh"),
+            dense("b", 3, "tanh")], "shares": [null, 1]});
+        assert!(Model::from_spec(&bad).is_err());
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl CoreModel {
     /// (layer index, weight name, shape) for every weight, in order.
     fn weight_info(&self) -> Vec<(usize, String, Vec<usize>)> {
         let mut out = Vec::new();
-        for (i, l) in self.model.layers().iter().enumerate() {
+        for (i, l) in self.model.weight_layers() {
             for p in l.params() {
                 out.push((i, p.name.to_string(), p.value.shape().to_vec()));
             }
@@ -373,19 +373,25 @@ impl CoreModel {
 }
 
 /// The per-sample output shape of a layer (`{"class_name", "config"}`) called on
-/// inputs of per-sample `input_shapes`: the engine's shape rule, for symbolic calls.
-/// The message of a ValueError says why the layer cannot take those inputs.
+/// inputs of per-sample `input_shapes`, and the shapes of the weights it builds for
+/// them: the engine's shape rule, for symbolic calls. The message of a ValueError
+/// says why the layer cannot take those inputs.
 #[pyfunction]
 fn layer_output_shape(
     py: Python<'_>,
     spec_json: &str,
     input_shapes: Vec<Vec<usize>>,
-) -> PyResult<Vec<usize>> {
+) -> PyResult<(Vec<usize>, Vec<Vec<usize>>)> {
     let spec = parse(spec_json)?;
     run_core(py, || {
         let shapes: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
         let layer = ferrax_core::layers::build_node(&spec, &shapes, ferrax_core::rng::Key::new(0))?;
-        Ok(layer.output_shape().to_vec())
+        let weights = layer
+            .params()
+            .iter()
+            .map(|p| p.value.shape().to_vec())
+            .collect();
+        Ok((layer.output_shape().to_vec(), weights))
     })
 }
 

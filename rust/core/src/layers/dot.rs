@@ -435,12 +435,11 @@ mod tests {
     }
 
     /// Naive reference in f64 of y = Σ_k u1[.., k, ..]·u2[.., k, ..] per sample,
-    /// from explicit multi-indices, with optional normalisation.
+    /// from explicit multi-indices, with optional normalisation; each input is
+    /// given as its per-sample shape and summed (per-sample) axis.
     fn reference(
-        s1: &[usize],
-        k1: usize,
-        s2: &[usize],
-        k2: usize,
+        (s1, k1): (&[usize], usize),
+        (s2, k2): (&[usize], usize),
         x1: &[f64],
         x2: &[f64],
         rows: usize,
@@ -504,12 +503,12 @@ mod tests {
         let (k1, k2) = (resolve(a1, s1), resolve(a2, s2));
         let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
         let (x1d, x2d) = (f64s(&x1), f64s(&x2));
-        let want = reference(s1, k1, s2, k2, &x1d, &x2d, rows, normalize);
+        let want = reference((s1, k1), (s2, k2), &x1d, &x2d, rows, normalize);
         for (g, w) in y.iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-5, "y {g} vs {w}");
         }
         let loss = |x1: &[f64], x2: &[f64]| -> f64 {
-            reference(s1, k1, s2, k2, x1, x2, rows, normalize)
+            reference((s1, k1), (s2, k2), x1, x2, rows, normalize)
                 .iter()
                 .zip(&dy)
                 .map(|(y, &d)| y * d as f64)
