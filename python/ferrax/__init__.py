@@ -21,12 +21,14 @@ from ferrax import (
 from ferrax._core import __version__
 from ferrax.layers import Input
 from ferrax.models import Model, Sequential
+from ferrax.symbolic import KerasTensor
 
 if TYPE_CHECKING:
     from ferrax import datasets as datasets  # imported lazily at run time, see __getattr__
 
 __all__ = [
     "Input",
+    "KerasTensor",
     "Model",
     "Sequential",
     "__version__",

@@ -86,8 +86,10 @@ def first_non_finite(x: _Features) -> int | None:
 def num_threads() -> int:
     """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
 
-def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]]) -> list[int]:
-    """Per-sample output shape of a layer called on inputs of these per-sample shapes."""
+def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]]
+                       ) -> tuple[list[int], list[list[int]]]:
+    """Per-sample output shape of a layer called on inputs of these per-sample shapes, and
+    the shapes of the weights it builds for them."""
 
 # --- single components, for tests (ferrax._testing) -------------------------------------
 def merge_forward_backward(spec_json: str, xs: Sequence[_F32], dy: _F32

@@ -81,3 +81,11 @@ def layer_forward_backward(layer: Layer, x: npt.ArrayLike, dy: Any = None, *,
     if return_weights:
         out += (after,)
     return out
+
+
+def merge_forward_backward(layer: Layer, xs: Sequence[npt.ArrayLike], dy: npt.ArrayLike
+                           ) -> tuple[Float32Array, list[Float32Array]]:
+    """Runs one merge layer (Add, Concatenate, ...) forward on the list `xs`, then
+    backward from `dy`. Returns (y, [dx per input])."""
+    return _core.merge_forward_backward(json.dumps(layer._core_spec()),
+                                        [_f32(x) for x in xs], _f32(dy))

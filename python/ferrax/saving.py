@@ -23,7 +23,7 @@ from ferrax import _core
 from ferrax._typing import Float32Array, PathLike
 
 if TYPE_CHECKING:
-    from ferrax.models import Model, Sequential
+    from ferrax.models import Model
 
 FORMAT = "ferrax"
 WEIGHTS_FORMAT = "ferrax-weights"
@@ -116,6 +116,7 @@ def save_model(model: Model, filepath: PathLike, overwrite: bool = True) -> None
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "ferrax_version": _core.__version__,
+        "model_class": _model_class_name(model),
         "model_config": json.dumps(model.get_config()),
         "input_shape": json.dumps(list(model._input_shape)),
         "seed": str(model._seed),
@@ -151,17 +152,36 @@ def _compile_config(model: Model) -> dict[str, Any]:
     }
 
 
+def _model_classes() -> dict[str, type[Model]]:
+    """The model classes a file may name: looked up here, never imported by name."""
+    from ferrax.models import Sequential
+    from ferrax.models.functional import Functional
+
+    return {"Sequential": Sequential, "Functional": Functional}
+
+
+def _model_class_name(model: Model) -> str:
+    for name, cls in _model_classes().items():
+        if type(model) is cls:
+            return name
+    raise ValueError(f"Model '{model.name}': only Sequential and functional models can be "
+                     f"saved, not {type(model).__name__}")
+
+
 def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
-               compile: bool = True, safe_mode: bool = True) -> Sequential:
+               compile: bool = True, safe_mode: bool = True) -> Model:
     """A model saved with model.save(), with its weights and, if compiled, its
     optimizer state: training resumes exactly where it stopped."""
-    from ferrax.models import Sequential
-
     path, tensors, meta = _read(filepath, "model")
     _check_format(path, meta, FORMAT)
     config = _json(path, meta, "model_config")
+    class_name = meta.get("model_class", "Sequential")
+    model_cls = _model_classes().get(class_name)
+    if model_cls is None:
+        raise ValueError(f"{path}: unknown model class {class_name!r}; this ferrax reads "
+                         f"{sorted(_model_classes())}")
     try:
-        model = Sequential.from_config(config)
+        model = model_cls.from_config(config)
         model._seed = int(meta["seed"])
         model.build((None, *_json(path, meta, "input_shape")))
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array, Shape
+from ferrax.symbolic import KerasTensor, Node, any_symbolic
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -84,9 +85,110 @@ class Layer:
             self._input_shape = _check_shape(self.name, "input_shape", input_shape)
         elif input_dim is not None:
             self._input_shape = _check_shape(self.name, "input_dim", (input_dim,))
+        # The built model whose engine holds this layer's current weights (several
+        # models may share the layer: the one that ran last holds them).
         self._model: Model | None = None
         self._weight_slice = slice(0, 0)
         self._output_shape: tuple[int, ...] | None = None
+        # Calls on symbolic tensors (ferrax.Input and what layers return from it).
+        self._inbound_nodes: list[Node] = []
+        self._call_weight_shapes: list[list[int]] = []  # the weights its calls need
+
+    # --- calls -------------------------------------------------------------
+    # Merge layers are called on a list of tensors; every other layer on one.
+    _takes_list = False
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the layer on symbolic tensors (`ferrax.Input(...)` and what layers
+        return from it): records the call in the model graph and returns the output
+        tensor, whose shape follows from the layer's shape rule."""
+        if not any_symbolic(inputs):
+            raise NotImplementedError(
+                f"{type(self).__name__} '{self.name}': calling a layer on arrays (eager "
+                f"execution) is not supported yet; call it on ferrax.Input(...) tensors to "
+                f"build a model, then use model.predict")
+        training = kwargs.pop("training", None)
+        kwargs.pop("mask", None)  # masks flow through the engine, not through calls
+        if args or kwargs or training is not None:
+            extra = [repr(a) for a in args] + sorted(kwargs) + (
+                ["training"] if training is not None else [])
+            raise NotImplementedError(f"{type(self).__name__} '{self.name}': call arguments "
+                                      f"{', '.join(extra)} are not supported yet")
+        return self._call_symbolic(inputs)
+
+    def _check_call_inputs(self, inputs: Sequence[Any]) -> None:
+        """Checks of a merge layer on its list of inputs (their number)."""
+
+    def _call_symbolic(self, inputs: Any) -> KerasTensor:
+        import json
+
+        from ferrax import _core
+
+        owner = f"{type(self).__name__} '{self.name}'"
+        if self._takes_list:
+            if not isinstance(inputs, (list, tuple)):
+                raise TypeError(f"{owner}: a merge layer is called on a list of tensors, "
+                                f"got {describe(inputs)}")
+            tensors = list(inputs)
+            self._check_call_inputs(tensors)
+        else:
+            if isinstance(inputs, (list, tuple)):
+                raise TypeError(f"{owner}: expects one input tensor, got a list of "
+                                f"{len(inputs)}; only merge layers (Add, Concatenate, ...) "
+                                f"take several")
+            tensors = [inputs]
+        for t in tensors:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"{owner}: inputs must all be symbolic tensors "
+                                f"(from ferrax.Input), got {describe(t)}")
+        if self._output_parts() is not None or getattr(self, "return_state", False):
+            raise NotImplementedError(f"{owner}: layers with several outputs "
+                                      f"(return_state=True) are not supported in functional "
+                                      f"models yet")
+        shapes = [t.shape[1:] for t in tensors]
+        for t in tensors:
+            if any(d is None for d in t.shape[1:]):
+                raise ValueError(f"{owner}: input '{t.name}' has shape {t.shape}; axes of "
+                                 f"unknown length (None) other than the batch axis are not "
+                                 f"supported yet")
+        try:
+            out, weight_shapes = _core.layer_output_shape(json.dumps(self._core_spec()),
+                                                          [list(s) for s in shapes])
+        except ValueError as e:
+            text = str(e)
+            where = "" if self.name in text else f"{owner}: "
+            raise ValueError(f"{where}{text} (called on inputs of shape "
+                             f"{', '.join(str(t.shape) for t in tensors)})") from None
+        if self._inbound_nodes and weight_shapes != self._call_weight_shapes:
+            first = self._inbound_nodes[0].input_tensors
+            raise ValueError(
+                f"{owner} was first called on inputs of shape "
+                f"{', '.join(str(t.shape) for t in first)}, with weights of shapes "
+                f"{[tuple(w) for w in self._call_weight_shapes]}; it cannot be called on "
+                f"{', '.join(str(t.shape) for t in tensors)}, which would need weights of "
+                f"shapes {[tuple(w) for w in weight_shapes]}")
+        self._call_weight_shapes = weight_shapes
+        self._output_shape = tuple(out)
+        output = KerasTensor((tensors[0].shape[0], *out), "float32")
+        Node(self, tensors, [output], as_list=self._takes_list)
+        return output
+
+    def _single_node(self, what: str) -> Node:
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on symbolic "
+                                 f"tensors and thus has no defined {what}")
+        return self._inbound_nodes[0]
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input(s) of the layer's call in a functional model."""
+        node = self._single_node("input")
+        return list(node.input_tensors) if node.as_list else node.input_tensors[0]
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output of the layer's call in a functional model."""
+        return self._single_node("output").output_tensors[0]
 
     # --- configuration -------------------------------------------------
     def get_config(self) -> Config:

@@ -10,6 +10,7 @@ from ferrax import activations, initializers, regularizers
 from ferrax._serial import check_number, describe
 from ferrax._typing import Config
 from ferrax.layers.base import Layer, _check_shape
+from ferrax.symbolic import KerasTensor, Node
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -166,33 +167,98 @@ class Reshape(Layer):
 
 
 class InputLayer(Layer):
-    """Declares the per-sample input shape; has no weights and is not run."""
+    """Declares the per-sample input shape; has no weights and is not run. Use
+    `ferrax.Input`, which returns its symbolic output tensor."""
 
-    def __init__(self, shape: Sequence[int] | None = None, batch_size: int | None = None,
+    def __init__(self, shape: Sequence[int | None] | None = None, batch_size: int | None = None,
                  input_shape: Sequence[int] | None = None, name: str | None = None,
-                 **kwargs: Any) -> None:
+                 dtype: Any = None, sparse: bool | None = None, **kwargs: Any) -> None:
         shape = shape if shape is not None else input_shape
         super().__init__(name=name, **kwargs)
         if shape is None:
             raise ValueError(f"InputLayer '{self.name}': 'shape' is required")
+        if sparse:
+            raise NotImplementedError(f"InputLayer '{self.name}': sparse inputs are not "
+                                      f"supported")
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if any(d is None for d in dims):
+            raise ValueError(f"InputLayer '{self.name}': shape {dims} has an axis of "
+                             f"unknown length (None); variable-length inputs are not "
+                             f"supported yet: give every axis a length")
         self._input_shape: tuple[int, ...] = _check_shape(self.name, "shape", shape)
         self.batch_size = batch_size
+        self.input_dtype = _input_dtype(self.name, dtype)
+        tensor = KerasTensor((batch_size, *self._input_shape), self.input_dtype,
+                             name=self.name)
+        Node(self, [], [tensor], as_list=False)
 
     def _public_config(self) -> Config:
         return {"batch_shape": (self.batch_size,) + self._input_shape}
+
+    def get_config(self) -> Config:
+        config = super().get_config()
+        config["dtype"] = self.input_dtype
+        return config
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"InputLayer '{self.name}' is not called: ferrax.Input(shape) "
+                        f"returns its tensor")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
         config = dict(config)
         batch_shape = config.pop("batch_shape")
-        config.pop("dtype", None)
         return cls(shape=tuple(batch_shape[1:]), batch_size=batch_shape[0], **config)
 
 
-def Input(shape: Sequence[int] | None = None, batch_size: int | None = None,  # noqa: N802
-          name: str | None = None, dtype: Any = None, **kwargs: Any) -> InputLayer:
-    """The input of a model: ``Sequential([Input(shape=(784,)), Dense(10)])``."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name, **kwargs)
+def _input_dtype(owner: str, dtype: Any) -> str:
+    import numpy as np
+
+    if dtype is None:
+        return "float32"
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        raise TypeError(f"InputLayer '{owner}': 'dtype' must be a NumPy dtype or its name, "
+                        f"got {describe(dtype)}") from None
+    if name not in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                    "uint8", "uint16", "uint32", "bool"):
+        raise ValueError(f"InputLayer '{owner}': unsupported dtype '{name}'")
+    return name
+
+
+def Input(shape: Sequence[int | None] | None = None,  # noqa: N802
+          batch_size: int | None = None, dtype: Any = None, sparse: bool | None = None,
+          batch_shape: Sequence[int | None] | None = None, name: str | None = None,
+          tensor: Any = None, optional: bool = False) -> KerasTensor:
+    """A model's input: a symbolic tensor to call layers on.
+
+    Args:
+        shape: The per-sample shape, without the batch axis, e.g. `(28, 28)`.
+        batch_size: A fixed batch size (recorded; fit and predict take any).
+        dtype: The data's type ("float32" unless given; "int32" for token ids).
+        sparse: Sparse inputs are not supported; must be None or False.
+        batch_shape: The shape with the batch axis, instead of `shape`.
+        name: The input's name (model inputs given as a dict are matched by it).
+
+    Returns:
+        A `KerasTensor` of shape `(batch_size, *shape)`.
+
+    Example:
+
+    >>> inputs = ferrax.Input(shape=(784,))
+    >>> outputs = ferrax.layers.Dense(10, activation="softmax")(inputs)
+    >>> model = ferrax.Model(inputs, outputs)
+    """
+    if tensor is not None or optional:
+        raise NotImplementedError("Input: 'tensor' and 'optional' are not supported")
+    if batch_shape is not None:
+        if shape is not None:
+            raise ValueError("Input: give 'shape' or 'batch_shape', not both")
+        batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+    layer = InputLayer(shape=shape, batch_size=batch_size, name=name, dtype=dtype,
+                       sparse=sparse)
+    return layer.output
 
 
 def _activation(owner: str, activation: ActivationLike) -> str:

@@ -1,8 +1,10 @@
-"""Spatial reshaping of images: ZeroPadding2D, Cropping2D, UpSampling2D."""
+"""Reshaping layers: spatial ones for images (ZeroPadding2D, Cropping2D, UpSampling2D),
+and RepeatVector and Permute, which rearrange each sample's axes."""
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 from ferrax._serial import describe
@@ -102,3 +104,74 @@ class UpSampling2D(Layer):
     def _public_config(self) -> Config:
         return {"size": list(self.size), "data_format": self.data_format,
                 "interpolation": self.interpolation}
+
+
+class RepeatVector(Layer):
+    """Repeats each sample's feature vector `n` times: (batch, features) becomes
+    (batch, n, features). Its gradient sums the `n` copies.
+
+    Args:
+        n: How many times to repeat the input (a positive integer).
+        **kwargs: Standard layer arguments (`name`, `trainable`, ...).
+
+    Input shape: 2-D, `(batch, features)`.
+
+    Output shape: 3-D, `(batch, n, features)`.
+
+    Example:
+
+    >>> model = ferrax.Sequential([ferrax.Input((32,)), ferrax.layers.RepeatVector(3)])
+    >>> model.output_shape
+    (None, 3, 32)
+    """
+
+    def __init__(self, n: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = f"RepeatVector '{self.name}'"
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{owner}: 'n' must be a positive integer, got {describe(n)}")
+        if n < 1:
+            raise ValueError(f"{owner}: 'n' must be a positive integer, got {describe(n)}")
+        self.n: int = int(n)
+
+    def _public_config(self) -> Config:
+        return {"n": self.n}
+
+
+class Permute(Layer):
+    """Reorders the axes of each sample: output axis k is input axis `dims[k]`.
+
+    Useful to connect RNNs and convnets. The batch axis stays first and is not
+    counted: axes are numbered from 1.
+
+    Args:
+        dims: A tuple of the per-sample axes, a permutation of `(1, 2, ..., rank)`;
+            `(2, 1)` swaps the two non-batch axes of a 3-D input.
+        **kwargs: Standard layer arguments (`name`, `trainable`, ...).
+
+    Input shape: any rank; `len(dims)` must equal the number of non-batch axes.
+
+    Output shape: the input shape with its non-batch axes reordered by `dims`.
+
+    Example:
+
+    >>> model = ferrax.Sequential([ferrax.Input((10, 64)), ferrax.layers.Permute((2, 1))])
+    >>> model.output_shape
+    (None, 64, 10)
+    """
+
+    def __init__(self, dims: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        owner = f"Permute '{self.name}'"
+        if not isinstance(dims, (tuple, list)) or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
+            raise TypeError(f"{owner}: 'dims' must be a tuple of integers, "
+                            f"got {describe(dims)}")
+        if sorted(int(d) for d in dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f"{owner}: 'dims' must be a permutation of the axes 1 to "
+                             f"{len(dims)} (the batch axis is not counted), "
+                             f"got {describe(dims)}")
+        self.dims: tuple[int, ...] = tuple(int(d) for d in dims)
+
+    def _public_config(self) -> Config:
+        return {"dims": list(self.dims)}

@@ -9,7 +9,7 @@ from ferrax.models.model import Model
 from ferrax.models.sequential import Sequential
 from ferrax.saving import load_model
 
-_M = TypeVar("_M", bound=Sequential)
+_M = TypeVar("_M", bound=Model)
 
 
 def clone_model(model: _M, input_tensors: Any = None, clone_function: Any = None) -> _M:
@@ -17,6 +17,10 @@ def clone_model(model: _M, input_tensors: Any = None, clone_function: Any = None
     if input_tensors is not None or clone_function is not None:
         raise NotImplementedError("clone_model: input_tensors and clone_function are not "
                                   "supported yet")
+    from ferrax.models.functional import Functional, _renamed_config
+
+    if isinstance(model, Functional):
+        return type(model).from_config(_renamed_config(model.get_config()))
     clone = type(model).from_config(_renamed(model.get_config()))
     if model.built:
         clone.build((None, *model._input_shape))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from ferrax.layers.base import Layer
     from ferrax.models.model import Model
 
 
@@ -23,33 +24,44 @@ def _fmt_bytes(n: float) -> str:
 
 
 def summary_lines(model: Model) -> list[str]:
-    cols = (33, 26, 13)
-    layers = model._engine_layers()
+    connections = model._connections()
+    cols: tuple[int, ...] = (33, 26, 13) if connections is None else (30, 22, 11, 22)
+    layers = model.layers if connections is not None else model._engine_layers()
 
-    def row(a: str, b: str, c: str, left: str = "│", mid: str = "│", right: str = "│") -> str:
-        return (f"{left} {a:<{cols[0] - 2}} {mid} {b:<{cols[1] - 2}} {mid} "
-                f"{c:>{cols[2] - 2}} {right}")
+    def row(cells: list[str], left: str = "│", mid: str = "│", right: str = "│") -> str:
+        parts = []
+        for i, (cell, width) in enumerate(zip(cells, cols)):
+            parts.append(f"{cell:>{width - 2}}" if i == 2 else f"{cell:<{width - 2}}")
+        return f"{left} " + f" {mid} ".join(parts) + f" {right}"
 
     def rule(l: str, m: str, r: str, ch: str) -> str:
         return l + m.join(ch * w for w in cols) + r
 
+    header = ["Layer (type)", "Output Shape", "Param #"]
+    if connections is not None:
+        header.append("Connected to")
     lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"),
-             row("Layer (type)", "Output Shape", "Param #", "┃", "┃", "┃"),
-             rule("┡", "╇", "┩", "━")]
+             row(header, "┃", "┃", "┃"), rule("┡", "╇", "┩", "━")]
     total = trainable = 0
     for i, layer in enumerate(layers):
-        shape = str(layer.output_shape) if layer._output_shape is not None else "?"
+        shape = _shape_text(layer)
         count = layer.count_params() if model.built else 0
         total += count
         if model.built:
             trainable += sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
         name = f"{layer.name} ({type(layer).__name__})"
         params = _fmt_count(count) if model.built else "0 (unbuilt)"
-        if len(name) <= cols[0] - 2:
-            lines.append(row(name, shape, params))
-        else:  # as Keras: the type goes on a line of its own
-            lines.append(row(layer.name, shape, params))
-            lines.append(row(f"({type(layer).__name__})", "", ""))
+        links = ["-"] if connections is None else connections.get(id(layer), ["-"])
+        first = [layer.name if len(name) > cols[0] - 2 else name, shape, params]
+        rows = [first]
+        if len(name) > cols[0] - 2:  # as Keras: the type goes on a line of its own
+            rows.append([f"({type(layer).__name__})", "", ""])
+        if connections is not None:
+            while len(rows) < len(links):
+                rows.append(["", "", ""])
+            for r, cells in enumerate(rows):
+                cells.append(links[r] if r < len(links) else "")
+        lines += [row(cells) for cells in rows]
         if i + 1 < len(layers):
             lines.append(rule("├", "┼", "┤", "─"))
     lines.append(rule("└", "┴", "┘", "─"))
@@ -58,3 +70,14 @@ def summary_lines(model: Model) -> list[str]:
     lines.append(f" Trainable params: {_fmt_count(trainable)} ({_fmt_bytes(trainable * 4)})")
     lines.append(f" Non-trainable params: {_fmt_count(frozen)} ({_fmt_bytes(frozen * 4)})")
     return lines
+
+
+def _shape_text(layer: Layer | Model) -> str:
+    from ferrax.layers.core import InputLayer
+    from ferrax.models.model import Model
+
+    if isinstance(layer, InputLayer):
+        return str((None, *layer._input_shape))
+    if isinstance(layer, Model):
+        return str(layer.output_shape)
+    return str(layer.output_shape) if layer._output_shape is not None else "?"

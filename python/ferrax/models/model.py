@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -16,6 +16,7 @@ from ferrax import _core
 from ferrax import losses as losses_module
 from ferrax import metrics as metrics_module
 from ferrax import optimizers as optimizers_module
+from ferrax._serial import describe
 from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
 from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ferrax.layers.base import Variable, unique_name
@@ -23,6 +24,8 @@ from ferrax.models import _data
 
 if TYPE_CHECKING:
     from ferrax.layers.base import Layer
+    from ferrax.models._graph import EngineGraph
+    from ferrax.symbolic import Node
 
 # (loss sum, samples, [(metric sum, metric weight)], batches), as the engine returns it.
 _Totals = tuple[float, float, list[tuple[float, float]], int]
@@ -44,7 +47,31 @@ _CHUNK_SECONDS = 0.1
 
 
 class Model:
-    """Base class of ferrax models. Use Sequential to build one."""
+    """A model: layers with compile, fit, evaluate and predict.
+
+    `Model(inputs, outputs)` builds a functional model from symbolic tensors (the graph
+    of layer calls between `ferrax.Input(...)` and `outputs`); `Sequential` is a stack.
+
+    Args:
+        inputs: The model's input tensor(s), from `ferrax.Input`.
+        outputs: The tensor(s) the layers made from them.
+        name: The model's name.
+
+    Example:
+
+    >>> inputs = ferrax.Input(shape=(32,))
+    >>> h = ferrax.layers.Dense(32, activation="relu")(inputs)
+    >>> outputs = ferrax.layers.Dense(10, activation="softmax")(ferrax.layers.add([inputs, h]))
+    >>> model = ferrax.Model(inputs=inputs, outputs=outputs)
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Model(inputs, outputs) is a functional model, as in Keras.
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from ferrax.models.functional import Functional
+
+            return super().__new__(Functional)
+        return super().__new__(cls)
 
     # Set by compile.
     optimizer: optimizers_module.Optimizer
@@ -55,13 +82,15 @@ class Model:
     def __init__(self, *args: Any, name: str | None = None, trainable: bool = True,
                  **kwargs: Any) -> None:
         if args or kwargs:
-            raise NotImplementedError(
-                "ferrax supports Sequential models for now; the functional API "
-                "(Model(inputs, outputs)) and subclassed models are not available yet")
+            raise TypeError(f"Model: unexpected arguments {args or ''} "
+                            f"{', '.join(sorted(kwargs))}; a functional model is built as "
+                            f"Model(inputs=..., outputs=...)")
         self.name = name or unique_name(self._name_prefix())
         self._core: _core.CoreModel | None = None
         self._trainable = bool(trainable)
         self._variable_cache: list[Variable] | None = None
+        self._layer_slices: list[slice] = []  # each engine layer's weights, by index
+        self._inbound_nodes: list[Node] = []  # calls on symbolic tensors (nested models)
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
@@ -88,11 +117,61 @@ class Model:
         return "model"
 
     # --- subclasses provide the layer stack ------------------------------
+    def _engine_graph(self) -> EngineGraph:
+        """The layers the engine runs, in order, with what each reads (nested models
+        inlined, a shared layer once per call)."""
+        raise NotImplementedError(
+            f"Model '{self.name}': subclassed models (a Model subclass with its own call()) "
+            f"are not supported yet; build it as Sequential([...]) or as "
+            f"Model(inputs, outputs)")
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._engine_layers())
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by its name or by its index in `model.layers`.
+
+        Args:
+            name: The layer's name.
+            index: Its position in `model.layers` (give one of the two).
+        """
+        layers = self.layers
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give either a name or an index")
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"get_layer: index {index} is out of range: model "
+                                 f"'{self.name}' has {len(layers)} layers")
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[l.name for l in layers]}.")
+
+    def _connections(self) -> dict[int, list[str]] | None:
+        """Per layer (by id): what feeds it, for summary's "Connected to" column; None
+        for a stack, whose summary has no such column."""
+        return None
+
     def _engine_layers(self) -> list[Layer]:
-        raise NotImplementedError
+        return self._engine_graph().layers
 
     def _declared_input_shape(self) -> tuple[int, ...] | None:
         return None
+
+    def _unpack_x(self, x: Any, arg: str = "x") -> Any:
+        """The array for the model's one input, from what the user passed."""
+        return x
+
+    def _unpack_y(self, y: Any, arg: str = "y") -> Any:
+        """The array for the model's one output, from what the user passed."""
+        return y
+
+    def _pack_outputs(self, out: Float32Array) -> Any:
+        """predict's result in the structure the model's outputs were given in."""
+        return out
 
     # --- building --------------------------------------------------------
     @property
@@ -100,9 +179,36 @@ class Model:
         return self._core is not None
 
     def _built_core(self) -> _core.CoreModel:
-        """The engine model; only called where the model is built."""
+        """The engine model; only called where the model is built. Layers that another
+        model ran since are brought up to date first."""
         assert self._core is not None, "the model is not built"
+        self._claim_weights()
         return self._core
+
+    def _claim_weights(self) -> None:
+        """Layers shared with another model (a feature extractor built from a trained
+        model's layers, an encoder inside an autoencoder) hold their weights in the
+        engine of the model that last used them: copy those into this model's engine,
+        which holds them from now on."""
+        core = self._core
+        assert core is not None
+        graph = self._engine_graph()
+        moved = [(i, graph.layers[i]) for i in graph.first_calls()
+                 if graph.layers[i]._model is not self]
+        if not moved:
+            return
+        weights = core.get_weights()
+        for i, layer in moved:
+            home = layer._model
+            mine = self._layer_slices[i]
+            if home is not None and home._core is not None:
+                theirs = home._core.get_weights()[layer._weight_slice]
+                weights[mine] = theirs
+                home._variable_cache = None
+            layer._model, layer._weight_slice = self, mine
+            core.set_layer_frozen(i, not layer.trainable)
+        core.set_weights([np.ascontiguousarray(w) for w in weights])
+        self._variable_cache = None
 
     def build(self, input_shape: Sequence[int | None] | None = None) -> None:
         """Create the weights for samples of `input_shape` (batch axis first or not)."""
@@ -119,13 +225,14 @@ class Model:
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
 
-        layers = self._engine_layers()
+        graph = self._engine_graph()
+        layers = graph.layers
         if not layers:
             raise ValueError(f"Model '{self.name}' has no layers to build")
         if self._seed is None:
             self._seed = _next_seed()
         spec = {"input_shape": list(input_shape), "layers": [l._core_spec() for l in layers],
-                "seed": self._seed}
+                "seed": self._seed, "inbound": graph.inbound, "shares": graph.shares}
         try:
             core = _core.CoreModel(json.dumps(spec))
         except ValueError as e:
@@ -141,11 +248,17 @@ class Model:
         self._variable_cache = None
         info = core.weight_info()
         shapes = core.output_shapes()
+        self._layer_slices = []
         for i, layer in enumerate(layers):
-            layer._model = self
             idx = [j for j, (li, _, _) in enumerate(info) if li == i]
-            layer._weight_slice = slice(idx[0], idx[-1] + 1) if idx else slice(0, 0)
+            self._layer_slices.append(slice(idx[0], idx[-1] + 1) if idx else slice(0, 0))
             layer._output_shape = tuple(shapes[i])
+            home = layer._model
+            first_call = graph.shares[i] is None
+            if first_call and (home is None or home is self or home._core is None):
+                layer._model, layer._weight_slice = self, self._layer_slices[i]
+        # Layers already in another built model bring their weights along.
+        self._claim_weights()
         self._engine_compile_spec = None
         if self._compile_config is not None:
             self._compile_config["optimizer"]._core_model = core
@@ -211,7 +324,7 @@ class Model:
         return [v for v in self.weights if not v.trainable]
 
     def get_weights(self) -> list[Float32Array]:
-        return self._core.get_weights() if self._core is not None else []
+        return self._built_core().get_weights() if self._core is not None else []
 
     def set_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         if not self.built:
@@ -324,8 +437,8 @@ class Model:
                  class_weight: dict[int, float] | None = None, x_arg: str = "x",
                  y_arg: str = "y") -> tuple[np.ndarray, Float32Array, Float32Array | None]:
         """Validated engine arrays (x, y, w) for x/y; builds the model if needed."""
-        xa = _data.as_array(x, x_arg)
-        ya = _data.as_array(y, y_arg)
+        xa = _data.as_array(self._unpack_x(x, x_arg), x_arg)
+        ya = _data.as_array(self._unpack_y(y, y_arg), y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
@@ -370,8 +483,8 @@ class Model:
             raise ValueError(f"'validation_split' must be a float in [0, 1), got "
                              f"{validation_split!r}")
         verbosity = _verbosity(verbose)
-        xa = _data.as_array(x, "x")
-        ya = _data.as_array(y, "y")
+        xa = _data.as_array(self._unpack_x(x), "x")
+        ya = _data.as_array(self._unpack_y(y), "y")
         _data.check_lengths(xa, ya)
         sw = sample_weight
         if validation_data is None and validation_split:
@@ -516,7 +629,7 @@ class Model:
         from ferrax.callbacks import Progbar
 
         batch_size = _data.check_batch_size(batch_size)
-        xa = _data.as_array(x, "x", check_finite=False)
+        xa = _data.as_array(self._unpack_x(x), "x", check_finite=False)
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
         self._check_inputs(xa, "x")
@@ -564,9 +677,38 @@ class Model:
             from ferrax.layers.recurrent import split_outputs
 
             return split_outputs(parts, out)  # type: ignore[return-value]
-        return out.reshape((n,) + tuple(last._output_shape))
+        return self._pack_outputs(out.reshape((n,) + tuple(last._output_shape)))
+
+    def _call_symbolic(self, x: Any) -> Any:
+        """This model used as a layer inside another: records the call; the outer
+        model's engine runs this model's layers in its place (with the same weights)."""
+        from ferrax.symbolic import KerasTensor, Node
+
+        if not isinstance(x, KerasTensor):
+            raise NotImplementedError(f"Model '{self.name}': a nested model takes one input "
+                                      f"tensor, got {describe(x)}")
+        shape = tuple(x.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(f"Model '{self.name}': input '{x.name}' has shape {x.shape}; axes "
+                             f"of unknown length (None) are not supported yet")
+        if not self.built:
+            self.build((None, *shape))
+        if tuple(self._input_shape) != shape:
+            raise ValueError(f"Model '{self.name}' expects inputs of shape "
+                             f"{(None, *self._input_shape)}, but is called on '{x.name}' of "
+                             f"shape {x.shape}")
+        if self._engine_layers()[-1]._output_parts() is not None:
+            raise NotImplementedError(f"Model '{self.name}': a nested model whose last layer "
+                                      f"returns its states is not supported")
+        out = KerasTensor((x.shape[0], *self.output_shape[1:]), "float32")
+        Node(self, [x], [out], as_list=False)  # type: ignore[arg-type]
+        return out
 
     def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
+        from ferrax.symbolic import any_symbolic
+
+        if any_symbolic(x):
+            return self._call_symbolic(x)
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
@@ -604,6 +746,17 @@ class Model:
 
     def get_config(self) -> Config:
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        """A model from its `get_config()`: a functional config (with `input_layers`) gives
+        a functional model, a layer list a Sequential one."""
+        from ferrax.models.functional import Functional
+        from ferrax.models.sequential import Sequential
+
+        if "input_layers" in config:
+            return Functional.from_config(config)
+        return Sequential.from_config(config)
 
     # --- files -------------------------------------------------------------
     def save(self, filepath: PathLike, overwrite: bool = True) -> None:

@@ -9,7 +9,9 @@ from ferrax._serial import describe
 from ferrax._typing import Config
 from ferrax.layers.base import Layer
 from ferrax.layers.core import InputLayer
+from ferrax.models._graph import EngineGraph, chain
 from ferrax.models.model import Model
+from ferrax.symbolic import KerasTensor
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -22,7 +24,7 @@ class Sequential(Model):
                  trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self._input_layer: InputLayer | None = None
-        self._layers: list[Layer] = []
+        self._layers: list[Layer | Model] = []
         for layer in layers or []:
             self.add(layer)
 
@@ -30,10 +32,13 @@ class Sequential(Model):
     def _name_prefix(cls) -> str:
         return "sequential"
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | Model) -> None:
         """Append a layer (an InputLayer may only come first)."""
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a ferrax layer, got {describe(layer)}")
+        if isinstance(layer, KerasTensor):  # Sequential([ferrax.Input(shape), ...])
+            layer = layer.node.layer
+        if not isinstance(layer, (Layer, Model)):
+            raise TypeError(f"Sequential.add expects a ferrax layer or model, got "
+                            f"{describe(layer)}")
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError(f"Sequential '{self.name}': an Input/InputLayer must be the "
@@ -49,36 +54,41 @@ class Sequential(Model):
             self._layers.append(layer)
         self._invalidate()
 
-    def pop(self) -> Layer:
+    def pop(self) -> Layer | Model:
         """Remove and return the last layer."""
         if not self._layers:
             raise ValueError(f"Sequential '{self.name}' has no layers to pop")
         layer = self._layers.pop()
-        layer._model = None
+        if isinstance(layer, Layer) and layer._model is self:
+            layer._model = None
         self._invalidate()
         return layer
 
     def _invalidate(self) -> None:
         # The stack changed: weights are rebuilt (eagerly when the input shape is known).
-        for layer in self._layers:
-            layer._model = None
+        for layer in self._engine_layers():
+            if layer._model is self:
+                layer._model = None
         self._core = None
         self._variable_cache = None
         if self._layers and self._declared_input_shape() is not None:
             self.build()
 
     @property
-    def layers(self) -> list[Layer]:
+    def layers(self) -> list[Any]:
         return list(self._layers)
 
-    def _engine_layers(self) -> list[Layer]:
-        return self._layers
+    def _engine_graph(self) -> EngineGraph:
+        return chain(self._layers)
 
     def _declared_input_shape(self) -> tuple[int, ...] | None:
         if self._input_layer is not None:
             return self._input_layer._input_shape
-        if self._layers and self._layers[0]._input_shape is not None:
-            return self._layers[0]._input_shape
+        first = self._layers[0] if self._layers else None
+        if isinstance(first, Model):
+            return first._input_shape if first.built else first._declared_input_shape()
+        if first is not None and first._input_shape is not None:
+            return first._input_shape
         return None
 
     def get_config(self) -> Config:
@@ -95,6 +105,9 @@ class Sequential(Model):
 
         model = cls(name=config.get("name"))
         for entry in config["layers"]:
+            if entry["class_name"] in ("Sequential", "Functional"):
+                model.add(Model.from_config(entry["config"]))
+                continue
             layer_cls = getattr(layers_module, entry["class_name"], None)
             if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
                 raise ValueError(f"Unknown layer class {entry['class_name']!r} in config")

@@ -1,0 +1,67 @@
+"""The engine's view of a model: its layers in run order, the values each reads and
+which later calls of a shared layer use an earlier call's weights. Nested models are
+inlined: their layers join the outer graph, so one engine runs the whole model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from ferrax.layers.base import Layer
+    from ferrax.models.model import Model
+
+
+class EngineGraph(NamedTuple):
+    layers: list[Layer]
+    # per layer: the values it reads (value 0 is the model's input, value i + 1 layer i's)
+    inbound: list[list[int]]
+    # per layer: the index of the first call of the same layer, None for a first call
+    shares: list[int | None]
+
+    def first_calls(self) -> list[int]:
+        """Indices of the layers that hold weights (every layer's first call)."""
+        return [i for i, s in enumerate(self.shares) if s is None]
+
+
+class GraphBuilder:
+    """Collects layer calls into an EngineGraph."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.inbound: list[list[int]] = []
+        self.shares: list[int | None] = []
+        self._first: dict[int, int] = {}
+
+    def add(self, layer: Layer | Model, inputs: list[int]) -> int:
+        """Appends a call of `layer` (a model is inlined) reading `inputs`; returns the
+        value it makes."""
+        from ferrax.models.model import Model
+
+        if isinstance(layer, Model):
+            if len(inputs) != 1:
+                raise ValueError(f"Model '{layer.name}' takes one input, got {len(inputs)}")
+            return self._inline(layer, inputs[0])
+        self.shares.append(self._first.get(id(layer)))
+        self._first.setdefault(id(layer), len(self.layers))
+        self.layers.append(layer)
+        self.inbound.append(list(inputs))
+        return len(self.layers)
+
+    def _inline(self, model: Model, value: int) -> int:
+        inner = model._engine_graph()
+        values = [value]
+        for layer, ins in zip(inner.layers, inner.inbound):
+            values.append(self.add(layer, [values[v] for v in ins]))
+        return values[-1]
+
+    def graph(self) -> EngineGraph:
+        return EngineGraph(self.layers, self.inbound, self.shares)
+
+
+def chain(calls: list[Any]) -> EngineGraph:
+    """A stack of layers (and models), each reading the one before."""
+    builder = GraphBuilder()
+    value = 0
+    for call in calls:
+        value = builder.add(call, [value])
+    return builder.graph()

@@ -1,0 +1,361 @@
+"""Functional models: `Model(inputs, outputs)` over the graph of layer calls between
+them. The graph goes to the engine as its layers in an order where every value is
+made before it is read, with the values each layer reads (`inbound`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ferrax._serial import describe, snake_case
+from ferrax._typing import Config, Float32Array
+from ferrax.layers.base import Layer, unique_name
+from ferrax.layers.core import InputLayer
+from ferrax.models._graph import EngineGraph, GraphBuilder
+from ferrax.models.model import Model
+from ferrax.symbolic import KerasTensor, Node, flatten
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class Functional(Model):
+    """A model defined by its input and output tensors: `Model(inputs, outputs)`.
+
+    Args:
+        inputs: The input tensor from `ferrax.Input` (alone, in a list or in a dict).
+        outputs: The output tensor (alone, in a list or in a dict).
+        name: The model's name.
+
+    Example:
+
+    >>> inputs = ferrax.Input(shape=(28, 28))
+    >>> x = ferrax.layers.Flatten()(inputs)
+    >>> x = ferrax.layers.Dense(128, activation="relu")(x)
+    >>> outputs = ferrax.layers.Dense(10, activation="softmax")(x)
+    >>> model = ferrax.Model(inputs=inputs, outputs=outputs, name="mlp")
+    """
+
+    def __init__(self, inputs: Any = None, outputs: Any = None, name: str | None = None,
+                 trainable: bool = True, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"Model: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
+        super().__init__(name=name, trainable=trainable)
+        if inputs is None or outputs is None:
+            raise ValueError(f"Model '{self.name}': a functional model needs both inputs= and "
+                             f"outputs=")
+        flat_in, flat_out = flatten(inputs), flatten(outputs)
+        for what, tensors in (("inputs", flat_in), ("outputs", flat_out)):
+            for t in tensors:
+                if not isinstance(t, KerasTensor):
+                    raise TypeError(f"Model '{self.name}': {what} must be symbolic tensors "
+                                    f"(from ferrax.Input and layer calls), got {describe(t)}")
+        if len(flat_in) != 1 or len(flat_out) != 1:
+            raise NotImplementedError(
+                f"Model '{self.name}': models with several inputs or outputs are not "
+                f"supported yet (got {len(flat_in)} inputs and {len(flat_out)} outputs)")
+        for t in flat_in:
+            if not t.node.is_input:
+                raise ValueError(f"Model '{self.name}': inputs must come from ferrax.Input, "
+                                 f"but '{t.name}' is the output of layer "
+                                 f"'{t.node.layer.name}'")
+        self._inputs_struct, self._outputs_struct = inputs, outputs
+        self._input_tensors: list[KerasTensor] = flat_in
+        self._output_tensors: list[KerasTensor] = flat_out
+        self._nodes = _ordered_nodes(self.name, flat_in, flat_out)
+        self._input_layers = [t.node.layer for t in flat_in]
+        _check_unique_names(self.layers)
+        if self._nodes:
+            _check_unique_names(self._engine_layers(), " (nested models included)")
+            self.build()
+
+    # --- topology ----------------------------------------------------------
+    @property
+    def layers(self) -> list[Any]:
+        """Every layer (and nested model) once, the input layers first, then in the
+        order of their first call."""
+        out: list[Any] = list(self._input_layers)
+        for node in self._nodes:
+            if not any(node.layer is l for l in out):
+                out.append(node.layer)
+        return out
+
+    def _engine_graph(self) -> EngineGraph:
+        builder = GraphBuilder()
+        value = {id(t): 0 for t in self._input_tensors}
+        for node in self._nodes:
+            made = builder.add(node.layer, [value[id(t)] for t in node.input_tensors])
+            value[id(node.output_tensors[0])] = made
+        return builder.graph()
+
+    def _model_nodes(self, layer: Any) -> list[Node]:
+        """The calls of `layer` that belong to this model, in the layer's call order."""
+        mine = {id(n) for n in self._nodes}
+        return [n for n in layer._inbound_nodes if id(n) in mine or n.is_input]
+
+    def _local_history(self, t: KerasTensor) -> list[Any]:
+        """A tensor's [layer name, call index, output index], the call counted among the
+        layer's calls in this model (as a saved config numbers them)."""
+        assert t._keras_history is not None
+        layer, node_index, tensor_index = t._keras_history
+        node = layer._inbound_nodes[node_index]
+        local = [id(n) for n in self._model_nodes(layer)].index(id(node))
+        return [layer.name, local, tensor_index]
+
+    def _declared_input_shape(self) -> tuple[int, ...] | None:
+        return tuple(d for d in self._input_tensors[0].shape[1:] if d is not None)
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        return list(self._input_tensors)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        return list(self._output_tensors)
+
+    @property
+    def input(self) -> Any:
+        """The input tensor(s), in the structure given to the constructor."""
+        return self._inputs_struct
+
+    @property
+    def output(self) -> Any:
+        """The output tensor(s), in the structure given to the constructor."""
+        return self._outputs_struct
+
+    @property
+    def input_names(self) -> list[str]:
+        return [layer.name for layer in self._input_layers]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.node.layer.name for t in self._output_tensors]
+
+    @property
+    def output_shape(self) -> Any:
+        return self._output_tensors[0].shape
+
+    def _connections(self) -> dict[int, list[str]]:
+        """Per layer (by id): the "Connected to" entries of the summary, every call's."""
+        out: dict[int, list[str]] = {}
+        for node in self._nodes:
+            out.setdefault(id(node.layer), []).extend(
+                "{}[{}][{}]".format(*self._local_history(t)) for t in node.input_tensors)
+        return out
+
+    # --- data structures -----------------------------------------------------
+    def _unpack_x(self, x: Any, arg: str = "x") -> Any:
+        return _unpack(self.name, x, arg, self.input_names, "input")
+
+    def _unpack_y(self, y: Any, arg: str = "y") -> Any:
+        return _unpack(self.name, y, arg, self.output_names, "output")
+
+    def _pack_outputs(self, out: Float32Array) -> Any:
+        if isinstance(self._outputs_struct, (list, tuple)):
+            return [out]
+        if isinstance(self._outputs_struct, dict):
+            return {k: out for k in self._outputs_struct}
+        return out
+
+    # --- configuration ---------------------------------------------------------
+    def get_config(self) -> Config:
+        """Keras's functional config: every layer with the calls that feed it
+        (`inbound_nodes`), and the model's input and output layers."""
+        layers = []
+        for layer in self.layers:
+            entry: dict[str, Any] = {"class_name": type(layer).__name__,
+                                     "config": layer.get_config(), "name": layer.name,
+                                     "inbound_nodes": []}
+            for node in self._model_nodes(layer):
+                if node.is_input:
+                    continue
+                args = [self._tensor_config(t) for t in node.input_tensors]
+                entry["inbound_nodes"].append({"args": [args if node.as_list else args[0]],
+                                               "kwargs": {}})
+            layers.append(entry)
+        return {"name": self.name, "trainable": self.trainable, "layers": layers,
+                "input_layers": self._structure_refs(self._inputs_struct),
+                "output_layers": self._structure_refs(self._outputs_struct)}
+
+    def _tensor_config(self, t: KerasTensor) -> dict[str, Any]:
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": list(t.shape), "dtype": t.dtype,
+                           "keras_history": self._local_history(t)}}
+
+    def _structure_refs(self, structure: Any) -> Any:
+        if isinstance(structure, dict):
+            return {k: self._local_history(v) for k, v in structure.items()}
+        if isinstance(structure, (list, tuple)):
+            return [self._local_history(t) for t in structure]
+        return self._local_history(structure)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        tensors: dict[tuple[str, int, int], KerasTensor] = {}
+        # (layer, call index, call's args): run as soon as their inputs exist, since a
+        # shared layer's later call may read layers listed after it
+        pending: list[tuple[Any, int, Any]] = []
+        for entry in config["layers"]:
+            layer = _layer_from_config(entry)
+            if not entry.get("inbound_nodes"):
+                if not isinstance(layer, InputLayer):
+                    raise ValueError(f"Layer {entry.get('name')!r} in config has no inbound "
+                                     f"nodes but is not an InputLayer")
+                tensors[(layer.name, 0, 0)] = layer.output
+                continue
+            for node_index, node in enumerate(entry["inbound_nodes"]):
+                pending.append((layer, node_index, node["args"][0]))
+        while pending:
+            ready = [p for p in pending if all(_key(a) in tensors for a in _call_args(p[2]))]
+            if not ready:
+                raise ValueError(f"Model config: the calls of {[p[0].name for p in pending]} "
+                                 f"read tensors that no layer makes")
+            layer, node_index, args = ready[0]
+            if isinstance(args, list):
+                call_input: Any = [_resolve(tensors, a) for a in args]
+            else:
+                call_input = _resolve(tensors, args)
+            tensors[(layer.name, node_index, 0)] = layer(call_input)
+            pending.remove(ready[0])
+        inputs = _from_refs(tensors, config["input_layers"])
+        outputs = _from_refs(tensors, config["output_layers"])
+        return cls(inputs=inputs, outputs=outputs, name=config.get("name"),
+                   trainable=config.get("trainable", True))
+
+
+def _ordered_nodes(model: str, inputs: list[KerasTensor], outputs: list[KerasTensor]
+                   ) -> list[Node]:
+    """The layer calls between `inputs` and `outputs`, each after the calls it reads
+    (depth-first from the outputs); a tensor not reachable from the inputs is a
+    'graph disconnected' error naming it and its layer."""
+    allowed = {id(t) for t in inputs}
+    ordered: list[Node] = []
+    done: set[int] = set()
+    visiting: set[int] = set()
+
+    def visit(tensor: KerasTensor) -> None:
+        node = tensor.node
+        if id(tensor) in allowed:
+            return
+        if node.is_input:
+            seen = [n.layer.name for n in ordered]
+            raise ValueError(
+                f"Model '{model}': graph disconnected: cannot obtain value for tensor "
+                f"'{tensor.name}' (shape {tensor.shape}) at layer '{node.layer.name}', which "
+                f"is not one of the model's inputs "
+                f"({', '.join(repr(t.name) for t in inputs)}). The following previous layers "
+                f"were accessed without issue: {seen}")
+        if id(node) in done:
+            return
+        if id(node) in visiting:  # pragma: no cover - calls cannot make cycles
+            raise ValueError(f"Model '{model}': the graph has a cycle at '{node.layer.name}'")
+        visiting.add(id(node))
+        for t in node.input_tensors:
+            visit(t)
+        visiting.discard(id(node))
+        done.add(id(node))
+        ordered.append(node)
+
+    for t in outputs:
+        visit(t)
+    return ordered
+
+
+def _check_unique_names(layers: list[Any], where: str = "") -> None:
+    seen: dict[str, int] = {}
+    for layer in {id(l): l for l in layers}.values():
+        seen[layer.name] = seen.get(layer.name, 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            raise ValueError(f'The name "{name}" is used {count} times in the model{where}. '
+                             f'All layer names should be unique.')
+
+
+def _layer_from_config(entry: Mapping[str, Any]) -> Any:
+    """A layer or nested model from its config entry, by class name among ferrax's own
+    classes (nothing is imported by name)."""
+    from ferrax import layers as layers_module
+
+    class_name = entry["class_name"]
+    if class_name in ("Sequential", "Functional"):
+        return Model.from_config(entry["config"])
+    layer_cls = getattr(layers_module, class_name, None)
+    if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
+        raise ValueError(f"Unknown layer class {class_name!r} in config")
+    return layer_cls.from_config(entry["config"])
+
+
+def _call_args(args: Any) -> list[Any]:
+    """The tensor configs a call reads: a list (merge layers) or one."""
+    return args if isinstance(args, list) else [args]
+
+
+def _key(arg: Any) -> tuple[str, int, int]:
+    history = arg["config"]["keras_history"]
+    return (history[0], int(history[1]), int(history[2]))
+
+
+def _resolve(tensors: dict[tuple[str, int, int], KerasTensor], arg: Any) -> KerasTensor:
+    key = _key(arg)
+    if key not in tensors:
+        raise ValueError(f"Model config: a layer reads tensor {list(key)}, which no earlier "
+                         f"layer makes")
+    return tensors[key]
+
+
+def _from_refs(tensors: dict[tuple[str, int, int], KerasTensor], refs: Any) -> Any:
+    def one(ref: Any) -> KerasTensor:
+        return _resolve(tensors, {"config": {"keras_history": ref}})
+
+    if isinstance(refs, dict):
+        return {k: one(v) for k, v in refs.items()}
+    if refs and isinstance(refs[0], list):
+        return [one(r) for r in refs]
+    return one(refs)
+
+
+def _unpack(model: str, data: Any, arg: str, names: list[str], kind: str) -> Any:
+    """The one array of a single-input (or single-output) model, given alone, in a list
+    of one or in a dict keyed by the input's (output's) name."""
+    if isinstance(data, dict):
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ValueError(f"Model '{model}': '{arg}' has key(s) {unknown} that match no "
+                             f"{kind} of the model; its {kind} names are {names}")
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"Model '{model}': '{arg}' is missing the {kind}(s) {missing}")
+        return data[names[0]]
+    if isinstance(data, (list, tuple)) and data and all(hasattr(d, "shape") for d in data):
+        # A list of arrays, one per input (a list of numbers is itself the data).
+        if len(data) != len(names):
+            raise ValueError(f"Model '{model}' expects {len(names)} {kind} array(s) for "
+                             f"'{arg}', got a list of {len(data)}")
+        return data[0]
+    return data
+
+
+def _renamed_config(config: Config) -> Config:
+    """A functional config whose layers all get fresh names (for clone_model)."""
+    names = {e["name"]: unique_name(snake_case(e["class_name"])) for e in config["layers"]}
+
+    def rename_refs(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "keras_history" in value:
+                h = value["keras_history"]
+                return {**value, "keras_history": [names[h[0]], h[1], h[2]]}
+            return {k: rename_refs(v) for k, v in value.items()}
+        if isinstance(value, list):
+            if len(value) == 3 and isinstance(value[0], str) and value[0] in names:
+                return [names[value[0]], value[1], value[2]]
+            return [rename_refs(v) for v in value]
+        return value
+
+    layers = []
+    for e in config["layers"]:
+        new = names[e["name"]]
+        layers.append({**e, "name": new, "config": {**e["config"], "name": new},
+                       "inbound_nodes": rename_refs(e["inbound_nodes"])})
+    return {"name": None, "trainable": config.get("trainable", True), "layers": layers,
+            "input_layers": rename_refs(config["input_layers"]),
+            "output_layers": rename_refs(config["output_layers"])}

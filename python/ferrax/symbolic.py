@@ -1,0 +1,107 @@
+"""Symbolic tensors: what `ferrax.Input` returns and what a layer called on them
+returns. Each records the layer call (a `Node`) that made it, so that
+`Model(inputs, outputs)` can walk the graph back from its outputs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ferrax.layers.base import Layer
+
+_TENSOR_IDS = itertools.count()
+
+
+class KerasTensor:
+    """A symbolic tensor: the shape and dtype of a value in a model being built.
+
+    Args:
+        shape: The shape, batch axis first (`None` where unknown).
+        dtype: The element type, e.g. "float32" or "int32".
+        name: A name; by default "keras_tensor", "keras_tensor_1", ...
+
+    Example:
+
+    >>> x = ferrax.Input(shape=(16,))
+    >>> x.shape
+    (None, 16)
+    >>> ferrax.layers.Dense(4)(x).shape
+    (None, 4)
+    """
+
+    def __init__(self, shape: tuple[int | None, ...], dtype: str = "float32",
+                 name: str | None = None) -> None:
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.sparse = False
+        n = next(_TENSOR_IDS)
+        self.name = name or ("keras_tensor" if n == 0 else f"keras_tensor_{n}")
+        # (layer, index of the call among the layer's calls, index among its outputs)
+        self._keras_history: tuple[Layer, int, int] | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def node(self) -> Node:
+        """The layer call that made this tensor."""
+        assert self._keras_history is not None, "every KerasTensor is made by a layer call"
+        layer, node_index, _ = self._keras_history
+        return layer._inbound_nodes[node_index]
+
+    def __repr__(self) -> str:
+        return (f"<KerasTensor shape={self.shape}, dtype={self.dtype}, sparse={self.sparse}, "
+                f"name={self.name}>")
+
+    def __bool__(self) -> bool:
+        raise TypeError("A symbolic KerasTensor has no truth value: it stands for data that "
+                        "only exists when the model runs")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"KerasTensor '{self.name}' is symbolic (a placeholder in a model "
+                        f"graph) and cannot be converted to a NumPy array; build a "
+                        f"ferrax.Model from it and call predict")
+
+
+class Node:
+    """One call of a layer on symbolic tensors: what went in, what came out, and
+    whether the inputs came as a list (merge layers) or as one tensor."""
+
+    def __init__(self, layer: Layer, inputs: list[KerasTensor], outputs: list[KerasTensor],
+                 as_list: bool) -> None:
+        self.layer = layer
+        self.input_tensors = inputs
+        self.output_tensors = outputs
+        self.as_list = as_list
+        layer._inbound_nodes.append(self)
+        index = len(layer._inbound_nodes) - 1
+        for i, t in enumerate(outputs):
+            t._keras_history = (layer, index, i)
+
+    @property
+    def is_input(self) -> bool:
+        """Whether this is an InputLayer's node (no inputs: a model's entry)."""
+        return not self.input_tensors
+
+
+def flatten(structure: Any) -> list[Any]:
+    """The leaves of nested lists, tuples and dicts (dict values in key order as given)."""
+    return list(_leaves(structure))
+
+
+def _leaves(structure: Any) -> Iterator[Any]:
+    if isinstance(structure, (list, tuple)):
+        for item in structure:
+            yield from _leaves(item)
+    elif isinstance(structure, dict):
+        for item in structure.values():
+            yield from _leaves(item)
+    else:
+        yield structure
+
+
+def any_symbolic(structure: Any) -> bool:
+    return any(isinstance(t, KerasTensor) for t in flatten(structure))

@@ -1,0 +1,442 @@
+"""The functional API: symbolic tensors, Model(inputs, outputs), graphs with merges and
+fan-out, their training against float64 references, files, configs and errors."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from reference import assert_close, numerical_grad
+
+import ferrax
+from ferrax import layers
+
+
+def _residual(seed=0):
+    """x(4) -> a = Dense(5, tanh) -> b = Dense(5, tanh)(a) -> add([a, b]) ->
+    concatenate([sum, x]) -> Dense(3): `a` and `x` both feed two layers."""
+    ferrax.utils.set_random_seed(seed)
+    x = ferrax.Input(shape=(4,), name="x")
+    a = layers.Dense(5, activation="tanh", name="a")(x)
+    b = layers.Dense(5, activation="tanh", name="b")(a)
+    s = layers.add([a, b], name="sum")
+    c = layers.concatenate([s, x], name="cat")
+    out = layers.Dense(3, name="out")(c)
+    return ferrax.Model(x, out, name="residual")
+
+
+def _residual_loss_and_grads(params, x, y):
+    """Mean squared error of _residual's graph and its gradients, in float64."""
+    wa, ba, wb, bb, wo, bo = (np.asarray(p, np.float64) for p in params)
+    a = np.tanh(x @ wa + ba)
+    b = np.tanh(a @ wb + bb)
+    c = np.concatenate([a + b, x], axis=1)
+    o = c @ wo + bo
+    loss = np.mean((o - y) ** 2)
+    do = 2.0 * (o - y) / o.size
+    dc = do @ wo.T
+    ds = dc[:, :5]
+    dzb = ds * (1.0 - b**2)
+    da = ds + dzb @ wb.T  # a feeds both the sum and layer b: the gradients add
+    dza = da * (1.0 - a**2)
+    grads = [x.T @ dza, dza.sum(0), a.T @ dzb, dzb.sum(0), c.T @ do, do.sum(0)]
+    return loss, grads
+
+
+def _checked_reference(loss_and_grads, params, x, y):
+    """The reference's gradients, each checked against central finite differences."""
+    _, grads = loss_and_grads(params, x, y)
+    for k in range(len(params)):
+        def loss_at(p, k=k):
+            trial = list(params)
+            trial[k] = p
+            return loss_and_grads(trial, x, y)[0]
+
+        assert_close(numerical_grad(loss_at, params[k]), grads[k], rtol=1e-6, atol=1e-8,
+                     what=f"reference gradient {k}")
+    return grads
+
+
+def _data(n=6, seed=1):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n, 4)), r.normal(size=(n, 3))
+
+
+def test_input_is_a_symbolic_tensor_and_layers_follow_their_shape_rule():
+    x = ferrax.Input(shape=(28, 28, 1), name="image")
+    assert isinstance(x, ferrax.KerasTensor)
+    assert (x.shape, x.dtype, x.name) == ((None, 28, 28, 1), "float32", "image")
+    y = layers.Conv2D(8, 3)(x)
+    assert y.shape == (None, 26, 26, 8)
+    assert layers.Flatten()(layers.MaxPooling2D()(y)).shape == (None, 13 * 13 * 8)
+    ids = ferrax.Input(shape=(10,), dtype="int32")
+    assert ids.dtype == "int32"
+    assert layers.Embedding(100, 4)(ids).shape == (None, 10, 4)
+    assert ferrax.Input(batch_shape=(16, 3)).shape == (16, 3)
+
+
+def test_residual_reference_is_checked_by_finite_differences():
+    model = _residual()
+    x, y = _data()
+    params = [w.astype(np.float64) for w in model.get_weights()]
+    _checked_reference(_residual_loss_and_grads, params, x, y)
+
+
+def test_a_training_step_through_fan_out_and_merges_matches_the_reference():
+    model = _residual()
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=0.1), loss="mse")
+    x, y = _data()
+    before = [w.astype(np.float64) for w in model.get_weights()]
+    loss, grads = _residual_loss_and_grads(before, x.astype(np.float32), y)
+    got = model.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    assert_close(got, loss, rtol=1e-5, atol=1e-6, what="loss")
+    for k, (w, g, after) in enumerate(zip(before, grads, model.get_weights())):
+        assert_close(after, w - 0.1 * g, rtol=1e-5, atol=1e-6, what=f"weight {k}")
+
+
+def test_model_structure_accessors():
+    model = _residual()
+    names = [l.name for l in model.layers]
+    assert names == ["x", "a", "b", "sum", "cat", "out"]
+    assert model.get_layer("b") is model.layers[2]
+    assert model.get_layer(index=-1).name == "out"
+    assert model.inputs == [model.input] and model.outputs == [model.output]
+    assert model.input.shape == (None, 4) and model.output.shape == (None, 3)
+    assert model.get_layer("sum").input == [model.get_layer("a").output,
+                                            model.get_layer("b").output]
+    assert model.get_layer("cat").output.shape == (None, 9)
+    assert model.count_params() == 4 * 5 + 5 + 5 * 5 + 5 + 9 * 3 + 3
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "Connected to" in text and "a[0][0]" in text and "x[0][0]" in text
+    with pytest.raises(ValueError, match="No such layer: nope"):
+        model.get_layer("nope")
+
+
+def test_feature_extraction_uses_the_trained_weights():
+    model = _residual()
+    model.compile(optimizer="adam", loss="mse")
+    x, y = _data(64)
+    model.fit(x, y, epochs=2, verbose=0)
+    features = ferrax.Model(model.input, model.get_layer("a").output)
+    wa, ba = model.get_layer("a").get_weights()
+    assert_close(features.predict(x, verbose=0), np.tanh(x @ wa + ba), rtol=1e-5, atol=1e-6,
+                 what="features")
+
+
+def test_models_sharing_layers_share_their_weights():
+    # Keras's autoencoder example: the encoder is built first, the autoencoder trained.
+    x = ferrax.Input(shape=(6,))
+    code = layers.Dense(2, activation="relu", name="code")(x)
+    decoded = layers.Dense(6, name="decoded")(code)
+    encoder = ferrax.Model(x, code)
+    autoencoder = ferrax.Model(x, decoded)
+    autoencoder.compile(optimizer="adam", loss="mse")
+    data = np.random.default_rng(0).random((64, 6)).astype(np.float32)
+    before = encoder.predict(data, verbose=0)
+    autoencoder.fit(data, data, epochs=3, verbose=0)
+    kernel, bias = autoencoder.get_layer("code").get_weights()
+    after = encoder.predict(data, verbose=0)
+    assert not np.array_equal(before, after)
+    assert_close(after, np.maximum(data @ kernel + bias, 0), rtol=1e-5, atol=1e-6,
+                 what="encoder after the autoencoder trained")
+    np.testing.assert_array_equal(encoder.get_layer("code").get_weights()[0], kernel)
+
+
+def test_a_chain_in_functional_spelling_trains_bitwise_like_sequential():
+    def train(functional):
+        ferrax.utils.set_random_seed(11)
+        stack = [layers.Dense(16, activation="relu"), layers.Dropout(0.2),
+                 layers.Dense(3, activation="softmax")]
+        if functional:
+            x = ferrax.Input(shape=(5,))
+            h = x
+            for layer in stack:
+                h = layer(h)
+            model = ferrax.Model(x, h)
+        else:
+            model = ferrax.Sequential([ferrax.Input(shape=(5,)), *stack])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        r = np.random.default_rng(2)
+        xs = r.random((100, 5)).astype(np.float32)
+        history = model.fit(xs, (xs.sum(1) * 2).astype(int) % 3, epochs=2, batch_size=16,
+                            verbose=0)
+        return model.get_weights(), history.history
+
+    (w_seq, h_seq), (w_fun, h_fun) = train(False), train(True)
+    assert h_seq == h_fun
+    assert all(np.array_equal(a, b) for a, b in zip(w_seq, w_fun))
+
+
+def test_inputs_and_outputs_as_lists_and_dicts():
+    x = ferrax.Input(shape=(4,), name="features")
+    out = layers.Dense(2, name="score")(x)
+    as_list = ferrax.Model([x], [out])
+    data = np.ones((3, 4), np.float32)
+    result = as_list.predict([data], verbose=0)
+    assert isinstance(result, list) and result[0].shape == (3, 2)
+    as_dict = ferrax.Model({"features": x}, {"score": out})
+    np.testing.assert_array_equal(as_dict.predict({"features": data}, verbose=0)["score"],
+                                  result[0])
+    as_dict.compile(optimizer="sgd", loss="mse")
+    as_dict.fit({"features": data}, {"score": np.zeros((3, 2))}, epochs=1, verbose=0)
+    # the two models share the layer: the list model sees the dict model's training
+    np.testing.assert_array_equal(as_list.predict([data], verbose=0)[0],
+                                  as_dict.predict({"features": data}, verbose=0)["score"])
+
+
+def test_save_load_config_and_clone_round_trips(tmp_path):
+    model = _residual(seed=4)
+    model.compile(optimizer="adam", loss="mse")
+    x, y = _data(32)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "residual.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    assert type(loaded) is type(model)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # training resumes exactly
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
+
+    config = model.get_config()
+    assert config["input_layers"] == ["x", 0, 0] and config["output_layers"] == ["out", 0, 0]
+    sum_entry = next(e for e in config["layers"] if e["name"] == "sum")
+    history = [a["config"]["keras_history"] for a in sum_entry["inbound_nodes"][0]["args"][0]]
+    assert history == [["a", 0, 0], ["b", 0, 0]]
+    rebuilt = ferrax.Model.from_config(config) if hasattr(ferrax.Model, "from_config") else None
+    rebuilt = type(model).from_config(config)
+    assert rebuilt.get_config() == config
+
+    clone = ferrax.models.clone_model(model)
+    assert [type(l) for l in clone.layers] == [type(l) for l in model.layers]
+    assert not {l.name for l in clone.layers} & {l.name for l in model.layers}
+    assert clone.output.shape == model.output.shape
+    assert not np.array_equal(clone.get_weights()[0], model.get_weights()[0])
+
+    weights = tmp_path / "residual.weights.safetensors"
+    model.save_weights(weights)
+    rebuilt.load_weights(weights)
+    np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_freezing_a_layer_of_a_graph():
+    model = _residual()
+    model.get_layer("b").trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    frozen = model.get_layer("b").get_weights()
+    x, y = _data(16)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, model.get_layer("b").get_weights()))
+    assert not np.array_equal(model.get_layer("a").get_weights()[0],
+                              _residual().get_layer("a").get_weights()[0])
+
+
+# --- shared layers and nested models ----------------------------------------------------------
+def _siamese(seed=0):
+    """e = Dense(3, tanh) called on x and on Dense(4)(x); Dense(1) of their difference."""
+    ferrax.utils.set_random_seed(seed)
+    x = ferrax.Input(shape=(4,), name="x")
+    encoder = layers.Dense(3, activation="tanh", name="e")
+    h1 = encoder(x)
+    h2 = encoder(layers.Dense(4, name="p")(x))
+    out = layers.Dense(1, name="o")(layers.subtract([h1, h2]))
+    return ferrax.Model(x, out)
+
+
+def _siamese_loss_and_grads(params, x, y):
+    we, be, wp, bp, wo, bo = (np.asarray(p, np.float64) for p in params)
+    pz = x @ wp + bp
+    h1, h2 = np.tanh(x @ we + be), np.tanh(pz @ we + be)
+    d = h1 - h2
+    o = d @ wo + bo
+    loss = np.mean((o - y) ** 2)
+    do = 2.0 * (o - y) / o.size
+    dd = do @ wo.T
+    dz1, dz2 = dd * (1.0 - h1**2), -dd * (1.0 - h2**2)
+    dpz = dz2 @ we.T
+    # the shared kernel's gradient is the sum over its two calls
+    grads = [x.T @ dz1 + pz.T @ dz2, dz1.sum(0) + dz2.sum(0), x.T @ dpz, dpz.sum(0),
+             d.T @ do, do.sum(0)]
+    return loss, grads
+
+
+def test_a_shared_layer_has_one_set_of_weights_and_summed_gradients():
+    model = _siamese()
+    assert [tuple(w.shape) for w in model.get_weights()] == [(4, 3), (3,), (4, 4), (4,),
+                                                             (3, 1), (1,)]
+    assert model.count_params() == 15 + 20 + 4
+    x, y = _data(8)
+    y = y[:, :1]
+    params = [w.astype(np.float64) for w in model.get_weights()]
+    grads = _checked_reference(_siamese_loss_and_grads, params, x, y)
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=0.5), loss="mse")
+    model.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    for k, (w, g, after) in enumerate(zip(params, grads, model.get_weights())):
+        assert_close(after, w - 0.5 * g, rtol=1e-5, atol=1e-6, what=f"weight {k}")
+    # both calls use the updated weights
+    we, be, wp, bp, wo, bo = model.get_weights()
+    want = (np.tanh(x @ we + be) - np.tanh((x @ wp + bp) @ we + be)) @ wo + bo
+    assert_close(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6, what="predict")
+
+
+def test_shared_layer_config_round_trip_keeps_the_sharing():
+    model = _siamese(seed=3)
+    config = model.get_config()
+    entry = next(e for e in config["layers"] if e["name"] == "e")
+    assert len(entry["inbound_nodes"]) == 2
+    rebuilt = ferrax.Model.from_config(config)
+    assert rebuilt.get_config() == config
+    assert len(rebuilt.get_weights()) == 6
+    dense = layers.Dense(2, name="picky")
+    dense(ferrax.Input(shape=(3,)))
+    with pytest.raises(ValueError, match=r"picky.*\(None, 3\).*\(None, 5\)"):
+        dense(ferrax.Input(shape=(5,)))
+
+
+def test_a_nested_sequential_trains_inside_a_functional_model(tmp_path):
+    ferrax.utils.set_random_seed(8)
+    base = ferrax.Sequential([layers.Dense(6, activation="relu"), layers.Dense(4)], name="base")
+    x = ferrax.Input(shape=(4,))
+    out = layers.Dense(2, activation="softmax", name="head")(layers.add([base(x), x]))
+    model = ferrax.Model(x, out)
+    assert [type(l).__name__ for l in model.layers] == ["InputLayer", "Sequential", "Add",
+                                                        "Dense"]
+    assert model.count_params() == base.count_params() + 10
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("base (Sequential)" in line for line in lines)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    data, _ = _data(64)
+    labels = (data[:, 0] > 0).astype(int)
+    before = base.get_weights()
+    model.fit(data, labels, epochs=2, verbose=0)
+    after = base.get_weights()
+    assert not np.array_equal(before[0], after[0]), "the nested model's weights trained"
+    w = after
+    inner = np.maximum(data @ w[0] + w[1], 0) @ w[2] + w[3]
+    assert_close(base.predict(data, verbose=0), inner, rtol=1e-5, atol=1e-5, what="base")
+    # freezing the nested model freezes its layers in the outer one
+    base.trainable = False
+    model.fit(data, labels, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(after, base.get_weights()))
+    path = tmp_path / "nested.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(data, verbose=0), model.predict(data, verbose=0))
+    assert type(loaded.get_layer("base")) is ferrax.Sequential
+
+
+def test_a_model_as_the_first_layer_of_a_sequential():
+    x = ferrax.Input(shape=(5,))
+    feature = ferrax.Model(x, layers.Dense(3, activation="tanh", name="feat")(x))
+    stack = ferrax.Sequential([feature, layers.Dense(2, name="top")])
+    data = np.random.default_rng(0).random((7, 5)).astype(np.float32)
+    kf, bf = feature.get_layer("feat").get_weights()
+    kt, bt = stack.get_layer("top").get_weights()
+    assert_close(stack.predict(data, verbose=0), np.tanh(data @ kf + bf) @ kt + bt,
+                 rtol=1e-5, atol=1e-6, what="stacked")
+    clone = ferrax.Sequential.from_config(stack.get_config())
+    assert clone.predict(data, verbose=0).shape == (7, 2)
+
+
+# --- errors ---------------------------------------------------------------------------------
+def test_graph_disconnected_names_the_tensor_and_layer():
+    a = ferrax.Input(shape=(3,), name="first")
+    b = ferrax.Input(shape=(3,), name="second")
+    out = layers.Dense(2)(layers.add([layers.Dense(3)(a), b]))
+    with pytest.raises(ValueError, match="graph disconnected.*'second'"):
+        ferrax.Model(a, out)
+
+
+def test_duplicate_layer_names_are_refused():
+    x = ferrax.Input(shape=(3,))
+    h = layers.Dense(3, name="twin")(x)
+    out = layers.Dense(3, name="twin")(h)
+    with pytest.raises(ValueError, match='"twin" is used 2 times'):
+        ferrax.Model(x, out)
+
+
+def test_mismatched_merge_shapes_name_the_layer_and_shapes():
+    x = ferrax.Input(shape=(4,))
+    with pytest.raises(ValueError, match=r"skip.*\(None, 16\), \(None, 8\)"):
+        layers.Add(name="skip")([layers.Dense(16)(x), layers.Dense(8)(x)])
+    with pytest.raises(ValueError, match="exactly 2"):
+        layers.subtract([x, x, x])
+    with pytest.raises(TypeError, match="list of tensors"):
+        layers.Add()(x)
+    with pytest.raises(TypeError, match="one input tensor"):
+        layers.Dense(2)([x, x])
+
+
+def test_wrong_data_structures_are_named():
+    x = ferrax.Input(shape=(4,), name="features")
+    model = ferrax.Model(x, layers.Dense(2, name="score")(x))
+    model.compile(optimizer="sgd", loss="mse")
+    data = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"expects 1 input array\(s\).*got a list of 2"):
+        model.predict([data, data], verbose=0)
+    with pytest.raises(ValueError, match=r"'wrong'.*\['features'\]"):
+        model.fit({"wrong": data}, np.zeros((3, 2)), verbose=0)
+    with pytest.raises(ValueError, match=r"'y'.*'nope'.*\['score'\]"):
+        model.fit(data, {"nope": np.zeros((3, 2))}, verbose=0)
+
+
+def test_not_yet_supported_uses_say_so():
+    x = ferrax.Input(shape=(4,))
+    with pytest.raises(ValueError, match="unknown length"):
+        ferrax.Input(shape=(None, 8))
+    with pytest.raises(NotImplementedError, match="several inputs or outputs"):
+        ferrax.Model([x, ferrax.Input(shape=(4,))], layers.Dense(1)(x))
+    with pytest.raises(NotImplementedError, match="eager"):
+        layers.Dense(2)(np.ones((1, 4), np.float32))
+
+    class Custom(ferrax.Model):
+        pass
+
+    custom = Custom()
+    custom.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(NotImplementedError, match="subclassed models"):
+        custom.fit(np.ones((2, 4)), np.ones((2, 1)), verbose=0)
+
+
+# --- determinism across thread counts --------------------------------------------------------
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import ferrax
+    from ferrax import layers
+
+    r = np.random.default_rng(0)
+    x = r.random((600, 300)).astype(np.float32)
+    y = (x[:, :10].argmax(axis=1) + r.integers(0, 2, size=600)) % 10
+    ferrax.utils.set_random_seed(77)
+    inp = ferrax.Input(shape=(300,))
+    h = layers.Dense(256, activation="relu")(inp)
+    branch = layers.Dense(256, activation="relu")(layers.Dropout(0.3)(h))
+    merged = layers.concatenate([layers.add([h, branch]), inp])
+    out = layers.Dense(10, activation="softmax")(merged)
+    model = ferrax.Model(inp, out)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=128, epochs=2, verbose=0)
+    np.savez(sys.argv[1], *model.get_weights())
+    """
+)
+
+
+def test_graph_weights_do_not_depend_on_the_thread_count(tmp_path):
+    runs = []
+    for threads in (1, 3):
+        out = tmp_path / f"w{threads}.npz"
+        env = dict(os.environ, FERRAX_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env)
+        with np.load(out) as f:
+            runs.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
