@@ -86,6 +86,12 @@ WORKLOADS = {
                    "Adam(1e-3), batch 64"},
     "R1": {"hidden": (), "batch": 128, "rnn": 128,
            "what": "LSTM(128) over 28 rows of 28 pixels - 10(softmax), Adam(1e-3), batch 128"},
+    "W1F": {"hidden": (128,), "batch": 32, "functional": True,
+            "what": "W1 spelled with the functional API: Model(Input, Dense(Dense(Flatten)))"},
+    "G1": {"hidden": (), "batch": 128, "residual": 16,
+           "what": "residual CNN: Conv2D(16, 3, relu)-MaxPooling2D(2), two blocks of "
+                   "[Conv2D(16, 3, same)-BN-relu-Conv2D(16, 3, same)-BN] + skip (Add), relu; "
+                   "GlobalAveragePooling2D-10(softmax), Adam(1e-3), batch 128"},
     "W4": {"hidden": (128,), "batch": 32, "inference": True,
            "what": "inference after one untimed W1 epoch: 10,000 test images at batch 1024, "
                    "and 200 single images"},
@@ -133,7 +139,7 @@ def load_arrays(path, shape):
 
 def input_shape(spec, channels_first=False):
     """Per-sample shape each framework is fed: images, channel images or rows of pixels."""
-    if spec.get("conv"):
+    if spec.get("conv") or spec.get("residual"):
         return (1, 28, 28) if channels_first else (28, 28, 1)
     return (28, 28)
 
@@ -172,8 +178,10 @@ def ferrax_worker(args, spec):
 
 
 def keras_style_model(keras, spec):
-    """The workload as a Sequential model of ferrax or Keras 3 (same API)."""
+    """The workload as a Sequential (or functional) model of ferrax or Keras 3 (same API)."""
     layers = keras.layers
+    if spec.get("residual"):
+        return residual_model(keras, spec["residual"])
     if spec.get("conv"):
         stack = [keras.Input(shape=(28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
                  layers.MaxPooling2D(2), layers.Flatten()]
@@ -183,7 +191,27 @@ def keras_style_model(keras, spec):
         stack = [keras.Input(shape=(28, 28)), layers.Flatten()]
     stack += [layers.Dense(n, activation="relu") for n in spec["hidden"]]
     stack.append(layers.Dense(10, activation="softmax"))
+    if spec.get("functional"):
+        x = stack[0]
+        for layer in stack[1:]:
+            x = layer(x)
+        return keras.Model(stack[0], x)
     return keras.Sequential(stack)
+
+
+def residual_model(keras, filters):
+    """G1: a small ResNet-style network with the functional API."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(filters, 3, activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    for _ in range(2):
+        r = layers.Conv2D(filters, 3, padding="same")(x)
+        r = layers.Activation("relu")(layers.BatchNormalization()(r))
+        r = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same")(r))
+        x = layers.Activation("relu")(layers.add([x, r]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
 
 
 def keras_worker(args, spec):
@@ -270,6 +298,32 @@ def torch_model(nn, spec):
         def forward(self, x):
             return self.lstm(x)[0][:, -1]
 
+    class Residual(nn.Module):
+        """G1, as residual_model builds it for Keras (BatchNorm's momentum and epsilon as
+        Keras's defaults)."""
+
+        def __init__(self, filters):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, filters, 3), nn.ReLU(), nn.MaxPool2d(2))
+
+            def block():
+                return nn.Sequential(
+                    nn.Conv2d(filters, filters, 3, padding=1),
+                    nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01), nn.ReLU(),
+                    nn.Conv2d(filters, filters, 3, padding=1),
+                    nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01))
+
+            self.blocks = nn.ModuleList([block(), block()])
+            self.head = nn.Linear(filters, 10)
+
+        def forward(self, x):
+            x = self.stem(x)
+            for b in self.blocks:
+                x = nn.functional.relu(x + b(x))
+            return self.head(x.mean(dim=(2, 3)))
+
+    if spec.get("residual"):
+        return Residual(spec["residual"])
     mods, width = [nn.Flatten()], 784
     if spec.get("rnn"):
         mods, width = [LastStep(spec["rnn"])], spec["rnn"]

@@ -346,6 +346,68 @@ def test_a_model_as_the_first_layer_of_a_sequential():
     assert clone.predict(data, verbose=0).shape == (7, 2)
 
 
+# --- several inputs ---------------------------------------------------------------------------
+def _two_inputs():
+    ferrax.utils.set_random_seed(21)
+    image = ferrax.Input(shape=(2, 3), name="image")
+    ids = ferrax.Input(shape=(2,), name="ids")
+    a = layers.Dense(4, activation="relu", name="a")(layers.Flatten()(image))
+    e = layers.Flatten()(layers.Embedding(5, 3, name="emb")(ids))
+    out = layers.Dense(2, name="o")(layers.concatenate([a, e]))
+    return ferrax.Model(inputs=[image, ids], outputs=out)
+
+
+def test_a_two_input_model_trains_like_its_reference():
+    model = _two_inputs()
+    r = np.random.default_rng(4)
+    image = r.normal(size=(10, 2, 3)).astype(np.float32)
+    ids = r.integers(0, 5, size=(10, 2))
+    y = r.normal(size=(10, 2)).astype(np.float32)
+    wa, ba, table, wo, bo = (w.astype(np.float64) for w in model.get_weights())
+    x = image.reshape(10, 6).astype(np.float64)
+    za = x @ wa + ba
+    a = np.maximum(za, 0)
+    c = np.concatenate([a, table[ids].reshape(10, 6)], axis=1)
+    o = c @ wo + bo
+    do = 2 * (o - y) / o.size
+    dc = do @ wo.T
+    dza = dc[:, :4] * (za > 0)
+    dtable = np.zeros_like(table)
+    np.add.at(dtable, ids.reshape(-1), dc[:, 4:].reshape(-1, 3))
+    grads = [x.T @ dza, dza.sum(0), dtable, c.T @ do, do.sum(0)]
+    assert_close(model.predict([image, ids], verbose=0), o, rtol=1e-5, atol=1e-6, what="o")
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=0.1), loss="mse")
+    model.train_on_batch({"ids": ids, "image": image}, y)
+    for k, (w, g, after) in enumerate(zip((wa, ba, table, wo, bo), grads, model.get_weights())):
+        assert_close(after, w - 0.1 * g, rtol=1e-5, atol=1e-6, what=f"weight {k}")
+
+
+def test_two_input_data_checks_and_round_trip(tmp_path):
+    model = _two_inputs()
+    model.compile(optimizer="adam", loss="mse")
+    image = np.ones((6, 2, 3), np.float32)
+    ids = np.zeros((6, 2), np.int64)
+    history = model.fit([image, ids], np.zeros((6, 2)), epochs=2, validation_split=0.5,
+                        verbose=0)
+    assert set(history.history) == {"loss", "val_loss"}
+    with pytest.raises(ValueError, match=r"expects 2 input array\(s\).*got a list of 1"):
+        model.predict([image], verbose=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.predict([image, ids[:3]], verbose=0)
+    with pytest.raises(ValueError, match=r"x\['ids'\].*\(None, 2\)"):
+        model.predict([image, image], verbose=0)
+    with pytest.raises(ValueError, match=r"'x'.*\['nope'\].*\['image', 'ids'\]"):
+        model.predict({"image": image, "ids": ids, "nope": ids}, verbose=0)
+    with pytest.raises(ValueError, match="emb"):
+        model.predict([image, ids + 7], verbose=0)
+    path = tmp_path / "two.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    assert loaded.input_names == ["image", "ids"]
+    np.testing.assert_array_equal(loaded.predict([image, ids], verbose=0),
+                                  model.predict([image, ids], verbose=0))
+
+
 # --- errors ---------------------------------------------------------------------------------
 def test_graph_disconnected_names_the_tensor_and_layer():
     a = ferrax.Input(shape=(3,), name="first")
@@ -392,8 +454,6 @@ def test_not_yet_supported_uses_say_so():
     x = ferrax.Input(shape=(4,))
     with pytest.raises(ValueError, match="unknown length"):
         ferrax.Input(shape=(None, 8))
-    with pytest.raises(NotImplementedError, match="several inputs or outputs"):
-        ferrax.Model([x, ferrax.Input(shape=(4,))], layers.Dense(1)(x))
     with pytest.raises(NotImplementedError, match="eager"):
         layers.Dense(2)(np.ones((1, 4), np.float32))
 

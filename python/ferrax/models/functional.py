@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array
 from ferrax.layers.base import Layer, unique_name
@@ -50,10 +52,10 @@ class Functional(Model):
                 if not isinstance(t, KerasTensor):
                     raise TypeError(f"Model '{self.name}': {what} must be symbolic tensors "
                                     f"(from ferrax.Input and layer calls), got {describe(t)}")
-        if len(flat_in) != 1 or len(flat_out) != 1:
+        if len(flat_out) != 1:
             raise NotImplementedError(
-                f"Model '{self.name}': models with several inputs or outputs are not "
-                f"supported yet (got {len(flat_in)} inputs and {len(flat_out)} outputs)")
+                f"Model '{self.name}': models with several outputs are not supported yet "
+                f"(got {len(flat_out)})")
         for t in flat_in:
             if not t.node.is_input:
                 raise ValueError(f"Model '{self.name}': inputs must come from ferrax.Input, "
@@ -64,6 +66,11 @@ class Functional(Model):
         self._output_tensors: list[KerasTensor] = flat_out
         self._nodes = _ordered_nodes(self.name, flat_in, flat_out)
         self._input_layers = [t.node.layer for t in flat_in]
+        if len({id(t) for t in flat_in}) != len(flat_in):
+            raise ValueError(f"Model '{self.name}': an input is listed twice in inputs")
+        # Several inputs reach the engine side by side in one row per sample; each has a
+        # slice that takes its part out (kept: the engine graph is asked for often).
+        self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in)
         _check_unique_names(self.layers)
         if self._nodes:
             _check_unique_names(self._engine_layers(), " (nested models included)")
@@ -83,6 +90,8 @@ class Functional(Model):
     def _engine_graph(self) -> EngineGraph:
         builder = GraphBuilder()
         value = {id(t): 0 for t in self._input_tensors}
+        for t, piece in zip(self._input_tensors, self._input_slices):
+            value[id(t)] = builder.add(piece, [0])
         for node in self._nodes:
             made = builder.add(node.layer, [value[id(t)] for t in node.input_tensors])
             value[id(node.output_tensors[0])] = made
@@ -103,7 +112,12 @@ class Functional(Model):
         return [layer.name, local, tensor_index]
 
     def _declared_input_shape(self) -> tuple[int, ...] | None:
+        if self._input_slices:
+            return (sum(_size(t) for t in self._input_tensors),)
         return tuple(d for d in self._input_tensors[0].shape[1:] if d is not None)
+
+    def _first_layer_name(self) -> str | None:
+        return self._input_layers[0].name if self._input_slices else super()._first_layer_name()
 
     @property
     def inputs(self) -> list[KerasTensor]:
@@ -145,7 +159,53 @@ class Functional(Model):
 
     # --- data structures -----------------------------------------------------
     def _unpack_x(self, x: Any, arg: str = "x") -> Any:
-        return _unpack(self.name, x, arg, self.input_names, "input")
+        if not self._input_slices:
+            return _unpack(self.name, x, arg, self.input_names, "input")
+        return self._pack_inputs(x, arg)
+
+    def _pack_inputs(self, x: Any, arg: str) -> np.ndarray:
+        """The arrays of a model with several inputs (a list in the inputs' order or a dict
+        by their names), each checked against its input, side by side in one array."""
+        from ferrax.models import _data
+
+        names = self.input_names
+        if isinstance(x, dict):
+            unknown = [k for k in x if k not in names]
+            if unknown:
+                raise ValueError(f"Model '{self.name}': '{arg}' has key(s) {unknown} that match "
+                                 f"no input of the model; its input names are {names}")
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"Model '{self.name}': '{arg}' is missing the input(s) "
+                                 f"{missing}")
+            parts = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)):
+            if len(x) != len(names):
+                raise ValueError(f"Model '{self.name}' expects {len(names)} input array(s) for "
+                                 f"'{arg}' (inputs {names}), got a list of {len(x)}")
+            parts = list(x)
+        else:
+            raise ValueError(f"Model '{self.name}' has {len(names)} inputs {names}: pass '{arg}' "
+                             f"as a list of {len(names)} arrays or a dict by input name, got "
+                             f"{describe(x)}")
+        arrays = []
+        for name, t, part in zip(names, self._input_tensors, parts):
+            where = f"{arg}[{name!r}]"
+            a = _data.as_array(part, where)
+            _data.features(a, tuple(d or 0 for d in t.shape[1:]), self.name, where)
+            # value checks of the layers reading this input (Embedding's ids)
+            for reader in self._nodes:
+                if any(r is t for r in reader.input_tensors):
+                    reader.layer._check_inputs(a, where)
+            arrays.append(a)
+        counts = {len(a) for a in arrays}
+        if len(counts) != 1:
+            raise ValueError(f"Model '{self.name}': the input arrays of '{arg}' must hold the "
+                             f"same number of samples, got "
+                             f"{dict(zip(names, (len(a) for a in arrays)))}")
+        dtype = np.uint8 if all(a.dtype == np.uint8 for a in arrays) else np.float32
+        return np.concatenate([a.reshape(len(a), -1).astype(dtype, copy=False)
+                               for a in arrays], axis=1)
 
     def _unpack_y(self, y: Any, arg: str = "y") -> Any:
         return _unpack(self.name, y, arg, self.output_names, "output")
@@ -221,6 +281,31 @@ class Functional(Model):
         outputs = _from_refs(tensors, config["output_layers"])
         return cls(inputs=inputs, outputs=outputs, name=config.get("name"),
                    trainable=config.get("trainable", True))
+
+
+class _InputSlice(Layer):
+    """The engine's part of one input among several (not a layer of the model)."""
+
+    def __init__(self, offset: int, shape: tuple[int, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.offset, self.shape = offset, shape
+
+    def _core_spec(self) -> Config:
+        return {"class_name": "InputSlice",
+                "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape)}}
+
+
+def _size(t: KerasTensor) -> int:
+    return int(np.prod([d for d in t.shape[1:] if d is not None]))
+
+
+def _input_slices(inputs: list[KerasTensor]) -> list[_InputSlice]:
+    slices, offset = [], 0
+    for t in inputs:
+        shape = tuple(d for d in t.shape[1:] if d is not None)
+        slices.append(_InputSlice(offset, shape, name=f"{t.node.layer.name}_part"))
+        offset += _size(t)
+    return slices
 
 
 def _ordered_nodes(model: str, inputs: list[KerasTensor], outputs: list[KerasTensor]

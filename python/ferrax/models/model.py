@@ -435,10 +435,14 @@ class Model:
     # --- data ------------------------------------------------------------
     def _prepare(self, x: Any, y: Any, sample_weight: npt.ArrayLike | None = None,
                  class_weight: dict[int, float] | None = None, x_arg: str = "x",
-                 y_arg: str = "y") -> tuple[np.ndarray, Float32Array, Float32Array | None]:
-        """Validated engine arrays (x, y, w) for x/y; builds the model if needed."""
-        xa = _data.as_array(self._unpack_x(x, x_arg), x_arg)
-        ya = _data.as_array(self._unpack_y(y, y_arg), y_arg)
+                 y_arg: str = "y", unpacked: bool = False
+                 ) -> tuple[np.ndarray, Float32Array, Float32Array | None]:
+        """Validated engine arrays (x, y, w) for x/y (`unpacked`: already one array each,
+        as fit makes them); builds the model if needed."""
+        if not unpacked:
+            x, y = self._unpack_x(x, x_arg), self._unpack_y(y, y_arg)
+        xa = _data.as_array(x, x_arg)
+        ya = _data.as_array(y, y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._input_shape if self.built else self._declared_input_shape()
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
@@ -487,6 +491,7 @@ class Model:
         ya = _data.as_array(self._unpack_y(y), "y")
         _data.check_lengths(xa, ya)
         sw = sample_weight
+        val = None
         if validation_data is None and validation_split:
             # Keras takes the *last* samples, before any shuffling.
             split_at = int(math.ceil(len(xa) * (1.0 - validation_split)))
@@ -494,13 +499,13 @@ class Model:
                 raise ValueError(f"validation_split={validation_split} leaves no samples for "
                                  f"{'training' if split_at == 0 else 'validation'} out of "
                                  f"{len(xa)}")
-            validation_data = (xa[split_at:], ya[split_at:])
+            val = self._prepare(xa[split_at:], ya[split_at:], None, None, "x_val", "y_val",
+                                unpacked=True)
             xa, ya = xa[:split_at], ya[:split_at]
             if sw is not None:
                 sw = np.asarray(sw)[:split_at]
-        xf, yf, w = self._prepare(xa, ya, sw, class_weight)
+        xf, yf, w = self._prepare(xa, ya, sw, class_weight, unpacked=True)
         self._check_stateful_batches(len(xf), batch_size)
-        val = None
         if validation_data is not None:
             val = self._prepare_validation(validation_data)
         n = len(xf)

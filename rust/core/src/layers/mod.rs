@@ -18,6 +18,7 @@ mod embedding;
 mod frame;
 mod global_pool;
 mod im2col;
+mod input_slice;
 mod layer_norm;
 mod masking;
 mod merge;
@@ -43,6 +44,7 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use frame::Frame;
 pub use global_pool::GlobalPool;
+pub use input_slice::InputSlice;
 pub use layer_norm::LayerNorm;
 pub use masking::Masking;
 pub use merge::{Concatenate, Elementwise, MergeOp};
@@ -440,6 +442,7 @@ fn build_channels_last(
         "Permute" => Box::new(Permute::build(name, config, input_shape)?),
         "Activation" => Box::new(ActivationLayer::build(config, input_shape)?),
         "Rescaling" => Box::new(Rescaling::build(name, config, input_shape)?),
+        "InputSlice" => Box::new(InputSlice::build(name, config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
         "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
         "Conv1D" => Box::new(Conv2D::build_1d(name, config, input_shape, key)?),
