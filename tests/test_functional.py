@@ -451,7 +451,6 @@ def test_wrong_data_structures_are_named():
 
 
 def test_not_yet_supported_uses_say_so():
-    x = ferrax.Input(shape=(4,))
     with pytest.raises(ValueError, match="unknown length"):
         ferrax.Input(shape=(None, 8))
     with pytest.raises(NotImplementedError, match="eager"):
