@@ -408,6 +408,89 @@ def test_two_input_data_checks_and_round_trip(tmp_path):
                                   model.predict([image, ids], verbose=0))
 
 
+# --- several outputs --------------------------------------------------------------------------
+def _two_outputs(as_dict=False):
+    ferrax.utils.set_random_seed(31)
+    x = ferrax.Input(shape=(4,), name="x")
+    h = layers.Dense(5, activation="tanh", name="h")(x)
+    cls = layers.Dense(3, activation="softmax", name="cls")(h)
+    reg = layers.Dense(1, name="reg")(h)
+    return ferrax.Model(x, {"cls": cls, "reg": reg} if as_dict else [cls, reg])
+
+
+def _two_outputs_loss_and_grads(params, x, ids, target):
+    """Sparse cross-entropy on cls plus 0.5 x mean squared error on reg, in float64."""
+    wh, bh, wc, bc, wr, br = (np.asarray(p, np.float64) for p in params)
+    h = np.tanh(x @ wh + bh)
+    logits = h @ wc + bc
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    r = h @ wr + br
+    n = len(x)
+    ce = -np.mean(np.log(p[np.arange(n), ids]))
+    mse = np.mean((r - target) ** 2)
+    dlogits = (p - np.eye(3)[ids]) / n
+    dr = 0.5 * 2 * (r - target) / n
+    dz = (dlogits @ wc.T + dr @ wr.T) * (1 - h**2)
+    grads = [x.T @ dz, dz.sum(0), h.T @ dlogits, dlogits.sum(0), h.T @ dr, dr.sum(0)]
+    return ce + 0.5 * mse, grads, (ce, mse)
+
+
+def test_two_outputs_train_on_their_weighted_losses():
+    model = _two_outputs()
+    r = np.random.default_rng(6)
+    x = r.normal(size=(8, 4))
+    ids = r.integers(0, 3, size=8)
+    target = r.normal(size=(8, 1))
+    params = [w.astype(np.float64) for w in model.get_weights()]
+
+    def loss_and_grads(p, x_, _):
+        total, grads, _ = _two_outputs_loss_and_grads(p, x_, ids, target)
+        return total, grads
+
+    grads = _checked_reference(loss_and_grads, params, x, None)
+    total, _, (ce, mse) = _two_outputs_loss_and_grads(params, x, ids, target)
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=0.2),
+                  loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+                  metrics=[["accuracy"], []])
+    assert model.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_accuracy"]
+    logs = model.test_on_batch(x.astype(np.float32), [ids, target], return_dict=True)
+    assert_close([logs["loss"], logs["cls_loss"], logs["reg_loss"]], [total, ce, mse],
+                 rtol=1e-5, atol=1e-6, what="losses")
+    model.train_on_batch(x.astype(np.float32), {"cls": ids, "reg": target})
+    for k, (w, g, after) in enumerate(zip(params, grads, model.get_weights())):
+        assert_close(after, w - 0.2 * g, rtol=1e-5, atol=1e-6, what=f"weight {k}")
+
+
+def test_two_outputs_fit_predict_and_files(tmp_path):
+    model = _two_outputs(as_dict=True)
+    model.compile(optimizer="adam", loss={"cls": "sparse_categorical_crossentropy",
+                                          "reg": "mse"}, metrics={"cls": "accuracy"})
+    r = np.random.default_rng(7)
+    x = r.normal(size=(40, 4)).astype(np.float32)
+    y = {"cls": r.integers(0, 3, size=40), "reg": r.normal(size=(40, 1))}
+    history = model.fit(x, y, epochs=2, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "cls_loss", "reg_loss", "cls_accuracy",
+                                    "val_loss", "val_cls_loss", "val_reg_loss",
+                                    "val_cls_accuracy"}
+    out = model.predict(x, verbose=0)
+    assert set(out) == {"cls", "reg"} and out["cls"].shape == (40, 3)
+    np.testing.assert_allclose(out["cls"].sum(1), 1.0, rtol=1e-5)
+    path = tmp_path / "two_outputs.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
+    with pytest.raises(ValueError, match=r"'y'.*\['oops'\].*\['cls', 'reg'\]"):
+        model.fit(x, {"cls": y["cls"], "oops": y["reg"]}, verbose=0)
+    with pytest.raises(ValueError, match="class_weight"):
+        model.fit(x, y, class_weight={0: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match="no loss for output 'reg'"):
+        model.compile(optimizer="sgd", loss={"cls": "sparse_categorical_crossentropy"})
+
+
 # --- errors ---------------------------------------------------------------------------------
 def test_graph_disconnected_names_the_tensor_and_layer():
     a = ferrax.Input(shape=(3,), name="first")

@@ -148,8 +148,16 @@ def _compile_config(model: Model) -> dict[str, Any]:
     return {
         "optimizer": optimizers.serialize(cfg["optimizer"]),
         "loss": None if cfg["loss"] is None else losses.serialize(cfg["loss"]),
-        "metrics": [{"kind": m.kind, "name": m.name, "args": m.args} for m in cfg["metrics"]],
+        "metrics": [_metric_config(m) for m in cfg["metrics"]],
+        # a model with several outputs: each one's loss, loss weight and metrics
+        "heads": None if model._heads is None else [
+            {"loss": losses.serialize(h.loss), "weight": h.weight,
+             "metrics": [_metric_config(m) for m in h.metrics]} for h in model._heads],
     }
+
+
+def _metric_config(m: Any) -> dict[str, Any]:
+    return {"kind": m.kind, "name": m.name, "args": m.args}
 
 
 def _model_classes() -> dict[str, type[Model]]:
@@ -215,12 +223,22 @@ def _restore_compile(model: Model, path: Path, meta: dict[str, str],
     from ferrax import losses, metrics, optimizers
 
     cfg = _json(path, meta, "compile_config")
+
+    def metric(m: dict[str, Any]) -> metrics.Metric:
+        return metrics.Metric(m["kind"], m["name"], **m["args"])
+
     try:
-        model.compile(
-            optimizer=optimizers.get(cfg["optimizer"]),
-            loss=None if cfg["loss"] is None else losses.get(cfg["loss"]),
-            metrics=[metrics.Metric(m["kind"], m["name"], **m["args"]) for m in cfg["metrics"]],
-        )
+        if cfg.get("heads"):
+            model.compile(optimizer=optimizers.get(cfg["optimizer"]),
+                          loss=[losses.get(h["loss"]) for h in cfg["heads"]],
+                          loss_weights=[float(h["weight"]) for h in cfg["heads"]],
+                          metrics=[[metric(m) for m in h["metrics"]] for h in cfg["heads"]])
+        else:
+            model.compile(
+                optimizer=optimizers.get(cfg["optimizer"]),
+                loss=None if cfg["loss"] is None else losses.get(cfg["loss"]),
+                metrics=[metric(m) for m in cfg["metrics"]],
+            )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: the saved compile settings are invalid: {e}") from None
     if "optimizer_state" not in meta:

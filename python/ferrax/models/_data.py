@@ -81,6 +81,20 @@ def features(x: np.ndarray, expected_shape: Sequence[int] | None, model_name: st
     return np.ascontiguousarray(x.reshape(len(x), -1))
 
 
+def by_name(model: str, data: dict[str, Any], arg: str, names: list[str], kind: str
+            ) -> list[Any]:
+    """The values of a dict given for a model's named inputs or outputs, in the model's
+    order; keys that match none and names left out are errors that list the names."""
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ValueError(f"Model '{model}': '{arg}' has key(s) {unknown} that match no {kind} "
+                         f"of the model; its {kind} names are {names}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"Model '{model}': '{arg}' is missing the {kind}(s) {missing}")
+    return [data[n] for n in names]
+
+
 def check_lengths(x: np.ndarray, y: np.ndarray, x_arg: str = "x", y_arg: str = "y") -> None:
     if len(x) != len(y):
         raise ValueError(f"'{x_arg}' and '{y_arg}' must hold the same number of samples: "

@@ -17,6 +17,8 @@ class EngineGraph(NamedTuple):
     inbound: list[list[int]]
     # per layer: the index of the first call of the same layer, None for a first call
     shares: list[int | None]
+    # the model's outputs (values), when it has several; None: the last layer's
+    outputs: list[int] | None = None
 
     def first_calls(self) -> list[int]:
         """Indices of the layers that hold weights (every layer's first call)."""
@@ -31,6 +33,7 @@ class GraphBuilder:
         self.inbound: list[list[int]] = []
         self.shares: list[int | None] = []
         self._first: dict[int, int] = {}
+        self.outputs: list[int] | None = None
 
     def add(self, layer: Layer | Model, inputs: list[int]) -> int:
         """Appends a call of `layer` (a model is inlined) reading `inputs`; returns the
@@ -55,7 +58,7 @@ class GraphBuilder:
         return values[-1]
 
     def graph(self) -> EngineGraph:
-        return EngineGraph(self.layers, self.inbound, self.shares)
+        return EngineGraph(self.layers, self.inbound, self.shares, self.outputs)
 
 
 def chain(calls: list[Any]) -> EngineGraph:

@@ -13,6 +13,7 @@ from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array
 from ferrax.layers.base import Layer, unique_name
 from ferrax.layers.core import InputLayer
+from ferrax.models import _heads
 from ferrax.models._graph import EngineGraph, GraphBuilder
 from ferrax.models.model import Model
 from ferrax.symbolic import KerasTensor, Node, flatten
@@ -52,10 +53,8 @@ class Functional(Model):
                 if not isinstance(t, KerasTensor):
                     raise TypeError(f"Model '{self.name}': {what} must be symbolic tensors "
                                     f"(from ferrax.Input and layer calls), got {describe(t)}")
-        if len(flat_out) != 1:
-            raise NotImplementedError(
-                f"Model '{self.name}': models with several outputs are not supported yet "
-                f"(got {len(flat_out)})")
+        if len({id(t) for t in flat_out}) != len(flat_out):
+            raise ValueError(f"Model '{self.name}': an output is listed twice in outputs")
         for t in flat_in:
             if not t.node.is_input:
                 raise ValueError(f"Model '{self.name}': inputs must come from ferrax.Input, "
@@ -95,6 +94,8 @@ class Functional(Model):
         for node in self._nodes:
             made = builder.add(node.layer, [value[id(t)] for t in node.input_tensors])
             value[id(node.output_tensors[0])] = made
+        if len(self._output_tensors) > 1:
+            builder.outputs = [value[id(t)] for t in self._output_tensors]
         return builder.graph()
 
     def _model_nodes(self, layer: Any) -> list[Node]:
@@ -170,15 +171,7 @@ class Functional(Model):
 
         names = self.input_names
         if isinstance(x, dict):
-            unknown = [k for k in x if k not in names]
-            if unknown:
-                raise ValueError(f"Model '{self.name}': '{arg}' has key(s) {unknown} that match "
-                                 f"no input of the model; its input names are {names}")
-            missing = [n for n in names if n not in x]
-            if missing:
-                raise ValueError(f"Model '{self.name}': '{arg}' is missing the input(s) "
-                                 f"{missing}")
-            parts = [x[n] for n in names]
+            parts = _data.by_name(self.name, x, arg, names, "input")
         elif isinstance(x, (list, tuple)):
             if len(x) != len(names):
                 raise ValueError(f"Model '{self.name}' expects {len(names)} input array(s) for "
@@ -209,6 +202,21 @@ class Functional(Model):
 
     def _unpack_y(self, y: Any, arg: str = "y") -> Any:
         return _unpack(self.name, y, arg, self.output_names, "output")
+
+    def _output_list(self) -> list[tuple[str, tuple[int, ...]]] | None:
+        if len(self._output_tensors) == 1:
+            return None
+        return [(name, tuple(d or 0 for d in t.shape[1:]))
+                for name, t in zip(self.output_names, self._output_tensors)]
+
+    def _shape_outputs(self, out: Float32Array, n: int) -> Any:
+        outputs = self._output_list()
+        if outputs is None:
+            return super()._shape_outputs(out, n)
+        arrays = _heads.split(outputs, out, n)
+        if isinstance(self._outputs_struct, dict):
+            return dict(zip(self._outputs_struct, arrays))
+        return arrays
 
     def _pack_outputs(self, out: Float32Array) -> Any:
         if isinstance(self._outputs_struct, (list, tuple)):
@@ -403,14 +411,9 @@ def _unpack(model: str, data: Any, arg: str, names: list[str], kind: str) -> Any
     """The one array of a single-input (or single-output) model, given alone, in a list
     of one or in a dict keyed by the input's (output's) name."""
     if isinstance(data, dict):
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            raise ValueError(f"Model '{model}': '{arg}' has key(s) {unknown} that match no "
-                             f"{kind} of the model; its {kind} names are {names}")
-        missing = [n for n in names if n not in data]
-        if missing:
-            raise ValueError(f"Model '{model}': '{arg}' is missing the {kind}(s) {missing}")
-        return data[names[0]]
+        from ferrax.models import _data
+
+        return _data.by_name(model, data, arg, names, kind)[0]
     if isinstance(data, (list, tuple)) and data and all(hasattr(d, "shape") for d in data):
         # A list of arrays, one per input (a list of numbers is itself the data).
         if len(data) != len(names):

@@ -20,7 +20,7 @@ from ferrax._serial import describe
 from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
 from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ferrax.layers.base import Variable, unique_name
-from ferrax.models import _data
+from ferrax.models import _data, _heads
 
 if TYPE_CHECKING:
     from ferrax.layers.base import Layer
@@ -90,6 +90,10 @@ class Model:
         self._trainable = bool(trainable)
         self._variable_cache: list[Variable] | None = None
         self._layer_slices: list[slice] = []  # each engine layer's weights, by index
+        # A model with several outputs: each one's loss, weight and metrics (set by compile),
+        # and the (rank, last size) of each one's targets (accuracy resolves from them).
+        self._heads: list[_heads.Head] | None = None
+        self._head_ranks: list[tuple[int, int]] = []
         self._inbound_nodes: list[Node] = []  # calls on symbolic tensors (nested models)
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
@@ -169,6 +173,11 @@ class Model:
         """The array for the model's one output, from what the user passed."""
         return y
 
+    def _output_list(self) -> list[tuple[str, tuple[int, ...]]] | None:
+        """(name, per-sample shape) of each output of a model with several; None for a
+        model with one."""
+        return None
+
     def _pack_outputs(self, out: Float32Array) -> Any:
         """predict's result in the structure the model's outputs were given in."""
         return out
@@ -232,7 +241,8 @@ class Model:
         if self._seed is None:
             self._seed = _next_seed()
         spec = {"input_shape": list(input_shape), "layers": [l._core_spec() for l in layers],
-                "seed": self._seed, "inbound": graph.inbound, "shares": graph.shares}
+                "seed": self._seed, "inbound": graph.inbound, "shares": graph.shares,
+                "outputs": graph.outputs}
         try:
             core = _core.CoreModel(json.dumps(spec))
         except ValueError as e:
@@ -356,14 +366,36 @@ class Model:
 
     # --- compile ---------------------------------------------------------
     def compile(self, optimizer: str | dict[str, Any] | optimizers_module.Optimizer = "rmsprop",
-                loss: str | dict[str, Any] | losses_module.Loss | Callable[..., Any] | None = None,
-                metrics: str | metrics_module.Metric
-                | Sequence[str | metrics_module.Metric] | None = None,
-                loss_weights: Any = None, weighted_metrics: Any = None,
-                run_eagerly: bool = False, steps_per_execution: int = 1,
-                jit_compile: bool | str = "auto", auto_scale_loss: bool = True) -> None:
-        """Choose optimizer, loss and metrics (strings or objects), as in Keras."""
+                loss: Any = None, metrics: Any = None, loss_weights: Any = None,
+                weighted_metrics: Any = None, run_eagerly: bool = False,
+                steps_per_execution: int = 1, jit_compile: bool | str = "auto",
+                auto_scale_loss: bool = True) -> None:
+        """Choose optimizer, loss and metrics (strings or objects), as in Keras.
+
+        Args:
+            optimizer: A name ("adam"), a config dict or an optimizer object.
+            loss: A name, a loss object or function; for a model with several outputs
+                one for all, a list in the outputs' order or a dict by output name.
+            metrics: A list of names or metric objects; with several outputs also a list
+                of lists or a dict by output name (a flat list scores every output).
+            loss_weights: With several outputs: each loss's weight in the total loss, as
+                a list or a dict by output name.
+        """
         opt = optimizers_module.get(optimizer)
+        if weighted_metrics:
+            raise NotImplementedError("compile: weighted_metrics is not supported yet")
+        outputs = self._output_list()
+        if outputs is not None:
+            self._heads = _heads.resolve(self.name, outputs, loss, loss_weights, metrics)
+            self._compile_config = {"optimizer": opt, "loss": self._heads[0].loss,
+                                    "metrics": []}
+            self._pending_optimizer_state = None
+            self.optimizer, self.loss = opt, loss
+            self._engine_compile_spec = None
+            if self._core is not None:
+                opt._core_model = self._core
+            return
+        self._heads = None
         loss_obj = None if loss is None else losses_module.get(loss)
         if metrics is None:
             metrics = []
@@ -372,11 +404,9 @@ class Model:
         elif isinstance(metrics, dict):
             raise NotImplementedError("compile: per-output metric dicts are not supported")
         metric_objs = [metrics_module.get(m) for m in metrics]
-        if weighted_metrics:
-            raise NotImplementedError("compile: weighted_metrics is not supported yet")
         if loss_weights is not None:
-            raise NotImplementedError("compile: loss_weights applies to multi-output models, "
-                                      "which ferrax does not support yet")
+            raise ValueError(f"Model '{self.name}' has one output: loss_weights applies to "
+                             f"models with several")
         self._compile_config = {"optimizer": opt, "loss": loss_obj, "metrics": metric_objs}
         self._pending_optimizer_state = None
         self.optimizer, self.loss = opt, loss_obj
@@ -388,11 +418,13 @@ class Model:
     def metrics_names(self) -> list[str]:
         if self._compile_config is None:
             return []
+        if self._heads is not None:
+            return _heads.metric_names(self._heads)
         return ["loss"] + [m.name for m in self._compile_config["metrics"]]
 
     def _require_compiled(self, what: str) -> None:
         layers = self._engine_layers()
-        if layers and getattr(layers[-1], "return_state", False):
+        if self._heads is None and layers and getattr(layers[-1], "return_state", False):
             raise ValueError(f"Model '{self.name}': its last layer '{layers[-1].name}' returns "
                              f"its states too (return_state=True); a Sequential model can only "
                              f"predict with it, not train or evaluate")
@@ -421,6 +453,18 @@ class Model:
                                      out_last, cfg["loss"])
                         for m in cfg["metrics"]],
         }
+        self._send_compile(spec)
+
+    def _compile_heads(self) -> None:
+        """`_compile_engine` for a model with several outputs."""
+        cfg = self._compile_config
+        assert cfg is not None and self._heads is not None
+        self._send_compile({"optimizer": cfg["optimizer"]._core_spec(),
+                            "outputs": _heads.engine_spec(self._heads, self._head_ranks)})
+
+    def _send_compile(self, spec: Config) -> None:
+        cfg = self._compile_config
+        assert cfg is not None
         key = json.dumps(spec, sort_keys=True)
         if key != self._engine_compile_spec:
             core = self._built_core()
@@ -440,7 +484,7 @@ class Model:
         """Validated engine arrays (x, y, w) for x/y (`unpacked`: already one array each,
         as fit makes them); builds the model if needed."""
         if not unpacked:
-            x, y = self._unpack_x(x, x_arg), self._unpack_y(y, y_arg)
+            x, y = self._unpack_x(x, x_arg), self._unpack_targets(y, y_arg)
         xa = _data.as_array(x, x_arg)
         ya = _data.as_array(y, y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
@@ -448,6 +492,12 @@ class Model:
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
         self._check_inputs(xa, x_arg)
         self._ensure_built(xa)
+        if self._heads is not None:  # y: the outputs' targets side by side already
+            if class_weight is not None:
+                raise ValueError(f"Model '{self.name}' has several outputs: class_weight is "
+                                 f"for models with one")
+            self._compile_heads()
+            return xf, ya, _data.sample_weights(sample_weight, None, None, len(xa))
         last = self._engine_layers()[-1]
         assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
@@ -458,7 +508,18 @@ class Model:
         w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
         return xf, yf, w
 
+    def _unpack_targets(self, y: Any, arg: str = "y") -> Any:
+        """The targets as one array: the model's one output's, or (several outputs) all
+        of them converted for their losses and side by side."""
+        if self._heads is None:
+            return self._unpack_y(y, arg)
+        ys = _heads.unpack(self.name, self._heads, y, arg)
+        packed, self._head_ranks = _heads.targets(self.name, self._heads, ys, arg)
+        return packed
+
     def _logs(self, result: _Totals, prefix: str = "") -> dict[str, float]:
+        if self._heads is not None:
+            return _heads.logs(self._heads, result, prefix)
         loss_sum, samples, metric_sums, _ = result
         logs: dict[str, float] = {}
         assert self._compile_config is not None
@@ -488,7 +549,7 @@ class Model:
                              f"{validation_split!r}")
         verbosity = _verbosity(verbose)
         xa = _data.as_array(self._unpack_x(x), "x")
-        ya = _data.as_array(self._unpack_y(y), "y")
+        ya = _data.as_array(self._unpack_targets(y), "y")
         _data.check_lengths(xa, ya)
         sw = sample_weight
         val = None

@@ -36,12 +36,31 @@ pub struct Totals {
 }
 
 pub struct Compiled {
-    pub loss: Loss,
     pub optimizer: Optimizer,
+    /// One per model output, in order.
+    pub heads: Vec<Head>,
+}
+
+/// What one output is trained and scored with.
+pub struct Head {
+    pub loss: Loss,
+    /// Its share of the total loss (Keras's `loss_weights`).
+    pub weight: f32,
     pub metrics: Vec<Metric>,
-    /// The last layer ends in softmax and the loss is cross-entropy on its
-    /// probabilities: the loss gives the gradient with respect to the logits.
+    /// The output's layer ends in softmax, nothing else reads it, and the loss is
+    /// cross-entropy on its probabilities: the loss gives the gradient with
+    /// respect to the logits.
     pub fused_softmax: bool,
+}
+
+/// One output's targets and weights for the current batch.
+#[derive(Default)]
+struct Targets {
+    y: Vec<f32>,
+    /// Per loss term (a sample's steps each get its weight).
+    w: Vec<f32>,
+    masked_loss_w: Vec<f32>,
+    masked_metric_w: Vec<f32>,
 }
 
 /// Inputs a layer's slices are gathered for on the stack (more go to a Vec).
@@ -89,11 +108,13 @@ pub struct Model {
     merge_dx: Vec<Vec<Vec<f32>>>,
     /// Per layer: the earlier layer whose weights it uses (a shared layer's later call).
     tied: Vec<Option<usize>>,
+    /// The model's outputs (values), and their targets for the current batch.
+    outputs: Vec<usize>,
+    targets: Vec<Targets>,
+    /// Each output's mean loss on the current batch.
+    head_losses: Vec<f64>,
     y_batch: Vec<f32>,
     w_batch: Vec<f32>,
-    /// Per-step loss and metric weights of a masked sequence output.
-    masked_loss_w: Vec<f32>,
-    masked_metric_w: Vec<f32>,
     idx_batch: Vec<u32>,
     key: Key,
     /// Training steps run; keys dropout masks.
@@ -186,10 +207,10 @@ impl Model {
             upstream_weights[i + 1] =
                 !layer.params().is_empty() || inputs[i].iter().any(|&v| upstream_weights[v]);
         }
-        if let Some(v) = (1..n - 1).find(|&v| consumers[v] == 0) {
+        let outputs = output_values(spec, n)?;
+        if let Some(v) = (1..n).find(|&v| consumers[v] == 0 && !outputs.contains(&v)) {
             crate::bail!(
-                "the output of {} is read by no later layer; a model has one output, \
-                 its last layer's",
+                "the output of {} is read by no later layer and is not an output of the model",
                 layer_name(&specs[v - 1])
             );
         }
@@ -230,10 +251,11 @@ impl Model {
             alias,
             acts: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
+            targets: outputs.iter().map(|_| Targets::default()).collect(),
+            head_losses: vec![0.0; outputs.len()],
+            outputs,
             y_batch: Vec::new(),
             w_batch: Vec::new(),
-            masked_loss_w: Vec::new(),
-            masked_metric_w: Vec::new(),
             idx_batch: Vec::new(),
             key,
             step: 0,
@@ -241,25 +263,53 @@ impl Model {
         })
     }
 
-    /// From `{"loss": ..., "optimizer": ..., "metrics": [...]}`.
+    /// From `{"loss": ..., "optimizer": ..., "metrics": [...]}` (one output), or
+    /// `{"optimizer": ..., "outputs": [{"loss": ..., "weight": w, "metrics": [...]}, ...]}`
+    /// with one entry per output.
     pub fn compile(&mut self, spec: &Value) -> Result<()> {
-        let loss = Loss::from_spec(&spec["loss"])?;
         let optimizer = Optimizer::from_spec(&spec["optimizer"])?;
-        let metrics = match spec.get("metrics") {
-            Some(Value::Array(ms)) => ms.iter().map(Metric::from_spec).collect::<Result<_>>()?,
-            _ => Vec::new(),
+        let head_specs: Vec<&Value> = match spec.get("outputs") {
+            Some(Value::Array(list)) => list.iter().collect(),
+            _ => vec![spec],
         };
-        let fused_softmax = loss.fuses_with_softmax()
-            && self.layers.last().and_then(|l| l.final_activation()) == Some(Activation::Softmax);
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            l.set_fused_output(fused_softmax && i + 1 == self.shapes.len() - 1);
+        if head_specs.len() != self.outputs.len() {
+            crate::bail!(
+                "compile: the model has {} outputs, got losses for {}",
+                self.outputs.len(),
+                head_specs.len()
+            );
         }
-        self.compiled = Some(Compiled {
-            loss,
-            optimizer,
-            metrics,
-            fused_softmax,
-        });
+        let mut heads = Vec::with_capacity(head_specs.len());
+        for (k, h) in head_specs.iter().enumerate() {
+            let loss = Loss::from_spec(&h["loss"])?;
+            let metrics = match h.get("metrics") {
+                Some(Value::Array(ms)) => {
+                    ms.iter().map(Metric::from_spec).collect::<Result<_>>()?
+                }
+                _ => Vec::new(),
+            };
+            let weight = layers::f32_field(h, "compile", "weight", 1.0)?;
+            let out = self.outputs[k];
+            let producer = &self.layers[out - 1];
+            let fused_softmax = loss.fuses_with_softmax()
+                && self.consumers[out] == 0
+                && producer.final_activation() == Some(Activation::Softmax);
+            heads.push(Head {
+                loss,
+                weight,
+                metrics,
+                fused_softmax,
+            });
+        }
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let fused = self
+                .outputs
+                .iter()
+                .zip(&heads)
+                .any(|(&out, h)| h.fused_softmax && out == i + 1);
+            l.set_fused_output(fused);
+        }
+        self.compiled = Some(Compiled { optimizer, heads });
         Ok(())
     }
 
@@ -267,8 +317,17 @@ impl Model {
         &self.shapes
     }
 
+    /// Values per sample of all outputs together (predict writes them side by side).
     pub fn output_size(&self) -> usize {
-        *self.sizes.last().expect("non-empty")
+        self.outputs.iter().map(|&v| self.sizes[v]).sum()
+    }
+
+    /// The per-sample shape of each output.
+    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
+        self.outputs
+            .iter()
+            .map(|&v| self.shapes[v].clone())
+            .collect()
     }
 
     pub fn layers(&self) -> &[Box<dyn Layer>] {
@@ -380,12 +439,14 @@ impl Model {
             if self.acts[i].len() < rows * size {
                 self.acts[i].resize(rows * size, 0.0);
             }
-            if (i > 0 || self.out_index() == 0) && self.grads[i].len() < rows * size {
+            let output_is_input = self.outputs.iter().any(|&v| self.alias[v] == 0);
+            if (i > 0 || output_is_input) && self.grads[i].len() < rows * size {
                 self.grads[i].resize(rows * size, 0.0);
             }
         }
         let widest_fanout = (0..self.sizes.len())
-            .filter(|&v| self.consumers[v] > 1)
+            // read by several layers, or by one and the loss
+            .filter(|&v| self.consumers[v] + usize::from(self.outputs.contains(&v)) > 1)
             .map(|v| self.sizes[v])
             .max()
             .unwrap_or(0);
@@ -472,18 +533,14 @@ impl Model {
         }
     }
 
-    /// The buffer index of the model's output.
-    fn out_index(&self) -> usize {
-        self.alias[self.layers.len()]
-    }
-
     /// Backpropagates `grads[last]` through every layer, setting param grads.
     /// Layers run in reverse order, so every reader of a value has sent its
     /// gradient back before the value's own layer reads it.
     fn backward(&mut self, rows: usize) {
         self.grad_written.fill(false);
-        let out_buffer = self.out_index();
-        self.grad_written[out_buffer] = true;
+        for &v in &self.outputs {
+            self.grad_written[self.alias[v]] = true;
+        }
         for i in (0..self.layers.len()).rev() {
             // Nothing to do where no layer with weights lies at or before this one.
             if !self.upstream_weights[i + 1] {
@@ -607,110 +664,174 @@ impl Model {
         data.gather_y(idx, &mut self.y_batch);
         self.w_batch.resize(rows, 0.0);
         let weighted = data.gather_weights(idx, &mut self.w_batch);
-        // Each step of a sequence output is scored with its sample's weight.
-        let steps = self.output_steps();
-        if weighted && steps > 1 {
-            self.w_batch.resize(rows * steps, 0.0);
-            for r in (0..rows).rev() {
-                let w = self.w_batch[r];
-                self.w_batch[r * steps..(r + 1) * steps].fill(w);
+        let single = self.outputs.len() == 1;
+        let mut offset = 0;
+        for k in 0..self.outputs.len() {
+            let (steps, y_width) = (self.output_steps(k), self.target_width(k));
+            let t = &mut self.targets[k];
+            // One output's targets are the whole row (swapped in: the two buffers
+            // take turns); several outputs' sit side by side.
+            if single {
+                std::mem::swap(&mut t.y, &mut self.y_batch);
+            } else {
+                t.y.clear();
+                for row in self.y_batch.chunks(data.y_width) {
+                    t.y.extend_from_slice(&row[offset..offset + y_width]);
+                }
+            }
+            offset += y_width;
+            // Each step of a sequence output is scored with its sample's weight.
+            if weighted {
+                t.w.clear();
+                for &w in &self.w_batch[..rows] {
+                    t.w.extend(std::iter::repeat_n(w, steps));
+                }
             }
         }
         weighted
     }
 
-    /// Values the loss scores together: the output's last axis (classes), as in Keras.
-    fn class_width(&self) -> usize {
-        self.shapes
+    /// Target values per sample of output `k`: class ids (one per step) for a
+    /// sparse loss, else the output's size.
+    fn target_width(&self, k: usize) -> usize {
+        let sparse = self
+            .compiled
+            .as_ref()
+            .is_some_and(|c| c.heads[k].loss.is_sparse());
+        if sparse {
+            self.output_steps(k)
+        } else {
+            self.sizes[self.outputs[k]]
+        }
+    }
+
+    /// Values the loss scores together: output `k`'s last axis (classes), as in Keras.
+    fn class_width(&self, k: usize) -> usize {
+        self.shapes[self.outputs[k]]
             .last()
-            .and_then(|s| s.last())
             .copied()
             .unwrap_or(1)
             .max(1)
     }
 
-    /// Loss terms per sample: the output's positions before its last axis
+    /// Loss terms per sample: output `k`'s positions before its last axis
     /// (time steps of a sequence output); the sample's loss is their mean.
-    fn output_steps(&self) -> usize {
-        self.output_size() / self.class_width()
+    fn output_steps(&self, k: usize) -> usize {
+        self.sizes[self.outputs[k]] / self.class_width(k)
     }
 
     /// The keep-mask of a (steps, classes) output, when the steps carry one
     /// (a sequence after Embedding(mask_zero) or Masking).
-    fn output_mask(&self, rows: usize) -> Option<&[bool]> {
-        let last = self.layers.len();
-        (self.has_mask[last] && self.shapes[last].len() == 2)
-            .then(|| &self.masks[last][..rows * self.output_steps()])
+    fn output_mask(&self, k: usize, rows: usize) -> Option<&[bool]> {
+        let v = self.outputs[k];
+        (self.has_mask[v] && self.shapes[v].len() == 2)
+            .then(|| &self.masks[v][..rows * self.output_steps(k)])
     }
 
     /// As Keras does, masked steps take no part in the loss: each kept step is
     /// weighted total/kept, so the mean runs over kept steps only. Metrics
-    /// count kept steps only. Returns whether the batch's output is masked.
-    fn weigh_masked_steps(&mut self, rows: usize, weighted: bool) -> bool {
-        let mut loss_w = std::mem::take(&mut self.masked_loss_w);
-        let mut metric_w = std::mem::take(&mut self.masked_metric_w);
-        let masked = match self.output_mask(rows) {
+    /// count kept steps only. Returns whether the batch's output `k` is masked.
+    fn weigh_masked_steps(&mut self, k: usize, rows: usize, weighted: bool) -> bool {
+        let mut t = std::mem::take(&mut self.targets[k]);
+        let masked = match self.output_mask(k, rows) {
             None => false,
             Some(mask) => {
-                let kept = mask.iter().filter(|&&k| k).count();
+                let kept = mask.iter().filter(|&&m| m).count();
                 let scale = mask.len() as f32 / kept.max(1) as f32;
-                loss_w.clear();
-                metric_w.clear();
-                for (i, &k) in mask.iter().enumerate() {
-                    let w = if weighted { self.w_batch[i] } else { 1.0 };
-                    loss_w.push(if k { w * scale } else { 0.0 });
-                    metric_w.push(if k { 1.0 } else { 0.0 });
+                t.masked_loss_w.clear();
+                t.masked_metric_w.clear();
+                for (i, &m) in mask.iter().enumerate() {
+                    let w = if weighted { t.w[i] } else { 1.0 };
+                    t.masked_loss_w.push(if m { w * scale } else { 0.0 });
+                    t.masked_metric_w.push(if m { 1.0 } else { 0.0 });
                 }
                 true
             }
         };
-        self.masked_loss_w = loss_w;
-        self.masked_metric_w = metric_w;
+        self.targets[k] = t;
         masked
     }
 
-    /// The batch's mean loss, and its gradient into the output gradient buffer if asked.
-    fn batch_loss(&mut self, data: &Dataset, rows: usize, weighted: bool, grad: bool) -> f64 {
-        let (width, steps) = (self.class_width(), self.output_steps());
-        let terms = rows * steps;
-        let masked = self.weigh_masked_steps(rows, weighted);
-        let last = self.out_index();
-        let compiled = self.compiled.as_ref().expect("checked");
-        let w = if masked {
-            Some(&self.masked_loss_w[..terms])
-        } else {
-            weighted.then(|| &self.w_batch[..terms])
-        };
-        let fused = grad && compiled.fused_softmax;
-        let grads = grad.then_some(&mut self.grads[last][..terms * width]);
-        compiled.loss.evaluate(
-            &self.y_batch,
-            data.y_width / steps,
-            &self.acts[last][..terms * width],
-            width,
-            w,
-            terms as f32,
-            grads,
-            fused,
-        ) / terms as f64
+    /// The batch's total loss (Σ weight × mean loss of each output) and each
+    /// output's mean loss; their gradients into the output gradient buffers if asked.
+    fn batch_loss(&mut self, rows: usize, weighted: bool, grad: bool) -> f64 {
+        let mut total = 0.0;
+        for k in 0..self.outputs.len() {
+            let (width, steps) = (self.class_width(k), self.output_steps(k));
+            let terms = rows * steps;
+            let masked = self.weigh_masked_steps(k, rows, weighted);
+            let out = self.alias[self.outputs[k]];
+            let head = &self.compiled.as_ref().expect("checked").heads[k];
+            let t = &self.targets[k];
+            let w = if masked {
+                Some(&t.masked_loss_w[..terms])
+            } else {
+                weighted.then(|| &t.w[..terms])
+            };
+            let fused = grad && head.fused_softmax;
+            let grads = grad.then_some(&mut self.grads[out][..terms * width]);
+            // The gradient of weight · Σ loss / terms: the weight folds into the norm
+            // (exactly terms for one output of weight 1).
+            let norm = if head.weight == 1.0 {
+                terms as f32
+            } else {
+                terms as f32 / head.weight
+            };
+            let value = head.loss.evaluate(
+                &t.y,
+                t.y.len() / terms.max(1),
+                &self.acts[out][..terms * width],
+                width,
+                w,
+                norm,
+                grads,
+                fused,
+            ) / terms as f64;
+            total += head.weight as f64 * value;
+            self.head_losses[k] = value;
+        }
+        total
     }
 
-    /// Adds the batch's loss and metrics (computed from the current outputs) to `totals`.
-    fn score_batch(&self, data: &Dataset, rows: usize, loss_value: f64, totals: &mut Totals) {
+    /// Adds the batch's losses and metrics (computed from the current outputs) to
+    /// `totals`. With several outputs, `totals.metrics` starts with each output's
+    /// loss, then holds every output's metrics in turn.
+    fn score_batch(&self, rows: usize, loss_value: f64, totals: &mut Totals) {
         let compiled = self.compiled.as_ref().expect("compiled");
-        let out = &self.acts[self.out_index()][..rows * self.output_size()];
-        let (width, steps) = (self.class_width(), self.output_steps());
+        let each = &self.head_losses;
         totals.loss_sum += loss_value * rows as f64;
         totals.samples += rows as f64;
         totals.batches += 1;
-        totals.metrics.resize(compiled.metrics.len(), (0.0, 0.0));
-        // Keras weights only the loss by sample_weight; compiled metrics stay unweighted
-        // (but skip masked steps).
-        let w = self
-            .output_mask(rows)
-            .map(|_| &self.masked_metric_w[..rows * steps]);
-        for (m, acc) in compiled.metrics.iter().zip(totals.metrics.iter_mut()) {
-            m.update(&self.y_batch, data.y_width / steps, out, width, w, acc);
+        let losses = if self.outputs.len() > 1 {
+            each.len()
+        } else {
+            0
+        };
+        let count = losses
+            + compiled
+                .heads
+                .iter()
+                .map(|h| h.metrics.len())
+                .sum::<usize>();
+        totals.metrics.resize(count, (0.0, 0.0));
+        for (acc, &value) in totals.metrics.iter_mut().zip(each).take(losses) {
+            acc.0 += value * rows as f64;
+            acc.1 += rows as f64;
+        }
+        let mut accs = totals.metrics[losses..].iter_mut();
+        for (k, head) in compiled.heads.iter().enumerate() {
+            let (width, steps) = (self.class_width(k), self.output_steps(k));
+            let v = self.outputs[k];
+            let out = &self.acts[self.alias[v]][..rows * self.sizes[v]];
+            let t = &self.targets[k];
+            // Keras weights only the loss by sample_weight; compiled metrics stay
+            // unweighted (but skip masked steps).
+            let w = self
+                .output_mask(k, rows)
+                .map(|_| &t.masked_metric_w[..rows * steps]);
+            for (m, acc) in head.metrics.iter().zip(&mut accs) {
+                m.update(&t.y, t.y.len() / (rows * steps).max(1), out, width, w, acc);
+            }
         }
     }
 
@@ -736,7 +857,7 @@ impl Model {
             clock.lap(phases::GATHER);
             self.forward(rows, true, None);
             clock.lap(phases::FORWARD);
-            let data_loss = self.batch_loss(data, rows, weighted, true);
+            let data_loss = self.batch_loss(rows, weighted, true);
             clock.lap(phases::LOSS);
             self.backward(rows);
             self.gather_tied_grads();
@@ -776,7 +897,7 @@ impl Model {
                 .apply(&mut params);
             clock.lap(phases::OPTIMIZER);
             self.step += 1;
-            self.score_batch(data, rows, data_loss + reg, totals);
+            self.score_batch(rows, data_loss + reg, totals);
             clock.lap(phases::METRICS);
         }
         self.idx_batch = idx;
@@ -801,8 +922,8 @@ impl Model {
             let weighted = self.load_batch(data, idx);
             self.check_batch(rows, None)?;
             self.forward(rows, false, None);
-            let loss = self.batch_loss(data, rows, weighted, false);
-            self.score_batch(data, rows, loss + reg, totals);
+            let loss = self.batch_loss(rows, weighted, false);
+            self.score_batch(rows, loss + reg, totals);
         }
         Ok(())
     }
@@ -894,22 +1015,42 @@ impl Model {
                     return Err(non_finite(i));
                 }
             }
-            let result = match direct {
-                Some(input) if self.out_index() == 0 => &input[..rows * out_size],
-                _ => &self.acts[self.out_index()][..rows * out_size],
-            };
-            out[offset..offset + rows * out_size].copy_from_slice(result);
+            let dest = &mut out[offset..offset + rows * out_size];
+            if let [v] = self.outputs[..] {
+                dest.copy_from_slice(self.output_values(v, rows, direct));
+            } else {
+                // Several outputs: each sample's values side by side.
+                let mut at = 0;
+                for &v in &self.outputs {
+                    let size = self.sizes[v];
+                    let values = self.output_values(v, rows, direct);
+                    for (r, part) in values.chunks(size.max(1)).enumerate() {
+                        dest[r * out_size + at..][..size].copy_from_slice(part);
+                    }
+                    at += size;
+                }
+            }
             offset += rows * out_size;
         }
         Ok(())
     }
 
+    /// Value `v` for the batch just run (read from the input itself when the
+    /// model's output is its input).
+    fn output_values<'a>(&'a self, v: usize, rows: usize, input: Option<&'a [f32]>) -> &'a [f32] {
+        let len = rows * self.sizes[v];
+        match input {
+            Some(input) if self.alias[v] == 0 => &input[..len],
+            _ => &self.acts[self.alias[v]][..len],
+        }
+    }
+
     fn check_data(&self, data: &Dataset) -> Result<()> {
-        let Some(compiled) = &self.compiled else {
+        if self.compiled.is_none() {
             crate::bail!(
                 "the model must be compiled before training or evaluating: call compile()"
             );
-        };
+        }
         if data.x_width != self.sizes[0] {
             crate::bail!(
                 "expected samples of {} values (shape {:?}), got {}",
@@ -918,11 +1059,7 @@ impl Model {
                 data.x_width
             );
         }
-        let want_y = if compiled.loss.is_sparse() {
-            self.output_steps()
-        } else {
-            self.output_size()
-        };
+        let want_y: usize = (0..self.outputs.len()).map(|k| self.target_width(k)).sum();
         if data.y_width != want_y {
             crate::bail!(
                 "expected targets of {want_y} values per sample, got {}",
@@ -977,6 +1114,24 @@ fn layer_name(spec: &Value) -> String {
     match spec["config"]["name"].as_str() {
         Some(name) => format!("{class} '{name}'"),
         None => class.to_string(),
+    }
+}
+
+/// The model's outputs: the spec's `outputs` (distinct values), else the last value.
+fn output_values(spec: &Value, n: usize) -> Result<Vec<usize>> {
+    let Some(list) = spec.get("outputs").filter(|v| !v.is_null()) else {
+        return Ok(vec![n - 1]);
+    };
+    let values: Option<Vec<usize>> = list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
+        a.iter()
+            .map(|v| v.as_u64().map(|v| v as usize).filter(|&v| v < n))
+            .collect()
+    });
+    match values {
+        Some(v) if (1..v.len()).all(|i| !v[..i].contains(&v[i])) => Ok(v),
+        _ => Err(Error(format!(
+            "model spec: 'outputs' must be distinct values below {n}, got {list}"
+        ))),
     }
 }
 
@@ -1127,65 +1282,21 @@ mod tests {
         assert_eq!(trained_weights(&mut compiled(two_readers), 4, 3), want);
     }
 
-    #[test]
-    fn residual_block_gradient_matches_finite_differences() {
-        // x -> a = Dense(4, tanh) -> b = Dense(4, tanh)(a) -> Add(a, b) -> Dense(2)
-        let spec = json!({"input_shape": [3], "seed": 11, "layers": [
-            dense("a", 4, "tanh"), dense("b", 4, "tanh"), layer("Add", "add", json!({})),
-            dense("out", 2, "linear")], "inbound": [[0], [1], [1, 2], [3]]});
-        let x: Vec<f32> = vec![0.3, -0.7, 0.5, 0.1, 0.9, -0.4];
-        let y: Vec<f32> = vec![0.2, -0.1, 0.4, 0.3];
-        let data = Dataset::new(Features::F32(&x), 3, &y, 2, None).unwrap();
-        let loss_at = |model: &mut Model| {
-            let mut t = Totals::default();
-            model.evaluate(&data, 0, 2, 2, &mut t).unwrap();
-            t.loss_sum / t.samples
-        };
-        let mut model = compiled(spec.clone());
-        model.load_batch(&data, &[0, 1]);
-        model.forward(2, true, None);
-        model.batch_loss(&data, 2, false, true);
-        model.backward(2);
-        // The first layer's kernel gradient: every path goes through the fan-out.
-        let analytic: Vec<f32> = model
-            .params()
-            .next()
-            .unwrap()
-            .grad
-            .iter()
-            .copied()
-            .collect();
-        for (k, &g) in analytic.iter().enumerate() {
-            let eps = 1e-2f32;
-            let mut plus = compiled(spec.clone());
-            plus.params_mut()[0].value_slice_mut()[k] += eps;
-            let mut minus = compiled(spec.clone());
-            minus.params_mut()[0].value_slice_mut()[k] -= eps;
-            let numeric = (loss_at(&mut plus) - loss_at(&mut minus)) / (2.0 * eps as f64);
-            assert!(
-                (numeric - g as f64).abs() < 1e-3,
-                "weight {k}: {numeric} vs {g}"
-            );
-        }
-    }
-
-    /// The gradient of the first weight, by the engine and by central differences.
-    fn first_weight_gradients(spec: &Value, x: &[f32], y: &[f32]) -> Vec<(f32, f64)> {
-        let width = spec["input_shape"][0].as_u64().unwrap() as usize;
-        let rows = x.len() / width;
-        let out = y.len() / rows;
-        let data = Dataset::new(Features::F32(x), width, y, out, None).unwrap();
+    /// The engine's gradient of the first weight after one backward pass over all
+    /// of `data`, beside central differences of the (total) loss.
+    fn first_weight_gradients(build: &dyn Fn() -> Model, data: &Dataset) -> Vec<(f32, f64)> {
+        let rows = data.n;
         let idx: Vec<u32> = (0..rows as u32).collect();
         let loss_at = |model: &mut Model| {
             let mut t = Totals::default();
-            model.evaluate(&data, 0, rows, rows, &mut t).unwrap();
+            model.evaluate(data, 0, rows, rows, &mut t).unwrap();
             t.loss_sum / t.samples
         };
-        let mut model = compiled(spec.clone());
-        model.load_batch(&data, &idx);
+        let mut model = build();
+        model.load_batch(data, &idx);
         model.sync_tied_weights();
         model.forward(rows, true, None);
-        model.batch_loss(&data, rows, false, true);
+        model.batch_loss(rows, false, true);
         model.backward(rows);
         model.gather_tied_grads();
         let analytic: Vec<f32> = model
@@ -1201,9 +1312,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(k, &g)| {
-                let mut plus = compiled(spec.clone());
+                let mut plus = build();
                 plus.params_mut()[0].value_slice_mut()[k] += eps;
-                let mut minus = compiled(spec.clone());
+                let mut minus = build();
                 minus.params_mut()[0].value_slice_mut()[k] -= eps;
                 (
                     g,
@@ -1211,6 +1322,32 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn assert_gradients_match(pairs: Vec<(f32, f64)>, tolerance: f64) {
+        for (k, (g, numeric)) in pairs.into_iter().enumerate() {
+            assert!(
+                (numeric - g as f64).abs() < tolerance,
+                "weight {k}: {numeric} vs {g}"
+            );
+        }
+    }
+
+    const X: [f32; 6] = [0.3, -0.7, 0.5, 0.1, 0.9, -0.4];
+
+    #[test]
+    fn residual_block_gradient_matches_finite_differences() {
+        // x -> a = Dense(4, tanh) -> b = Dense(4, tanh)(a) -> Add(a, b) -> Dense(2):
+        // every path to the first kernel goes through the fan-out of a.
+        let spec = json!({"input_shape": [3], "seed": 11, "layers": [
+            dense("a", 4, "tanh"), dense("b", 4, "tanh"), layer("Add", "add", json!({})),
+            dense("out", 2, "linear")], "inbound": [[0], [1], [1, 2], [3]]});
+        let y = [0.2, -0.1, 0.4, 0.3];
+        let data = Dataset::new(Features::F32(&X), 3, &y, 2, None).unwrap();
+        assert_gradients_match(
+            first_weight_gradients(&|| compiled(spec.clone()), &data),
+            1e-3,
+        );
     }
 
     #[test]
@@ -1226,22 +1363,17 @@ mod tests {
             4,
             "the shared kernel and bias count once"
         );
-        let x = [0.3, -0.7, 0.5, 0.1, 0.9, -0.4];
         let y = [0.2, -0.1, 0.4, 0.3];
-        for (k, (g, numeric)) in first_weight_gradients(&spec, &x, &y)
-            .into_iter()
-            .enumerate()
-        {
-            assert!(
-                (numeric - g as f64).abs() < 1e-3,
-                "weight {k}: {numeric} vs {g}"
-            );
-        }
+        let data = Dataset::new(Features::F32(&X), 3, &y, 2, None).unwrap();
+        assert_gradients_match(
+            first_weight_gradients(&|| compiled(spec.clone()), &data),
+            1e-3,
+        );
         let mut a = compiled(spec);
         let weights = trained_weights(&mut a, 3, 2);
         assert_eq!(weights.len(), 4);
         // each run gives the second call the first's current weights
-        a.predict(Features::F32(&x), 0, 2, 2, &mut [0.0; 4])
+        a.predict(Features::F32(&X), 0, 2, 2, &mut [0.0; 4])
             .unwrap();
         assert_eq!(
             a.layers[1].params()[0].value_slice(),
@@ -1249,6 +1381,39 @@ mod tests {
         );
         let bad = json!({"input_shape": [3], "layers": [dense("a", 3, "tanh"),
             dense("b", 3, "tanh")], "shares": [null, 1]});
+        assert!(Model::from_spec(&bad).is_err());
+    }
+
+    #[test]
+    fn several_outputs_add_their_weighted_losses() {
+        // x -> a = Dense(4, tanh); outputs: a itself (also read by b) and b = Dense(2)(a).
+        let spec = json!({"input_shape": [3], "seed": 9, "layers": [
+            dense("a", 4, "tanh"), dense("b", 2, "linear")], "outputs": [1, 2]});
+        let compile = json!({"optimizer": {"name": "sgd", "learning_rate": 0.1}, "outputs": [
+            {"loss": "mean_squared_error", "weight": 0.5},
+            {"loss": "mean_absolute_error", "weight": 2.0, "metrics": ["mean_absolute_error"]}]});
+        let build = || {
+            let mut m = Model::from_spec(&spec).unwrap();
+            m.compile(&compile).unwrap();
+            m
+        };
+        let y = [
+            0.2, -0.1, 0.4, 0.3, 0.5, 0.6, 0.1, -0.2, 0.0, 0.7, -0.3, 0.2,
+        ];
+        let data = Dataset::new(Features::F32(&X), 3, &y, 6, None).unwrap();
+        let mut t = Totals::default();
+        build().evaluate(&data, 0, 2, 2, &mut t).unwrap();
+        // the total, then each output's loss, then output 2's metric (its loss here)
+        assert_eq!(t.metrics.len(), 3);
+        let (l1, l2) = (t.metrics[0].0 / 2.0, t.metrics[1].0 / 2.0);
+        assert!((t.loss_sum / 2.0 - (0.5 * l1 + 2.0 * l2)).abs() < 1e-9);
+        assert!((t.metrics[2].0 / t.metrics[2].1 - l2).abs() < 1e-6);
+        assert_gradients_match(first_weight_gradients(&build, &data), 2e-3);
+        let mut out = vec![0.0; 2 * 6];
+        build()
+            .predict(Features::F32(&X), 0, 2, 2, &mut out)
+            .unwrap();
+        let bad = json!({"input_shape": [3], "layers": [dense("a", 4, "tanh")], "outputs": [1, 1]});
         assert!(Model::from_spec(&bad).is_err());
     }
 

@@ -1,0 +1,135 @@
+"""Models with several outputs: each output's loss, loss weight and metrics ("heads"),
+their targets side by side in one array for the engine, and their names in the logs
+(``loss``, ``cls_loss``, ``cls_accuracy``, as Keras names them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ferrax import losses as losses_module
+from ferrax import metrics as metrics_module
+from ferrax._serial import describe
+from ferrax._typing import Config, Float32Array
+from ferrax.models import _data
+
+
+class Head(NamedTuple):
+    name: str
+    shape: tuple[int, ...]  # per sample
+    loss: losses_module.Loss
+    weight: float
+    metrics: list[metrics_module.Metric]
+
+
+def per_output(model: str, names: list[str], value: Any, what: str, default: Any) -> list[Any]:
+    """One entry per output from a single value (the same for all), a list in the
+    outputs' order or a dict by output name (outputs it leaves out get `default`)."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"Model '{model}': compile's {what} has key(s) {unknown} that "
+                             f"match no output; the outputs are {names}")
+        return [value.get(n, default) for n in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise ValueError(f"Model '{model}' has {len(names)} outputs {names}, but compile's "
+                             f"{what} lists {len(value)}")
+        return list(value)
+    return [value] * len(names)
+
+
+def resolve(model: str, outputs: list[tuple[str, tuple[int, ...]]], loss: Any,
+            loss_weights: Any, metrics: Any) -> list[Head]:
+    names = [n for n, _ in outputs]
+    losses = per_output(model, names, loss, "loss", None)
+    for name, l in zip(names, losses):
+        if l is None:
+            raise ValueError(f"Model '{model}': compile gives no loss for output '{name}'")
+    weights = per_output(model, names, 1.0 if loss_weights is None else loss_weights,
+                         "loss_weights", 1.0)
+    if metrics is None:
+        per: list[Any] = [[] for _ in names]
+    elif isinstance(metrics, dict):
+        per = per_output(model, names, metrics, "metrics", [])
+    elif isinstance(metrics, (list, tuple)) and metrics and all(
+            isinstance(m, (list, tuple)) for m in metrics):
+        per = per_output(model, names, list(metrics), "metrics", [])
+    else:  # one metric or a flat list: every output is scored with it
+        per = [metrics for _ in names]
+    heads = []
+    for (name, shape), l, w, ms in zip(outputs, losses, weights, per):
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise TypeError(f"Model '{model}': the loss weight of output '{name}' must be a "
+                            f"number, got {describe(w)}")
+        ms = [ms] if isinstance(ms, (str, metrics_module.Metric)) else list(ms)
+        heads.append(Head(name, shape, losses_module.get(l), float(w),
+                          [metrics_module.get(m) for m in ms]))
+    return heads
+
+
+def metric_names(heads: list[Head]) -> list[str]:
+    return (["loss"] + [f"{h.name}_loss" for h in heads]
+            + [f"{h.name}_{m.name}" for h in heads for m in h.metrics])
+
+
+def logs(heads: list[Head], totals: Any, prefix: str = "") -> dict[str, float]:
+    """Named values from the engine's totals: the total loss, each output's loss, then
+    each output's metrics in turn."""
+    loss_sum, samples, sums, _ = totals
+    out = {prefix + "loss": float(loss_sum / samples) if samples else 0.0}
+    for name, (s, w) in zip(metric_names(heads)[1:], sums):
+        out[prefix + name] = float(s / w) if w else 0.0
+    return out
+
+
+def unpack(model: str, heads: list[Head], y: Any, arg: str) -> list[Any]:
+    """One target array per output: `y` as a list in the outputs' order or a dict."""
+    names = [h.name for h in heads]
+    if isinstance(y, dict):
+        return _data.by_name(model, y, arg, names, "output")
+    if isinstance(y, (list, tuple)) and len(y) == len(names):
+        return list(y)
+    raise ValueError(f"Model '{model}' has {len(names)} outputs {names}: pass '{arg}' as a list "
+                     f"of {len(names)} arrays or a dict by output name, got {describe(y)}")
+
+
+def targets(model: str, heads: list[Head], ys: Sequence[Any], arg: str
+            ) -> tuple[Float32Array, list[tuple[int, int]]]:
+    """The outputs' targets side by side (float32, one row per sample), and each one's
+    (rank, last size), which resolves "accuracy"."""
+    parts, ranks = [], []
+    n = None
+    for h, y in zip(heads, ys):
+        where = f"{arg}[{h.name!r}]"
+        ya = _data.as_array(y, where)
+        if n is not None and len(ya) != n:
+            raise ValueError(f"Model '{model}': the targets of '{arg}' must hold the same "
+                             f"number of samples, but {where} has {len(ya)}, not {n}")
+        n = len(ya)
+        parts.append(_data.targets(ya, h.loss, h.shape, h.name, where).reshape(len(ya), -1))
+        ranks.append((ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32), ranks
+
+
+def engine_spec(heads: list[Head], ranks: list[tuple[int, int]]) -> list[Config]:
+    specs = []
+    for h, (y_rank, y_last) in zip(heads, ranks):
+        out_rank = len(h.shape) + 1
+        specs.append({"loss": h.loss._core_spec(), "weight": h.weight,
+                      "metrics": [m._core_spec(y_rank - (out_rank - 2), y_last, h.shape[-1],
+                                               h.loss) for m in h.metrics]})
+    return specs
+
+
+def split(outputs: list[tuple[str, tuple[int, ...]]], out: Float32Array, n: int
+          ) -> list[Float32Array]:
+    """The engine's (n, Σ sizes) predictions as one array per output."""
+    arrays, at = [], 0
+    for _, shape in outputs:
+        size = int(np.prod(shape))
+        arrays.append(out[:, at:at + size].reshape((n, *shape)))
+        at += size
+    return arrays
