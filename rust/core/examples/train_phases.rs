@@ -1,9 +1,11 @@
-//! Where a training epoch's time goes: W1 (784-128-10, batch 32) or W2
-//! (784-512-512-10, batch 128) on 60,000 synthetic 28x28 images, Adam(1e-3),
+//! Where a training epoch's time goes: W1 (784-128-10, batch 32), W2
+//! (784-512-512-10, batch 128) or G (a graph: 784-128, then a Dense(128) whose
+//! output is added to its input (fan-out and a merge), then 10, batch 32) on
+//! 60,000 synthetic 28x28 images, Adam(1e-3),
 //! timed part by part (gather, forward, loss, backward, optimizer, metrics),
 //! with the heap allocations made per step.
 //!
-//! `cargo run --release -p ferrax-core --features phase-timers --example train_phases [W1|W2] [epochs]`
+//! `cargo run --release -p ferrax-core --features phase-timers --example train_phases [W1|W2|G] [epochs]`
 //! (`FERRAX_NUM_THREADS` sets the threads.)
 
 use ferrax_core::data::{Dataset, Features};
@@ -48,14 +50,22 @@ fn main() {
     let workload = args.get(1).map_or("W1", String::as_str);
     let epochs: u64 = args.get(2).and_then(|e| e.parse().ok()).unwrap_or(3);
     let (hidden, batch) = match workload {
-        "W1" => (vec![128], 32),
+        "W1" | "G" => (vec![128], 32),
         "W2" => (vec![512, 512], 128),
-        other => panic!("unknown workload {other}: W1 or W2"),
+        other => panic!("unknown workload {other}: W1, W2 or G"),
     };
     let mut layers = vec![json!({"class_name": "Flatten", "config": {}})];
     layers.extend(hidden.iter().map(|&u| dense(u, "relu")));
+    let mut inbound: Vec<Vec<usize>> = (0..layers.len()).map(|i| vec![i]).collect();
+    if workload == "G" {
+        // values: 2 = Dense(128) out; 3 = Dense(128)(2); 4 = Add(2, 3)
+        layers.push(dense(128, "relu"));
+        layers.push(json!({"class_name": "Add", "config": {}}));
+        inbound.extend([vec![2], vec![2, 3]]);
+    }
+    inbound.push(vec![layers.len()]);
     layers.push(dense(10, "softmax"));
-    let spec = json!({"input_shape": [28, 28], "seed": 0, "layers": layers});
+    let spec = json!({"input_shape": [28, 28], "seed": 0, "layers": layers, "inbound": inbound});
     let mut model = Model::from_spec(&spec).expect("valid model spec");
     model
         .compile(&json!({
