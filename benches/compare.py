@@ -92,6 +92,9 @@ WORKLOADS = {
            "what": "residual CNN: Conv2D(16, 3, relu)-MaxPooling2D(2), two blocks of "
                    "[Conv2D(16, 3, same)-BN-relu-Conv2D(16, 3, same)-BN] + skip (Add), relu; "
                    "GlobalAveragePooling2D-10(softmax), Adam(1e-3), batch 128"},
+    "M2": {"hidden": (), "batch": 32, "two_inputs": True,
+           "what": "two inputs: the image through Flatten-128(relu) and its 28 row means "
+                   "through 32(relu), concatenated - 10(softmax), Adam(1e-3), batch 32"},
     "W4": {"hidden": (128,), "batch": 32, "inference": True,
            "what": "inference after one untimed W1 epoch: 10,000 test images at batch 1024, "
                    "and 200 single images"},
@@ -144,6 +147,16 @@ def input_shape(spec, channels_first=False):
     return (28, 28)
 
 
+def model_inputs(spec, x):
+    """What the model is fed: the images, or for M2 the images and their row means."""
+    return [x, x.mean(axis=2)] if spec.get("two_inputs") else x
+
+
+def sample(x, i):
+    """Sample i alone (of each input)."""
+    return [a[i:i + 1] for a in x] if isinstance(x, list) else x[i:i + 1]
+
+
 def emit(result):
     result["peak_rss_mib"] = peak_rss_mib()
     sys.stdout.write(MARKER + json.dumps(result) + "\n")
@@ -161,6 +174,7 @@ def ferrax_worker(args, spec):
 
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, x_test, _ = load_arrays(args.data, input_shape(spec))
+    x_train, x_test = model_inputs(spec, x_train), model_inputs(spec, x_test)
     model = keras_style_model(keras, spec)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -172,7 +186,7 @@ def ferrax_worker(args, spec):
         return model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
 
     def predict_one(i):
-        return model.predict(x_test[i:i + 1], batch_size=1, verbose=0)
+        return model.predict(sample(x_test, i), batch_size=1, verbose=0)
 
     return keras.__version__, keras._core.num_threads(), epoch, predict_all, predict_one
 
@@ -182,6 +196,12 @@ def keras_style_model(keras, spec):
     layers = keras.layers
     if spec.get("residual"):
         return residual_model(keras, spec["residual"])
+    if spec.get("two_inputs"):
+        image, rows = keras.Input(shape=(28, 28)), keras.Input(shape=(28,))
+        a = layers.Dense(128, activation="relu")(layers.Flatten()(image))
+        b = layers.Dense(32, activation="relu")(rows)
+        out = layers.Dense(10, activation="softmax")(layers.concatenate([a, b]))
+        return keras.Model([image, rows], out)
     if spec.get("conv"):
         stack = [keras.Input(shape=(28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
                  layers.MaxPooling2D(2), layers.Flatten()]
@@ -229,6 +249,7 @@ def keras_worker(args, spec):
 
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, x_test, _ = load_arrays(args.data, input_shape(spec))
+    x_train, x_test = model_inputs(spec, x_train), model_inputs(spec, x_test)
     model = keras_style_model(keras, spec)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -240,7 +261,7 @@ def keras_worker(args, spec):
         return model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
 
     def predict_one(i):
-        return model.predict_on_batch(x_test[i:i + 1])
+        return model.predict_on_batch(sample(x_test, i))
 
     version = f"{keras.__version__} ({keras.backend.backend()})"
     return version, usable_cpus(), epoch, predict_all, predict_one
@@ -254,19 +275,21 @@ def torch_worker(args, spec):
     torch.manual_seed(args.seed)
     shape = input_shape(spec, channels_first=True)
     x_np, y_np, xt_np, _ = load_arrays(args.data, shape)
-    x_train, y_train = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    x_test = torch.from_numpy(xt_np)
+    # every input a tensor; the model is called on the list
+    x_train = [torch.from_numpy(a) for a in as_list(model_inputs(spec, x_np))]
+    x_test = [torch.from_numpy(a) for a in as_list(model_inputs(spec, xt_np))]
+    y_train = torch.from_numpy(y_np)
     model = torch_model(nn, spec)
     loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    batch, n = spec["batch"], len(x_train)
+    batch, n = spec["batch"], len(y_train)
 
     def epoch():
         model.train()
         perm = torch.randperm(n)
         for start in range(0, n, batch):
             idx = perm[start:start + batch]
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            loss = loss_fn(model(*[a[idx] for a in x_train]), y_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -274,19 +297,37 @@ def torch_worker(args, spec):
     def predict_all():
         model.eval()
         with torch.inference_mode():
-            return torch.cat([torch.softmax(model(x_test[i:i + PREDICT_BATCH]), dim=1)
-                              for i in range(0, len(x_test), PREDICT_BATCH)]).numpy()
+            return torch.cat([torch.softmax(model(*[a[i:i + PREDICT_BATCH] for a in x_test]),
+                                            dim=1)
+                              for i in range(0, len(x_test[0]), PREDICT_BATCH)]).numpy()
 
     def predict_one(i):
         model.eval()
         with torch.inference_mode():
-            return torch.softmax(model(x_test[i:i + 1]), dim=1).numpy()
+            return torch.softmax(model(*[a[i:i + 1] for a in x_test]), dim=1).numpy()
 
     return torch.__version__, torch.get_num_threads(), epoch, predict_all, predict_one
 
 
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
 def torch_model(nn, spec):
     """The workload in PyTorch (default init); logits out: softmax is folded into the loss."""
+    import torch
+
+    class TwoInputs(nn.Module):
+        """M2: the image and its row means, each through a layer, then joined."""
+
+        def __init__(self):
+            super().__init__()
+            self.image = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU())
+            self.rows = nn.Sequential(nn.Linear(28, 32), nn.ReLU())
+            self.head = nn.Linear(160, 10)
+
+        def forward(self, image, rows):
+            return self.head(torch.cat([self.image(image), self.rows(rows)], dim=1))
 
     class LastStep(nn.Module):
         """nn.LSTM over (batch, rows, pixels), keeping the last step's output."""
@@ -324,6 +365,8 @@ def torch_model(nn, spec):
 
     if spec.get("residual"):
         return Residual(spec["residual"])
+    if spec.get("two_inputs"):
+        return TwoInputs()
     mods, width = [nn.Flatten()], 784
     if spec.get("rnn"):
         mods, width = [LastStep(spec["rnn"])], spec["rnn"]
