@@ -491,6 +491,92 @@ def test_two_outputs_fit_predict_and_files(tmp_path):
         model.compile(optimizer="sgd", loss={"cls": "sparse_categorical_crossentropy"})
 
 
+# --- axes of unknown length -------------------------------------------------------------------
+def test_shapes_with_an_axis_of_unknown_length():
+    seq = ferrax.Input(shape=(None, 4))
+    conv = layers.Conv1D(8, 3, activation="relu")(seq)
+    assert conv.shape == (None, None, 8)
+    assert layers.MaxPooling1D(2)(conv).shape == (None, None, 8)
+    assert layers.GlobalAveragePooling1D()(conv).shape == (None, 8)
+    assert layers.LSTM(5, return_sequences=True)(seq).shape == (None, None, 5)
+    assert layers.TimeDistributed(layers.Dense(3))(seq).shape == (None, None, 3)
+    with pytest.raises(ValueError, match=r"dense_after.*\(None, None\).*known length"):
+        layers.Dense(3, name="dense_after")(layers.Flatten()(ferrax.Input(shape=(None, 8))))
+
+
+def test_each_call_may_use_another_length(tmp_path):
+    ferrax.utils.set_random_seed(2)
+    tokens = ferrax.Input(shape=(None,), dtype="int32", name="tokens")
+    x = layers.Embedding(30, 6, mask_zero=True)(tokens)
+    x = layers.Bidirectional(layers.GRU(5))(x)
+    model = ferrax.Model(tokens, layers.Dense(2, activation="softmax")(x))
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("(None, None, 6)" in line for line in lines)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    r = np.random.default_rng(3)
+    long = r.integers(1, 30, size=(40, 9))
+    short = long[:, :5].copy()
+    labels = (long[:, 0] > 15).astype(int)
+    model.fit(long, labels, epochs=2, verbose=0, validation_data=(short, labels))
+    model.fit(short, labels, epochs=1, verbose=0)
+    assert model.input_shape == (None, None)
+    # padding a sequence with zeros (masked) leaves its prediction as it was
+    padded = np.concatenate([short, np.zeros((40, 4), np.int64)], axis=1)
+    np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(short, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # a model file keeps the unknown length; training resumes exactly
+    path = tmp_path / "tokens.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    assert loaded.input_shape == (None, None)
+    model.fit(long, labels, epochs=1, verbose=0)
+    loaded.fit(long, labels, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
+
+
+def test_a_sequential_model_with_an_axis_of_unknown_length():
+    model = ferrax.Sequential([ferrax.Input(shape=(None,), dtype="int32"),
+                               layers.Embedding(40, 8), layers.Conv1D(8, 3, activation="relu"),
+                               layers.GlobalMaxPooling1D(), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    r = np.random.default_rng(5)
+    for length in (10, 20):
+        x = r.integers(1, 40, size=(32, length))
+        model.fit(x, (x[:, 0] > 20).astype(int), verbose=0)
+    assert model.predict(r.integers(1, 40, size=(3, 7)), verbose=0).shape == (3, 1)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("(Conv1D)" in line and "(None, None, 8)" in line for line in lines)
+    with pytest.raises(ValueError, match=r"\(None, None\)"):
+        model.predict(np.ones((2, 3, 3)), verbose=0)
+
+
+def test_switching_lengths_keeps_training_as_one_run():
+    def build(length):
+        ferrax.utils.set_random_seed(12)
+        seq = ferrax.Input(shape=(length, 3))
+        out = layers.Dense(1)(layers.GlobalAveragePooling1D()(layers.Conv1D(4, 2)(seq)))
+        model = ferrax.Model(seq, out)
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    def fit(model, lengths):
+        r = np.random.default_rng(0)
+        for length in lengths:
+            x = r.normal(size=(16, length, 3)).astype(np.float32)
+            model.fit(x, x.mean(axis=(1, 2))[:, None], epochs=1, batch_size=4, verbose=0,
+                      shuffle=False)
+        return model.get_weights()
+
+    # the same weights as a model built for that length: nothing is lost in the switch
+    assert all(np.array_equal(a, b) for a, b in zip(fit(build(None), [6, 6]),
+                                                    fit(build(6), [6, 6])))
+    switching = build(None)
+    fit(switching, [6, 4, 6])
+    assert switching.optimizer.iterations == 12  # Adam's step count carried over
+
+
 # --- errors ---------------------------------------------------------------------------------
 def test_graph_disconnected_names_the_tensor_and_layer():
     a = ferrax.Input(shape=(3,), name="first")
@@ -534,8 +620,9 @@ def test_wrong_data_structures_are_named():
 
 
 def test_not_yet_supported_uses_say_so():
-    with pytest.raises(ValueError, match="unknown length"):
-        ferrax.Input(shape=(None, 8))
+    with pytest.raises(NotImplementedError, match="one axis of unknown length"):
+        x = ferrax.Input(shape=(None, None, 3))
+        ferrax.Model(x, layers.Conv2D(2, 3)(x))
     with pytest.raises(NotImplementedError, match="eager"):
         layers.Dense(2)(np.ones((1, 4), np.float32))
 

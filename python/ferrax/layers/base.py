@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 _NAME_COUNTERS: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
+# Lengths an axis of unknown length (None) is given to run the engine's shape rules (two,
+# far apart: an output axis that follows the input's length differs between them), and
+# the one a model is first built with.
+PROBE_LENGTHS = (60, 96)
+
 
 def unique_name(prefix: str) -> str:
     """Keras-style auto names: 'dense', then 'dense_1', 'dense_2', ..."""
@@ -146,19 +151,32 @@ class Layer:
                                       f"(return_state=True) are not supported in functional "
                                       f"models yet")
         shapes = [t.shape[1:] for t in tensors]
-        for t in tensors:
-            if any(d is None for d in t.shape[1:]):
-                raise ValueError(f"{owner}: input '{t.name}' has shape {t.shape}; axes of "
-                                 f"unknown length (None) other than the batch axis are not "
-                                 f"supported yet")
-        try:
-            out, weight_shapes = _core.layer_output_shape(json.dumps(self._core_spec()),
-                                                          [list(s) for s in shapes])
-        except ValueError as e:
-            text = str(e)
-            where = "" if self.name in text else f"{owner}: "
-            raise ValueError(f"{where}{text} (called on inputs of shape "
-                             f"{', '.join(str(t.shape) for t in tensors)})") from None
+        # Axes of unknown length (None): the shape rule runs at two lengths; output axes
+        # that follow the length are unknown too, and the weights must not depend on it.
+        variable = any(d is None for s in shapes for d in s)
+        runs = []
+        for length in (PROBE_LENGTHS if variable else (0,)):
+            try:
+                runs.append(_core.layer_output_shape(
+                    json.dumps(self._core_spec()),
+                    [[length if d is None else d for d in s] for s in shapes]))
+            except ValueError as e:
+                text = str(e)
+                where = "" if self.name in text else f"{owner}: "
+                raise ValueError(f"{where}{text} (called on inputs of shape "
+                                 f"{', '.join(str(t.shape) for t in tensors)})") from None
+        first_out, weight_shapes = runs[0]
+        out: list[int | None] = list(first_out)
+        if variable:
+            other, other_weights = runs[1]
+            if other_weights != weight_shapes or len(other) != len(out):
+                raise ValueError(
+                    f"{owner} needs inputs whose axes all have a known length, got "
+                    f"{', '.join(str(t.shape) for t in tensors)}: its weights would depend on "
+                    f"the length of the None axes (a Flatten or Dense after an input of "
+                    f"unknown length?). Give those axes a length, or reduce them first "
+                    f"(GlobalAveragePooling1D, an RNN without return_sequences)")
+            out = [a if a == b else None for a, b in zip(first_out, other)]
         if self._inbound_nodes and weight_shapes != self._call_weight_shapes:
             first = self._inbound_nodes[0].input_tensors
             raise ValueError(
@@ -168,7 +186,8 @@ class Layer:
                 f"{', '.join(str(t.shape) for t in tensors)}, which would need weights of "
                 f"shapes {[tuple(w) for w in weight_shapes]}")
         self._call_weight_shapes = weight_shapes
-        self._output_shape = tuple(out)
+        # concrete (at the first probe length) until a model's engine sets the real one
+        self._output_shape = tuple(first_out)
         output = KerasTensor((tensors[0].shape[0], *out), "float32")
         Node(self, tensors, [output], as_list=self._takes_list)
         return output

@@ -181,19 +181,22 @@ class InputLayer(Layer):
             raise NotImplementedError(f"InputLayer '{self.name}': sparse inputs are not "
                                       f"supported")
         dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-        if any(d is None for d in dims):
-            raise ValueError(f"InputLayer '{self.name}': shape {dims} has an axis of "
-                             f"unknown length (None); variable-length inputs are not "
-                             f"supported yet: give every axis a length")
-        self._input_shape: tuple[int, ...] = _check_shape(self.name, "shape", shape)
+        if dims and all(d is None for d in dims) and len(dims) > 1:
+            raise ValueError(f"InputLayer '{self.name}': shape {dims} has no axis of known "
+                             f"length; give at least the last (features) one")
+        # Axes of unknown length (None) take each call's length; the rest are checked.
+        known = _check_shape(self.name, "shape", [1 if d is None else d for d in dims])
+        self._input_dims: tuple[int | None, ...] = tuple(
+            None if d is None else k for d, k in zip(dims, known))
+        self._input_shape: tuple[int, ...] = known
         self.batch_size = batch_size
         self.input_dtype = _input_dtype(self.name, dtype)
-        tensor = KerasTensor((batch_size, *self._input_shape), self.input_dtype,
+        tensor = KerasTensor((batch_size, *self._input_dims), self.input_dtype,
                              name=self.name)
         Node(self, [], [tensor], as_list=False)
 
     def _public_config(self) -> Config:
-        return {"batch_shape": (self.batch_size,) + self._input_shape}
+        return {"batch_shape": (self.batch_size,) + self._input_dims}
 
     def get_config(self) -> Config:
         config = super().get_config()

@@ -67,10 +67,11 @@ def _first_non_finite(a: np.ndarray) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def features(x: np.ndarray, expected_shape: Sequence[int] | None, model_name: str,
+def features(x: np.ndarray, expected_shape: Sequence[int | None] | None, model_name: str,
              arg: str = "x", first_layer: str | None = None) -> np.ndarray:
-    """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`."""
-    if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape):
+    """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`; None in
+    `expected_shape` accepts any length there."""
+    if expected_shape is not None and not _fits(tuple(x.shape[1:]), tuple(expected_shape)):
         where = f" (first layer '{first_layer}')" if first_layer else ""
         raise ValueError(
             f"Input of model '{model_name}'{where} is incompatible: expected '{arg}' of shape "
@@ -79,6 +80,11 @@ def features(x: np.ndarray, expected_shape: Sequence[int] | None, model_name: st
     if x.dtype not in _ENGINE_DTYPES:
         x = x.astype(np.float32)
     return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected))
 
 
 def by_name(model: str, data: dict[str, Any], arg: str, names: list[str], kind: str

@@ -44,7 +44,7 @@ def summary_lines(model: Model) -> list[str]:
              row(header, "┃", "┃", "┃"), rule("┡", "╇", "┩", "━")]
     total = trainable = 0
     for i, layer in enumerate(layers):
-        shape = _shape_text(layer)
+        shape = model._summary_shape(layer)
         count = layer.count_params() if model.built else 0
         total += count
         if model.built:
@@ -72,12 +72,12 @@ def summary_lines(model: Model) -> list[str]:
     return lines
 
 
-def _shape_text(layer: Layer | Model) -> str:
+def shape_text(layer: Layer | Model) -> str:
     from ferrax.layers.core import InputLayer
     from ferrax.models.model import Model
 
     if isinstance(layer, InputLayer):
-        return str((None, *layer._input_shape))
+        return str((None, *layer._input_dims))
     if isinstance(layer, Model):
         return str(layer.output_shape)
     return str(layer.output_shape) if layer._output_shape is not None else "?"

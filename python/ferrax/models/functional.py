@@ -67,6 +67,9 @@ class Functional(Model):
         self._input_layers = [t.node.layer for t in flat_in]
         if len({id(t) for t in flat_in}) != len(flat_in):
             raise ValueError(f"Model '{self.name}': an input is listed twice in inputs")
+        if len(flat_in) > 1 and any(d is None for t in flat_in for d in t.shape[1:]):
+            raise NotImplementedError(f"Model '{self.name}': inputs with axes of unknown length "
+                                      f"(None) are supported for models with one input only")
         # Several inputs reach the engine side by side in one row per sample; each has a
         # slice that takes its part out (kept: the engine graph is asked for often).
         self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in)
@@ -112,10 +115,10 @@ class Functional(Model):
         local = [id(n) for n in self._model_nodes(layer)].index(id(node))
         return [layer.name, local, tensor_index]
 
-    def _declared_input_shape(self) -> tuple[int, ...] | None:
+    def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_slices:
             return (sum(_size(t) for t in self._input_tensors),)
-        return tuple(d for d in self._input_tensors[0].shape[1:] if d is not None)
+        return tuple(self._input_tensors[0].shape[1:])
 
     def _first_layer_name(self) -> str | None:
         return self._input_layers[0].name if self._input_slices else super()._first_layer_name()
@@ -149,6 +152,11 @@ class Functional(Model):
     @property
     def output_shape(self) -> Any:
         return self._output_tensors[0].shape
+
+    def _summary_shape(self, layer: Any) -> str:
+        # the symbolic output (axes of unknown length stay None), of its first call here
+        node = self._model_nodes(layer)[0]
+        return str(node.output_tensors[0].shape)
 
     def _connections(self) -> dict[int, list[str]]:
         """Per layer (by id): the "Connected to" entries of the summary, every call's."""

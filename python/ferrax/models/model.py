@@ -154,6 +154,26 @@ class Model:
         raise ValueError(f"No such layer: {name}. Existing layers are: "
                          f"{[l.name for l in layers]}.")
 
+    def _summary_shape(self, layer: Any) -> str:
+        """A layer's output shape as summary shows it (None along an axis of unknown
+        length: the shapes at two lengths compared)."""
+        from ferrax.layers.base import PROBE_LENGTHS
+        from ferrax.models._summary import shape_text
+
+        graph = self._engine_graph()
+        if not self._variable_axes() or not any(layer is l for l in graph.layers):
+            return shape_text(layer)
+        dims = self._declared_input_dims()
+        assert dims is not None
+        runs = []
+        for length in PROBE_LENGTHS:
+            spec = {"input_shape": [length if d is None else d for d in dims],
+                    "layers": [l._core_spec() for l in graph.layers], "seed": 0,
+                    "inbound": graph.inbound, "shares": graph.shares, "outputs": graph.outputs}
+            runs.append(_core.CoreModel(json.dumps(spec)).output_shapes())
+        i = max(j for j, l in enumerate(graph.layers) if l is layer)
+        return str((None, *(a if a == b else None for a, b in zip(runs[0][i], runs[1][i]))))
+
     def _connections(self) -> dict[int, list[str]] | None:
         """Per layer (by id): what feeds it, for summary's "Connected to" column; None
         for a stack, whose summary has no such column."""
@@ -162,8 +182,57 @@ class Model:
     def _engine_layers(self) -> list[Layer]:
         return self._engine_graph().layers
 
-    def _declared_input_shape(self) -> tuple[int, ...] | None:
+    def _declared_input_dims(self) -> tuple[int | None, ...] | None:
+        """The per-sample input shape the model was declared with (None: an axis of
+        unknown length), or None when it is not declared."""
         return None
+
+    def _declared_input_shape(self) -> tuple[int, ...] | None:
+        """The declared shape with a length for every axis: the one built first."""
+        from ferrax.layers.base import PROBE_LENGTHS
+
+        dims = self._declared_input_dims()
+        if dims is not None and list(dims).count(None) > 1:
+            raise NotImplementedError(f"Model '{self.name}': inputs of shape {(None, *dims)}: "
+                                      f"one axis of unknown length (None) is supported, not "
+                                      f"several")
+        return None if dims is None else tuple(PROBE_LENGTHS[0] if d is None else d
+                                               for d in dims)
+
+    def _variable_axes(self) -> bool:
+        dims = self._declared_input_dims()
+        return dims is not None and None in dims
+
+    def _use_shape(self, shape: tuple[int, ...]) -> None:
+        """For a model with axes of unknown length: run the engine at this input shape
+        (a new engine graph for a new length, with the weights, the optimizer state and
+        the training counters carried over)."""
+        old = self._core
+        if old is None or tuple(shape) == tuple(self._input_shape):
+            return
+        self._claim_weights()
+        weights, step = old.get_weights(), old.step
+        state = old.optimizer_state() if self._engine_compile_spec is not None else None
+        compile_key = self._engine_compile_spec
+        frozen = [l.trainable for l in self._engine_layers()]
+        self._build(tuple(shape))
+        core = self._built_core()
+        core.set_weights(weights)
+        core.step = step
+        for i, trainable in enumerate(frozen):
+            core.set_layer_frozen(i, not trainable)
+        if compile_key is not None:
+            self._send_compile(json.loads(compile_key))
+            if state is not None:
+                core.set_optimizer_state(state[0], state[1], state[3])
+
+    def _engine_for(self, x: np.ndarray) -> _core.CoreModel:
+        """The engine, at the shape of the prepared (n, width) array `x`."""
+        dims = self._declared_input_dims()
+        if dims is not None and None in dims:
+            known = int(np.prod([d for d in dims if d is not None]))
+            self._use_shape(tuple(x.shape[1] // known if d is None else d for d in dims))
+        return self._built_core()
 
     def _unpack_x(self, x: Any, arg: str = "x") -> Any:
         """The array for the model's one input, from what the user passed."""
@@ -317,6 +386,14 @@ class Model:
     def _ensure_built(self, x: np.ndarray) -> None:
         if self._core is None:
             self._build(tuple(x.shape[1:]))
+        elif self._variable_axes():
+            self._use_shape(tuple(x.shape[1:]))
+
+    def _expected_input(self) -> tuple[int | None, ...] | None:
+        """The per-sample shape data must have (None: any length)."""
+        if self._variable_axes():
+            return self._declared_input_dims()
+        return self._input_shape if self.built else self._declared_input_shape()
 
     @property
     def weights(self) -> list[Variable]:
@@ -357,7 +434,8 @@ class Model:
 
     @property
     def input_shape(self) -> Shape | None:
-        shape = self._input_shape if self.built else self._declared_input_shape()
+        shape: Any = (self._declared_input_dims() if self._variable_axes() else
+                      self._input_shape if self.built else self._declared_input_shape())
         return None if shape is None else (None,) + tuple(shape)
 
     @property
@@ -488,7 +566,7 @@ class Model:
         xa = _data.as_array(x, x_arg)
         ya = _data.as_array(y, y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
-        expected = self._input_shape if self.built else self._declared_input_shape()
+        expected = self._expected_input()
         xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
         self._check_inputs(xa, x_arg)
         self._ensure_built(xa)
@@ -599,7 +677,7 @@ class Model:
                 if per_batch:
                     cbs.on_train_batch_begin(step, {})
                 t0 = time.perf_counter()
-                totals = self._built_core().train(
+                totals = self._engine_for(xf).train(
                     xf, yf, w, order[step * batch_size:(step + k) * batch_size], batch_size,
                     totals)
                 elapsed = time.perf_counter() - t0
@@ -665,7 +743,7 @@ class Model:
             if per_batch:
                 cbs.on_test_batch_begin(step, {})
             t0 = time.perf_counter()
-            totals = self._built_core().evaluate(xf, yf, w, step * batch_size,
+            totals = self._engine_for(xf).evaluate(xf, yf, w, step * batch_size,
                                                  min(n, (step + k) * batch_size), batch_size,
                                                  totals)
             elapsed = time.perf_counter() - t0
@@ -696,7 +774,7 @@ class Model:
 
         batch_size = _data.check_batch_size(batch_size)
         xa = _data.as_array(self._unpack_x(x), "x", check_finite=False)
-        expected = self._input_shape if self.built else self._declared_input_shape()
+        expected = self._expected_input()
         xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
         self._check_inputs(xa, "x")
         self._ensure_built(xa)
@@ -706,7 +784,7 @@ class Model:
         verbosity = _verbosity(verbose)
         if not callbacks and not verbosity and xf.size <= _ONE_CALL_VALUES:
             # Nothing to report between batches: one engine call does them all.
-            out = self._built_core().predict(xf, 0, n, batch_size)
+            out = self._engine_for(xf).predict(xf, 0, n, batch_size)
             return self._shape_outputs(out, n)
         cbs = CallbackList(callbacks or [], self, {"verbose": verbosity, "steps": steps})
         per_batch = cbs.wants_predict_batches
@@ -719,7 +797,7 @@ class Model:
             if per_batch:
                 cbs.on_predict_batch_begin(step, {})
             t0 = time.perf_counter()
-            part = self._built_core().predict(xf, step * batch_size,
+            part = self._engine_for(xf).predict(xf, step * batch_size,
                                               min(n, (step + k) * batch_size), batch_size)
             elapsed = time.perf_counter() - t0
             parts.append(part)
@@ -785,7 +863,7 @@ class Model:
         self._require_compiled("training it (train_on_batch)")
         xf, yf, w = self._prepare(x, y, sample_weight, class_weight)
         order = np.arange(len(xf), dtype=np.uint32)
-        result = self._built_core().train(xf, yf, w, order, len(xf))
+        result = self._engine_for(xf).train(xf, yf, w, order, len(xf))
         return self._format_result(self._logs(result), return_dict)
 
     def test_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
@@ -793,7 +871,7 @@ class Model:
                       return_dict: bool = False) -> EvaluateResult:
         self._require_compiled("evaluating it (test_on_batch)")
         xf, yf, w = self._prepare(x, y, sample_weight)
-        result = self._built_core().evaluate(xf, yf, w, 0, len(xf), len(xf))
+        result = self._engine_for(xf).evaluate(xf, yf, w, 0, len(xf), len(xf))
         return self._format_result(self._logs(result), return_dict)
 
     def predict_on_batch(self, x: npt.ArrayLike) -> Float32Array:

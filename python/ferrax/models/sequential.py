@@ -81,9 +81,9 @@ class Sequential(Model):
     def _engine_graph(self) -> EngineGraph:
         return chain(self._layers)
 
-    def _declared_input_shape(self) -> tuple[int, ...] | None:
+    def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_layer is not None:
-            return self._input_layer._input_shape
+            return self._input_layer._input_dims
         first = self._layers[0] if self._layers else None
         if isinstance(first, Model):
             return first._input_shape if first.built else first._declared_input_shape()
