@@ -552,6 +552,26 @@ def test_a_sequential_model_with_an_axis_of_unknown_length():
         model.predict(np.ones((2, 3, 3)), verbose=0)
 
 
+@pytest.mark.parametrize("join", ["add", "time_axis", "features"])
+def test_masks_flow_through_merges_into_an_rnn(join):
+    ferrax.utils.set_random_seed(14)
+    tokens = ferrax.Input(shape=(None,), dtype="int32")
+    e = layers.Embedding(30, 6, mask_zero=True)(tokens)
+    d = layers.Dense(6, activation="tanh")(e)  # keeps the mask
+    merged = {"add": lambda: layers.add([e, d]),
+              "time_axis": lambda: layers.concatenate([e, d], axis=1),
+              "features": lambda: layers.concatenate([e, d])}[join]()
+    model = ferrax.Model(tokens, layers.Dense(1)(layers.LSTM(4)(merged)))
+    r = np.random.default_rng(1)
+    ids = r.integers(1, 30, size=(5, 6))
+    padded = np.concatenate([ids, np.zeros((5, 3), np.int64)], axis=1)
+    # padded steps are skipped by the LSTM: the same outputs as without them
+    np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(padded, np.zeros((5, 1)), epochs=1, verbose=0)
+
+
 def test_switching_lengths_keeps_training_as_one_run():
     def build(length):
         ferrax.utils.set_random_seed(12)

@@ -155,18 +155,28 @@ impl Model {
             if s["config"]["trainable"] == Value::Bool(false) {
                 layer.params_mut().iter_mut().for_each(|p| p.frozen = true);
             }
-            let masked_inputs = inputs[i].iter().filter(|&&v| has_mask[v]).count();
-            if inputs[i].len() > 1 && masked_inputs > 0 {
-                crate::bail!(
-                    "{}: merging masked sequences (after Embedding(mask_zero=True) or \
-                     Masking) is not supported yet",
-                    layer_name(s)
-                );
+            let masked = inputs[i].iter().any(|&v| has_mask[v]);
+            let flow = layer.mask_flow();
+            if masked && flow == MaskFlow::Combine {
+                let steps = layer.output_shape().first().copied();
+                if let Some(&v) = inputs[i]
+                    .iter()
+                    .find(|&&v| has_mask[v] && shapes[v].first().copied() != steps)
+                {
+                    crate::bail!(
+                        "{}: a masked input of shape {:?} does not line up with the output's \
+                         time steps {:?}, so their masks cannot be combined",
+                        layer_name(s),
+                        shapes[v],
+                        layer.output_shape()
+                    );
+                }
             }
-            has_mask.push(match layer.mask_flow() {
+            has_mask.push(match flow {
                 MaskFlow::Drop => false,
                 MaskFlow::Keep => has_mask[inputs[i][0]],
                 MaskFlow::FromInput => true,
+                MaskFlow::Combine | MaskFlow::JoinSteps => masked,
             });
             if let Some(first) = tied[i] {
                 let same = {
@@ -342,6 +352,34 @@ impl Model {
             .enumerate()
             .filter(|(i, _)| self.tied[*i].is_none())
             .map(|(i, l)| (i, &**l))
+    }
+
+    /// The mask of merge layer `i`'s output: its inputs' masks combined step by step
+    /// (a step is kept where every masked input keeps it), or joined along the
+    /// time axis; an input without a mask keeps all its steps.
+    fn merge_masks(&self, i: usize, rows: usize, flow: MaskFlow, out: &mut Vec<bool>) {
+        let steps = self.shapes[self.node_out[i]][0];
+        out.clear();
+        out.resize(rows * steps, true);
+        let ins = &self.inputs[i];
+        if flow == MaskFlow::Combine {
+            for &v in ins.iter().filter(|&&v| self.has_mask[v]) {
+                for (o, &m) in out.iter_mut().zip(&self.masks[v][..rows * steps]) {
+                    *o &= m;
+                }
+            }
+            return;
+        }
+        for (r, row) in out.chunks_mut(steps).enumerate() {
+            let mut at = 0;
+            for &v in ins {
+                let n = self.shapes[v][0];
+                if self.has_mask[v] {
+                    row[at..at + n].copy_from_slice(&self.masks[v][r * n..(r + 1) * n]);
+                }
+                at += n;
+            }
+        }
     }
 
     /// Gives the later calls of each shared layer its current weights.
@@ -527,6 +565,9 @@ impl Model {
                     out_mask.clear();
                     out_mask.extend_from_slice(&m[..rows * steps]);
                 }
+            } else if self.has_mask[out] && matches!(flow, MaskFlow::Combine | MaskFlow::JoinSteps)
+            {
+                self.merge_masks(i, rows, flow, &mut out_mask);
             }
             self.acts[out] = y;
             self.masks[out] = out_mask;

@@ -7,7 +7,7 @@
 //! `((x0 op x1) op x2) ...`; Maximum and Minimum send each gradient to the first
 //! input that holds the winning value (TensorFlow's tie rule).
 
-use super::{field, sample_axis, Ctx, Layer};
+use super::{field, sample_axis, Ctx, Layer, MaskFlow};
 use crate::error::{Error, Result};
 use crate::parallel::{for_each_block, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
@@ -255,6 +255,10 @@ impl Layer for Elementwise {
         &self.output_shape
     }
 
+    fn mask_flow(&self) -> MaskFlow {
+        MaskFlow::Combine
+    }
+
     /// One input: the output is that input.
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx<'_>) {
         self.forward_many(&[x], y, rows, ctx);
@@ -332,6 +336,8 @@ pub struct Concatenate {
     runs: Vec<usize>,
     /// Positions before the axis (product of the leading per-sample sizes).
     outer: usize,
+    /// The per-sample axis joined along (0: the time axis of sequences).
+    axis: usize,
     output_shape: Vec<usize>,
     out_len: usize,
 }
@@ -369,6 +375,7 @@ impl Concatenate {
             lens: shapes.iter().map(|s| s.iter().product()).collect(),
             runs: shapes.iter().map(|s| s[axis] * inner).collect(),
             outer: first[..axis].iter().product(),
+            axis,
             out_len: output_shape.iter().product(),
             output_shape,
         })
@@ -390,6 +397,14 @@ impl Concatenate {
 impl Layer for Concatenate {
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
+    }
+
+    fn mask_flow(&self) -> MaskFlow {
+        if self.axis == 0 {
+            MaskFlow::JoinSteps
+        } else {
+            MaskFlow::Combine
+        }
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx<'_>) {

@@ -159,6 +159,12 @@ pub enum MaskFlow {
     Keep,
     /// The layer makes a new mask from its input values (`compute_mask`).
     FromInput,
+    /// Several inputs on one time axis (elementwise merges): a step is kept where
+    /// every input that has a mask keeps it, as Keras's merge layers combine masks.
+    Combine,
+    /// Several inputs joined along the time axis (Concatenate on axis 1): their
+    /// masks are joined the same way (an input without one keeps all its steps).
+    JoinSteps,
 }
 
 pub trait Layer: Send + Sync {
