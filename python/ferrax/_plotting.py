@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
     from ferrax._typing import PathLike
     from ferrax.callbacks import History
-    from ferrax.models import Sequential
+    from ferrax.models import Model
 
 
 def _pyplot() -> ModuleType:
@@ -57,17 +57,21 @@ def plot_history(history: History | Mapping[str, Sequence[float]],
     return fig
 
 
-def plot_model(model: Sequential, to_file: PathLike | None = "model.png",
+def plot_model(model: Model, to_file: PathLike | None = "model.png",
                show_shapes: bool = True, show_layer_names: bool = True,
                show_layer_activations: bool = True, dpi: float = 100, **kwargs: Any) -> Figure:
-    """Draw the layer stack top to bottom: one box per layer with its name, class,
-    output shape and parameter count, joined by arrows. Saves a PNG to `to_file`
-    (None: don't save) and returns the matplotlib figure. No Graphviz needed."""
+    """Draw the model top to bottom: one box per layer with its name, class, output
+    shape and parameter count, joined by arrows (a functional model as its graph, each
+    layer one row below the lowest layer it reads). Saves a PNG to `to_file` (None:
+    don't save) and returns the matplotlib figure. No Graphviz needed."""
     plt = _pyplot()
     from matplotlib.patches import FancyBboxPatch
 
     if not model.built:
         model.build()
+    if model._connections() is not None:
+        return _plot_graph(model, to_file, show_shapes, show_layer_names,
+                           show_layer_activations, dpi)
     rows = [("Input", f"{model.input_shape}", "")]
     for layer in model.layers:
         title = f"{layer.name} ({type(layer).__name__})" if show_layer_names else \
@@ -94,6 +98,69 @@ def plot_model(model: Sequential, to_file: PathLike | None = "model.png",
         if i:
             ax.annotate("", xy=(5, y), xytext=(5, y + 0.25),
                         arrowprops={"arrowstyle": "->", "color": "#3c4043"})
+    ax.set_title(f'Model: "{model.name}"', fontsize=10)
+    fig.tight_layout()
+    if to_file is not None:
+        fig.savefig(to_file, dpi=dpi)
+        plt.close(fig)
+    return fig
+
+
+def _box_text(model: Any, layer: Any, show_shapes: bool, show_layer_names: bool,
+              show_layer_activations: bool) -> tuple[str, str]:
+    title = f"{layer.name} ({type(layer).__name__})" if show_layer_names else \
+        type(layer).__name__
+    act = getattr(layer, "activation", None)
+    if show_layer_activations and isinstance(act, str) and act != "linear":
+        title += f"  [{act}]"
+    params = layer.count_params() if hasattr(layer, "count_params") else 0
+    detail = f"{model._summary_shape(layer)}" if show_shapes else ""
+    return title, "   ".join(t for t in (detail, f"{params:,} params" if params else "") if t)
+
+
+def _plot_graph(model: Any, to_file: PathLike | None, show_shapes: bool,
+                show_layer_names: bool, show_layer_activations: bool, dpi: float) -> Figure:
+    """A functional model's layers in rows by depth, an arrow for every tensor passed."""
+    plt = _pyplot()
+    from matplotlib.patches import FancyBboxPatch
+
+    depth: dict[int, int] = {id(l): 0 for l in model._input_layers}
+    edges: list[tuple[Any, Any]] = []
+    for node in model._nodes:
+        sources = [t.node.layer for t in node.input_tensors]
+        edges += [(s, node.layer) for s in sources]
+        depth[id(node.layer)] = max(depth.get(id(node.layer), 0),
+                                    1 + max(depth[id(s)] for s in sources))
+    rows: dict[int, list[Any]] = {}
+    for layer in model.layers:
+        rows.setdefault(depth[id(layer)], []).append(layer)
+    widest = max(len(r) for r in rows.values())
+    width = max(10.0, 9.0 * widest)
+    fig, ax = plt.subplots(figsize=(max(5.5, 4.0 * widest), max(2.0, 1.1 * len(rows))))
+    ax.set_xlim(0, width)
+    ax.set_ylim(-1.1 * len(rows), 0.4)
+    ax.axis("off")
+    where: dict[int, tuple[float, float]] = {}
+    for d, layers in sorted(rows.items()):
+        y = -1.1 * d
+        for k, layer in enumerate(layers):
+            x = width * (k + 0.5) / len(layers)
+            where[id(layer)] = (x, y)
+            title, detail = _box_text(model, layer, show_shapes, show_layer_names,
+                                      show_layer_activations)
+            ax.add_patch(FancyBboxPatch((x - 4, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
+                                        facecolor="#e8f0fe" if d else "#f1f3f4",
+                                        edgecolor="#3c4043"))
+            ax.text(x, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
+            ax.text(x, y - 0.6, detail, ha="center", va="center", fontsize=8)
+    for source, target in edges:
+        (x0, y0), (x1, y1) = where[id(source)], where[id(target)]
+        # an arrow past a row bends around the boxes between (to the right)
+        skips = y0 - y1 > 1.2
+        ax.annotate("", xy=(x1 + (4 if skips else 0), y1 - (0.4 if skips else 0)),
+                    xytext=(x0 + (4 if skips else 0), y0 - (0.4 if skips else 0.85)),
+                    arrowprops={"arrowstyle": "->", "color": "#3c4043",
+                                "connectionstyle": "arc3,rad=-0.4" if skips else "arc3"})
     ax.set_title(f'Model: "{model.name}"', fontsize=10)
     fig.tight_layout()
     if to_file is not None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ferrax.callbacks import History
-    from ferrax.models import Sequential
+    from ferrax.models import Model
 
 # The global seed every model derives its own from; random unless set.
 _SEED_STATE = {"seed": int.from_bytes(os.urandom(4), "little"), "counter": 0}
@@ -85,9 +85,10 @@ def plot_history(history: History | Mapping[str, Sequence[float]],
     return _plot(history, path)
 
 
-def plot_model(model: Sequential, to_file: PathLike | None = "model.png",
+def plot_model(model: Model, to_file: PathLike | None = "model.png",
                show_shapes: bool = True, show_layer_names: bool = True, **kwargs: Any) -> Figure:
-    """Draw the layer stack with shapes to a PNG (needs matplotlib; no Graphviz)."""
+    """Draw the model (a stack, or a functional model's graph) with shapes to a PNG (needs
+    matplotlib; no Graphviz)."""
     from ferrax._plotting import plot_model as _plot
 
     return _plot(model, to_file, show_shapes=show_shapes, show_layer_names=show_layer_names,
