@@ -278,9 +278,17 @@ impl Layer for Elementwise {
     fn forward_many(&mut self, xs: &[&[f32]], y: &mut [f32], rows: usize, _ctx: &Ctx<'_>) {
         let y = &mut y[..rows * self.out_len];
         if !self.broadcasts() {
+            // One pass per input over a cache-sized block, each a loop that vectorises.
+            let (op, n) = (self.op, self.operands.len());
             for_each_block(y, |at, block| {
-                for (i, v) in block.iter_mut().enumerate() {
-                    *v = self.fold(|k| xs[k][at + i]);
+                block.copy_from_slice(&xs[0][at..at + block.len()]);
+                for x in &xs[1..] {
+                    for (v, &xv) in block.iter_mut().zip(&x[at..]) {
+                        *v = op.combine(*v, xv);
+                    }
+                }
+                if op == MergeOp::Average {
+                    block.iter_mut().for_each(|v| *v /= n as f32);
                 }
             });
             return;
@@ -306,7 +314,23 @@ impl Layer for Elementwise {
             };
             let operand = &self.operands[k];
             let dx = &mut dx[..rows * operand.len];
-            if operand.map.is_none() && !self.broadcasts() {
+            // Sums and differences pass the gradient on as it is (or scaled).
+            let same = operand.map.is_none() && !self.broadcasts();
+            let scale = match self.op {
+                MergeOp::Add => Some(1.0),
+                MergeOp::Subtract => Some(if k == 0 { 1.0 } else { -1.0 }),
+                MergeOp::Average => Some(1.0 / self.operands.len() as f32),
+                _ => None,
+            };
+            if let (true, Some(scale)) = (same, scale) {
+                for_each_block(dx, |at, block| {
+                    for (d, &g) in block.iter_mut().zip(&dy[at..]) {
+                        *d = g * scale;
+                    }
+                });
+                continue;
+            }
+            if same {
                 for_each_block(dx, |at, block| {
                     for (i, d) in block.iter_mut().enumerate() {
                         let e = at + i;
