@@ -1459,6 +1459,37 @@ mod tests {
     }
 
     #[test]
+    fn softmax_fuses_with_cross_entropy_only_where_the_loss_alone_reads_it() {
+        // s = Dense(3, softmax) is an output (cross-entropy) and also read by t = Dense(2).
+        let spec = json!({"input_shape": [3], "seed": 4, "layers": [
+            dense("s", 3, "softmax"), dense("t", 2, "linear")], "outputs": [1, 2]});
+        let compile = json!({"optimizer": {"name": "sgd", "learning_rate": 0.1}, "outputs": [
+            {"loss": "categorical_crossentropy"}, {"loss": "mean_squared_error"}]});
+        let build = || {
+            let mut m = Model::from_spec(&spec).unwrap();
+            m.compile(&compile).unwrap();
+            m
+        };
+        assert!(!build().compiled.unwrap().heads[0].fused_softmax);
+        let y = [0.0, 1.0, 0.0, 0.5, -0.5, 1.0, 0.0, 0.0, 0.2, 0.1];
+        let data = Dataset::new(Features::F32(&X), 3, &y, 5, None).unwrap();
+        assert_gradients_match(first_weight_gradients(&build, &data), 2e-3);
+        // read by the loss alone, it fuses
+        let single = compiled(json!({"input_shape": [3], "layers": [dense("s", 3, "softmax")]}));
+        let mut fused = Model::from_spec(&json!({"input_shape": [3], "layers": [
+            dense("s", 3, "softmax")]}))
+        .unwrap();
+        fused
+            .compile(&json!({"loss": "categorical_crossentropy", "optimizer": {"name": "sgd"}}))
+            .unwrap();
+        assert!(fused.compiled.unwrap().heads[0].fused_softmax);
+        assert!(
+            !single.compiled.unwrap().heads[0].fused_softmax,
+            "mse does not fuse"
+        );
+    }
+
+    #[test]
     fn a_max_pool_is_fused_only_into_its_one_reader() {
         let conv = layer(
             "Conv2D",
