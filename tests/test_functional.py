@@ -572,6 +572,39 @@ def test_masks_flow_through_merges_into_an_rnn(join):
     model.fit(padded, np.zeros((5, 1)), epochs=1, verbose=0)
 
 
+def test_the_functional_guides_ticket_model():
+    # Keras's functional API guide: three inputs (two of unknown length), two outputs
+    title = ferrax.Input(shape=(None,), name="title")
+    body = ferrax.Input(shape=(None,), name="body")
+    tags = ferrax.Input(shape=(12,), name="tags")
+    t = layers.LSTM(16)(layers.Embedding(100, 8)(title))
+    b = layers.LSTM(8)(layers.Embedding(100, 8)(body))
+    x = layers.concatenate([t, b, tags])
+    model = ferrax.Model([title, body, tags], {"priority": layers.Dense(1, name="priority")(x),
+                                               "department": layers.Dense(4, name="department")(x)})
+    model.compile(optimizer=ferrax.optimizers.RMSprop(1e-3),
+                  loss={"priority": ferrax.losses.BinaryCrossentropy(from_logits=True),
+                        "department": ferrax.losses.CategoricalCrossentropy(from_logits=True)},
+                  loss_weights={"priority": 1.0, "department": 0.2})
+    r = np.random.default_rng(8)
+    data = {"title": r.integers(100, size=(24, 10)), "body": r.integers(100, size=(24, 30)),
+            "tags": r.integers(2, size=(24, 12)).astype("float32")}
+    targets = {"priority": r.random(size=(24, 1)), "department": r.integers(2, size=(24, 4))}
+    history = model.fit(data, targets, epochs=2, batch_size=8, verbose=0)
+    assert set(history.history) == {"loss", "priority_loss", "department_loss"}
+    short = {"title": data["title"][:3, :4], "body": data["body"][:3, :7], "tags": data["tags"][:3]}
+    out = model.predict(short, verbose=0)
+    assert out["priority"].shape == (3, 1) and out["department"].shape == (3, 4)
+    # the same lengths again give the same predictions (the engine follows the lengths)
+    model.predict(data, verbose=0)
+    np.testing.assert_array_equal(model.predict(short, verbose=0)["department"],
+                                  out["department"])
+    # swapping which input is long changes the packed layout, not the answer for each
+    swapped = {"title": data["title"][:3, :7], "body": data["body"][:3, :4], "tags": short["tags"]}
+    model.predict(swapped, verbose=0)
+    np.testing.assert_array_equal(model.predict(short, verbose=0)["priority"], out["priority"])
+
+
 def test_switching_lengths_keeps_training_as_one_run():
     def build(length):
         ferrax.utils.set_random_seed(12)

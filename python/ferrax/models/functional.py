@@ -67,12 +67,20 @@ class Functional(Model):
         self._input_layers = [t.node.layer for t in flat_in]
         if len({id(t) for t in flat_in}) != len(flat_in):
             raise ValueError(f"Model '{self.name}': an input is listed twice in inputs")
-        if len(flat_in) > 1 and any(d is None for t in flat_in for d in t.shape[1:]):
-            raise NotImplementedError(f"Model '{self.name}': inputs with axes of unknown length "
-                                      f"(None) are supported for models with one input only")
+        for t in flat_in:
+            if list(t.shape[1:]).count(None) > 1:
+                raise NotImplementedError(f"Model '{self.name}': input '{t.name}' of shape "
+                                          f"{t.shape}: one axis of unknown length (None) is "
+                                          f"supported, not several")
         # Several inputs reach the engine side by side in one row per sample; each has a
-        # slice that takes its part out (kept: the engine graph is asked for often).
-        self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in)
+        # slice that takes its part out (kept: the engine graph is asked for often). With
+        # axes of unknown length, the slices follow the lengths of the call's arrays.
+        self._input_shapes = [_probe_shape(t) for t in flat_in]
+        self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in,
+                                                                         self._input_shapes)
+        # per prepared array (by id, kept alive here): the per-input shapes it packs
+        self._packed_shapes: dict[int, tuple[np.ndarray, list[tuple[int, ...]]]] = {}
+        self._last_packed: list[tuple[int, ...]] = list(self._input_shapes)
         _check_unique_names(self.layers)
         if self._nodes:
             _check_unique_names(self._engine_layers(), " (nested models included)")
@@ -117,8 +125,41 @@ class Functional(Model):
 
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_slices:
-            return (sum(_size(t) for t in self._input_tensors),)
+            variable = any(d is None for t in self._input_tensors for d in t.shape[1:])
+            return (None,) if variable else (_width(self._input_shapes),)
         return tuple(self._input_tensors[0].shape[1:])
+
+    def _declared_input_shape(self) -> tuple[int, ...] | None:
+        if self._input_slices:
+            return (_width(self._input_shapes),)
+        return super()._declared_input_shape()
+
+    def _ensure_built(self, x: np.ndarray) -> None:
+        if self._input_slices and self._variable_axes():
+            self._use_input_shapes(self._last_packed)
+        else:
+            super()._ensure_built(x)
+
+    def _engine_for(self, x: np.ndarray) -> Any:
+        if self._input_slices and self._variable_axes():
+            self._use_input_shapes(self._packed_shapes[id(x)][1])
+            return self._built_core()
+        return super()._engine_for(x)
+
+    def _prepared(self, xf: np.ndarray) -> np.ndarray:
+        if self._input_slices and self._variable_axes():
+            self._packed_shapes[id(xf)] = (xf, list(self._last_packed))
+            while len(self._packed_shapes) > 4:  # fit's training and validation data
+                del self._packed_shapes[next(iter(self._packed_shapes))]
+        return xf
+
+    def _use_input_shapes(self, shapes: list[tuple[int, ...]]) -> None:
+        """Run the engine with inputs of these per-sample shapes (their lengths)."""
+        if shapes == self._input_shapes:
+            return
+        self._input_shapes = list(shapes)
+        self._input_slices = _input_slices(self._input_tensors, self._input_shapes)
+        self._use_shape((_width(shapes),), force=True)
 
     def _first_layer_name(self) -> str | None:
         return self._input_layers[0].name if self._input_slices else super()._first_layer_name()
@@ -193,7 +234,7 @@ class Functional(Model):
         for name, t, part in zip(names, self._input_tensors, parts):
             where = f"{arg}[{name!r}]"
             a = _data.as_array(part, where)
-            _data.features(a, tuple(d or 0 for d in t.shape[1:]), self.name, where)
+            _data.features(a, t.shape[1:], self.name, where)
             # value checks of the layers reading this input (Embedding's ids)
             for reader in self._nodes:
                 if any(r is t for r in reader.input_tensors):
@@ -205,6 +246,7 @@ class Functional(Model):
                              f"same number of samples, got "
                              f"{dict(zip(names, (len(a) for a in arrays)))}")
         dtype = np.uint8 if all(a.dtype == np.uint8 for a in arrays) else np.float32
+        self._last_packed = [tuple(a.shape[1:]) for a in arrays]
         return np.concatenate([a.reshape(len(a), -1).astype(dtype, copy=False)
                                for a in arrays], axis=1)
 
@@ -311,16 +353,23 @@ class _InputSlice(Layer):
                 "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape)}}
 
 
-def _size(t: KerasTensor) -> int:
-    return int(np.prod([d for d in t.shape[1:] if d is not None]))
+def _probe_shape(t: KerasTensor) -> tuple[int, ...]:
+    """An input's per-sample shape, an axis of unknown length at the first probe length."""
+    from ferrax.layers.base import PROBE_LENGTHS
+
+    return tuple(PROBE_LENGTHS[0] if d is None else d for d in t.shape[1:])
 
 
-def _input_slices(inputs: list[KerasTensor]) -> list[_InputSlice]:
+def _width(shapes: list[tuple[int, ...]]) -> int:
+    return sum(int(np.prod(s)) for s in shapes)
+
+
+def _input_slices(inputs: list[KerasTensor], shapes: list[tuple[int, ...]]
+                  ) -> list[_InputSlice]:
     slices, offset = [], 0
-    for t in inputs:
-        shape = tuple(d for d in t.shape[1:] if d is not None)
+    for t, shape in zip(inputs, shapes):
         slices.append(_InputSlice(offset, shape, name=f"{t.node.layer.name}_part"))
-        offset += _size(t)
+        offset += int(np.prod(shape))
     return slices
 
 

@@ -203,12 +203,13 @@ class Model:
         dims = self._declared_input_dims()
         return dims is not None and None in dims
 
-    def _use_shape(self, shape: tuple[int, ...]) -> None:
+    def _use_shape(self, shape: tuple[int, ...], force: bool = False) -> None:
         """For a model with axes of unknown length: run the engine at this input shape
         (a new engine graph for a new length, with the weights, the optimizer state and
-        the training counters carried over)."""
+        the training counters carried over; `force`: even at the same shape, as when the
+        parts of several inputs moved)."""
         old = self._core
-        if old is None or tuple(shape) == tuple(self._input_shape):
+        if old is None or (tuple(shape) == tuple(self._input_shape) and not force):
             return
         self._claim_weights()
         weights, step = old.get_weights(), old.step
@@ -226,7 +227,12 @@ class Model:
             if state is not None:
                 core.set_optimizer_state(state[0], state[1], state[3])
 
-    def _engine_for(self, x: np.ndarray) -> _core.CoreModel:
+    def _prepared(self, xf: np.ndarray) -> np.ndarray:
+        """Notes what `xf`, an array prepared for the engine, holds (several inputs with
+        axes of unknown length: their shapes)."""
+        return xf
+
+    def _engine_for(self, x: np.ndarray) -> Any:
         """The engine, at the shape of the prepared (n, width) array `x`."""
         dims = self._declared_input_dims()
         if dims is not None and None in dims:
@@ -567,7 +573,8 @@ class Model:
         ya = _data.as_array(y, y_arg)
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._expected_input()
-        xf = _data.features(xa, expected, self.name, x_arg, self._first_layer_name())
+        xf = self._prepared(_data.features(xa, expected, self.name, x_arg,
+                                           self._first_layer_name()))
         self._check_inputs(xa, x_arg)
         self._ensure_built(xa)
         if self._heads is not None:  # y: the outputs' targets side by side already
@@ -775,7 +782,8 @@ class Model:
         batch_size = _data.check_batch_size(batch_size)
         xa = _data.as_array(self._unpack_x(x), "x", check_finite=False)
         expected = self._expected_input()
-        xf = _data.features(xa, expected, self.name, first_layer=self._first_layer_name())
+        xf = self._prepared(_data.features(xa, expected, self.name,
+                                           first_layer=self._first_layer_name()))
         self._check_inputs(xa, "x")
         self._ensure_built(xa)
         self._check_stateful_batches(len(xf), batch_size)
