@@ -723,3 +723,16 @@ def test_graph_weights_do_not_depend_on_the_thread_count(tmp_path):
         with np.load(out) as f:
             runs.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_relu_and_softmax_layers_and_keras_short_names():
+    x = ferrax.Input(shape=(4,))
+    model = ferrax.Model(x, layers.Softmax()(layers.ReLU()(x)))
+    data = np.array([[-1.0, 0.5, 2.0, -3.0]], np.float32)
+    relu = np.maximum(data, 0)
+    want = np.exp(relu) / np.exp(relu).sum()
+    assert_close(model.predict(data, verbose=0), want, rtol=1e-6, atol=1e-7, what="softmax")
+    assert layers.MaxPool2D is layers.MaxPooling2D
+    assert layers.GlobalAvgPool1D is layers.GlobalAveragePooling1D
+    with pytest.raises(NotImplementedError, match="max_value"):
+        layers.ReLU(max_value=6.0)

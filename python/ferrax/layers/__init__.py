@@ -16,7 +16,9 @@ from ferrax.layers.core import (
     Input,
     InputLayer,
     Masking,
+    ReLU,
     Reshape,
+    Softmax,
 )
 from ferrax.layers.embedding import Embedding
 from ferrax.layers.merging import (
@@ -59,14 +61,21 @@ from ferrax.layers.reshaping import (
     ZeroPadding2D,
 )
 
-__all__ = ["GRU", "LSTM", "Activation", "Add", "Average", "Concatenate", "Dot", "Maximum",
-           "Minimum", "Multiply", "Subtract", "add", "average", "concatenate", "dot", "maximum",
-           "minimum", "multiply", "subtract", "AveragePooling1D", "AveragePooling2D",
-           "BatchNormalization", "Bidirectional", "Conv1D", "Conv2D", "Conv2DTranspose",
-           "Cropping2D", "Dense", "DepthwiseConv2D", "Dropout", "Embedding", "Flatten",
-           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
-           "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
-           "Masking", "MaxPooling1D", "MaxPooling2D", "Permute", "RepeatVector", "Rescaling",
-           "Reshape", "SeparableConv2D",
-           "SimpleRNN", "SpatialDropout1D", "SpatialDropout2D", "TimeDistributed", "UpSampling2D",
-           "Variable", "ZeroPadding2D"]
+# Keras's shorter names for the pooling layers
+AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D = (AveragePooling1D, AveragePooling2D, MaxPooling1D,
+                                              MaxPooling2D)
+GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+
+__all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D", "AvgPool1D",
+           "AvgPool2D", "BatchNormalization", "Bidirectional", "Concatenate", "Conv1D", "Conv2D",
+           "Conv2DTranspose", "Cropping2D", "Dense", "DepthwiseConv2D", "Dot", "Dropout",
+           "Embedding", "Flatten", "GRU", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "LSTM", "Layer",
+           "LayerNormalization", "Masking", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
+           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "Permute", "ReLU", "RepeatVector",
+           "Rescaling", "Reshape", "SeparableConv2D", "SimpleRNN", "Softmax", "SpatialDropout1D",
+           "SpatialDropout2D", "Subtract", "TimeDistributed", "UpSampling2D", "Variable",
+           "ZeroPadding2D", "add", "average", "concatenate", "dot", "maximum", "minimum",
+           "multiply", "subtract"]

@@ -112,6 +112,55 @@ class Activation(Layer):
         return {"activation": self.activation}
 
 
+class _FixedActivation(Layer):
+    """An activation layer of Keras's (ReLU, Softmax): the engine's Activation with that
+    function."""
+
+    _function = "linear"
+
+    def _core_spec(self) -> Config:
+        return {"class_name": "Activation",
+                "config": {"name": self.name, "trainable": self.trainable,
+                           "activation": self._function}}
+
+
+class ReLU(_FixedActivation):
+    """max(x, 0), as a layer (Keras's `ReLU()` with its default arguments).
+
+    Example:
+
+    >>> x = ferrax.layers.ReLU()(ferrax.layers.BatchNormalization()(inputs))
+    """
+
+    _function = "relu"
+
+    def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if max_value is not None or negative_slope or threshold:
+            raise NotImplementedError(f"ReLU '{self.name}': max_value, negative_slope and "
+                                      f"threshold other than their defaults are not supported "
+                                      f"yet")
+
+
+class Softmax(_FixedActivation):
+    """Softmax over the last axis, as a layer.
+
+    Args:
+        axis: Only -1 (the last axis) is supported.
+    """
+
+    _function = "softmax"
+
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise NotImplementedError(f"Softmax '{self.name}': only axis=-1 is supported")
+
+    def _public_config(self) -> Config:
+        return {"axis": -1}
+
+
 class Dropout(Layer):
     """Zeroes units with probability `rate` during training, scaling the rest by 1/(1-rate)."""
 
