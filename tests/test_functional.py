@@ -736,3 +736,68 @@ def test_relu_and_softmax_layers_and_keras_short_names():
     assert layers.GlobalAvgPool1D is layers.GlobalAveragePooling1D
     with pytest.raises(NotImplementedError, match="max_value"):
         layers.ReLU(max_value=6.0)
+
+
+def _seq2seq(units=3):
+    ferrax.utils.set_random_seed(17)
+    enc_in = ferrax.Input(shape=(None, 2), name="enc_in")
+    dec_in = ferrax.Input(shape=(None, 2), name="dec_in")
+    _, h, c = layers.LSTM(units, return_state=True, name="encoder")(enc_in)
+    seq, _, _ = layers.LSTM(units, return_sequences=True, return_state=True,
+                            name="decoder")(dec_in, initial_state=[h, c])
+    return ferrax.Model([enc_in, dec_in], layers.Dense(1, name="out")(seq))
+
+
+def test_initial_state_carries_the_gradient_into_the_encoder():
+    model = _seq2seq()
+    r = np.random.default_rng(9)
+    x = [r.normal(size=(6, 4, 2)).astype(np.float32), r.normal(size=(6, 3, 2)).astype(np.float32)]
+    y = r.normal(size=(6, 3, 1)).astype(np.float32)
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=0.1), loss="mse")
+    before = model.get_weights()
+
+    def loss_at(weights):
+        model.set_weights(weights)
+        return model.evaluate(x, y, verbose=0)
+
+    eps = 1e-2
+    numeric = []
+    for k in range(4):  # entries of the encoder's kernel: their only path is the state
+        plus = [w.copy() for w in before]
+        minus = [w.copy() for w in before]
+        plus[0].flat[k] += eps
+        minus[0].flat[k] -= eps
+        numeric.append((loss_at(plus) - loss_at(minus)) / (2 * eps))
+    model.set_weights(before)
+    model.train_on_batch(x, y)
+    analytic = (before[0] - model.get_weights()[0]).reshape(-1)[:4] / 0.1
+    assert np.abs(np.asarray(numeric)).max() > 1e-4, "the encoder must matter"
+    assert_close(analytic, numeric, rtol=2e-2, atol=2e-4, what="encoder kernel gradient")
+
+
+def test_keras_seq2seq_training_and_inference_models(tmp_path):
+    model = _seq2seq(units=8)
+    model.compile(optimizer="rmsprop", loss="mse")
+    r = np.random.default_rng(10)
+    x = [r.normal(size=(12, 5, 2)), r.normal(size=(12, 4, 2))]
+    model.fit(x, r.normal(size=(12, 4, 1)), epochs=1, verbose=0)
+    # the inference models of Keras's lstm_seq2seq example share the trained layers
+    encoder_model = ferrax.Model(model.get_layer("enc_in").output,
+                                 model.get_layer("encoder").output[1:])
+    state_in = [ferrax.Input(shape=(8,)), ferrax.Input(shape=(8,))]
+    dec_in = model.get_layer("dec_in").output
+    seq, h, c = model.get_layer("decoder")(dec_in, initial_state=state_in)
+    decoder_model = ferrax.Model([dec_in, *state_in], [model.get_layer("out")(seq), h, c])
+    states = encoder_model.predict(x[0], verbose=0)
+    step, h1, c1 = decoder_model.predict([x[1][:, :1], *states], verbose=0)
+    assert step.shape == (12, 1, 1) and h1.shape == (12, 8)
+    # one decoder step from the encoder's states is the training model's first step
+    full = model.predict(x, verbose=0)
+    assert_close(step[:, 0], full[:, 0], rtol=1e-5, atol=1e-6, what="first step")
+    config = model.get_config()
+    entry = next(e for e in config["layers"] if e["name"] == "decoder")
+    assert len(entry["inbound_nodes"][0]["kwargs"]["initial_state"]) == 2
+    path = tmp_path / "s2s.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), full)

@@ -191,7 +191,10 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
     try:
         model = model_cls.from_config(config)
         model._seed = int(meta["seed"])
-        model.build((None, *_json(path, meta, "input_shape")))
+        # (with axes of unknown length the saved shape is the last call's; each call sets
+        # its own, so the model is built as its config declares it)
+        model.build(None if model._variable_axes() else
+                    (None, *_json(path, meta, "input_shape")))
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: the saved architecture cannot be rebuilt: {e}") from None
     names = [v.name for v in model._variables()]

@@ -71,11 +71,13 @@ class Node:
     whether the inputs came as a list (merge layers) or as one tensor."""
 
     def __init__(self, layer: Layer, inputs: list[KerasTensor], outputs: list[KerasTensor],
-                 as_list: bool) -> None:
+                 as_list: bool, states: int = 0) -> None:
         self.layer = layer
         self.input_tensors = inputs
         self.output_tensors = outputs
         self.as_list = as_list
+        # the last `states` inputs are a recurrent layer's initial_state
+        self.states = states
         layer._inbound_nodes.append(self)
         index = len(layer._inbound_nodes) - 1
         for i, t in enumerate(outputs):

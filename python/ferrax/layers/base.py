@@ -114,17 +114,27 @@ class Layer:
                 f"build a model, then use model.predict")
         training = kwargs.pop("training", None)
         kwargs.pop("mask", None)  # masks flow through the engine, not through calls
+        initial_state = kwargs.pop("initial_state", None)
         if args or kwargs or training is not None:
             extra = [repr(a) for a in args] + sorted(kwargs) + (
                 ["training"] if training is not None else [])
             raise NotImplementedError(f"{type(self).__name__} '{self.name}': call arguments "
                                       f"{', '.join(extra)} are not supported yet")
+        if initial_state is not None:
+            return self._call_with_state(inputs, initial_state)
         return self._call_symbolic(inputs)
+
+    def _call_with_state(self, inputs: Any, initial_state: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} '{self.name}' takes no initial_state "
+                        f"(recurrent layers do)")
 
     def _check_call_inputs(self, inputs: Sequence[Any]) -> None:
         """Checks of a merge layer on its list of inputs (their number)."""
 
-    def _call_symbolic(self, inputs: Any) -> KerasTensor:
+    def _call_symbolic(self, inputs: Any, states: Sequence[Any] = ()) -> Any:
+        """Records a call on symbolic tensors: `inputs` (a list for a merge layer), and
+        for a recurrent layer its `states` (initial_state), which travel as further inputs.
+        Returns the output, or [output, states...] for a layer with return_state."""
         import json
 
         from ferrax import _core
@@ -142,14 +152,11 @@ class Layer:
                                 f"{len(inputs)}; only merge layers (Add, Concatenate, ...) "
                                 f"take several")
             tensors = [inputs]
+        tensors += list(states)
         for t in tensors:
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"{owner}: inputs must all be symbolic tensors "
                                 f"(from ferrax.Input), got {describe(t)}")
-        if self._output_parts() is not None or getattr(self, "return_state", False):
-            raise NotImplementedError(f"{owner}: layers with several outputs "
-                                      f"(return_state=True) are not supported in functional "
-                                      f"models yet")
         shapes = [t.shape[1:] for t in tensors]
         # Axes of unknown length (None): the shape rule runs at two lengths; output axes
         # that follow the length are unknown too, and the weights must not depend on it.
@@ -188,9 +195,20 @@ class Layer:
         self._call_weight_shapes = weight_shapes
         # concrete (at the first probe length) until a model's engine sets the real one
         self._output_shape = tuple(first_out)
-        output = KerasTensor((tensors[0].shape[0], *out), "float32")
-        Node(self, tensors, [output], as_list=self._takes_list)
-        return output
+        batch = tensors[0].shape[0]
+        parts = self._symbolic_parts(tensors[0])
+        if parts is None:
+            output = KerasTensor((batch, *out), "float32")
+            Node(self, tensors, [output], as_list=self._takes_list, states=len(states))
+            return output
+        outputs = [KerasTensor((batch, *p), "float32") for p in parts]
+        Node(self, tensors, outputs, as_list=self._takes_list, states=len(states))
+        return outputs
+
+    def _symbolic_parts(self, first_input: KerasTensor) -> list[tuple[int | None, ...]] | None:
+        """The per-sample shapes of each output when the layer has several
+        (return_state), for a call on `first_input`; None for one output."""
+        return None
 
     def _single_node(self, what: str) -> Node:
         if not self._inbound_nodes:
@@ -206,8 +224,10 @@ class Layer:
 
     @property
     def output(self) -> Any:
-        """The symbolic output of the layer's call in a functional model."""
-        return self._single_node("output").output_tensors[0]
+        """The symbolic output of the layer's call in a functional model (a list for a
+        layer with several outputs)."""
+        outputs = self._single_node("output").output_tensors
+        return list(outputs) if len(outputs) > 1 else outputs[0]
 
     # --- configuration -------------------------------------------------
     def get_config(self) -> Config:

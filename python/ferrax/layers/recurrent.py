@@ -139,6 +139,23 @@ class _RNN(Layer):
     def _state_count(self) -> int:
         return 1
 
+    def _call_with_state(self, inputs: Any, initial_state: Any) -> Any:
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
+            [initial_state]
+        if len(states) != self._state_count():
+            raise ValueError(f"{type(self).__name__} '{self.name}': initial_state must be "
+                             f"{self._state_count()} tensor(s) of shape (None, {self.units}), "
+                             f"got {len(states)}")
+        return self._call_symbolic(inputs, states)
+
+    def _symbolic_parts(self, first_input: Any) -> list[tuple[int | None, ...]] | None:
+        if not self.return_state:
+            return None
+        steps = first_input.shape[1] if len(first_input.shape) > 2 else 0
+        main: tuple[int | None, ...] = ((steps, self.units) if self.return_sequences
+                                        else (self.units,))
+        return [main] + [(self.units,)] * self._state_count()
+
     def _output_parts(self) -> list[tuple[int, ...]] | None:
         """Per-sample shapes of the outputs when there are several (return_state)."""
         if not self.return_state or self._output_shape is None:

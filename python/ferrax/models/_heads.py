@@ -18,7 +18,7 @@ from ferrax.models import _data
 
 class Head(NamedTuple):
     name: str
-    shape: tuple[int, ...]  # per sample
+    shape: tuple[int | None, ...]  # per sample; None: a length that follows the input
     loss: losses_module.Loss
     weight: float
     metrics: list[metrics_module.Metric]
@@ -41,7 +41,7 @@ def per_output(model: str, names: list[str], value: Any, what: str, default: Any
     return [value] * len(names)
 
 
-def resolve(model: str, outputs: list[tuple[str, tuple[int, ...]]], loss: Any,
+def resolve(model: str, outputs: list[tuple[str, tuple[int | None, ...]]], loss: Any,
             loss_weights: Any, metrics: Any) -> list[Head]:
     names = [n for n, _ in outputs]
     losses = per_output(model, names, loss, "loss", None)
@@ -109,7 +109,10 @@ def targets(model: str, heads: list[Head], ys: Sequence[Any], arg: str
             raise ValueError(f"Model '{model}': the targets of '{arg}' must hold the same "
                              f"number of samples, but {where} has {len(ya)}, not {n}")
         n = len(ya)
-        parts.append(_data.targets(ya, h.loss, h.shape, h.name, where).reshape(len(ya), -1))
+        # an output's axis of unknown length takes the length of its targets
+        shape = tuple(ya.shape[1 + i] if d is None and ya.ndim > 1 + i else (d or 1)
+                      for i, d in enumerate(h.shape))
+        parts.append(_data.targets(ya, h.loss, shape, h.name, where).reshape(len(ya), -1))
         ranks.append((ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1))
     return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32), ranks
 
@@ -118,15 +121,17 @@ def engine_spec(heads: list[Head], ranks: list[tuple[int, int]]) -> list[Config]
     specs = []
     for h, (y_rank, y_last) in zip(heads, ranks):
         out_rank = len(h.shape) + 1
+        classes = h.shape[-1] if h.shape and h.shape[-1] is not None else 1
         specs.append({"loss": h.loss._core_spec(), "weight": h.weight,
-                      "metrics": [m._core_spec(y_rank - (out_rank - 2), y_last, h.shape[-1],
+                      "metrics": [m._core_spec(y_rank - (out_rank - 2), y_last, classes,
                                                h.loss) for m in h.metrics]})
     return specs
 
 
 def split(outputs: list[tuple[str, tuple[int, ...]]], out: Float32Array, n: int
           ) -> list[Float32Array]:
-    """The engine's (n, Σ sizes) predictions as one array per output."""
+    """The engine's (n, Σ sizes) predictions as one array per output (`outputs`: the
+    shapes the engine has now)."""
     arrays, at = [], 0
     for _, shape in outputs:
         size = int(np.prod(shape))

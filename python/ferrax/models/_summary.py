@@ -52,10 +52,16 @@ def summary_lines(model: Model) -> list[str]:
         name = f"{layer.name} ({type(layer).__name__})"
         params = _fmt_count(count) if model.built else "0 (unbuilt)"
         links = ["-"] if connections is None else connections.get(id(layer), ["-"])
-        first = [layer.name if len(name) > cols[0] - 2 else name, shape, params]
+        # several output shapes ("[(None, 16), (None, 16)]") go one to a line when long
+        shapes = [shape] if len(shape) <= cols[1] - 2 else _split_shapes(shape)
+        first = [layer.name if len(name) > cols[0] - 2 else name, shapes[0], params]
         rows = [first]
         if len(name) > cols[0] - 2:  # as Keras: the type goes on a line of its own
             rows.append([f"({type(layer).__name__})", "", ""])
+        for k, extra in enumerate(shapes[1:], start=1):
+            while len(rows) <= k:
+                rows.append(["", "", ""])
+            rows[k][1] = extra
         if connections is not None:
             while len(rows) < len(links):
                 rows.append(["", "", ""])
@@ -70,6 +76,13 @@ def summary_lines(model: Model) -> list[str]:
     lines.append(f" Trainable params: {_fmt_count(trainable)} ({_fmt_bytes(trainable * 4)})")
     lines.append(f" Non-trainable params: {_fmt_count(frozen)} ({_fmt_bytes(frozen * 4)})")
     return lines
+
+
+def _split_shapes(text: str) -> list[str]:
+    """'[(None, 4), (None, 8)]' as ['[(None, 4),', '(None, 8)]']."""
+    parts = text.split("), (")
+    return [p + ")," if i < len(parts) - 1 else p for i, p in
+            enumerate([parts[0]] + ["(" + q for q in parts[1:]])]
 
 
 def shape_text(layer: Layer | Model) -> str:

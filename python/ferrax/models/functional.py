@@ -76,6 +76,7 @@ class Functional(Model):
         # slice that takes its part out (kept: the engine graph is asked for often). With
         # axes of unknown length, the slices follow the lengths of the call's arrays.
         self._input_shapes = [_probe_shape(t) for t in flat_in]
+        self._part_slices: dict[int, list[_InputSlice]] = {}
         self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in,
                                                                          self._input_shapes)
         # per prepared array (by id, kept alive here): the per-input shapes it packs
@@ -102,12 +103,39 @@ class Functional(Model):
         value = {id(t): 0 for t in self._input_tensors}
         for t, piece in zip(self._input_tensors, self._input_slices):
             value[id(t)] = builder.add(piece, [0])
+        read = {id(t) for n in self._nodes for t in n.input_tensors}
+        read |= {id(t) for t in self._output_tensors}
         for node in self._nodes:
             made = builder.add(node.layer, [value[id(t)] for t in node.input_tensors])
-            value[id(node.output_tensors[0])] = made
+            if len(node.output_tensors) == 1:
+                value[id(node.output_tensors[0])] = made
+                continue
+            # A layer with several outputs writes them side by side; a slice each takes
+            # out those this model reads (cached: the engine graph is asked for often).
+            for t, piece in zip(node.output_tensors, self._output_parts_of(node)):
+                if id(t) in read:
+                    value[id(t)] = builder.add(piece, [made])
         if len(self._output_tensors) > 1:
             builder.outputs = [value[id(t)] for t in self._output_tensors]
         return builder.graph()
+
+    def _output_parts_of(self, node: Node) -> list[_InputSlice]:
+        if id(node) not in self._part_slices:
+            shapes = [tuple(t.shape[1:]) for t in node.output_tensors]
+            sizes = [int(np.prod([d for d in s if d is not None])) for s in shapes]
+            pieces, offset = [], 0
+            for k, shape in enumerate(shapes):
+                name = f"{node.layer.name}_out{k}"
+                if None in shape:
+                    # a sequence of any length first: the states after it count from the end
+                    rest = sum(sizes[k + 1:])
+                    pieces.append(_InputSlice(offset, shape, name=name, rest=rest))
+                    offset = -rest
+                else:
+                    pieces.append(_InputSlice(offset, shape, name=name))
+                    offset += sizes[k]
+            self._part_slices[id(node)] = pieces
+        return self._part_slices[id(node)]
 
     def _model_nodes(self, layer: Any) -> list[Node]:
         """The calls of `layer` that belong to this model, in the layer's call order."""
@@ -197,7 +225,8 @@ class Functional(Model):
     def _summary_shape(self, layer: Any) -> str:
         # the symbolic output (axes of unknown length stay None), of its first call here
         node = self._model_nodes(layer)[0]
-        return str(node.output_tensors[0].shape)
+        shapes = [t.shape for t in node.output_tensors]
+        return str(shapes[0]) if len(shapes) == 1 else str(shapes)
 
     def _connections(self) -> dict[int, list[str]]:
         """Per layer (by id): the "Connected to" entries of the summary, every call's."""
@@ -253,17 +282,22 @@ class Functional(Model):
     def _unpack_y(self, y: Any, arg: str = "y") -> Any:
         return _unpack(self.name, y, arg, self.output_names, "output")
 
-    def _output_list(self) -> list[tuple[str, tuple[int, ...]]] | None:
+    def _output_list(self) -> list[tuple[str, tuple[int | None, ...]]] | None:
         if len(self._output_tensors) == 1:
             return None
-        return [(name, tuple(d or 0 for d in t.shape[1:]))
+        return [(name, tuple(t.shape[1:]))
                 for name, t in zip(self.output_names, self._output_tensors)]
 
     def _shape_outputs(self, out: Float32Array, n: int) -> Any:
         outputs = self._output_list()
         if outputs is None:
             return super()._shape_outputs(out, n)
-        arrays = _heads.split(outputs, out, n)
+        # the outputs' shapes at the engine's current lengths
+        graph = self._engine_graph()
+        assert graph.outputs is not None
+        shapes = self._built_core().output_shapes()
+        now = [(name, tuple(shapes[v - 1])) for (name, _), v in zip(outputs, graph.outputs)]
+        arrays = _heads.split(now, out, n)
         if isinstance(self._outputs_struct, dict):
             return dict(zip(self._outputs_struct, arrays))
         return arrays
@@ -288,8 +322,10 @@ class Functional(Model):
                 if node.is_input:
                     continue
                 args = [self._tensor_config(t) for t in node.input_tensors]
-                entry["inbound_nodes"].append({"args": [args if node.as_list else args[0]],
-                                               "kwargs": {}})
+                main = args[:len(args) - node.states]
+                kwargs = {"initial_state": args[len(main):]} if node.states else {}
+                entry["inbound_nodes"].append({"args": [main if node.as_list else main[0]],
+                                               "kwargs": kwargs})
             layers.append(entry)
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
                 "input_layers": self._structure_refs(self._inputs_struct),
@@ -312,7 +348,7 @@ class Functional(Model):
         tensors: dict[tuple[str, int, int], KerasTensor] = {}
         # (layer, call index, call's args): run as soon as their inputs exist, since a
         # shared layer's later call may read layers listed after it
-        pending: list[tuple[Any, int, Any]] = []
+        pending: list[tuple[Any, int, Any, list[Any]]] = []
         for entry in config["layers"]:
             layer = _layer_from_config(entry)
             if not entry.get("inbound_nodes"):
@@ -322,18 +358,25 @@ class Functional(Model):
                 tensors[(layer.name, 0, 0)] = layer.output
                 continue
             for node_index, node in enumerate(entry["inbound_nodes"]):
-                pending.append((layer, node_index, node["args"][0]))
+                states = node.get("kwargs", {}).get("initial_state", [])
+                pending.append((layer, node_index, node["args"][0], states))
         while pending:
-            ready = [p for p in pending if all(_key(a) in tensors for a in _call_args(p[2]))]
+            ready = [p for p in pending
+                     if all(_key(a) in tensors for a in _call_args(p[2]) + list(p[3]))]
             if not ready:
                 raise ValueError(f"Model config: the calls of {[p[0].name for p in pending]} "
                                  f"read tensors that no layer makes")
-            layer, node_index, args = ready[0]
+            layer, node_index, args, states = ready[0]
             if isinstance(args, list):
                 call_input: Any = [_resolve(tensors, a) for a in args]
             else:
                 call_input = _resolve(tensors, args)
-            tensors[(layer.name, node_index, 0)] = layer(call_input)
+            if states:
+                out = layer(call_input, initial_state=[_resolve(tensors, a) for a in states])
+            else:
+                out = layer(call_input)
+            for k, t in enumerate(out if isinstance(out, list) else [out]):
+                tensors[(layer.name, node_index, k)] = t
             pending.remove(ready[0])
         inputs = _from_refs(tensors, config["input_layers"])
         outputs = _from_refs(tensors, config["output_layers"])
@@ -344,13 +387,15 @@ class Functional(Model):
 class _InputSlice(Layer):
     """The engine's part of one input among several (not a layer of the model)."""
 
-    def __init__(self, offset: int, shape: tuple[int, ...], **kwargs: Any) -> None:
+    def __init__(self, offset: int, shape: tuple[int | None, ...], rest: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.offset, self.shape = offset, shape
+        self.offset, self.shape, self.rest = offset, shape, rest
 
     def _core_spec(self) -> Config:
         return {"class_name": "InputSlice",
-                "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape)}}
+                "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape),
+                           "rest": self.rest}}
 
 
 def _probe_shape(t: KerasTensor) -> tuple[int, ...]:

@@ -248,7 +248,7 @@ class Model:
         """The array for the model's one output, from what the user passed."""
         return y
 
-    def _output_list(self) -> list[tuple[str, tuple[int, ...]]] | None:
+    def _output_list(self) -> list[tuple[str, tuple[int | None, ...]]] | None:
         """(name, per-sample shape) of each output of a model with several; None for a
         model with one."""
         return None
@@ -323,7 +323,7 @@ class Model:
         except ValueError as e:
             raise ValueError(f"Model '{self.name}' could not be built for input shape "
                              f"(None, {', '.join(map(str, input_shape))}): {e}") from None
-        for layer in layers[:-1]:
+        for layer in layers[:-1] if self._connections() is None else []:
             if layer._output_parts() is not None or getattr(layer, "return_state", False):
                 raise ValueError(f"Model '{self.name}': layer '{layer.name}' returns its "
                                  f"states (return_state=True), so it can only be the last "
@@ -587,7 +587,10 @@ class Model:
         assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
         assert loss is not None  # checked by _require_compiled
-        yf = _data.targets(ya, loss, last._output_shape, last.name, y_arg)
+        # the engine's output shape now (a layer shared with another model may have been
+        # built there for another length)
+        out_shape = tuple(self._built_core().output_shapes()[-1])
+        yf = _data.targets(ya, loss, out_shape, last.name, y_arg)
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
         w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
@@ -829,7 +832,8 @@ class Model:
             from ferrax.layers.recurrent import split_outputs
 
             return split_outputs(parts, out)  # type: ignore[return-value]
-        return self._pack_outputs(out.reshape((n,) + tuple(last._output_shape)))
+        out_shape = tuple(self._built_core().output_shapes()[-1])
+        return self._pack_outputs(out.reshape((n, *out_shape)))
 
     def _call_symbolic(self, x: Any) -> Any:
         """This model used as a layer inside another: records the call; the outer

@@ -1,6 +1,8 @@
-//! InputSlice: one input of a model with several. The inputs travel to the
-//! engine side by side, one flat row per sample; each input's slice copies its
-//! part out, in its own shape. Never trained, so there is no gradient to send.
+//! InputSlice: a part of a flat row per sample, in its own shape. It takes one
+//! input of a model with several out of the row they travel in side by side,
+//! and one output of a layer with several (a recurrent layer's output and
+//! states) out of the row that layer writes. Its gradient is dy on its part
+//! and zero elsewhere (the parts' gradients add up where a row has readers).
 
 use super::{usize_field, Ctx, Layer};
 use crate::error::{Error, Result};
@@ -15,23 +17,63 @@ pub struct InputSlice {
 }
 
 impl InputSlice {
+    /// From `{"offset": o, "shape": [...]}`; a negative offset counts from the row's
+    /// end, and one axis of the shape may be null: the length that takes the rest
+    /// of the row but its last `rest` values (a sequence of any length before a
+    /// recurrent layer's states).
     pub fn build(name: &str, config: &Value, input_shape: &[usize]) -> Result<Self> {
-        let offset = usize_field(config, name, "offset")?;
-        let shape: Vec<usize> = config["shape"]
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|d| d.as_u64().map(|d| d as usize).filter(|&d| d > 0))
-                    .collect()
-            })
-            .ok_or_else(|| {
-                Error(format!(
-                    "{name}: 'shape' must be positive integers, got {}",
-                    config["shape"]
-                ))
-            })?;
-        let len: usize = shape.iter().product();
         let width: usize = input_shape.iter().product();
+        let bad_shape = || {
+            Error(format!(
+                "{name}: 'shape' must be positive integers (one may be null), got {}",
+                config["shape"]
+            ))
+        };
+        let dims: Vec<Option<usize>> = config["shape"]
+            .as_array()
+            .ok_or_else(bad_shape)?
+            .iter()
+            .map(|d| match d {
+                Value::Null => Ok(None),
+                d => d
+                    .as_u64()
+                    .map(|d| d as usize)
+                    .filter(|&d| d > 0)
+                    .map(Some)
+                    .ok_or_else(bad_shape),
+            })
+            .collect::<Result<_>>()?;
+        let offset = match config["offset"].as_i64() {
+            Some(o) if o < 0 => width.checked_sub(o.unsigned_abs() as usize),
+            Some(o) => Some(o as usize),
+            None => None,
+        }
+        .ok_or_else(|| {
+            Error(format!(
+                "{name}: 'offset' must be an integer within the row of {width} values, got {}",
+                config["offset"]
+            ))
+        })?;
+        let rest = match config.get("rest") {
+            None | Some(Value::Null) => 0,
+            Some(_) => usize_field(config, name, "rest")?,
+        };
+        let known: usize = dims.iter().flatten().product();
+        let shape: Vec<usize> = match dims.iter().filter(|d| d.is_none()).count() {
+            0 => dims.iter().flatten().copied().collect(),
+            1 => {
+                let free = width.saturating_sub(offset + rest);
+                if known == 0 || free % known != 0 || free == 0 {
+                    crate::bail!(
+                        "{name}: {free} values do not make whole rows of {known} for the \
+                         axis of unknown length"
+                    );
+                }
+                dims.iter().map(|d| d.unwrap_or(free / known)).collect()
+            }
+            _ => return Err(bad_shape()),
+        };
+        let len: usize = shape.iter().product();
         if input_shape.len() != 1 || offset + len > width {
             crate::bail!(
                 "{name}: values {offset}..{} do not lie within the packed inputs of \
@@ -64,14 +106,16 @@ impl Layer for InputSlice {
         &mut self,
         _x: &[f32],
         _y: &[f32],
-        _dy: &mut [f32],
+        dy: &mut [f32],
         dx: Option<&mut [f32]>,
-        _rows: usize,
+        rows: usize,
     ) {
-        // Model inputs take no gradient; if one is asked for, the other inputs' parts are 0.
-        if let Some(dx) = dx {
-            dx.fill(0.0);
-        }
+        let Some(dx) = dx else { return };
+        let (offset, len) = (self.offset, self.len);
+        for_each_row(&mut dx[..rows * self.width], self.width, |r, row| {
+            row.fill(0.0);
+            row[offset..offset + len].copy_from_slice(&dy[r * len..(r + 1) * len]);
+        });
     }
 }
 
@@ -95,6 +139,22 @@ mod tests {
         };
         s.forward(&x, &mut y, 2, &ctx);
         assert_eq!(y, vec![2.0, 3.0, 4.0, 8.0, 9.0, 10.0]);
+        let mut dx = vec![f32::NAN; 12];
+        s.backward(&x, &y, &mut y.clone(), Some(&mut dx), 2);
+        let mut want = vec![0.0; 12];
+        want[2..5].copy_from_slice(&y[..3]);
+        want[8..11].copy_from_slice(&y[3..]);
+        assert_eq!(dx, want);
+        // [sequence of any length (rows of 2), h (2)]: the parts from either end
+        let seq = InputSlice::build(
+            "s",
+            &json!({"offset": 0, "shape": [null, 2], "rest": 2}),
+            &[8],
+        )
+        .unwrap();
+        assert_eq!(seq.output_shape(), &[3, 2]);
+        let h = InputSlice::build("h", &json!({"offset": -2, "shape": [2]}), &[8]).unwrap();
+        assert_eq!((h.offset, h.len), (6, 2));
         let err = InputSlice::build("in_c", &json!({"offset": 4, "shape": [3]}), &[6])
             .err()
             .unwrap();

@@ -384,6 +384,16 @@ pub fn build_node(spec: &Value, input_shapes: &[&[usize]], key: Key) -> Result<B
     if let Some(layer) = merge::build(class, name, config, input_shapes)? {
         return Ok(layer);
     }
+    let cell = match class {
+        "SimpleRNN" => Some(CellKind::Simple),
+        "LSTM" => Some(CellKind::Lstm),
+        "GRU" => Some(CellKind::Gru),
+        _ => None,
+    };
+    if let (Some(kind), true) = (cell, input_shapes.len() > 1) {
+        let layer = Recurrent::build_with_initial_state(name, config, input_shapes, key, kind)?;
+        return Ok(Box::new(layer));
+    }
     match input_shapes {
         [one] => build(spec, one, key),
         _ => Err(Error(format!(

@@ -166,9 +166,9 @@ impl Layer for Bidirectional {
             ..*ctx
         };
         self.forward
-            .forward(fp, x, &mut self.out_forward, rows, &fctx);
+            .forward(fp, x, &mut self.out_forward, rows, &fctx, &[]);
         self.backward
-            .forward(bp, x, &mut self.out_backward, rows, &bctx);
+            .forward(bp, x, &mut self.out_backward, rows, &bctx, &[]);
         let width = self.output_shape.last().copied().expect("non-empty");
         for r in 0..rows {
             for t in 0..steps {

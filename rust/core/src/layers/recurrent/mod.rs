@@ -169,6 +169,35 @@ pub struct Recurrent {
 }
 
 impl Recurrent {
+    /// The layer called with its starting state as further inputs (Keras's
+    /// `initial_state`): one (units,) input for h, and one for c of an LSTM.
+    pub fn build_with_initial_state(
+        name: &str,
+        config: &Value,
+        input_shapes: &[&[usize]],
+        key: Key,
+        kind: CellKind,
+    ) -> Result<Self> {
+        let layer = Recurrent::build(name, config, input_shapes[0], key, kind)?;
+        let spec = &layer.rnn.spec;
+        let states = if kind.has_cell_state() { 2 } else { 1 };
+        let units = [spec.units()];
+        if input_shapes.len() != 1 + states || input_shapes[1..].iter().any(|s| *s != units) {
+            crate::bail!(
+                "{name}: initial_state must be {states} tensor(s) of shape (None, {}), got \
+                 shapes {:?}",
+                spec.units(),
+                &input_shapes[1..]
+            );
+        }
+        if spec.stateful {
+            crate::bail!("{name}: a stateful layer cannot also take an initial_state");
+        }
+        Ok(layer)
+    }
+}
+
+impl Recurrent {
     pub fn build(
         name: &str,
         config: &Value,
@@ -222,7 +251,32 @@ impl Layer for Recurrent {
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx<'_>) {
-        self.rnn.forward(&self.params, x, y, rows, ctx);
+        self.rnn.forward(&self.params, x, y, rows, ctx, &[]);
+    }
+
+    /// With `initial_state`: xs = [sequence, h0 (, c0)].
+    fn forward_many(&mut self, xs: &[&[f32]], y: &mut [f32], rows: usize, ctx: &Ctx<'_>) {
+        self.rnn
+            .forward(&self.params, xs[0], y, rows, ctx, &xs[1..]);
+    }
+
+    fn backward_many(
+        &mut self,
+        xs: &[&[f32]],
+        _y: &[f32],
+        dy: &mut [f32],
+        dxs: &mut [Option<&mut [f32]>],
+        rows: usize,
+    ) {
+        let (first, states) = dxs.split_at_mut(1);
+        self.rnn
+            .backward(&mut self.params, xs[0], dy, first[0].take(), rows);
+        // The starting state's gradient goes back to the tensors it came from.
+        for (dx, grad) in states.iter_mut().zip(self.rnn.initial_state_grads()) {
+            if let Some(dx) = dx {
+                dx.copy_from_slice(&grad[..dx.len()]);
+            }
+        }
     }
 
     fn backward(

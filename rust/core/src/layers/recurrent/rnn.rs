@@ -192,8 +192,18 @@ impl Rnn {
     }
 
     /// y ← the layer's output for `rows` samples of x (rows × steps × features);
-    /// `params` are [kernel, recurrent_kernel, bias?].
-    pub fn forward(&mut self, params: &[Param], x: &[f32], y: &mut [f32], rows: usize, ctx: &Ctx) {
+    /// `params` are [kernel, recurrent_kernel, bias?]. `initial`: the starting
+    /// state (h, then c for an LSTM; rows × units each) when given, as Keras's
+    /// `initial_state`.
+    pub fn forward(
+        &mut self,
+        params: &[Param],
+        x: &[f32],
+        y: &mut [f32],
+        rows: usize,
+        ctx: &Ctx,
+        initial: &[&[f32]],
+    ) {
         let spec = self.spec;
         let (t_len, f, u, g) = (spec.steps, spec.features, spec.units(), spec.width());
         let kernel = params[0].value_slice();
@@ -262,13 +272,19 @@ impl Rnn {
             buf.resize(n * u, 0.0);
         }
 
-        // The starting state: carried from the last batch when stateful, else zeros.
-        for (state, carried) in [
+        // The starting state: given, or carried from the last batch when stateful,
+        // else zeros.
+        for (k, (state, carried)) in [
             (&mut self.h, &self.carried_h),
             (&mut self.c, &self.carried_c),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             state.clear();
-            if spec.stateful && carried.len() == rows * u {
+            if let Some(given) = initial.get(k) {
+                state.extend_from_slice(&given[..rows * u]);
+            } else if spec.stateful && carried.len() == rows * u {
                 state.extend_from_slice(carried);
             } else {
                 state.resize(rows * u, 0.0);
@@ -381,6 +397,12 @@ impl Rnn {
             self.carried_h.clone_from(&self.h);
             self.carried_c.clone_from(&self.c);
         }
+    }
+
+    /// After `backward`: the gradient of the starting state h (and c of an LSTM),
+    /// rows × units each.
+    pub fn initial_state_grads(&self) -> [&[f32]; 2] {
+        [&self.h, &self.c]
     }
 
     /// Sets the params' gradients (and dx if asked) from dy, the gradient of
@@ -497,6 +519,7 @@ impl Rnn {
                 *a += b;
             }
         }
+        // What is left is the gradient of the starting state (`initial_state_grads`).
         self.h = dh;
         self.c = dc;
 
