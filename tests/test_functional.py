@@ -801,3 +801,30 @@ def test_keras_seq2seq_training_and_inference_models(tmp_path):
     model.save(path)
     loaded = ferrax.models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), full)
+
+
+def test_sample_weights_per_output():
+    model = _two_outputs()
+    model.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5])
+    r = np.random.default_rng(11)
+    x = r.normal(size=(8, 4)).astype(np.float32)
+    ids, target = r.integers(0, 3, size=8), r.normal(size=(8, 1))
+    params = [w.astype(np.float64) for w in model.get_weights()]
+    _, _, (ce, mse) = _two_outputs_loss_and_grads(params, x, ids, target)
+    # weight 0 on the second half of the samples for reg only
+    w_reg = np.r_[np.ones(4), np.zeros(4)]
+    logs = model.test_on_batch(x, [ids, target], sample_weight={"reg": w_reg},
+                               return_dict=True)
+    _, _, (_, mse_half) = _two_outputs_loss_and_grads(params, x[:4], ids[:4], target[:4])
+    assert_close([logs["cls_loss"], logs["reg_loss"]], [ce, mse_half / 2], rtol=1e-5,
+                 atol=1e-6, what="losses")
+    # one array weighs every output
+    logs = model.test_on_batch(x, [ids, target], sample_weight=np.full(8, 2.0),
+                               return_dict=True)
+    assert_close([logs["cls_loss"], logs["reg_loss"]], [2 * ce, 2 * mse], rtol=1e-5,
+                 atol=1e-6, what="losses")
+    model.fit(x, [ids, target], sample_weight=[None, w_reg], epochs=1, validation_split=0.25,
+              verbose=0)
+    with pytest.raises(ValueError, match=r"'sample_weight' has key\(s\) \['nope'\]"):
+        model.fit(x, [ids, target], sample_weight={"nope": w_reg}, verbose=0)

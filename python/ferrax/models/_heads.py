@@ -30,13 +30,13 @@ def per_output(model: str, names: list[str], value: Any, what: str, default: Any
     if isinstance(value, dict):
         unknown = [k for k in value if k not in names]
         if unknown:
-            raise ValueError(f"Model '{model}': compile's {what} has key(s) {unknown} that "
+            raise ValueError(f"Model '{model}': {what} has key(s) {unknown} that "
                              f"match no output; the outputs are {names}")
         return [value.get(n, default) for n in names]
     if isinstance(value, (list, tuple)):
         if len(value) != len(names):
-            raise ValueError(f"Model '{model}' has {len(names)} outputs {names}, but compile's "
-                             f"{what} lists {len(value)}")
+            raise ValueError(f"Model '{model}' has {len(names)} outputs {names}, but {what} "
+                             f"lists {len(value)}")
         return list(value)
     return [value] * len(names)
 
@@ -44,19 +44,19 @@ def per_output(model: str, names: list[str], value: Any, what: str, default: Any
 def resolve(model: str, outputs: list[tuple[str, tuple[int | None, ...]]], loss: Any,
             loss_weights: Any, metrics: Any) -> list[Head]:
     names = [n for n, _ in outputs]
-    losses = per_output(model, names, loss, "loss", None)
+    losses = per_output(model, names, loss, "compile's loss", None)
     for name, l in zip(names, losses):
         if l is None:
             raise ValueError(f"Model '{model}': compile gives no loss for output '{name}'")
     weights = per_output(model, names, 1.0 if loss_weights is None else loss_weights,
-                         "loss_weights", 1.0)
+                         "compile's loss_weights", 1.0)
     if metrics is None:
         per: list[Any] = [[] for _ in names]
     elif isinstance(metrics, dict):
-        per = per_output(model, names, metrics, "metrics", [])
+        per = per_output(model, names, metrics, "compile's metrics", [])
     elif isinstance(metrics, (list, tuple)) and metrics and all(
             isinstance(m, (list, tuple)) for m in metrics):
-        per = per_output(model, names, list(metrics), "metrics", [])
+        per = per_output(model, names, list(metrics), "compile's metrics", [])
     else:  # one metric or a flat list: every output is scored with it
         per = [metrics for _ in names]
     heads = []
@@ -138,3 +138,28 @@ def split(outputs: list[tuple[str, tuple[int, ...]]], out: Float32Array, n: int
         arrays.append(out[:, at:at + size].reshape((n, *shape)))
         at += size
     return arrays
+
+
+def sample_weights(model: str, heads: list[Head], sample_weight: Any, n: int
+                   ) -> Float32Array | None:
+    """Weights for the engine: one per sample for every output (an array), or one per
+    sample and output (a list of arrays in the outputs' order or a dict by output name;
+    outputs it leaves out weigh 1), as an (n, outputs) array."""
+    names = [h.name for h in heads]
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, dict):
+        per = per_output(model, names, sample_weight, "'sample_weight'", None)
+    elif isinstance(sample_weight, (list, tuple)) and all(
+            w is None or hasattr(w, "shape") for w in sample_weight):
+        per = per_output(model, names, list(sample_weight), "'sample_weight'", None)
+    elif isinstance(sample_weight, np.ndarray) and sample_weight.ndim == 2 \
+            and sample_weight.shape == (n, len(names)):
+        return np.ascontiguousarray(sample_weight, dtype=np.float32)
+    else:
+        return _data.sample_weights(sample_weight, None, None, n)
+    columns = []
+    for w in per:
+        column = None if w is None else _data.sample_weights(w, None, None, n)
+        columns.append(np.ones(n, np.float32) if column is None else column)
+    return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)

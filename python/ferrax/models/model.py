@@ -582,7 +582,8 @@ class Model:
                 raise ValueError(f"Model '{self.name}' has several outputs: class_weight is "
                                  f"for models with one")
             self._compile_heads()
-            return xf, ya, _data.sample_weights(sample_weight, None, None, len(xa))
+            return xf, ya, _heads.sample_weights(self.name, self._heads, sample_weight,
+                                                 len(xa))
         last = self._engine_layers()[-1]
         assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
@@ -640,6 +641,8 @@ class Model:
         ya = _data.as_array(self._unpack_targets(y), "y")
         _data.check_lengths(xa, ya)
         sw = sample_weight
+        if self._heads is not None:  # per output: an (n, outputs) array, split below
+            sw = _heads.sample_weights(self.name, self._heads, sw, len(xa))
         val = None
         if validation_data is None and validation_split:
             # Keras takes the *last* samples, before any shuffling.

@@ -99,6 +99,8 @@ pub struct Dataset<'a> {
     pub y: &'a [f32],
     pub y_width: usize,
     pub weights: Option<&'a [f32]>,
+    /// Weights per sample: 1, or one per output of a model with several.
+    pub w_width: usize,
     pub n: usize,
 }
 
@@ -127,10 +129,16 @@ impl<'a> Dataset<'a> {
                 y_width
             );
         }
+        let mut w_width = 1;
         if let Some(w) = weights {
-            if w.len() != n {
-                crate::bail!("sample_weight has {} values, expected {}", w.len(), n);
+            if n == 0 || !w.len().is_multiple_of(n) || w.is_empty() {
+                crate::bail!(
+                    "sample_weight has {} values, expected {} (or a whole number per sample)",
+                    w.len(),
+                    n
+                );
             }
+            w_width = w.len() / n;
         }
         Ok(Dataset {
             x,
@@ -138,6 +146,7 @@ impl<'a> Dataset<'a> {
             y,
             y_width,
             weights,
+            w_width,
             n,
         })
     }
@@ -150,11 +159,14 @@ impl<'a> Dataset<'a> {
         }
     }
 
+    /// The samples' weights (`w_width` each) into `out`; false without weights.
     pub fn gather_weights(&self, idx: &[u32], out: &mut [f32]) -> bool {
+        let width = self.w_width;
         match self.weights {
             Some(w) => {
-                for (o, &i) in out.iter_mut().zip(idx) {
-                    *o = w[i as usize];
+                for (o, &i) in out.chunks_mut(width).zip(idx) {
+                    let i = i as usize;
+                    o.copy_from_slice(&w[i * width..(i + 1) * width]);
                 }
                 true
             }

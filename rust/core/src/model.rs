@@ -703,7 +703,7 @@ impl Model {
         data.x.gather(data.x_width, idx, &mut self.acts[0]);
         self.y_batch.resize(rows * data.y_width, 0.0);
         data.gather_y(idx, &mut self.y_batch);
-        self.w_batch.resize(rows, 0.0);
+        self.w_batch.resize(rows * data.w_width, 0.0);
         let weighted = data.gather_weights(idx, &mut self.w_batch);
         let single = self.outputs.len() == 1;
         let mut offset = 0;
@@ -721,11 +721,13 @@ impl Model {
                 }
             }
             offset += y_width;
-            // Each step of a sequence output is scored with its sample's weight.
+            // Each step of a sequence output is scored with its sample's weight (the
+            // output's own when there is one per output).
             if weighted {
                 t.w.clear();
-                for &w in &self.w_batch[..rows] {
-                    t.w.extend(std::iter::repeat_n(w, steps));
+                let column = if data.w_width > 1 { k } else { 0 };
+                for sample in self.w_batch.chunks(data.w_width).take(rows) {
+                    t.w.extend(std::iter::repeat_n(sample[column], steps));
                 }
             }
         }
@@ -1098,6 +1100,13 @@ impl Model {
                 self.sizes[0],
                 self.shapes[0],
                 data.x_width
+            );
+        }
+        if data.w_width != 1 && data.w_width != self.outputs.len() {
+            crate::bail!(
+                "expected one sample weight per sample, or one per output ({}), got {}",
+                self.outputs.len(),
+                data.w_width
             );
         }
         let want_y: usize = (0..self.outputs.len()).map(|k| self.target_width(k)).sum();
