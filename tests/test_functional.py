@@ -828,3 +828,25 @@ def test_sample_weights_per_output():
               verbose=0)
     with pytest.raises(ValueError, match=r"'sample_weight' has key\(s\) \['nope'\]"):
         model.fit(x, [ids, target], sample_weight={"nope": w_reg}, verbose=0)
+
+
+def test_callbacks_with_a_two_output_model(tmp_path):
+    model = _two_outputs()
+    model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "mse"],
+                  metrics=[["accuracy"], []])
+    r = np.random.default_rng(12)
+    x = r.normal(size=(40, 4)).astype(np.float32)
+    y = [r.integers(0, 3, size=40), r.normal(size=(40, 1))]
+    best = tmp_path / "best.ferrax"
+    log = tmp_path / "log.csv"
+    callbacks = [ferrax.callbacks.ModelCheckpoint(str(best), monitor="val_cls_loss",
+                                                  save_best_only=True),
+                 ferrax.callbacks.CSVLogger(str(log)),
+                 ferrax.callbacks.EarlyStopping(monitor="val_reg_loss", patience=1),
+                 ferrax.callbacks.BackupAndRestore(str(tmp_path / "backup"))]
+    history = model.fit(x, y, epochs=3, validation_split=0.25, callbacks=callbacks, verbose=0)
+    header = log.read_text().splitlines()[0].split(",")
+    assert {"cls_loss", "reg_loss", "cls_accuracy", "val_cls_loss"} <= set(header)
+    assert len(history.history["loss"]) >= 1
+    restored = ferrax.models.load_model(best)
+    assert restored.output_names == ["cls", "reg"]
