@@ -850,3 +850,26 @@ def test_callbacks_with_a_two_output_model(tmp_path):
     assert len(history.history["loss"]) >= 1
     restored = ferrax.models.load_model(best)
     assert restored.output_names == ["cls", "reg"]
+
+
+def test_a_nested_model_with_two_inputs_and_two_outputs():
+    a, b = ferrax.Input(shape=(4,)), ferrax.Input(shape=(4,))
+    head = ferrax.Model([a, b], [layers.Dense(1, name="score")(layers.concatenate([a, b])),
+                                 layers.subtract([a, b])], name="head")
+    x = ferrax.Input(shape=(6,))
+    e1, e2 = layers.Dense(4, name="e1")(x), layers.Dense(4, name="e2")(x)
+    score, diff = head([e1, e2])
+    model = ferrax.Model(x, [score, layers.Dense(2, name="d2")(diff)])
+    data = np.random.default_rng(13).random((5, 6)).astype(np.float32)
+    (k1, b1), (k2, b2) = model.get_layer("e1").get_weights(), model.get_layer("e2").get_weights()
+    ks, bs = head.get_layer("score").get_weights()
+    kd, bd = model.get_layer("d2").get_weights()
+    h1, h2 = data @ k1 + b1, data @ k2 + b2
+    got_score, got_d2 = model.predict(data, verbose=0)
+    assert_close(got_score, np.concatenate([h1, h2], 1) @ ks + bs, rtol=1e-5, atol=1e-6,
+                 what="score")
+    assert_close(got_d2, (h1 - h2) @ kd + bd, rtol=1e-5, atol=1e-6, what="d2")
+    config = model.get_config()
+    assert ferrax.Model.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match="has 2 input"):
+        head(e1)

@@ -41,21 +41,16 @@ class GraphBuilder:
         from ferrax.models.model import Model
 
         if isinstance(layer, Model):
-            if len(inputs) != 1:
-                raise ValueError(f"Model '{layer.name}' takes one input, got {len(inputs)}")
-            return self._inline(layer, inputs[0])
+            outputs = layer._inline_into(self, list(inputs))
+            if len(outputs) != 1:
+                raise ValueError(f"Model '{layer.name}' has {len(outputs)} outputs; only a "
+                                 f"functional model can use them")
+            return outputs[0]
         self.shares.append(self._first.get(id(layer)))
         self._first.setdefault(id(layer), len(self.layers))
         self.layers.append(layer)
         self.inbound.append(list(inputs))
         return len(self.layers)
-
-    def _inline(self, model: Model, value: int) -> int:
-        inner = model._engine_graph()
-        values = [value]
-        for layer, ins in zip(inner.layers, inner.inbound):
-            values.append(self.add(layer, [values[v] for v in ins]))
-        return values[-1]
 
     def graph(self) -> EngineGraph:
         return EngineGraph(self.layers, self.inbound, self.shares, self.outputs)

@@ -103,10 +103,29 @@ class Functional(Model):
         value = {id(t): 0 for t in self._input_tensors}
         for t, piece in zip(self._input_tensors, self._input_slices):
             value[id(t)] = builder.add(piece, [0])
+        self._add_calls(builder, value)
+        if len(self._output_tensors) > 1:
+            builder.outputs = [value[id(t)] for t in self._output_tensors]
+        return builder.graph()
+
+    def _inline_into(self, builder: GraphBuilder, inputs: list[int]) -> list[int]:
+        """This model's layers added to an outer model's graph, its inputs read from the
+        outer values `inputs`; returns the values of its outputs."""
+        value = {id(t): v for t, v in zip(self._input_tensors, inputs)}
+        self._add_calls(builder, value)
+        return [value[id(t)] for t in self._output_tensors]
+
+    def _add_calls(self, builder: GraphBuilder, value: dict[int, int]) -> None:
+        """Adds every layer call, in order; `value` maps tensors (by id) to values."""
         read = {id(t) for n in self._nodes for t in n.input_tensors}
         read |= {id(t) for t in self._output_tensors}
         for node in self._nodes:
-            made = builder.add(node.layer, [value[id(t)] for t in node.input_tensors])
+            ins = [value[id(t)] for t in node.input_tensors]
+            if isinstance(node.layer, Model):  # a nested model: its outputs, one value each
+                for t, v in zip(node.output_tensors, node.layer._inline_into(builder, ins)):
+                    value[id(t)] = v
+                continue
+            made = builder.add(node.layer, ins)
             if len(node.output_tensors) == 1:
                 value[id(node.output_tensors[0])] = made
                 continue
@@ -115,9 +134,6 @@ class Functional(Model):
             for t, piece in zip(node.output_tensors, self._output_parts_of(node)):
                 if id(t) in read:
                     value[id(t)] = builder.add(piece, [made])
-        if len(self._output_tensors) > 1:
-            builder.outputs = [value[id(t)] for t in self._output_tensors]
-        return builder.graph()
 
     def _output_parts_of(self, node: Node) -> list[_InputSlice]:
         if id(node) not in self._part_slices:

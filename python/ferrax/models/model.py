@@ -838,30 +838,56 @@ class Model:
         out_shape = tuple(self._built_core().output_shapes()[-1])
         return self._pack_outputs(out.reshape((n, *out_shape)))
 
+    def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
+        """This model's layers added to an outer model's graph (`builder`), reading the
+        outer values `inputs`; returns the values of its outputs. A stack: in order."""
+        (value,) = inputs
+        for layer in self._engine_graph_calls():
+            value = builder.add(layer, [value])
+        return [value]
+
+    def _engine_graph_calls(self) -> list[Any]:
+        """A stack's layers and nested models, in order."""
+        raise NotImplementedError
+
     def _call_symbolic(self, x: Any) -> Any:
         """This model used as a layer inside another: records the call; the outer
         model's engine runs this model's layers in its place (with the same weights)."""
         from ferrax.symbolic import KerasTensor, Node
 
-        if not isinstance(x, KerasTensor):
-            raise NotImplementedError(f"Model '{self.name}': a nested model takes one input "
-                                      f"tensor, got {describe(x)}")
-        shape = tuple(x.shape[1:])
-        if any(d is None for d in shape):
-            raise ValueError(f"Model '{self.name}': input '{x.name}' has shape {x.shape}; axes "
-                             f"of unknown length (None) are not supported yet")
-        if not self.built:
-            self.build((None, *shape))
-        if tuple(self._input_shape) != shape:
-            raise ValueError(f"Model '{self.name}' expects inputs of shape "
-                             f"{(None, *self._input_shape)}, but is called on '{x.name}' of "
-                             f"shape {x.shape}")
-        if self._engine_layers()[-1]._output_parts() is not None:
-            raise NotImplementedError(f"Model '{self.name}': a nested model whose last layer "
+        tensors = list(x) if isinstance(x, (list, tuple)) else [x]
+        if not all(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"Model '{self.name}': a nested model is called on symbolic "
+                            f"tensors, got {describe(x)}")
+        own = list(getattr(self, "inputs", [])) or [None]
+        if len(tensors) != len(own):
+            raise ValueError(f"Model '{self.name}' has {len(own)} input(s), but is called on "
+                             f"{len(tensors)}")
+        for t, mine in zip(tensors, own):
+            shape = tuple(t.shape[1:])
+            if any(d is None for d in shape):
+                raise ValueError(f"Model '{self.name}': input '{t.name}' has shape {t.shape}; "
+                                 f"a nested model needs inputs of known length")
+            want = tuple(mine.shape[1:]) if mine is not None else (
+                tuple(self._input_shape) if self.built else None)
+            if want is None:
+                self.build((None, *shape))
+                want = tuple(self._input_shape)
+            if want != shape:
+                raise ValueError(f"Model '{self.name}' expects inputs of shape "
+                                 f"{(None, *want)}, but is called on '{t.name}' of shape "
+                                 f"{t.shape}")
+        if self._engine_layers()[-1]._output_parts() is not None and \
+                self._connections() is None:
+            raise NotImplementedError(f"Model '{self.name}': a nested stack whose last layer "
                                       f"returns its states is not supported")
-        out = KerasTensor((x.shape[0], *self.output_shape[1:]), "float32")
-        Node(self, [x], [out], as_list=False)  # type: ignore[arg-type]
-        return out
+        batch = tensors[0].shape[0]
+        own_outputs = getattr(self, "_output_tensors", None)
+        shapes = ([tuple(t.shape[1:]) for t in own_outputs] if own_outputs is not None
+                  else [tuple(self.output_shape[1:])])
+        outs = [KerasTensor((batch, *s), "float32") for s in shapes]
+        Node(self, tensors, outs, as_list=isinstance(x, (list, tuple)))  # type: ignore[arg-type]
+        return outs[0] if len(outs) == 1 else outs
 
     def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
         from ferrax.symbolic import any_symbolic

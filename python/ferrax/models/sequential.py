@@ -81,6 +81,9 @@ class Sequential(Model):
     def _engine_graph(self) -> EngineGraph:
         return chain(self._layers)
 
+    def _engine_graph_calls(self) -> list[Any]:
+        return list(self._layers)
+
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_layer is not None:
             return self._input_layer._input_dims
