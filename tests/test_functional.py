@@ -873,3 +873,101 @@ def test_a_nested_model_with_two_inputs_and_two_outputs():
     assert ferrax.Model.from_config(config).get_config() == config
     with pytest.raises(ValueError, match="has 2 input"):
         head(e1)
+
+
+# --- found in review: edges of the graph ----------------------------------------------------
+def test_two_outputs_in_one_buffer_add_their_gradients():
+    x = ferrax.Input(shape=(3,))
+    d = layers.Dense(4, name="d")(x)
+    model = ferrax.Model(x, [d, layers.Reshape((2, 2))(d)])  # the Reshape shares d's buffer
+    model.compile(optimizer=ferrax.optimizers.SGD(0.1), loss=["mse", "mae"])
+    r = np.random.default_rng(14)
+    data = r.random((5, 3)).astype(np.float32)
+    y1, y2 = r.random((5, 4)).astype(np.float32), r.random((5, 2, 2)).astype(np.float32)
+    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    out = data @ kernel + bias
+    g = 2 * (out - y1) / out.size + np.sign(out - y2.reshape(5, 4)) / out.size
+    model.train_on_batch(data, [y1, y2])
+    assert_close(model.get_weights()[0], kernel - 0.1 * data.T @ g, rtol=1e-5, atol=1e-6,
+                 what="kernel")
+
+
+def test_outputs_that_are_an_input_or_a_pooled_convolution():
+    x = ferrax.Input(shape=(3,))
+    model = ferrax.Model(x, [x, layers.Dense(2)(x)])
+    model.compile(optimizer="sgd", loss="mse")
+    a, b = model.predict(np.ones((2, 3), np.float32), verbose=0)
+    assert a.shape == (2, 3) and b.shape == (2, 2)
+    image = ferrax.Input(shape=(8, 8, 1))
+    conv = layers.Conv2D(4, 3, padding="same")(image)
+    out = layers.Dense(1)(layers.Flatten()(layers.MaxPooling2D(2)(conv)))
+    model = ferrax.Model(image, [conv, out])  # the conv is an output: not fused into the pool
+    model.compile(optimizer="sgd", loss="mse")
+    data = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+    model.fit(data, [np.zeros((4, 8, 8, 4)), np.zeros((4, 1))], verbose=0)
+    assert [p.shape for p in model.predict(data, verbose=0)] == [(4, 8, 8, 4), (4, 1)]
+
+
+def test_a_nested_model_with_an_unused_output():
+    a = ferrax.Input(shape=(3,))
+    inner = ferrax.Model(a, [layers.Dense(4, name="h1")(a), layers.Dense(2, name="h2")(a)])
+    x = ferrax.Input(shape=(3,))
+    first, _ = inner(x)
+    model = ferrax.Model(x, first)
+    model.compile(optimizer=ferrax.optimizers.SGD(0.1), loss="mse")
+    h2 = inner.get_layer("h2").get_weights()
+    model.fit(np.ones((4, 3)), np.zeros((4, 4)), verbose=0)
+    assert model.predict(np.ones((2, 3)), verbose=0).shape == (2, 4)
+    # the unused branch sends back no gradient
+    assert all(np.array_equal(u, v) for u, v in zip(h2, inner.get_layer("h2").get_weights()))
+
+
+def test_wrapping_a_trained_model_keeps_its_weights():
+    base = ferrax.Sequential([ferrax.Input(shape=(4,)), layers.Dense(3, name="base_dense")])
+    base.compile(optimizer="adam", loss="mse")
+    base.fit(np.ones((8, 4)), np.ones((8, 3)), epochs=2, verbose=0)
+    trained = base.get_weights()
+    stacked = ferrax.Sequential([base, layers.Dense(1)])
+    stacked.add(layers.Dense(1))
+    assert all(np.array_equal(a, b) for a, b in zip(trained, base.get_weights()))
+    kernel, bias = trained
+    k1, b1 = stacked.layers[1].get_weights()
+    k2, b2 = stacked.layers[2].get_weights()
+    data = np.ones((2, 4), np.float32)
+    assert_close(stacked.predict(data, verbose=0), ((data @ kernel + bias) @ k1 + b1) @ k2 + b2,
+                 rtol=1e-5, atol=1e-6, what="stacked")
+
+
+def test_a_refused_call_of_a_built_layer_leaves_its_model_working():
+    dense = layers.Dense(2, name="d_built")
+    model = ferrax.Sequential([ferrax.Input(shape=(4,)), dense])
+    before = model.predict(np.ones((1, 4)), verbose=0)
+    x = ferrax.Input(shape=(5,))
+    with pytest.raises(ValueError, match=r"d_built.*\(None, 5\)"):
+        ferrax.Model(x, dense(x))
+    np.testing.assert_array_equal(model.predict(np.ones((1, 4)), verbose=0), before)
+
+
+def test_output_names_follow_dict_keys_and_stay_unique():
+    x = ferrax.Input(shape=(3,))
+    h = layers.Dense(4)(x)
+    model = ferrax.Model(x, {"score": layers.Dense(1)(h), "cls": layers.Dense(2)(h)})
+    assert model.output_names == ["score", "cls"]
+    model.compile(optimizer="sgd", loss={"score": "mse", "cls": "mse"})
+    model.fit(np.ones((4, 3)), {"score": np.zeros((4, 1)), "cls": np.zeros((4, 2))}, verbose=0)
+    seq = ferrax.Input(shape=(5, 2))
+    _, h_state, c_state = layers.LSTM(3, return_state=True, name="enc")(seq)
+    assert ferrax.Model(seq, [h_state, c_state]).output_names == ["enc", "enc_1"]
+
+
+def test_the_mask_survives_return_state():
+    x = ferrax.Input(shape=(None,), dtype="int32")
+    seq, _, _ = layers.LSTM(4, return_sequences=True, return_state=True)(
+        layers.Embedding(10, 4, mask_zero=True)(x))
+    model = ferrax.Model(x, layers.Dense(3, activation="softmax")(seq))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    ids, labels = np.array([[1, 2, 3, 0, 0, 0]]), np.array([[1, 2, 0, 0, 0, 0]])
+    assert model.evaluate(ids, labels, verbose=0) == pytest.approx(
+        model.evaluate(ids[:, :3], labels[:, :3], verbose=0), rel=1e-6)
+    with pytest.raises(ValueError, match="at least 1 input"):
+        layers.Add()([])

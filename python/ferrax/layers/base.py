@@ -107,6 +107,8 @@ class Layer:
         """Call the layer on symbolic tensors (`ferrax.Input(...)` and what layers
         return from it): records the call in the model graph and returns the output
         tensor, whose shape follows from the layer's shape rule."""
+        if self._takes_list and isinstance(inputs, (list, tuple)) and not inputs:
+            self._check_call_inputs(list(inputs))
         if not any_symbolic(inputs):
             raise NotImplementedError(
                 f"{type(self).__name__} '{self.name}': calling a layer on arrays (eager "
@@ -184,6 +186,12 @@ class Layer:
                     f"unknown length?). Give those axes a length, or reduce them first "
                     f"(GlobalAveragePooling1D, an RNN without return_sequences)")
             out = [a if a == b else None for a, b in zip(first_out, other)]
+        if not self._inbound_nodes and self.built and weight_shapes != [
+                list(v.shape) for v in self.weights]:
+            raise ValueError(
+                f"{owner} is built with weights of shapes {[v.shape for v in self.weights]}; "
+                f"it cannot be called on {', '.join(str(t.shape) for t in tensors)}, which "
+                f"would need weights of shapes {[tuple(w) for w in weight_shapes]}")
         if self._inbound_nodes and weight_shapes != self._call_weight_shapes:
             first = self._inbound_nodes[0].input_tensors
             raise ValueError(

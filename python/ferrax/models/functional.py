@@ -104,8 +104,7 @@ class Functional(Model):
         for t, piece in zip(self._input_tensors, self._input_slices):
             value[id(t)] = builder.add(piece, [0])
         self._add_calls(builder, value)
-        if len(self._output_tensors) > 1:
-            builder.outputs = [value[id(t)] for t in self._output_tensors]
+        builder.outputs = [value[id(t)] for t in self._output_tensors]
         return builder.graph()
 
     def _inline_into(self, builder: GraphBuilder, inputs: list[int]) -> list[int]:
@@ -135,6 +134,14 @@ class Functional(Model):
                 if id(t) in read:
                     value[id(t)] = builder.add(piece, [made])
 
+    def _engine_output_shapes(self) -> list[tuple[int, ...]]:
+        graph = self._engine_graph()
+        assert graph.outputs is not None
+        # value 0 is the input itself, value v the output of layer v - 1
+        shapes = [tuple(self._input_shape)] + [tuple(s) for s in
+                                               self._built_core().output_shapes()]
+        return [shapes[v] for v in graph.outputs]
+
     def _output_parts_of(self, node: Node) -> list[_InputSlice]:
         if id(node) not in self._part_slices:
             shapes = [tuple(t.shape[1:]) for t in node.output_tensors]
@@ -142,13 +149,16 @@ class Functional(Model):
             pieces, offset = [], 0
             for k, shape in enumerate(shapes):
                 name = f"{node.layer.name}_out{k}"
+                # a recurrent layer's returned sequence keeps its mask
+                sequence = k == 0 and getattr(node.layer, "return_sequences", False)
                 if None in shape:
                     # a sequence of any length first: the states after it count from the end
                     rest = sum(sizes[k + 1:])
-                    pieces.append(_InputSlice(offset, shape, name=name, rest=rest))
+                    pieces.append(_InputSlice(offset, shape, name=name, rest=rest,
+                                              keep_mask=sequence))
                     offset = -rest
                 else:
-                    pieces.append(_InputSlice(offset, shape, name=name))
+                    pieces.append(_InputSlice(offset, shape, name=name, keep_mask=sequence))
                     offset += sizes[k]
             self._part_slices[id(node)] = pieces
         return self._part_slices[id(node)]
@@ -201,9 +211,14 @@ class Functional(Model):
         """Run the engine with inputs of these per-sample shapes (their lengths)."""
         if shapes == self._input_shapes:
             return
+        before = self._input_shapes, self._input_slices
         self._input_shapes = list(shapes)
         self._input_slices = _input_slices(self._input_tensors, self._input_shapes)
-        self._use_shape((_width(shapes),), force=True)
+        try:
+            self._use_shape((_width(shapes),), force=True)
+        except Exception:
+            self._input_shapes, self._input_slices = before
+            raise
 
     def _first_layer_name(self) -> str | None:
         return self._input_layers[0].name if self._input_slices else super()._first_layer_name()
@@ -232,7 +247,17 @@ class Functional(Model):
 
     @property
     def output_names(self) -> list[str]:
-        return [t.node.layer.name for t in self._output_tensors]
+        """The outputs' names: a dict's keys, else their layers' names (a layer's second
+        output and later get _1, _2, ...)."""
+        if isinstance(self._outputs_struct, dict):
+            return [str(k) for k in self._outputs_struct]
+        names: list[str] = []
+        for t in self._output_tensors:
+            name, k = t.node.layer.name, 1
+            while name in names:
+                name, k = f"{t.node.layer.name}_{k}", k + 1
+            names.append(name)
+        return names
 
     @property
     def output_shape(self) -> Any:
@@ -308,11 +333,8 @@ class Functional(Model):
         outputs = self._output_list()
         if outputs is None:
             return super()._shape_outputs(out, n)
-        # the outputs' shapes at the engine's current lengths
-        graph = self._engine_graph()
-        assert graph.outputs is not None
-        shapes = self._built_core().output_shapes()
-        now = [(name, tuple(shapes[v - 1])) for (name, _), v in zip(outputs, graph.outputs)]
+        now = [(name, shape) for (name, _), shape in zip(outputs,
+                                                         self._engine_output_shapes())]
         arrays = _heads.split(now, out, n)
         if isinstance(self._outputs_struct, dict):
             return dict(zip(self._outputs_struct, arrays))
@@ -404,14 +426,14 @@ class _InputSlice(Layer):
     """The engine's part of one input among several (not a layer of the model)."""
 
     def __init__(self, offset: int, shape: tuple[int | None, ...], rest: int = 0,
-                 **kwargs: Any) -> None:
+                 keep_mask: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.offset, self.shape, self.rest = offset, shape, rest
+        self.offset, self.shape, self.rest, self.keep_mask = offset, shape, rest, keep_mask
 
     def _core_spec(self) -> Config:
         return {"class_name": "InputSlice",
                 "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape),
-                           "rest": self.rest}}
+                           "rest": self.rest, "keep_mask": self.keep_mask}}
 
 
 def _probe_shape(t: KerasTensor) -> tuple[int, ...]:

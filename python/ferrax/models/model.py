@@ -248,6 +248,11 @@ class Model:
         """The array for the model's one output, from what the user passed."""
         return y
 
+    def _engine_output_shapes(self) -> list[tuple[int, ...]]:
+        """Each output's per-sample shape in the engine as it is now (at the current
+        lengths; a layer shared with another model may have been built elsewhere)."""
+        return [tuple(self._built_core().output_shapes()[-1])]
+
     def _output_list(self) -> list[tuple[str, tuple[int | None, ...]]] | None:
         """(name, per-sample shape) of each output of a model with several; None for a
         model with one."""
@@ -282,14 +287,22 @@ class Model:
         if not moved:
             return
         weights = core.get_weights()
+        # Checked first: a layer that cannot move stays where it is, its model intact.
         for i, layer in moved:
             home = layer._model
-            mine = self._layer_slices[i]
             if home is not None and home._core is not None:
                 theirs = home._core.get_weights()[layer._weight_slice]
-                weights[mine] = theirs
-                home._variable_cache = None
-            layer._model, layer._weight_slice = self, mine
+                mine = weights[self._layer_slices[i]]
+                if [w.shape for w in theirs] != [w.shape for w in mine]:
+                    raise ValueError(
+                        f"Layer '{layer.name}' holds weights of shapes "
+                        f"{[w.shape for w in theirs]} in model '{home.name}', but model "
+                        f"'{self.name}' calls it on inputs that need {[w.shape for w in mine]}")
+                weights[self._layer_slices[i]] = theirs
+        for i, layer in moved:
+            if layer._model is not None:
+                layer._model._variable_cache = None
+            layer._model, layer._weight_slice = self, self._layer_slices[i]
             core.set_layer_frozen(i, not layer.trainable)
         core.set_weights([np.ascontiguousarray(w) for w in weights])
         self._variable_cache = None
@@ -590,7 +603,7 @@ class Model:
         assert loss is not None  # checked by _require_compiled
         # the engine's output shape now (a layer shared with another model may have been
         # built there for another length)
-        out_shape = tuple(self._built_core().output_shapes()[-1])
+        out_shape = self._engine_output_shapes()[0]
         yf = _data.targets(ya, loss, out_shape, last.name, y_arg)
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
@@ -835,7 +848,7 @@ class Model:
             from ferrax.layers.recurrent import split_outputs
 
             return split_outputs(parts, out)  # type: ignore[return-value]
-        out_shape = tuple(self._built_core().output_shapes()[-1])
+        out_shape = self._engine_output_shapes()[0]
         return self._pack_outputs(out.reshape((n, *out_shape)))
 
     def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ferrax._serial import describe
 from ferrax._typing import Config
 from ferrax.layers.base import Layer
@@ -65,14 +67,34 @@ class Sequential(Model):
         return layer
 
     def _invalidate(self) -> None:
-        # The stack changed: weights are rebuilt (eagerly when the input shape is known).
+        # The stack changed: the engine is rebuilt (eagerly when the input shape is
+        # known), and layers whose weights it held keep them (a trained model wrapped in
+        # a Sequential, a layer added after training).
+        kept: dict[int, list[Any]] = {}
+        old = self._core
+        old_weights = old.get_weights() if old is not None else []
         for layer in self._engine_layers():
             if layer._model is self:
+                if old is not None:
+                    kept[id(layer)] = old_weights[layer._weight_slice]
                 layer._model = None
         self._core = None
         self._variable_cache = None
         if self._layers and self._declared_input_shape() is not None:
             self.build()
+            self._restore(kept)
+
+    def _restore(self, kept: dict[int, list[Any]]) -> None:
+        core = self._core
+        if not kept or core is None:
+            return
+        weights = core.get_weights()
+        for layer, mine in zip(self._engine_layers(), self._layer_slices):
+            saved = kept.get(id(layer))
+            if saved is not None and [w.shape for w in saved] == [w.shape for w in
+                                                                  weights[mine]]:
+                weights[mine] = saved
+        core.set_weights([np.ascontiguousarray(w) for w in weights])
 
     @property
     def layers(self) -> list[Any]:

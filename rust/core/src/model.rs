@@ -108,6 +108,8 @@ pub struct Model {
     merge_dx: Vec<Vec<Vec<f32>>>,
     /// Per layer: the earlier layer whose weights it uses (a shared layer's later call).
     tied: Vec<Option<usize>>,
+    /// Values nothing reads and that are not outputs: their gradient is zero.
+    unread: Vec<usize>,
     /// The model's outputs (values), and their targets for the current batch.
     outputs: Vec<usize>,
     targets: Vec<Targets>,
@@ -218,13 +220,12 @@ impl Model {
                 !layer.params().is_empty() || inputs[i].iter().any(|&v| upstream_weights[v]);
         }
         let outputs = output_values(spec, n)?;
-        if let Some(v) = (1..n).find(|&v| consumers[v] == 0 && !outputs.contains(&v)) {
-            crate::bail!(
-                "the output of {} is read by no later layer and is not an output of the model",
-                layer_name(&specs[v - 1])
-            );
-        }
-        let absorbed = fuse_max_pools(&mut built, &inputs, &consumers, &has_mask);
+        // Values nothing reads (an unused output of a nested model): computed, and
+        // their gradient is zero.
+        let unread: Vec<usize> = (1..n)
+            .filter(|&v| consumers[v] == 0 && !outputs.contains(&v))
+            .collect();
+        let absorbed = fuse_max_pools(&mut built, &inputs, &consumers, &has_mask, &outputs);
         let mut node_out: Vec<usize> = (1..n).collect();
         let mut dead = vec![false; n];
         for j in (0..built.len()).filter(|&j| absorbed[j]) {
@@ -243,6 +244,7 @@ impl Model {
             })
             .collect();
         Ok(Model {
+            unread,
             tied,
             absorbed,
             dead,
@@ -300,10 +302,11 @@ impl Model {
             };
             let weight = layers::f32_field(h, "compile", "weight", 1.0)?;
             let out = self.outputs[k];
-            let producer = &self.layers[out - 1];
+            // (an output that is the model's input has no layer to fuse with)
             let fused_softmax = loss.fuses_with_softmax()
+                && out > 0
                 && self.consumers[out] == 0
-                && producer.final_activation() == Some(Activation::Softmax);
+                && self.layers[out - 1].final_activation() == Some(Activation::Softmax);
             heads.push(Head {
                 loss,
                 weight,
@@ -483,8 +486,11 @@ impl Model {
             }
         }
         let widest_fanout = (0..self.sizes.len())
-            // read by several layers, or by one and the loss
-            .filter(|&v| self.consumers[v] + usize::from(self.outputs.contains(&v)) > 1)
+            // read by several layers, by one and the loss, or an output of several
+            .filter(|&v| {
+                self.consumers[v] + usize::from(self.outputs.contains(&v)) > 1
+                    || (self.outputs.len() > 1 && self.outputs.contains(&v))
+            })
             .map(|v| self.sizes[v])
             .max()
             .unwrap_or(0);
@@ -542,7 +548,8 @@ impl Model {
             let ctx = Ctx {
                 training: training && !(frozen && layer.inference_when_frozen()),
                 key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
-                mask: in_mask.map(|m| &m[..rows * self.shapes[first][0]]),
+                // (a value's mask holds exactly this batch's rows × its steps)
+                mask: in_mask,
             };
             let y_out = &mut y[..rows * self.sizes[out]];
             match &self.inputs[i][..] {
@@ -561,9 +568,8 @@ impl Model {
             }
             if flow == MaskFlow::Keep {
                 if let Some(m) = in_mask {
-                    let steps = self.shapes[first][0];
                     out_mask.clear();
-                    out_mask.extend_from_slice(&m[..rows * steps]);
+                    out_mask.extend_from_slice(m);
                 }
             } else if self.has_mask[out] && matches!(flow, MaskFlow::Combine | MaskFlow::JoinSteps)
             {
@@ -581,6 +587,13 @@ impl Model {
         self.grad_written.fill(false);
         for &v in &self.outputs {
             self.grad_written[self.alias[v]] = true;
+        }
+        for &v in &self.unread {
+            let b = self.alias[v];
+            if !self.grad_written[b] && !self.dead[v] {
+                self.grads[b][..rows * self.sizes[v]].fill(0.0);
+                self.grad_written[b] = true;
+            }
         }
         for i in (0..self.layers.len()).rev() {
             // Nothing to do where no layer with weights lies at or before this one.
@@ -812,7 +825,15 @@ impl Model {
                 weighted.then(|| &t.w[..terms])
             };
             let fused = grad && head.fused_softmax;
-            let grads = grad.then_some(&mut self.grads[out][..terms * width]);
+            // Two outputs in one buffer (an output and its Reshape): the later loss
+            // gradient is computed aside and added.
+            let shared = self.outputs[..k].iter().any(|&v| self.alias[v] == out);
+            let len = terms * width;
+            let grads = match (grad, shared) {
+                (false, _) => None,
+                (true, false) => Some(&mut self.grads[out][..len]),
+                (true, true) => Some(&mut self.fanout_dx[..len]),
+            };
             // The gradient of weight · Σ loss / terms: the weight folds into the norm
             // (exactly terms for one output of weight 1).
             let norm = if head.weight == 1.0 {
@@ -830,6 +851,9 @@ impl Model {
                 grads,
                 fused,
             ) / terms as f64;
+            if grad && shared {
+                add_into(&mut self.grads[out][..len], &self.fanout_dx[..len]);
+            }
             total += head.weight as f64 * value;
             self.head_losses[k] = value;
         }
@@ -1129,12 +1153,13 @@ fn fuse_max_pools(
     inputs: &[Vec<usize>],
     consumers: &[usize],
     has_mask: &[bool],
+    outputs: &[usize],
 ) -> Vec<bool> {
     let mut absorbed = vec![false; layers.len()];
     for j in 0..layers.len() {
         let [v] = inputs[j][..] else { continue };
         // Value v is written by layer v - 1, which must read a single input too.
-        if v == 0 || consumers[v] != 1 || inputs[v - 1].len() != 1 {
+        if v == 0 || consumers[v] != 1 || outputs.contains(&v) || inputs[v - 1].len() != 1 {
             continue;
         }
         let p = v - 1;
@@ -1534,12 +1559,12 @@ mod tests {
         let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
                            dense("b", 3, "relu")], "inbound": [[0], [2]]}));
         assert!(e.contains("Dense 'b'") && e.contains("made before"), "{e}");
-        let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
+        // A value nothing reads is computed and sends back no gradient: a stays as it was.
+        let mut unread = compiled(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
                            dense("b", 3, "relu")], "inbound": [[0], [0]]}));
-        assert!(
-            e.contains("Dense 'a'") && e.contains("read by no later layer"),
-            "{e}"
-        );
+        let before = unread.params().next().unwrap().value_slice().to_vec();
+        trained_weights(&mut unread, 4, 3);
+        assert_eq!(unread.params().next().unwrap().value_slice(), &before[..]);
         let e = err(json!({"input_shape": [4], "layers": [dense("a", 3, "relu"),
                            dense("b", 3, "relu")], "inbound": [[0], [0, 1]]}));
         assert!(e.contains("takes one input, got 2"), "{e}");

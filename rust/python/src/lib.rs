@@ -107,11 +107,10 @@ impl CoreModel {
         Ok(CoreModel { model })
     }
 
-    fn compile(&mut self, spec_json: &str) -> PyResult<()> {
+    fn compile(&mut self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
         let spec = parse(spec_json)?;
-        self.model
-            .compile(&spec)
-            .map_err(|e| PyValueError::new_err(e.0))
+        let model = &mut self.model;
+        run_core(py, || model.compile(&spec))
     }
 
     /// Freeze or unfreeze one layer's weights (`layer.trainable = False`).

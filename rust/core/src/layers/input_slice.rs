@@ -4,12 +4,15 @@
 //! states) out of the row that layer writes. Its gradient is dy on its part
 //! and zero elsewhere (the parts' gradients add up where a row has readers).
 
-use super::{usize_field, Ctx, Layer};
+use super::{usize_field, Ctx, Layer, MaskFlow};
 use crate::error::{Error, Result};
 use crate::parallel::for_each_row;
 use serde_json::Value;
 
 pub struct InputSlice {
+    /// The part is a sequence that keeps the row's time-step mask (a recurrent
+    /// layer's returned sequence beside its states).
+    keep_mask: bool,
     offset: usize,
     len: usize,
     width: usize,
@@ -82,6 +85,7 @@ impl InputSlice {
             );
         }
         Ok(InputSlice {
+            keep_mask: config["keep_mask"].as_bool().unwrap_or(false),
             offset,
             len,
             width,
@@ -93,6 +97,14 @@ impl InputSlice {
 impl Layer for InputSlice {
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
+    }
+
+    fn mask_flow(&self) -> MaskFlow {
+        if self.keep_mask {
+            MaskFlow::Keep
+        } else {
+            MaskFlow::Drop
+        }
     }
 
     fn forward(&mut self, x: &[f32], y: &mut [f32], _rows: usize, _ctx: &Ctx<'_>) {

@@ -238,8 +238,9 @@ impl Layer for Recurrent {
     }
 
     fn mask_flow(&self) -> MaskFlow {
-        let spec = &self.rnn.spec;
-        if spec.return_sequences && !spec.return_state {
+        // A returned sequence keeps its steps' mask (with return_state, on the row
+        // whose sequence part a slice takes out with it).
+        if self.rnn.spec.return_sequences {
             MaskFlow::Keep
         } else {
             MaskFlow::Drop
