@@ -79,8 +79,8 @@ class Functional(Model):
         self._part_slices: dict[int, list[_InputSlice]] = {}
         self._input_slices = [] if len(flat_in) == 1 else _input_slices(flat_in,
                                                                          self._input_shapes)
-        # per prepared array (by id, kept alive here): the per-input shapes it packs
-        self._packed_shapes: dict[int, tuple[np.ndarray, list[tuple[int, ...]]]] = {}
+        # per prepared array (by id, dropped when the array is): the input shapes it packs
+        self._packed_shapes: dict[int, list[tuple[int, ...]]] = {}
         self._last_packed: list[tuple[int, ...]] = list(self._input_shapes)
         _check_unique_names(self.layers)
         if self._nodes:
@@ -196,15 +196,16 @@ class Functional(Model):
 
     def _engine_for(self, x: np.ndarray) -> Any:
         if self._input_slices and self._variable_axes():
-            self._use_input_shapes(self._packed_shapes[id(x)][1])
+            self._use_input_shapes(self._packed_shapes[id(x)])
             return self._built_core()
         return super()._engine_for(x)
 
     def _prepared(self, xf: np.ndarray) -> np.ndarray:
         if self._input_slices and self._variable_axes():
-            self._packed_shapes[id(xf)] = (xf, list(self._last_packed))
-            while len(self._packed_shapes) > 4:  # fit's training and validation data
-                del self._packed_shapes[next(iter(self._packed_shapes))]
+            import weakref
+
+            self._packed_shapes[id(xf)] = list(self._last_packed)
+            weakref.finalize(xf, self._packed_shapes.pop, id(xf), None)
         return xf
 
     def _use_input_shapes(self, shapes: list[tuple[int, ...]]) -> None:
