@@ -971,3 +971,17 @@ def test_the_mask_survives_return_state():
         model.evaluate(ids[:, :3], labels[:, :3], verbose=0), rel=1e-6)
     with pytest.raises(ValueError, match="at least 1 input"):
         layers.Add()([])
+
+
+def test_nested_readers_check_their_ids_and_a_stack_may_hold_a_model_with_states():
+    a, b = ferrax.Input(shape=(3,)), ferrax.Input(shape=(3,))
+    inner = ferrax.Model([a, b], layers.concatenate(
+        [layers.Flatten()(layers.Embedding(5, 2, name="ids5")(a)), b]))
+    x1, x2 = ferrax.Input(shape=(3,)), ferrax.Input(shape=(3,))
+    model = ferrax.Model([x1, x2], inner([x1, x2]))
+    with pytest.raises(ValueError, match="ids5"):
+        model.predict([np.array([[0, 1, 99]]), np.zeros((1, 3))], verbose=0)
+    seq = ferrax.Input(shape=(4, 2))
+    _, h = layers.GRU(3, return_state=True)(seq)
+    stack = ferrax.Sequential([ferrax.Model(seq, h), layers.Dense(1)])
+    assert stack.predict(np.ones((2, 4, 2)), verbose=0).shape == (2, 1)

@@ -306,10 +306,7 @@ class Functional(Model):
             where = f"{arg}[{name!r}]"
             a = _data.as_array(part, where)
             _data.features(a, t.shape[1:], self.name, where)
-            # value checks of the layers reading this input (Embedding's ids)
-            for reader in self._nodes:
-                if any(r is t for r in reader.input_tensors):
-                    reader.layer._check_inputs(a, where)
+            self._check_input_at(self._input_tensors.index(t), a, where)
             arrays.append(a)
         counts = {len(a) for a in arrays}
         if len(counts) != 1:
@@ -320,6 +317,23 @@ class Functional(Model):
         self._last_packed = [tuple(a.shape[1:]) for a in arrays]
         return np.concatenate([a.reshape(len(a), -1).astype(dtype, copy=False)
                                for a in arrays], axis=1)
+
+    def _check_inputs(self, x: np.ndarray, arg: str) -> None:
+        if not self._input_slices:
+            self._check_input_at(0, x, arg)
+
+    def _check_input_at(self, k: int, x: np.ndarray, arg: str) -> None:
+        """The value checks (Embedding's ids) of every layer reading input `k`, nested
+        models' included."""
+        t = self._input_tensors[k]
+        for reader in self._nodes:
+            for j, r in enumerate(reader.input_tensors):
+                if r is not t:
+                    continue
+                if isinstance(reader.layer, Functional):
+                    reader.layer._check_input_at(j, x, arg)
+                else:
+                    reader.layer._check_inputs(x, arg)
 
     def _unpack_y(self, y: Any, arg: str = "y") -> Any:
         return _unpack(self.name, y, arg, self.output_names, "output")

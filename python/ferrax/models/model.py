@@ -336,7 +336,9 @@ class Model:
         except ValueError as e:
             raise ValueError(f"Model '{self.name}' could not be built for input shape "
                              f"(None, {', '.join(map(str, input_shape))}): {e}") from None
-        for layer in layers[:-1] if self._connections() is None else []:
+        # (a stack's own layers: a model inside it handles its states with slices)
+        stack = [l for l in getattr(self, "_layers", []) if not isinstance(l, Model)]
+        for layer in stack[:-1] if self._connections() is None else []:
             if layer._output_parts() is not None or getattr(layer, "return_state", False):
                 raise ValueError(f"Model '{self.name}': layer '{layer.name}' returns its "
                                  f"states (return_state=True), so it can only be the last "
