@@ -985,3 +985,23 @@ def test_nested_readers_check_their_ids_and_a_stack_may_hold_a_model_with_states
     _, h = layers.GRU(3, return_state=True)(seq)
     stack = ferrax.Sequential([ferrax.Model(seq, h), layers.Dense(1)])
     assert stack.predict(np.ones((2, 4, 2)), verbose=0).shape == (2, 1)
+
+
+def test_symbolic_calls_use_zero_weights_for_the_shape_rule():
+    from ferrax.layers.base import _shape_only
+
+    spec = layers.Bidirectional(layers.LSTM(8, kernel_initializer="orthogonal"))._core_spec()
+    cheap = _shape_only(spec)
+    found = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for k, w in v.items():
+                if k.endswith("_initializer"):
+                    found.append(w)
+                walk(w)
+
+    walk(cheap)
+    assert found and all(w == "zeros" for w in found)
+    assert _shape_only({"units": 3, "bias_initializer": None}) == {"units": 3,
+                                                                   "bias_initializer": None}

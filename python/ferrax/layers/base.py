@@ -167,7 +167,7 @@ class Layer:
         for length in (PROBE_LENGTHS if variable else (0,)):
             try:
                 runs.append(_core.layer_output_shape(
-                    json.dumps(self._core_spec()),
+                    json.dumps(_shape_only(self._core_spec())),
                     [[length if d is None else d for d in s] for s in shapes]))
             except ValueError as e:
                 text = str(e)
@@ -338,6 +338,17 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _shape_only(spec: Any) -> Any:
+    """A layer spec whose weights start as zeros: the shape rule needs their shapes, not
+    their values (an orthogonal LSTM kernel takes seconds to draw)."""
+    if isinstance(spec, dict):
+        return {k: "zeros" if k.endswith("_initializer") and v is not None else _shape_only(v)
+                for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_shape_only(v) for v in spec]
+    return spec
 
 
 def _check_shape(owner: str, arg: str, shape: Any) -> tuple[int, ...]:
