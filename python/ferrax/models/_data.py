@@ -71,7 +71,8 @@ def features(x: np.ndarray, expected_shape: Sequence[int | None] | None, model_n
              arg: str = "x", first_layer: str | None = None) -> np.ndarray:
     """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`; None in
     `expected_shape` accepts any length there."""
-    if expected_shape is not None and not _fits(tuple(x.shape[1:]), tuple(expected_shape)):
+    if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape) \
+            and not _fits(tuple(x.shape[1:]), tuple(expected_shape)):
         where = f" (first layer '{first_layer}')" if first_layer else ""
         raise ValueError(
             f"Input of model '{model_name}'{where} is incompatible: expected '{arg}' of shape "

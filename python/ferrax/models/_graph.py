@@ -17,12 +17,8 @@ class EngineGraph(NamedTuple):
     inbound: list[list[int]]
     # per layer: the index of the first call of the same layer, None for a first call
     shares: list[int | None]
-    # the model's outputs (values), when it has several; None: the last layer's
+    # the model's outputs (values); None: the last layer's
     outputs: list[int] | None = None
-
-    def first_calls(self) -> list[int]:
-        """Indices of the layers that hold weights (every layer's first call)."""
-        return [i for i, s in enumerate(self.shares) if s is None]
 
 
 class GraphBuilder:

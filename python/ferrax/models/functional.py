@@ -98,7 +98,7 @@ class Functional(Model):
                 out.append(node.layer)
         return out
 
-    def _engine_graph(self) -> EngineGraph:
+    def _make_engine_graph(self) -> EngineGraph:
         builder = GraphBuilder()
         value = {id(t): 0 for t in self._input_tensors}
         for t, piece in zip(self._input_tensors, self._input_slices):
@@ -137,10 +137,7 @@ class Functional(Model):
     def _engine_output_shapes(self) -> list[tuple[int, ...]]:
         graph = self._engine_graph()
         assert graph.outputs is not None
-        # value 0 is the input itself, value v the output of layer v - 1
-        shapes = [tuple(self._input_shape)] + [tuple(s) for s in
-                                               self._built_core().output_shapes()]
-        return [shapes[v] for v in graph.outputs]
+        return [self._value_shapes[v] for v in graph.outputs]
 
     def _output_parts_of(self, node: Node) -> list[_InputSlice]:
         if id(node) not in self._part_slices:
@@ -215,10 +212,12 @@ class Functional(Model):
         before = self._input_shapes, self._input_slices
         self._input_shapes = list(shapes)
         self._input_slices = _input_slices(self._input_tensors, self._input_shapes)
+        self._forget_graph()
         try:
             self._use_shape((_width(shapes),), force=True)
         except Exception:
             self._input_shapes, self._input_slices = before
+            self._forget_graph()
             raise
 
     def _first_layer_name(self) -> str | None:

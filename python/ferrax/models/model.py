@@ -19,7 +19,7 @@ from ferrax import optimizers as optimizers_module
 from ferrax._serial import describe
 from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
 from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
-from ferrax.layers.base import Variable, unique_name
+from ferrax.layers.base import Variable, _shape_only, unique_name
 from ferrax.models import _data, _heads
 
 if TYPE_CHECKING:
@@ -90,6 +90,11 @@ class Model:
         self._trainable = bool(trainable)
         self._variable_cache: list[Variable] | None = None
         self._layer_slices: list[slice] = []  # each engine layer's weights, by index
+        self._value_shapes: list[tuple[int, ...]] = []  # per engine value, set by build
+        # The engine graph, made once per structure (every engine call asks for it), and
+        # summary's shapes at the probe lengths (a model with an axis of unknown length).
+        self._graph: EngineGraph | None = None
+        self._probe_shapes: tuple[EngineGraph, list[list[list[int]]]] | None = None
         # A model with several outputs: each one's loss, weight and metrics (set by compile),
         # and the (rank, last size) of each one's targets (accuracy resolves from them).
         self._heads: list[_heads.Head] | None = None
@@ -123,7 +128,16 @@ class Model:
     # --- subclasses provide the layer stack ------------------------------
     def _engine_graph(self) -> EngineGraph:
         """The layers the engine runs, in order, with what each reads (nested models
-        inlined, a shared layer once per call)."""
+        inlined, a shared layer once per call); made again after `_forget_graph`."""
+        if self._graph is None:
+            self._graph = self._make_engine_graph()
+        return self._graph
+
+    def _forget_graph(self) -> None:
+        """The structure changed (layers added, input parts moved)."""
+        self._graph = None
+
+    def _make_engine_graph(self) -> EngineGraph:
         raise NotImplementedError(
             f"Model '{self.name}': subclassed models (a Model subclass with its own call()) "
             f"are not supported yet; build it as Sequential([...]) or as "
@@ -163,14 +177,14 @@ class Model:
         graph = self._engine_graph()
         if not self._variable_axes() or not any(layer is l for l in graph.layers):
             return shape_text(layer)
-        dims = self._declared_input_dims()
-        assert dims is not None
-        runs = []
-        for length in PROBE_LENGTHS:
-            spec = {"input_shape": [length if d is None else d for d in dims],
-                    "layers": [l._core_spec() for l in graph.layers], "seed": 0,
-                    "inbound": graph.inbound, "shares": graph.shares, "outputs": graph.outputs}
-            runs.append(_core.CoreModel(json.dumps(spec)).output_shapes())
+        if self._probe_shapes is None or self._probe_shapes[0] is not graph:
+            dims = self._declared_input_dims()
+            assert dims is not None
+            runs = [_core.CoreModel(json.dumps(_shape_only(self._engine_spec(
+                        tuple(length if d is None else d for d in dims), graph, 0))))
+                    .output_shapes() for length in PROBE_LENGTHS]
+            self._probe_shapes = (graph, runs)
+        runs = self._probe_shapes[1]
         i = max(j for j, l in enumerate(graph.layers) if l is layer)
         return str((None, *(a if a == b else None for a, b in zip(runs[0][i], runs[1][i]))))
 
@@ -251,7 +265,7 @@ class Model:
     def _engine_output_shapes(self) -> list[tuple[int, ...]]:
         """Each output's per-sample shape in the engine as it is now (at the current
         lengths; a layer shared with another model may have been built elsewhere)."""
-        return [tuple(self._built_core().output_shapes()[-1])]
+        return [self._value_shapes[-1]]
 
     def _output_list(self) -> list[tuple[str, tuple[int | None, ...]]] | None:
         """(name, per-sample shape) of each output of a model with several; None for a
@@ -282,16 +296,19 @@ class Model:
         core = self._core
         assert core is not None
         graph = self._engine_graph()
-        moved = [(i, graph.layers[i]) for i in graph.first_calls()
-                 if graph.layers[i]._model is not self]
+        moved = [(i, layer) for i, (layer, first) in enumerate(zip(graph.layers, graph.shares))
+                 if first is None and layer._model is not self]
         if not moved:
             return
         weights = core.get_weights()
+        homes: dict[int, list[Float32Array]] = {}  # each home's weights, read once
         # Checked first: a layer that cannot move stays where it is, its model intact.
         for i, layer in moved:
             home = layer._model
             if home is not None and home._core is not None:
-                theirs = home._core.get_weights()[layer._weight_slice]
+                if id(home) not in homes:
+                    homes[id(home)] = home._core.get_weights()
+                theirs = homes[id(home)][layer._weight_slice]
                 mine = weights[self._layer_slices[i]]
                 if [w.shape for w in theirs] != [w.shape for w in mine]:
                     raise ValueError(
@@ -319,6 +336,13 @@ class Model:
                              f"ferrax.Input(shape), or call fit/predict on data.")
         self._build(tuple(int(d) for d in shape))
 
+    @staticmethod
+    def _engine_spec(input_shape: tuple[int, ...], graph: EngineGraph, seed: int) -> Config:
+        """What the engine builds a model from."""
+        return {"input_shape": list(input_shape), "layers": [l._core_spec() for l in graph.layers],
+                "seed": seed, "inbound": graph.inbound, "shares": graph.shares,
+                "outputs": graph.outputs}
+
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
 
@@ -328,11 +352,9 @@ class Model:
             raise ValueError(f"Model '{self.name}' has no layers to build")
         if self._seed is None:
             self._seed = _next_seed()
-        spec = {"input_shape": list(input_shape), "layers": [l._core_spec() for l in layers],
-                "seed": self._seed, "inbound": graph.inbound, "shares": graph.shares,
-                "outputs": graph.outputs}
         try:
-            core = _core.CoreModel(json.dumps(spec))
+            core = _core.CoreModel(json.dumps(self._engine_spec(input_shape, graph,
+                                                                self._seed)))
         except ValueError as e:
             raise ValueError(f"Model '{self.name}' could not be built for input shape "
                              f"(None, {', '.join(map(str, input_shape))}): {e}") from None
@@ -348,6 +370,8 @@ class Model:
         self._variable_cache = None
         info = core.weight_info()
         shapes = core.output_shapes()
+        # per engine value: the input's shape, then each layer's output's
+        self._value_shapes = [tuple(input_shape)] + [tuple(s) for s in shapes]
         self._layer_slices = []
         for i, layer in enumerate(layers):
             idx = [j for j, (li, _, _) in enumerate(info) if li == i]

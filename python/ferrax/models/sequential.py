@@ -78,6 +78,7 @@ class Sequential(Model):
                 if old is not None:
                     kept[id(layer)] = old_weights[layer._weight_slice]
                 layer._model = None
+        self._forget_graph()  # (the loop above read the old stack's, as its slices are)
         self._core = None
         self._variable_cache = None
         if self._layers and self._declared_input_shape() is not None:
@@ -100,7 +101,7 @@ class Sequential(Model):
     def layers(self) -> list[Any]:
         return list(self._layers)
 
-    def _engine_graph(self) -> EngineGraph:
+    def _make_engine_graph(self) -> EngineGraph:
         return chain(self._layers)
 
     def _engine_graph_calls(self) -> list[Any]:
