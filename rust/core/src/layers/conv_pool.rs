@@ -616,11 +616,7 @@ mod tests {
     }
 
     fn ctx() -> Ctx<'static> {
-        Ctx {
-            training: true,
-            key: Key::new(0),
-            mask: None,
-        }
+        Ctx::for_tests(true)
     }
 
     /// The fused pair against Conv2D then MaxPooling2D run as two layers:

@@ -389,15 +389,10 @@ impl Layer for Dot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Key;
     use serde_json::json;
 
     fn ctx() -> Ctx<'static> {
-        Ctx {
-            training: true,
-            key: Key::new(0),
-            mask: None,
-        }
+        Ctx::for_tests(true)
     }
 
     /// Deterministic values in about [-1, 1].

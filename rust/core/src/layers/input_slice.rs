@@ -134,7 +134,6 @@ impl Layer for InputSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Key;
     use serde_json::json;
 
     #[test]
@@ -144,11 +143,7 @@ mod tests {
         assert_eq!(s.output_shape(), &[1, 3]);
         let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let mut y = vec![0.0; 6];
-        let ctx = Ctx {
-            training: false,
-            key: Key::new(0),
-            mask: None,
-        };
+        let ctx = Ctx::for_tests(false);
         s.forward(&x, &mut y, 2, &ctx);
         assert_eq!(y, vec![2.0, 3.0, 4.0, 8.0, 9.0, 10.0]);
         let mut dx = vec![f32::NAN; 12];

@@ -9,8 +9,7 @@
 
 use super::{field, sample_axis, Ctx, Layer, MaskFlow};
 use crate::error::{Error, Result};
-use crate::parallel::{for_each_block, PARALLEL_THRESHOLD};
-use rayon::prelude::*;
+use crate::parallel::{for_each_block, for_each_row};
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,16 +452,7 @@ impl Layer for Concatenate {
                 row[to..to + run].copy_from_slice(x);
             });
         };
-        let y = &mut y[..rows * self.out_len];
-        if y.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-            y.par_chunks_mut(self.out_len)
-                .enumerate()
-                .for_each(|(r, row)| sample(r, row));
-        } else {
-            y.chunks_mut(self.out_len)
-                .enumerate()
-                .for_each(|(r, row)| sample(r, row));
-        }
+        for_each_row(&mut y[..rows * self.out_len], self.out_len, sample);
     }
 
     fn backward_many(
@@ -487,15 +477,10 @@ impl Layer for Concatenate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Key;
     use serde_json::json;
 
     fn ctx() -> Ctx<'static> {
-        Ctx {
-            training: true,
-            key: Key::new(0),
-            mask: None,
-        }
+        Ctx::for_tests(true)
     }
 
     fn run(

@@ -150,6 +150,18 @@ pub struct Ctx<'a> {
     pub mask: Option<&'a [bool]>,
 }
 
+#[cfg(test)]
+impl Ctx<'static> {
+    /// A pass with a fixed key and no mask, for layer tests.
+    pub(crate) fn for_tests(training: bool) -> Self {
+        Ctx {
+            training,
+            key: Key::new(0),
+            mask: None,
+        }
+    }
+}
+
 /// How a layer's output mask follows from its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskFlow {

@@ -7,8 +7,7 @@
 
 use super::{field, Ctx, Layer};
 use crate::error::Result;
-use crate::parallel::PARALLEL_THRESHOLD;
-use rayon::prelude::*;
+use crate::parallel::for_each_row;
 use serde_json::Value;
 
 /// Shapes as Keras prints them, batch axis first: `(None, 3, 4)`.
@@ -121,24 +120,12 @@ fn gather_rows(map: &[u32], identity: bool, from: &[f32], to: &mut [f32], rows: 
         to.copy_from_slice(from);
         return;
     }
-    if len == 0 {
-        return;
-    }
-    let sample = |r: usize, row: &mut [f32]| {
+    for_each_row(to, len, |r, row| {
         let src = &from[r * len..][..len];
         for (v, &i) in row.iter_mut().zip(map) {
             *v = src[i as usize];
         }
-    };
-    if to.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-        to.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(r, row)| sample(r, row));
-    } else {
-        to.chunks_mut(len)
-            .enumerate()
-            .for_each(|(r, row)| sample(r, row));
-    }
+    });
 }
 
 impl Layer for Permute {
@@ -167,15 +154,10 @@ impl Layer for Permute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Key;
     use serde_json::json;
 
     fn ctx() -> Ctx<'static> {
-        Ctx {
-            training: false,
-            key: Key::new(0),
-            mask: None,
-        }
+        Ctx::for_tests(false)
     }
 
     /// The naive definition, written as a scatter: input element at multi-index
@@ -270,7 +252,7 @@ mod tests {
         // Above the parallel threshold: 40 rows of (16, 8, 8).
         let shape = [16, 8, 8];
         let rows = 40;
-        assert!(rows * 1024 >= PARALLEL_THRESHOLD);
+        assert!(rows * 1024 >= crate::parallel::PARALLEL_THRESHOLD);
         let x: Vec<f32> = (0..rows * 1024).map(|v| (v % 1009) as f32).collect();
         let dy: Vec<f32> = (0..rows * 1024).map(|v| (v % 31) as f32).collect();
         let (_, y, dx) = run(&shape, &[3, 1, 2], &x, &dy, rows);

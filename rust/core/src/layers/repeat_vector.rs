@@ -3,7 +3,7 @@
 
 use super::{field, Ctx, Layer};
 use crate::error::Result;
-use crate::parallel::PARALLEL_THRESHOLD;
+use crate::parallel::{for_each_row, PARALLEL_THRESHOLD};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -50,25 +50,12 @@ impl Layer for RepeatVector {
     fn forward(&mut self, x: &[f32], y: &mut [f32], rows: usize, _ctx: &Ctx<'_>) {
         let f = self.features;
         let out = self.n * f;
-        if out == 0 {
-            return;
-        }
-        let sample = |r: usize, row: &mut [f32]| {
+        for_each_row(&mut y[..rows * out], out, |r, row| {
             let src = &x[r * f..][..f];
             for copy in row.chunks_exact_mut(f) {
                 copy.copy_from_slice(src);
             }
-        };
-        let y = &mut y[..rows * out];
-        if y.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
-            y.par_chunks_mut(out)
-                .enumerate()
-                .for_each(|(r, row)| sample(r, row));
-        } else {
-            y.chunks_mut(out)
-                .enumerate()
-                .for_each(|(r, row)| sample(r, row));
-        }
+        });
     }
 
     fn backward(
@@ -113,15 +100,10 @@ impl Layer for RepeatVector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Key;
     use serde_json::json;
 
     fn ctx() -> Ctx<'static> {
-        Ctx {
-            training: false,
-            key: Key::new(0),
-            mask: None,
-        }
+        Ctx::for_tests(false)
     }
 
     /// Forward on x, then backward from dy; returns (y, dx).
