@@ -4,7 +4,7 @@ inlined: their layers join the outer graph, so one engine runs the whole model."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ferrax.layers.base import Layer
@@ -51,11 +51,3 @@ class GraphBuilder:
     def graph(self) -> EngineGraph:
         return EngineGraph(self.layers, self.inbound, self.shares, self.outputs)
 
-
-def chain(calls: list[Any]) -> EngineGraph:
-    """A stack of layers (and models), each reading the one before."""
-    builder = GraphBuilder()
-    value = 0
-    for call in calls:
-        value = builder.add(call, [value])
-    return builder.graph()

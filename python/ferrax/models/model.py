@@ -879,15 +879,8 @@ class Model:
 
     def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
         """This model's layers added to an outer model's graph (`builder`), reading the
-        outer values `inputs`; returns the values of its outputs. A stack: in order."""
-        (value,) = inputs
-        for layer in self._engine_graph_calls():
-            value = builder.add(layer, [value])
-        return [value]
-
-    def _engine_graph_calls(self) -> list[Any]:
-        """A stack's layers and nested models, in order."""
-        raise NotImplementedError
+        outer values `inputs`; returns the values of its outputs."""
+        raise NotImplementedError(f"Model '{self.name}' cannot be nested: it has no graph")
 
     def _call_symbolic(self, x: Any) -> Any:
         """This model used as a layer inside another: records the call; the outer

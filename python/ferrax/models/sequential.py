@@ -11,7 +11,7 @@ from ferrax._serial import describe
 from ferrax._typing import Config
 from ferrax.layers.base import Layer
 from ferrax.layers.core import InputLayer
-from ferrax.models._graph import EngineGraph, chain
+from ferrax.models._graph import EngineGraph, GraphBuilder
 from ferrax.models.model import Model
 from ferrax.symbolic import KerasTensor
 
@@ -102,10 +102,15 @@ class Sequential(Model):
         return list(self._layers)
 
     def _make_engine_graph(self) -> EngineGraph:
-        return chain(self._layers)
+        builder = GraphBuilder()
+        self._inline_into(builder, [0])
+        return builder.graph()
 
-    def _engine_graph_calls(self) -> list[Any]:
-        return list(self._layers)
+    def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
+        (value,) = inputs  # a stack: each layer reads the one before
+        for layer in self._layers:
+            value = builder.add(layer, [value])
+        return [value]
 
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_layer is not None:

@@ -219,7 +219,7 @@ impl Model {
             upstream_weights[i + 1] =
                 !layer.params().is_empty() || inputs[i].iter().any(|&v| upstream_weights[v]);
         }
-        let outputs = output_values(spec, n)?;
+        let outputs = spec_outputs(spec, n)?;
         // Values nothing reads (an unused output of a nested model): computed, and
         // their gradient is zero.
         let unread: Vec<usize> = (1..n)
@@ -333,14 +333,6 @@ impl Model {
     /// Values per sample of all outputs together (predict writes them side by side).
     pub fn output_size(&self) -> usize {
         self.outputs.iter().map(|&v| self.sizes[v]).sum()
-    }
-
-    /// The per-sample shape of each output.
-    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
-        self.outputs
-            .iter()
-            .map(|&v| self.shapes[v].clone())
-            .collect()
     }
 
     pub fn layers(&self) -> &[Box<dyn Layer>] {
@@ -473,6 +465,7 @@ impl Model {
     }
 
     fn reserve(&mut self, rows: usize) {
+        let output_is_input = self.outputs.iter().any(|&v| self.alias[v] == 0);
         for (i, &size) in self.sizes.iter().enumerate() {
             if self.alias[i] != i || self.dead[i] {
                 continue;
@@ -480,7 +473,6 @@ impl Model {
             if self.acts[i].len() < rows * size {
                 self.acts[i].resize(rows * size, 0.0);
             }
-            let output_is_input = self.outputs.iter().any(|&v| self.alias[v] == 0);
             if (i > 0 || output_is_input) && self.grads[i].len() < rows * size {
                 self.grads[i].resize(rows * size, 0.0);
             }
@@ -1193,7 +1185,7 @@ fn layer_name(spec: &Value) -> String {
 }
 
 /// The model's outputs: the spec's `outputs` (distinct values), else the last value.
-fn output_values(spec: &Value, n: usize) -> Result<Vec<usize>> {
+fn spec_outputs(spec: &Value, n: usize) -> Result<Vec<usize>> {
     let Some(list) = spec.get("outputs").filter(|v| !v.is_null()) else {
         return Ok(vec![n - 1]);
     };
