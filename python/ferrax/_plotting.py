@@ -64,66 +64,74 @@ def plot_model(model: Model, to_file: PathLike | None = "model.png",
     shape and parameter count, joined by arrows (a functional model as its graph, each
     layer one row below the lowest layer it reads). Saves a PNG to `to_file` (None:
     don't save) and returns the matplotlib figure. No Graphviz needed."""
-    plt = _pyplot()
-    from matplotlib.patches import FancyBboxPatch
-
     if not model.built:
         model.build()
     if model._connections() is not None:
         return _plot_graph(model, to_file, show_shapes, show_layer_names,
                            show_layer_activations, dpi)
-    rows = [("Input", f"{model.input_shape}", "")]
+    plt = _pyplot()
+    rows = [("Input", f"{model.input_shape}")]
     for layer in model.layers:
-        title = f"{layer.name} ({type(layer).__name__})" if show_layer_names else \
-            type(layer).__name__
-        act = getattr(layer, "activation", None)
-        if show_layer_activations and isinstance(act, str) and act != "linear":
-            title += f"  [{act}]"
         detail = f"output {layer.output_shape}" if show_shapes else ""
-        params = layer.count_params()
-        rows.append((title, detail, f"{params:,} params" if params else ""))
+        rows.append((_title(layer, show_layer_names, show_layer_activations),
+                     _joined(detail, _params(layer))))
     height = 1.1 * len(rows)
     fig, ax = plt.subplots(figsize=(5.5, max(2.0, height)))
     ax.set_xlim(0, 10)
     ax.set_ylim(-height, 0.4)
     ax.axis("off")
-    for i, (title, detail, count) in enumerate(rows):
+    for i, (title, detail) in enumerate(rows):
         y = -1.1 * i
-        box = FancyBboxPatch((1, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
-                             facecolor="#e8f0fe" if i else "#f1f3f4", edgecolor="#3c4043")
-        ax.add_patch(box)
-        ax.text(5, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
-        ax.text(5, y - 0.6, "   ".join(t for t in (detail, count) if t), ha="center",
-                va="center", fontsize=8)
+        _box(ax, 5, y, title, detail, first=i == 0)
         if i:
             ax.annotate("", xy=(5, y), xytext=(5, y + 0.25),
                         arrowprops={"arrowstyle": "->", "color": "#3c4043"})
-    ax.set_title(f'Model: "{model.name}"', fontsize=10)
-    fig.tight_layout()
-    if to_file is not None:
-        fig.savefig(to_file, dpi=dpi)
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, model, to_file, dpi)
 
 
-def _box_text(model: Any, layer: Any, show_shapes: bool, show_layer_names: bool,
-              show_layer_activations: bool) -> tuple[str, str]:
+def _title(layer: Any, show_layer_names: bool, show_layer_activations: bool) -> str:
+    """A box's first line: the layer's name and class (and activation)."""
     title = f"{layer.name} ({type(layer).__name__})" if show_layer_names else \
         type(layer).__name__
     act = getattr(layer, "activation", None)
     if show_layer_activations and isinstance(act, str) and act != "linear":
         title += f"  [{act}]"
+    return title
+
+
+def _params(layer: Any) -> str:
     params = layer.count_params() if hasattr(layer, "count_params") else 0
-    detail = f"{model._summary_shape(layer)}" if show_shapes else ""
-    return title, "   ".join(t for t in (detail, f"{params:,} params" if params else "") if t)
+    return f"{params:,} params" if params else ""
+
+
+def _joined(*parts: str) -> str:
+    return "   ".join(t for t in parts if t)
+
+
+def _box(ax: Any, x: float, y: float, title: str, detail: str, first: bool) -> None:
+    """One layer's box, 8 wide, its top at y, centred on x (the input's shaded)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x - 4, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
+                                facecolor="#f1f3f4" if first else "#e8f0fe",
+                                edgecolor="#3c4043"))
+    ax.text(x, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
+    ax.text(x, y - 0.6, detail, ha="center", va="center", fontsize=8)
+
+
+def _finish(fig: Figure, ax: Any, model: Any, to_file: PathLike | None, dpi: float) -> Figure:
+    ax.set_title(f'Model: "{model.name}"', fontsize=10)
+    fig.tight_layout()
+    if to_file is not None:
+        fig.savefig(to_file, dpi=dpi)
+        _pyplot().close(fig)
+    return fig
 
 
 def _plot_graph(model: Any, to_file: PathLike | None, show_shapes: bool,
                 show_layer_names: bool, show_layer_activations: bool, dpi: float) -> Figure:
     """A functional model's layers in rows by depth, an arrow for every tensor passed."""
     plt = _pyplot()
-    from matplotlib.patches import FancyBboxPatch
-
     depth: dict[int, int] = {id(l): 0 for l in model._input_layers}
     edges: list[tuple[Any, Any]] = []
     for node in model._nodes:
@@ -146,13 +154,9 @@ def _plot_graph(model: Any, to_file: PathLike | None, show_shapes: bool,
         for k, layer in enumerate(layers):
             x = width * (k + 0.5) / len(layers)
             where[id(layer)] = (x, y)
-            title, detail = _box_text(model, layer, show_shapes, show_layer_names,
-                                      show_layer_activations)
-            ax.add_patch(FancyBboxPatch((x - 4, y - 0.8), 8, 0.8, boxstyle="round,pad=0.05",
-                                        facecolor="#e8f0fe" if d else "#f1f3f4",
-                                        edgecolor="#3c4043"))
-            ax.text(x, y - 0.28, title, ha="center", va="center", fontsize=9, weight="bold")
-            ax.text(x, y - 0.6, detail, ha="center", va="center", fontsize=8)
+            shape = model._summary_shape(layer) if show_shapes else ""
+            _box(ax, x, y, _title(layer, show_layer_names, show_layer_activations),
+                 _joined(shape, _params(layer)), first=d == 0)
     for source, target in edges:
         (x0, y0), (x1, y1) = where[id(source)], where[id(target)]
         # an arrow past a row bends around the boxes between (to the right)
@@ -161,9 +165,4 @@ def _plot_graph(model: Any, to_file: PathLike | None, show_shapes: bool,
                     xytext=(x0 + (4 if skips else 0), y0 - (0.4 if skips else 0.85)),
                     arrowprops={"arrowstyle": "->", "color": "#3c4043",
                                 "connectionstyle": "arc3,rad=-0.4" if skips else "arc3"})
-    ax.set_title(f'Model: "{model.name}"', fontsize=10)
-    fig.tight_layout()
-    if to_file is not None:
-        fig.savefig(to_file, dpi=dpi)
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, model, to_file, dpi)
