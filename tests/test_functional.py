@@ -1005,3 +1005,17 @@ def test_symbolic_calls_use_zero_weights_for_the_shape_rule():
     assert found and all(w == "zeros" for w in found)
     assert _shape_only({"units": 3, "bias_initializer": None}) == {"units": 3,
                                                                    "bias_initializer": None}
+
+
+def test_a_frozen_layer_stays_frozen_across_lengths():
+    seq = ferrax.Input(shape=(None, 3))
+    conv = layers.Conv1D(4, 2, name="frozen_conv")
+    model = ferrax.Model(seq, layers.Dense(1)(layers.GlobalAveragePooling1D()(conv(seq))))
+    model.compile(optimizer="adam", loss="mse")
+    conv.trainable = False
+    kernel = conv.get_weights()[0].copy()
+    r = np.random.default_rng(15)
+    for length in (6, 4, 9):
+        x = r.random((8, length, 3)).astype(np.float32)
+        model.fit(x, x.mean(axis=(1, 2))[:, None], verbose=0)
+    np.testing.assert_array_equal(conv.get_weights()[0], kernel)

@@ -4,6 +4,7 @@ made before it is read, with the values each layer reads (`inbound`)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -199,8 +200,6 @@ class Functional(Model):
 
     def _prepared(self, xf: np.ndarray) -> np.ndarray:
         if self._input_slices and self._variable_axes():
-            import weakref
-
             self._packed_shapes[id(xf)] = list(self._last_packed)
             weakref.finalize(xf, self._packed_shapes.pop, id(xf), None)
         return xf

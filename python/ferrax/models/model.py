@@ -229,13 +229,10 @@ class Model:
         weights, step = old.get_weights(), old.step
         state = old.optimizer_state() if self._engine_compile_spec is not None else None
         compile_key = self._engine_compile_spec
-        frozen = [l.trainable for l in self._engine_layers()]
-        self._build(tuple(shape))
+        self._build(tuple(shape))  # (the layer specs carry their freezing)
         core = self._built_core()
         core.set_weights(weights)
         core.step = step
-        for i, trainable in enumerate(frozen):
-            core.set_layer_frozen(i, not trainable)
         if compile_key is not None:
             self._send_compile(json.loads(compile_key))
             if state is not None:
