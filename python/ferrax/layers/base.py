@@ -186,32 +186,28 @@ class Layer:
                     f"unknown length?). Give those axes a length, or reduce them first "
                     f"(GlobalAveragePooling1D, an RNN without return_sequences)")
             out = [a if a == b else None for a, b in zip(first_out, other)]
-        if not self._inbound_nodes and self.built and weight_shapes != [
-                list(v.shape) for v in self.weights]:
+        # The weights it already has (from an earlier call, or a model that built it)
+        # decide which inputs it may take.
+        if self._inbound_nodes:
+            first = self._inbound_nodes[0].input_tensors
+            known = self._call_weight_shapes
+            source = f"first called on inputs of shape {', '.join(str(t.shape) for t in first)}"
+        else:
+            known = [list(v.shape) for v in self.weights] if self.built else weight_shapes
+            source = "built"
+        if weight_shapes != known:
             raise ValueError(
-                f"{owner} is built with weights of shapes {[v.shape for v in self.weights]}; "
+                f"{owner} was {source}, with weights of shapes {[tuple(w) for w in known]}; "
                 f"it cannot be called on {', '.join(str(t.shape) for t in tensors)}, which "
                 f"would need weights of shapes {[tuple(w) for w in weight_shapes]}")
-        if self._inbound_nodes and weight_shapes != self._call_weight_shapes:
-            first = self._inbound_nodes[0].input_tensors
-            raise ValueError(
-                f"{owner} was first called on inputs of shape "
-                f"{', '.join(str(t.shape) for t in first)}, with weights of shapes "
-                f"{[tuple(w) for w in self._call_weight_shapes]}; it cannot be called on "
-                f"{', '.join(str(t.shape) for t in tensors)}, which would need weights of "
-                f"shapes {[tuple(w) for w in weight_shapes]}")
         self._call_weight_shapes = weight_shapes
         # concrete (at the first probe length) until a model's engine sets the real one
         self._output_shape = tuple(first_out)
         batch = tensors[0].shape[0]
         parts = self._symbolic_parts(tensors[0])
-        if parts is None:
-            output = KerasTensor((batch, *out), "float32")
-            Node(self, tensors, [output], as_list=self._takes_list, states=len(states))
-            return output
-        outputs = [KerasTensor((batch, *p), "float32") for p in parts]
+        outputs = [KerasTensor((batch, *p), "float32") for p in parts or [tuple(out)]]
         Node(self, tensors, outputs, as_list=self._takes_list, states=len(states))
-        return outputs
+        return outputs if parts is not None else outputs[0]
 
     def _symbolic_parts(self, first_input: KerasTensor) -> list[tuple[int | None, ...]] | None:
         """The per-sample shapes of each output when the layer has several
