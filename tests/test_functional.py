@@ -1019,3 +1019,57 @@ def test_a_frozen_layer_stays_frozen_across_lengths():
         x = r.random((8, length, 3)).astype(np.float32)
         model.fit(x, x.mean(axis=(1, 2))[:, None], verbose=0)
     np.testing.assert_array_equal(conv.get_weights()[0], kernel)
+
+
+def test_bad_inputs_and_calls_name_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match="no axis of known length"):
+        ferrax.Input(shape=(None, None))
+    with pytest.raises(TypeError, match="'dtype' must be a NumPy dtype"):
+        ferrax.Input(shape=(3,), dtype=object())
+    with pytest.raises(ValueError, match="unsupported dtype 'complex64'"):
+        ferrax.Input(shape=(3,), dtype="complex64")
+    with pytest.raises(NotImplementedError, match="sparse"):
+        ferrax.Input(shape=(3,), sparse=True)
+    with pytest.raises(NotImplementedError, match="'tensor' and 'optional'"):
+        ferrax.Input(shape=(3,), optional=True)
+    with pytest.raises(ValueError, match="'shape' or 'batch_shape', not both"):
+        ferrax.Input(shape=(3,), batch_shape=(None, 3))
+    x = ferrax.Input(shape=(3,), name="in3")
+    h = layers.Dense(2)(x)
+    with pytest.raises(TypeError, match="must be symbolic tensors"):
+        ferrax.Model(x, np.ones(3))
+    with pytest.raises(ValueError, match="inputs must come from ferrax.Input.*dense"):
+        ferrax.Model(h, layers.Dense(1)(h))
+    with pytest.raises(ValueError, match="an input is listed twice"):
+        ferrax.Model([x, x], h)
+    with pytest.raises(ValueError, match="an output is listed twice"):
+        ferrax.Model(x, [h, h])
+    with pytest.raises(TypeError, match=r"Model\(inputs=..., outputs=...\)"):
+        ferrax.Model(name="m", depth=3)
+    seq = ferrax.Input(shape=(4, 2))
+    with pytest.raises(ValueError, match=r"initial_state must be 2 tensor\(s\)"):
+        layers.LSTM(3)(seq, initial_state=[ferrax.Input(shape=(3,))])
+    with pytest.raises(ValueError, match=r"initial_state must be 1 tensor.*\(None, 3\)"):
+        layers.GRU(3)(seq, initial_state=[ferrax.Input(shape=(5,))])
+    with pytest.raises(TypeError, match="takes no initial_state"):
+        layers.Dense(3)(seq, initial_state=[h])
+    with pytest.raises(TypeError, match="loss weight of output 'reg' must be a number"):
+        _two_outputs().compile(optimizer="sgd", loss="mse", loss_weights=[1.0, "x"])
+    with pytest.raises(ValueError, match=r"2 outputs \['cls', 'reg'\], but compile's loss"):
+        _two_outputs().compile(optimizer="sgd", loss=["mse"])
+
+
+def test_a_file_naming_an_unknown_model_class_is_refused(tmp_path):
+    import json as json_module
+
+    from ferrax import _core
+
+    model = _residual()
+    path = tmp_path / "m.ferrax"
+    model.save(path)
+    tensors, meta = _core.safetensors_loads(path.read_bytes())
+    meta = dict(meta, model_class="os.system")
+    path.write_bytes(_core.safetensors_dumps(tensors, meta))
+    with pytest.raises(ValueError, match="unknown model class 'os.system'"):
+        ferrax.models.load_model(path)
+    assert json_module.loads(meta["model_config"])["name"] == model.name
