@@ -127,6 +127,11 @@ class _FixedActivation(Layer):
 class ReLU(_FixedActivation):
     """max(x, 0), as a layer (Keras's `ReLU()` with its default arguments).
 
+    Args:
+        max_value, negative_slope, threshold: Only their defaults (None, 0, 0) are
+            supported.
+        **kwargs: Standard layer arguments.
+
     Example:
 
     >>> x = ferrax.layers.ReLU()(ferrax.layers.BatchNormalization()(inputs))
@@ -148,6 +153,11 @@ class Softmax(_FixedActivation):
 
     Args:
         axis: Only -1 (the last axis) is supported.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    >>> probabilities = ferrax.layers.Softmax()(ferrax.layers.Dense(10)(inputs))
     """
 
     _function = "softmax"

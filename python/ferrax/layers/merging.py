@@ -199,41 +199,140 @@ def _merge(cls: type[_Merge], inputs: Sequence[Any], **kwargs: Any) -> Any:
 
 
 def add(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Add`: ``add([x1, x2])``."""
+    """Functional form of `Add`: calls a new `Add` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.add([x1, x2])
+    """
     return _merge(Add, inputs, **kwargs)
 
 
 def subtract(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Subtract`: ``subtract([x1, x2])`` is x1 - x2."""
+    """Functional form of `Subtract`: calls a new `Subtract` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.subtract([x1, x2])  # x1 - x2
+    """
     return _merge(Subtract, inputs, **kwargs)
 
 
 def multiply(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Multiply`."""
+    """Functional form of `Multiply`: calls a new `Multiply` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.multiply([x1, x2])
+    """
     return _merge(Multiply, inputs, **kwargs)
 
 
 def average(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Average`."""
+    """Functional form of `Average`: calls a new `Average` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.average([x1, x2, x3])
+    """
     return _merge(Average, inputs, **kwargs)
 
 
 def maximum(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Maximum`."""
+    """Functional form of `Maximum`: calls a new `Maximum` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.maximum([x1, x2])
+    """
     return _merge(Maximum, inputs, **kwargs)
 
 
 def minimum(inputs: Sequence[Any], **kwargs: Any) -> Any:
-    """Functional form of `Minimum`."""
+    """Functional form of `Minimum`: calls a new `Minimum` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.minimum([x1, x2])
+    """
     return _merge(Minimum, inputs, **kwargs)
 
 
 def concatenate(inputs: Sequence[Any], axis: int = -1, **kwargs: Any) -> Any:
-    """Functional form of `Concatenate`: ``concatenate([a, b], axis=-1)``."""
+    """Functional form of `Concatenate`: calls a new `Concatenate` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        axis: The axis to join along (counted with the batch axis; default -1).
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.concatenate([a, b], axis=-1)
+    """
     return _merge(Concatenate, inputs, axis=axis, **kwargs)
 
 
 def dot(inputs: Sequence[Any], axes: int | Sequence[int] = -1, normalize: bool = False,
         **kwargs: Any) -> Any:
-    """Functional form of `Dot`: ``dot([a, b], axes=-1, normalize=False)``."""
+    """Functional form of `Dot`: calls a new `Dot` layer on `inputs`.
+
+    Args:
+        inputs: A list of symbolic tensors.
+        axes: The axis (or pair of axes) to sum over, counted with the batch axis.
+        normalize: L2-normalise both inputs along those axes first.
+        **kwargs: Arguments of the layer (`name`, ...).
+
+    Returns:
+        The merged tensor.
+
+    Example:
+
+    >>> y = ferrax.layers.dot([a, b], axes=1, normalize=True)  # cosine similarity
+    """
     return _merge(Dot, inputs, axes=axes, normalize=normalize, **kwargs)
