@@ -14,14 +14,16 @@ from ferrax import (
     losses,
     metrics,
     models,
+    ops,
     optimizers,
     regularizers,
     utils,
 )
 from ferrax._core import __version__
-from ferrax.layers import Input
+from ferrax.layers import Input, Layer
 from ferrax.models import Model, Sequential
 from ferrax.symbolic import KerasTensor
+from ferrax.tensor import Tensor
 
 if TYPE_CHECKING:
     from ferrax import datasets as datasets  # imported lazily at run time, see __getattr__
@@ -29,8 +31,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Input",
     "KerasTensor",
+    "Layer",
     "Model",
     "Sequential",
+    "Tensor",
     "__version__",
     "activations",
     "callbacks",
@@ -39,6 +43,7 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "regularizers",
     "utils",

@@ -8,19 +8,23 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ferrax._operators import TensorOperators
+
 if TYPE_CHECKING:
     from ferrax.layers.base import Layer
 
 _TENSOR_IDS = itertools.count()
 
 
-class KerasTensor:
+class KerasTensor(TensorOperators):
     """A symbolic tensor: the shape and dtype of a value in a model being built.
 
     Args:
         shape: The shape, batch axis first (`None` where unknown).
         dtype: The element type, e.g. "float32" or "int32".
         name: A name; by default "keras_tensor", "keras_tensor_1", ...
+        batched: Whether the first axis is the batch axis (False for a weight or a
+            constant inside traced code, and for a reduction over the batch axis).
 
     Example:
 
@@ -32,8 +36,9 @@ class KerasTensor:
     """
 
     def __init__(self, shape: tuple[int | None, ...], dtype: str = "float32",
-                 name: str | None = None) -> None:
+                 name: str | None = None, batched: bool = True) -> None:
         self.shape = tuple(shape)
+        self.batched = batched
         self.dtype = dtype
         self.sparse = False
         n = next(_TENSOR_IDS)
@@ -57,8 +62,11 @@ class KerasTensor:
                 f"name={self.name}>")
 
     def __bool__(self) -> bool:
-        raise TypeError("A symbolic KerasTensor has no truth value: it stands for data that "
-                        "only exists when the model runs")
+        raise TypeError(f"A symbolic KerasTensor has no truth value: it stands for data that "
+                        f"only exists when the model runs{_user_line()}. Python control flow "
+                        f"on tensor values (if/while on a tensor) cannot be traced into the "
+                        f"model's graph: express it with ops (ferrax.ops.where, "
+                        f"ferrax.ops.maximum, ...), or train with a GradientTape loop")
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"KerasTensor '{self.name}' is symbolic (a placeholder in a model "
@@ -86,7 +94,13 @@ class Node:
     @property
     def is_input(self) -> bool:
         """Whether this is an InputLayer's node (no inputs: a model's entry)."""
-        return not self.input_tensors
+        return not self.input_tensors and not self.is_source
+
+    @property
+    def is_source(self) -> bool:
+        """Whether this node makes a weight or a constant of traced code (it reads
+        nothing, and is no model input)."""
+        return bool(getattr(self.layer, "_is_source", False))
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -107,3 +121,16 @@ def _leaves(structure: Any) -> Iterator[Any]:
 
 def any_symbolic(structure: Any) -> bool:
     return any(isinstance(t, KerasTensor) for t in flatten(structure))
+
+
+def _user_line() -> str:
+    """' (at file:line: code)' for the innermost frame outside ferrax, if any."""
+    import os
+    import traceback
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if not os.path.abspath(frame.filename).startswith(here):
+            code = f": {frame.line.strip()}" if frame.line else ""
+            return f" (at {frame.filename}:{frame.lineno}{code})"
+    return ""

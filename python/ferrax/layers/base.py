@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array, Shape
-from ferrax.symbolic import KerasTensor, Node, any_symbolic
+from ferrax.symbolic import KerasTensor, Node, any_symbolic, flatten
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -98,6 +98,11 @@ class Layer:
         # Calls on symbolic tensors (ferrax.Input and what layers return from it).
         self._inbound_nodes: list[Node] = []
         self._call_weight_shapes: list[list[int]] = []  # the weights its calls need
+        # A custom layer (its own call()): whether build() ran, and its add_weight weights.
+        self._custom_built = False
+        self._own_variables: list[Any] = []
+        # Models that run the layer on arrays (an eager call), by input shape.
+        self._eager_models: dict[tuple[Any, ...], Any] = {}
 
     # --- calls -------------------------------------------------------------
     # Merge layers are called on a list of tensors; every other layer on one.
@@ -106,17 +111,26 @@ class Layer:
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         """Call the layer on symbolic tensors (`ferrax.Input(...)` and what layers
         return from it): records the call in the model graph and returns the output
-        tensor, whose shape follows from the layer's shape rule."""
+        tensor, whose shape follows from the layer's shape rule. Called on arrays, it
+        computes the result now (building the layer for their shape)."""
         if self._takes_list and isinstance(inputs, (list, tuple)) and not inputs:
             self._check_call_inputs(list(inputs))
         if not any_symbolic(inputs):
-            raise NotImplementedError(
-                f"{type(self).__name__} '{self.name}': calling a layer on arrays (eager "
-                f"execution) is not supported yet; call it on ferrax.Input(...) tensors to "
-                f"build a model, then use model.predict")
+            return self._call_eager(inputs, args, kwargs)
+        if self._traced_call():
+            if args:
+                raise NotImplementedError(f"{type(self).__name__} '{self.name}': positional "
+                                          f"call arguments after the inputs are not "
+                                          f"supported yet; pass them by keyword")
+            self._build_custom(inputs)
+            return _trace_call(self, inputs, kwargs)
         training = kwargs.pop("training", None)
         kwargs.pop("mask", None)  # masks flow through the engine, not through calls
         initial_state = kwargs.pop("initial_state", None)
+        from ferrax.ops._dispatch import tracing
+
+        if tracing() and training is None:
+            pass  # a traced call passes its own training flag on: the engine decides
         if args or kwargs or training is not None:
             extra = [repr(a) for a in args] + sorted(kwargs) + (
                 ["training"] if training is not None else [])
@@ -125,6 +139,82 @@ class Layer:
         if initial_state is not None:
             return self._call_with_state(inputs, initial_state)
         return self._call_symbolic(inputs)
+
+    # --- custom layers ---------------------------------------------------------
+    def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The layer's computation; a custom layer overrides it, using `ferrax.ops` and
+        other layers. (Built-in layers run in the engine and do not.)"""
+        raise NotImplementedError(f"{type(self).__name__} '{self.name}' has no call(): "
+                                  f"built-in layers run in the engine")
+
+    def _traced_call(self) -> bool:
+        """Whether this is a custom layer whose `call` is traced into the graph."""
+        return type(self).call is not Layer.call
+
+    def build(self, input_shape: Any = None) -> None:
+        """Create the layer's weights for inputs of `input_shape` (batch axis first);
+        a custom layer overrides it and calls `add_weight`."""
+        self._custom_built = True
+
+    def _build_custom(self, inputs: Any) -> None:
+        if self._custom_built:
+            return
+        shapes = [tuple(t.shape) for t in flatten(inputs)]
+        arg: Any = shapes[0] if isinstance(inputs, KerasTensor) else shapes
+        if isinstance(inputs, dict):
+            arg = {k: tuple(v.shape) for k, v in inputs.items()}
+        self.build(arg)
+        self._custom_built = True
+
+    def add_weight(self, shape: Sequence[int] | None = None, initializer: Any = None,
+                   dtype: Any = None, trainable: bool = True, autocast: bool = True,
+                   regularizer: Any = None, constraint: Any = None, aggregation: Any = None,
+                   name: str | None = None) -> Any:
+        """Add a weight to the layer (in `build` or `__init__`).
+
+        Args:
+            shape: Its shape (a scalar when None).
+            initializer: An initializer name, config or object; "glorot_uniform" when
+                None.
+            dtype: Its type (float32 only).
+            trainable: Whether fit trains it.
+            regularizer: A regularizer, whose penalty joins the loss.
+            constraint: Not supported (must be None).
+            name: Its name, unique within the layer.
+
+        Returns:
+            The weight, usable in `call` with `ferrax.ops` and Python operators.
+
+        Example:
+
+        >>> class Scale(ferrax.layers.Layer):
+        ...     def build(self, input_shape):
+        ...         self.scale = self.add_weight(shape=(input_shape[-1],),
+        ...                                      initializer="ones")
+        ...     def call(self, x):
+        ...         return x * self.scale
+        """
+        from ferrax.layers._weights import make_weight
+
+        v = make_weight(self.name, len(self._own_variables), shape, initializer, dtype,
+                        trainable, regularizer, constraint, name)
+        if not self._trainable:
+            v._holder.trainable = False
+        self._own_variables.append(v)
+        return v
+
+    def _tracked_layers(self) -> list[Any]:
+        """Layers (and models) held as attributes, also in lists and dicts."""
+        from ferrax.layers._weights import tracked
+
+        return tracked(self, Layer)
+
+    def _call_eager(self, inputs: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        """The layer run on arrays: a model of the layer alone, one per input shape
+        (built once; it holds the weights until another model runs the layer)."""
+        from ferrax.layers._eager import call_eager
+
+        return call_eager(self, inputs, args, kwargs)
 
     def _call_with_state(self, inputs: Any, initial_state: Any) -> Any:
         raise TypeError(f"{type(self).__name__} '{self.name}' takes no initial_state "
@@ -276,6 +366,12 @@ class Layer:
     @trainable.setter
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
+        if self._traced_call():  # a custom layer: its weights and sublayers follow
+            for v in getattr(self, "_own_variables", []):
+                v._holder.trainable = value
+            for layer in self._tracked_layers():
+                layer.trainable = value
+            return
         model = getattr(self, "_model", None)
         if model is not None and model._core is not None:
             model._core.set_layer_frozen(model._engine_layers().index(self), not value)
@@ -284,10 +380,22 @@ class Layer:
     # --- weights ---------------------------------------------------------
     @property
     def built(self) -> bool:
+        if self._traced_call():
+            return self._custom_built
         return self._model is not None and self._model._core is not None
 
+    @built.setter
+    def built(self, value: bool) -> None:
+        # (custom layers set `self.built = True` at the end of build, as in Keras)
+        self._custom_built = bool(value)
+
     @property
-    def weights(self) -> list[Variable]:
+    def weights(self) -> list[Any]:
+        if self._traced_call():
+            out = list(self._own_variables)
+            for layer in self._tracked_layers():
+                out += [w for w in layer.weights if all(w is not o for o in out)]
+            return out
         if self._model is None or not self.built:
             return []
         return self._model._variables()[self._weight_slice]
@@ -308,6 +416,13 @@ class Layer:
 
     def set_weights(self, weights: Sequence[npt.ArrayLike]) -> None:
         own = self.weights
+        if self._traced_call():
+            if len(weights) != len(own):
+                raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays, "
+                                 f"got {len(weights)}")
+            for v, w in zip(own, weights):
+                v.assign(w)
+            return
         if len(weights) != len(own):
             raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays, "
                              f"got {len(weights)}")
@@ -324,6 +439,14 @@ class Layer:
 
     def count_params(self) -> int:
         return int(sum(np.prod(v.shape) for v in self.weights))
+
+    def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
+        """A custom layer in a stack: its call, traced for the input shape the stack
+        gives it (see Sequential), inlined into the graph."""
+        trace = getattr(self, "_stack_trace", None)
+        if trace is None:
+            raise ValueError(f"Layer '{self.name}': its input shape is not known yet")
+        return trace.inline(builder, inputs)
 
     @property
     def output_shape(self) -> Shape:
@@ -357,3 +480,9 @@ def _check_shape(owner: str, arg: str, shape: Any) -> tuple[int, ...]:
         raise ValueError(f"{owner}: '{arg}' must be a tuple of positive integers, "
                          f"got {describe(shape)}")
     return tuple(int(d) for d in dims)
+
+
+def _trace_call(layer: Layer, inputs: Any, kwargs: dict[str, Any]) -> Any:
+    from ferrax.models._trace import trace_call
+
+    return trace_call(layer, inputs, kwargs)

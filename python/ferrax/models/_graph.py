@@ -29,14 +29,25 @@ class GraphBuilder:
         self.inbound: list[list[int]] = []
         self.shares: list[int | None] = []
         self._first: dict[int, int] = {}
+        self._sources: dict[int, int] = {}
         self.outputs: list[int] | None = None
+
+    def source(self, layer: Layer) -> int:
+        """The value of a weight or a constant of traced code (added once, however many
+        calls read it)."""
+        if id(layer) not in self._sources:
+            self.shares.append(None)
+            self.layers.append(layer)
+            self.inbound.append([])
+            self._sources[id(layer)] = len(self.layers)
+        return self._sources[id(layer)]
 
     def add(self, layer: Layer | Model, inputs: list[int]) -> int:
         """Appends a call of `layer` (a model is inlined) reading `inputs`; returns the
         value it makes."""
         from ferrax.models.model import Model
 
-        if isinstance(layer, Model):
+        if isinstance(layer, Model) or layer._traced_call():
             outputs = layer._inline_into(self, list(inputs))
             if len(outputs) != 1:
                 raise ValueError(f"Model '{layer.name}' has {len(outputs)} outputs; only a "

@@ -16,6 +16,8 @@ from ferrax.layers.base import Layer, unique_name
 from ferrax.layers.core import InputLayer
 from ferrax.models import _heads
 from ferrax.models._graph import EngineGraph, GraphBuilder
+from ferrax.models._trace import InputSlice as _InputSlice
+from ferrax.models._trace import add_calls
 from ferrax.models.model import Model
 from ferrax.symbolic import KerasTensor, Node, flatten
 
@@ -95,6 +97,8 @@ class Functional(Model):
         order of their first call."""
         out: list[Any] = list(self._input_layers)
         for node in self._nodes:
+            if getattr(node.layer, "_internal", False):
+                continue  # an op or a weight of traced code
             if not any(node.layer is l for l in out):
                 out.append(node.layer)
         return out
@@ -117,49 +121,12 @@ class Functional(Model):
 
     def _add_calls(self, builder: GraphBuilder, value: dict[int, int]) -> None:
         """Adds every layer call, in order; `value` maps tensors (by id) to values."""
-        read = {id(t) for n in self._nodes for t in n.input_tensors}
-        read |= {id(t) for t in self._output_tensors}
-        for node in self._nodes:
-            ins = [value[id(t)] for t in node.input_tensors]
-            if isinstance(node.layer, Model):  # a nested model: its outputs, one value each
-                for t, v in zip(node.output_tensors, node.layer._inline_into(builder, ins)):
-                    value[id(t)] = v
-                continue
-            made = builder.add(node.layer, ins)
-            if len(node.output_tensors) == 1:
-                value[id(node.output_tensors[0])] = made
-                continue
-            # A layer with several outputs writes them side by side; a slice each takes
-            # out those this model reads (cached: the engine graph is asked for often).
-            for t, piece in zip(node.output_tensors, self._output_parts_of(node)):
-                if id(t) in read:
-                    value[id(t)] = builder.add(piece, [made])
+        add_calls(builder, self._nodes, value, self._output_tensors, self._part_slices)
 
     def _engine_output_shapes(self) -> list[tuple[int, ...]]:
         graph = self._engine_graph()
         assert graph.outputs is not None
         return [self._value_shapes[v] for v in graph.outputs]
-
-    def _output_parts_of(self, node: Node) -> list[_InputSlice]:
-        if id(node) not in self._part_slices:
-            shapes = [tuple(t.shape[1:]) for t in node.output_tensors]
-            sizes = [int(np.prod([d for d in s if d is not None])) for s in shapes]
-            pieces, offset = [], 0
-            for k, shape in enumerate(shapes):
-                name = f"{node.layer.name}_out{k}"
-                # a recurrent layer's returned sequence keeps its mask
-                sequence = k == 0 and getattr(node.layer, "return_sequences", False)
-                if None in shape:
-                    # a sequence of any length first: the states after it count from the end
-                    rest = sum(sizes[k + 1:])
-                    pieces.append(_InputSlice(offset, shape, name=name, rest=rest,
-                                              keep_mask=sequence))
-                    offset = -rest
-                else:
-                    pieces.append(_InputSlice(offset, shape, name=name, keep_mask=sequence))
-                    offset += sizes[k]
-            self._part_slices[id(node)] = pieces
-        return self._part_slices[id(node)]
 
     def _model_nodes(self, layer: Any) -> list[Node]:
         """The calls of `layer` that belong to this model, in the layer's call order."""
@@ -433,20 +400,6 @@ class Functional(Model):
         outputs = _from_refs(tensors, config["output_layers"])
         return cls(inputs=inputs, outputs=outputs, name=config.get("name"),
                    trainable=config.get("trainable", True))
-
-
-class _InputSlice(Layer):
-    """The engine's part of one input among several (not a layer of the model)."""
-
-    def __init__(self, offset: int, shape: tuple[int | None, ...], rest: int = 0,
-                 keep_mask: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.offset, self.shape, self.rest, self.keep_mask = offset, shape, rest, keep_mask
-
-    def _core_spec(self) -> Config:
-        return {"class_name": "InputSlice",
-                "config": {"name": self.name, "offset": self.offset, "shape": list(self.shape),
-                           "rest": self.rest, "keep_mask": self.keep_mask}}
 
 
 def _probe_shape(t: KerasTensor) -> tuple[int, ...]:

@@ -118,6 +118,12 @@ class Model:
     def trainable(self, value: bool) -> None:
         """As in Keras, setting it sets every layer's `trainable`."""
         self._trainable = bool(value)
+        if self._is_subclassed():
+            for v in self.__dict__.get("_own_variables", []):
+                v._holder.trainable = value
+            for layer in self.layers:
+                layer.trainable = value
+            return
         for layer in self._engine_layers():
             layer.trainable = value
 
@@ -137,14 +143,68 @@ class Model:
         """The structure changed (layers added, input parts moved)."""
         self._graph = None
 
+    # --- subclassed models: call() traced into the graph -----------------------
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        """The forward pass of a subclassed model (override it). `fit`, `predict` and
+        `evaluate` trace it once with symbolic tensors into the engine's graph, so it
+        is written with layers and `ferrax.ops`."""
+        raise NotImplementedError(f"Model '{self.name}': a Model subclass must define "
+                                  f"call(), or be built as Model(inputs, outputs)")
+
+    def _is_subclassed(self) -> bool:
+        return type(self).call is not Model.call
+
     def _make_engine_graph(self) -> EngineGraph:
-        raise NotImplementedError(
-            f"Model '{self.name}': subclassed models (a Model subclass with its own call()) "
-            f"are not supported yet; build it as Sequential([...]) or as "
-            f"Model(inputs, outputs)")
+        from ferrax.layers.core import Input
+        from ferrax.models._graph import GraphBuilder
+        from ferrax.models._trace import trace_only
+
+        if not self._is_subclassed():
+            raise NotImplementedError(f"Model '{self.name}' has no layers: define call() in "
+                                      f"a subclass, or build it as Sequential([...]) or "
+                                      f"Model(inputs, outputs)")
+        shape = getattr(self, "_trace_shape", None)
+        if shape is None:
+            raise ValueError(f"Model '{self.name}' is not built yet: call it on data, fit "
+                             f"it, or call build(input_shape) first")
+        trace, result = trace_only(self, Input(shape=shape), {"training": None})
+        if len(trace.outputs) != 1:
+            raise NotImplementedError(f"Model '{self.name}': call() returned "
+                                      f"{len(trace.outputs)} tensors; a subclassed model "
+                                      f"with several outputs is not supported yet")
+        builder = GraphBuilder()
+        builder.outputs = trace.inline(builder, [0])
+        if builder.outputs == [0]:
+            raise ValueError(f"Model '{self.name}': call() returns its input unchanged; "
+                             f"there is nothing to train")
+        return builder.graph()
+
+    def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
+        """This model's layers added to an outer model's graph (`builder`), reading the
+        outer values `inputs`; returns the values of its outputs."""
+        raise NotImplementedError(f"Model '{self.name}' cannot be nested: it has no graph")
+
+    def add_weight(self, *args: Any, **kwargs: Any) -> Any:
+        """A weight of the model itself, as `Layer.add_weight`."""
+        from ferrax.layers._weights import make_weight
+
+        own = self.__dict__.setdefault("_own_variables", [])
+        names = ("shape", "initializer", "dtype", "trainable", "autocast", "regularizer",
+                 "constraint", "aggregation", "name")
+        given = dict(zip(names, args)) | kwargs
+        v = make_weight(self.name, len(own), given.get("shape"), given.get("initializer"),
+                        given.get("dtype"), given.get("trainable", True),
+                        given.get("regularizer"), given.get("constraint"), given.get("name"))
+        own.append(v)
+        return v
 
     @property
     def layers(self) -> list[Layer]:
+        if self._is_subclassed():
+            from ferrax.layers._weights import tracked
+            from ferrax.layers.base import Layer as _Layer
+
+            return tracked(self, (_Layer, Model))
         return list(self._engine_layers())
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -194,6 +254,8 @@ class Model:
         return None
 
     def _engine_layers(self) -> list[Layer]:
+        if self._is_subclassed() and getattr(self, "_trace_shape", None) is None:
+            return []  # not traced yet: the first data it sees decides the graph
         return self._engine_graph().layers
 
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
@@ -262,7 +324,8 @@ class Model:
     def _engine_output_shapes(self) -> list[tuple[int, ...]]:
         """Each output's per-sample shape in the engine as it is now (at the current
         lengths; a layer shared with another model may have been built elsewhere)."""
-        return [self._value_shapes[-1]]
+        outputs = self._engine_graph().outputs
+        return [self._value_shapes[outputs[0] if outputs else -1]]
 
     def _output_list(self) -> list[tuple[str, tuple[int | None, ...]]] | None:
         """(name, per-sample shape) of each output of a model with several; None for a
@@ -343,6 +406,10 @@ class Model:
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
 
+        if self._is_subclassed() and getattr(self, "_trace_shape", None) != input_shape:
+            self._trace_shape = tuple(input_shape)  # call() is traced for this shape
+            self._forget_graph()
+
         graph = self._engine_graph()
         layers = graph.layers
         if not layers:
@@ -380,9 +447,25 @@ class Model:
                 layer._model, layer._weight_slice = self, self._layer_slices[i]
         # Layers already in another built model bring their weights along.
         self._claim_weights()
+        self._take_pending_weights(layers)
         self._engine_compile_spec = None
         if self._compile_config is not None:
             self._compile_config["optimizer"]._core_model = core
+
+    def _take_pending_weights(self, layers: list[Layer]) -> None:
+        """Weights drawn before any model held them (a custom layer's add_weight) move
+        into this model's engine."""
+        pending = [(i, l) for i, l in enumerate(layers)
+                   if getattr(l, "_pending_weights", None) is not None and l._model is self]
+        if not pending:
+            return
+        core = self._built_core()
+        weights = core.get_weights()
+        for i, layer in pending:
+            weights[self._layer_slices[i]] = layer._pending_weights  # type: ignore[attr-defined]
+            layer._pending_weights = None  # type: ignore[attr-defined]
+        core.set_weights([np.ascontiguousarray(w) for w in weights])
+        self._variable_cache = None
 
     def _variables(self) -> list[Variable]:
         if self._variable_cache is None:
@@ -874,16 +957,14 @@ class Model:
         out_shape = self._engine_output_shapes()[0]
         return self._pack_outputs(out.reshape((n, *out_shape)))
 
-    def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
-        """This model's layers added to an outer model's graph (`builder`), reading the
-        outer values `inputs`; returns the values of its outputs."""
-        raise NotImplementedError(f"Model '{self.name}' cannot be nested: it has no graph")
-
     def _call_symbolic(self, x: Any) -> Any:
         """This model used as a layer inside another: records the call; the outer
         model's engine runs this model's layers in its place (with the same weights)."""
+        from ferrax.models._trace import trace_call
         from ferrax.symbolic import KerasTensor, Node
 
+        if self._is_subclassed():
+            return trace_call(self, x, {})
         tensors = list(x) if isinstance(x, (list, tuple)) else [x]
         if not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"Model '{self.name}': a nested model is called on symbolic "

@@ -16,6 +16,7 @@ pub mod loss;
 pub mod matmul;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod optimizer;
 pub mod parallel;
 pub mod phases;

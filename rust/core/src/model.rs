@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::layers::{self, Ctx, Layer, MaskFlow, Param};
 use crate::loss::Loss;
 use crate::metrics::Metric;
+use crate::ops::Operand;
 use crate::optimizer::Optimizer;
 use crate::phases;
 use crate::rng::{permutation, Key};
@@ -81,6 +82,12 @@ pub struct Model {
     /// Per-sample shapes: [input, output of layer 0, output of layer 1, ...].
     shapes: Vec<Vec<usize>>,
     sizes: Vec<usize>,
+    /// Per value: whether it has a batch axis (`rows` times its size); a traced
+    /// layer's weights and constants, and reductions over the batch, do not.
+    batched: Vec<bool>,
+    /// Per layer: a node without inputs (a weight or a constant) whose value is
+    /// read in place from the layer, never stored in `acts`.
+    source: Vec<bool>,
     /// Value whose buffer holds value i: reshapes share their input's buffer
     /// instead of copying it.
     alias: Vec<usize>,
@@ -149,11 +156,18 @@ impl Model {
         let inputs = inbound_values(spec, specs)?;
         let tied = shared_layers(spec, specs)?;
         let mut shapes = vec![input_shape];
+        let mut batched = vec![true];
         let mut has_mask = vec![false];
         let mut built: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let in_shapes: Vec<&[usize]> = inputs[i].iter().map(|&v| &shapes[v][..]).collect();
-            let mut layer = layers::build_node(s, &in_shapes, key.fold(i as u64))?;
+            let operands: Vec<Operand> = inputs[i]
+                .iter()
+                .map(|&v| Operand {
+                    shape: shapes[v].clone(),
+                    batched: batched[v],
+                })
+                .collect();
+            let mut layer = layers::build_graph_node(s, &operands, key.fold(i as u64))?;
             if s["config"]["trainable"] == Value::Bool(false) {
                 layer.params_mut().iter_mut().for_each(|p| p.frozen = true);
             }
@@ -200,6 +214,7 @@ impl Model {
                 }
             }
             shapes.push(layer.output_shape().to_vec());
+            batched.push(layer.output_batched());
             built.push(layer);
         }
         let sizes: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
@@ -220,6 +235,15 @@ impl Model {
                 !layer.params().is_empty() || inputs[i].iter().any(|&v| upstream_weights[v]);
         }
         let outputs = spec_outputs(spec, n)?;
+        if let Some(&v) = outputs.iter().find(|&&v| !batched[v]) {
+            crate::bail!(
+                "the model's output {} has no batch axis (a weight, a constant, or a \
+                 reduction over the batch axis, of shape {:?}); outputs need one value per sample",
+                layer_name(&specs[v - 1]),
+                shapes[v]
+            );
+        }
+        let source: Vec<bool> = built.iter().map(|l| l.source().is_some()).collect();
         // Values nothing reads (an unused output of a nested model): computed, and
         // their gradient is zero.
         let unread: Vec<usize> = (1..n)
@@ -260,6 +284,8 @@ impl Model {
             layers: built,
             shapes,
             sizes,
+            batched,
+            source,
             alias,
             acts: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
@@ -466,15 +492,17 @@ impl Model {
 
     fn reserve(&mut self, rows: usize) {
         let output_is_input = self.outputs.iter().any(|&v| self.alias[v] == 0);
-        for (i, &size) in self.sizes.iter().enumerate() {
+        for i in 0..self.sizes.len() {
             if self.alias[i] != i || self.dead[i] {
                 continue;
             }
-            if self.acts[i].len() < rows * size {
-                self.acts[i].resize(rows * size, 0.0);
+            let len = self.value_len(i, rows);
+            // (a source's value stays in its layer)
+            if !(i > 0 && self.source[i - 1]) && self.acts[i].len() < len {
+                self.acts[i].resize(len, 0.0);
             }
-            if (i > 0 || output_is_input) && self.grads[i].len() < rows * size {
-                self.grads[i].resize(rows * size, 0.0);
+            if (i > 0 || output_is_input) && self.grads[i].len() < len {
+                self.grads[i].resize(len, 0.0);
             }
         }
         let widest_fanout = (0..self.sizes.len())
@@ -483,18 +511,28 @@ impl Model {
                 self.consumers[v] + usize::from(self.outputs.contains(&v)) > 1
                     || (self.outputs.len() > 1 && self.outputs.contains(&v))
             })
-            .map(|v| self.sizes[v])
+            .map(|v| self.value_len(v, rows))
             .max()
             .unwrap_or(0);
-        if self.fanout_dx.len() < rows * widest_fanout {
-            self.fanout_dx.resize(rows * widest_fanout, 0.0);
+        if self.fanout_dx.len() < widest_fanout {
+            self.fanout_dx.resize(widest_fanout, 0.0);
         }
-        for (ins, slots) in self.inputs.iter().zip(self.merge_dx.iter_mut()) {
-            for (&v, slot) in ins.iter().zip(slots.iter_mut()) {
-                if slot.len() < rows * self.sizes[v] {
-                    slot.resize(rows * self.sizes[v], 0.0);
+        for i in 0..self.inputs.len() {
+            for k in 0..self.merge_dx[i].len() {
+                let len = self.value_len(self.inputs[i][k], rows);
+                if self.merge_dx[i][k].len() < len {
+                    self.merge_dx[i][k].resize(len, 0.0);
                 }
             }
+        }
+    }
+
+    /// Elements of value `v` for a batch of `rows` samples.
+    fn value_len(&self, v: usize, rows: usize) -> usize {
+        if self.batched[v] {
+            rows * self.sizes[v]
+        } else {
+            self.sizes[v]
         }
     }
 
@@ -514,27 +552,35 @@ impl Model {
     /// place, no copy), else those already in `acts[0]`.
     fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>) {
         for i in 0..self.layers.len() {
-            if self.layers[i].is_reshape() || self.absorbed[i] {
+            if self.layers[i].is_reshape() || self.absorbed[i] || self.source[i] {
                 continue;
             }
             let out = self.node_out[i];
-            let first = self.inputs[i][0];
             // Taken out for the call, so that the inputs can be borrowed beside it.
             let mut y = std::mem::take(&mut self.acts[out]);
             let mut out_mask = std::mem::take(&mut self.masks[out]);
+            // The layers before this one, whose sources (weights) it may read.
+            let (done, rest) = self.layers.split_at_mut(i);
+            let layer = &mut rest[0];
+            let (acts, alias, sizes, batched, source) =
+                (&self.acts, &self.alias, &self.sizes, &self.batched, &self.source);
             let value = |v: usize| -> &[f32] {
+                if v > 0 && source[v - 1] {
+                    return done[v - 1].source().expect("a source layer");
+                }
+                let len = if batched[v] { rows * sizes[v] } else { sizes[v] };
                 match input {
-                    Some(input) if self.alias[v] == 0 => &input[..rows * self.sizes[v]],
-                    _ => &self.acts[self.alias[v]][..rows * self.sizes[v]],
+                    Some(input) if alias[v] == 0 => &input[..len],
+                    _ => &acts[alias[v]][..len],
                 }
             };
-            let flow = self.layers[i].mask_flow();
+            let first = self.inputs[i][0];
+            let flow = layer.mask_flow();
             if flow == MaskFlow::FromInput {
                 let steps = self.shapes[first][0];
                 out_mask.resize(rows * steps, true);
-                self.layers[i].compute_mask(value(first), rows, &mut out_mask[..rows * steps]);
+                layer.compute_mask(value(first), rows, &mut out_mask[..rows * steps]);
             }
-            let layer = &self.layers[i];
             let frozen = layer.params().first().is_some_and(|p| p.frozen);
             let in_mask = self.has_mask[first].then(|| &self.masks[first][..]);
             let ctx = Ctx {
@@ -543,19 +589,20 @@ impl Model {
                 // (a value's mask holds exactly this batch's rows × its steps)
                 mask: in_mask,
             };
-            let y_out = &mut y[..rows * self.sizes[out]];
+            let out_len = if batched[out] { rows * sizes[out] } else { sizes[out] };
+            let y_out = &mut y[..out_len];
             match &self.inputs[i][..] {
-                [only] => self.layers[i].forward(value(*only), y_out, rows, &ctx),
+                [only] => layer.forward(value(*only), y_out, rows, &ctx),
                 many if many.len() <= INLINE_INPUTS => {
                     let mut xs: [&[f32]; INLINE_INPUTS] = [&[]; INLINE_INPUTS];
                     for (x, &v) in xs.iter_mut().zip(many) {
                         *x = value(v);
                     }
-                    self.layers[i].forward_many(&xs[..many.len()], y_out, rows, &ctx);
+                    layer.forward_many(&xs[..many.len()], y_out, rows, &ctx);
                 }
                 many => {
                     let xs: Vec<&[f32]> = many.iter().map(|&v| value(v)).collect();
-                    self.layers[i].forward_many(&xs, y_out, rows, &ctx);
+                    layer.forward_many(&xs, y_out, rows, &ctx);
                 }
             }
             if flow == MaskFlow::Keep {
@@ -583,7 +630,8 @@ impl Model {
         for &v in &self.unread {
             let b = self.alias[v];
             if !self.grad_written[b] && !self.dead[v] {
-                self.grads[b][..rows * self.sizes[v]].fill(0.0);
+                let len = self.value_len(v, rows);
+                self.grads[b][..len].fill(0.0);
                 self.grad_written[b] = true;
             }
         }
@@ -594,6 +642,14 @@ impl Model {
             }
             if self.layers[i].is_reshape() || self.absorbed[i] {
                 continue; // a reshape's input and output gradients share one buffer
+            }
+            if self.source[i] {
+                // A weight of a traced layer: its readers have summed its gradient.
+                let out = self.node_out[i];
+                let len = self.value_len(out, rows);
+                let dy = &mut self.grads[out][..len];
+                self.layers[i].backward(&[], &[], dy, None, rows);
+                continue;
             }
             if self.inputs[i].len() == 1 {
                 self.backward_one(i, rows);
@@ -609,21 +665,28 @@ impl Model {
         let out = self.node_out[i];
         let v = self.inputs[i][0];
         let buffer = self.alias[v];
-        let len = rows * self.sizes[v];
+        let len = self.value_len(v, rows);
+        let out_len = self.value_len(out, rows);
         let mut dy = std::mem::take(&mut self.grads[out]);
-        let x = &self.acts[buffer][..len];
-        let y = &self.acts[out][..rows * self.sizes[out]];
-        let dy_in = &mut dy[..rows * self.sizes[out]];
+        let (done, rest) = self.layers.split_at_mut(i);
+        let layer = &mut rest[0];
+        let x = if v > 0 && self.source[v - 1] {
+            done[v - 1].source().expect("a source layer")
+        } else {
+            &self.acts[buffer][..len]
+        };
+        let y = &self.acts[out][..out_len];
+        let dy_in = &mut dy[..out_len];
         // No input gradient where nothing upstream has weights (e.g. after Flatten).
         if !self.upstream_weights[v] {
-            self.layers[i].backward(x, y, dy_in, None, rows);
+            layer.backward(x, y, dy_in, None, rows);
         } else if !self.grad_written[buffer] {
             let dx = &mut self.grads[buffer][..len];
-            self.layers[i].backward(x, y, dy_in, Some(dx), rows);
+            layer.backward(x, y, dy_in, Some(dx), rows);
             self.grad_written[buffer] = true;
         } else {
             let aside = &mut self.fanout_dx[..len];
-            self.layers[i].backward(x, y, dy_in, Some(aside), rows);
+            layer.backward(x, y, dy_in, Some(aside), rows);
             add_into(&mut self.grads[buffer][..len], aside);
         }
         self.grads[out] = dy;
@@ -651,9 +714,20 @@ impl Model {
         }
         let mut dy = std::mem::take(&mut self.grads[out]);
         {
-            let value = |v: usize| &self.acts[self.alias[v]][..rows * self.sizes[v]];
-            let y = &self.acts[out][..rows * self.sizes[out]];
-            let dy_in = &mut dy[..rows * self.sizes[out]];
+            let (done, rest) = self.layers.split_at_mut(i);
+            let layer = &mut rest[0];
+            let (acts, alias, sizes, batched, source) =
+                (&self.acts, &self.alias, &self.sizes, &self.batched, &self.source);
+            let len = |v: usize| if batched[v] { rows * sizes[v] } else { sizes[v] };
+            let value = |v: usize| -> &[f32] {
+                if v > 0 && source[v - 1] {
+                    done[v - 1].source().expect("a source layer")
+                } else {
+                    &acts[alias[v]][..len(v)]
+                }
+            };
+            let y = &acts[out][..len(out)];
+            let dy_in = &mut dy[..len(out)];
             let ins = &self.inputs[i];
             let wants = |k: usize| self.upstream_weights[ins[k]];
             if n <= INLINE_INPUTS {
@@ -661,17 +735,17 @@ impl Model {
                 let mut dxs: [Option<&mut [f32]>; INLINE_INPUTS] = Default::default();
                 for (k, slot) in slots.iter_mut().enumerate() {
                     xs[k] = value(ins[k]);
-                    dxs[k] = wants(k).then(|| &mut slot[..rows * self.sizes[ins[k]]]);
+                    dxs[k] = wants(k).then(|| &mut slot[..len(ins[k])]);
                 }
-                self.layers[i].backward_many(&xs[..n], y, dy_in, &mut dxs[..n], rows);
+                layer.backward_many(&xs[..n], y, dy_in, &mut dxs[..n], rows);
             } else {
                 let xs: Vec<&[f32]> = ins.iter().map(|&v| value(v)).collect();
                 let mut dxs: Vec<Option<&mut [f32]>> = slots
                     .iter_mut()
                     .enumerate()
-                    .map(|(k, s)| wants(k).then(|| &mut s[..rows * self.sizes[ins[k]]]))
+                    .map(|(k, s)| wants(k).then(|| &mut s[..len(ins[k])]))
                     .collect();
-                self.layers[i].backward_many(&xs, y, dy_in, &mut dxs, rows);
+                layer.backward_many(&xs, y, dy_in, &mut dxs, rows);
             }
         }
         self.grads[out] = dy;
@@ -682,7 +756,7 @@ impl Model {
                 std::mem::swap(&mut slots[k], &mut self.grads[buffer]);
                 self.grad_written[buffer] = true;
             } else if self.upstream_weights[v] {
-                let len = rows * self.sizes[v];
+                let len = self.value_len(v, rows);
                 if self.grad_written[buffer] {
                     add_into(&mut self.grads[buffer][..len], &slots[k][..len]);
                 } else {
@@ -1255,8 +1329,12 @@ fn inbound_values(spec: &Value, layers: &[Value]) -> Result<Vec<Vec<usize>>> {
         .iter()
         .enumerate()
         .map(|(i, list)| {
+            // (only a weight or a constant reads nothing)
+            let source = layers[i]["class_name"]
+                .as_str()
+                .is_some_and(layers::is_source_class);
             let values: Option<Vec<usize>> =
-                list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
+                list.as_array().filter(|a| a.is_empty() == source).and_then(|a| {
                     a.iter()
                         .map(|v| v.as_u64().map(|v| v as usize).filter(|&v| v <= i))
                         .collect()

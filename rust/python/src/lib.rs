@@ -4,6 +4,7 @@
 
 mod arrays;
 mod files;
+mod ops;
 mod testing;
 
 use arrays::{f32_slice, features, to_numpy};
@@ -25,7 +26,7 @@ pub(crate) fn run_core<R: Send>(
 
 /// `run_core`, optionally on the calling thread: handing work to the pool costs
 /// tens of microseconds, more than a single small prediction takes.
-fn run_core_on<R: Send>(
+pub(crate) fn run_core_on<R: Send>(
     py: Python<'_>,
     in_pool: bool,
     f: impl FnOnce() -> ferrax_core::Result<R> + Send,
@@ -445,6 +446,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
     testing::register(m)?;
     files::register(m)?;
+    ops::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

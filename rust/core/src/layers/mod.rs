@@ -22,6 +22,7 @@ mod input_slice;
 mod layer_norm;
 mod masking;
 mod merge;
+mod op;
 mod permute;
 mod pool2d;
 mod recurrent;
@@ -29,6 +30,7 @@ mod repeat_vector;
 mod rescaling;
 mod reshape;
 mod separable;
+mod source;
 mod spatial_dropout;
 mod time_distributed;
 mod upsampling;
@@ -48,6 +50,7 @@ pub use input_slice::InputSlice;
 pub use layer_norm::LayerNorm;
 pub use masking::Masking;
 pub use merge::{Concatenate, Elementwise, MergeOp};
+pub use op::OpLayer;
 pub use permute::Permute;
 pub use pool2d::{Pool2D, PoolKind};
 pub use recurrent::{Bidirectional, CellKind, Recurrent};
@@ -55,6 +58,7 @@ pub use repeat_vector::RepeatVector;
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use separable::SeparableConv2D;
+pub use source::{Constant, Variable};
 pub use spatial_dropout::SpatialDropout;
 pub use time_distributed::TimeDistributed;
 pub use upsampling::UpSampling2D;
@@ -182,6 +186,18 @@ pub enum MaskFlow {
 pub trait Layer: Send + Sync {
     /// Per-sample output shape, fixed when the layer is built.
     fn output_shape(&self) -> &[usize];
+
+    /// Whether the output has a batch axis; false for a weight or a constant
+    /// of a traced graph, or an op that reduced over the batch.
+    fn output_batched(&self) -> bool {
+        true
+    }
+
+    /// For a node without inputs (a `Variable` or a `Constant`): its value, which
+    /// the model reads in place instead of running the node.
+    fn source(&self) -> Option<&[f32]> {
+        None
+    }
 
     fn params(&self) -> &[Param] {
         &[]
@@ -382,6 +398,39 @@ pub(crate) fn sample_axis(name: &str, axis: &Value, input_shape: &[usize]) -> Re
         )));
     }
     Ok(a as usize - 1)
+}
+
+/// The classes of nodes that read no value (a traced layer's weights and constants).
+pub fn is_source_class(class: &str) -> bool {
+    matches!(class, "Variable" | "Constant")
+}
+
+/// Build the layer of one graph node for inputs shaped as `inputs`: an op node
+/// takes any inputs, a source node none, and every other layer batched ones
+/// (per-sample shapes, see `build_node`).
+pub fn build_graph_node(
+    spec: &Value,
+    inputs: &[crate::ops::Operand],
+    key: Key,
+) -> Result<Box<dyn Layer>> {
+    let class = spec.get("class_name").and_then(Value::as_str).unwrap_or("");
+    let config = field(spec, "config");
+    let name = config.get("name").and_then(Value::as_str).unwrap_or(class);
+    match class {
+        "Op" => return Ok(Box::new(OpLayer::build(name, config, inputs)?)),
+        "Variable" => return Ok(Box::new(Variable::build(name, config, key)?)),
+        "Constant" => return Ok(Box::new(Constant::build(name, config)?)),
+        _ => {}
+    }
+    if let Some(fixed) = inputs.iter().find(|o| !o.batched) {
+        return Err(Error(format!(
+            "{class} '{name}': takes tensors with a batch axis, got one of shape {} without \
+             (a weight, a constant, or a reduction over the batch axis)",
+            fixed.describe()
+        )));
+    }
+    let shapes: Vec<&[usize]> = inputs.iter().map(|o| &o.shape[..]).collect();
+    build_node(spec, &shapes, key)
 }
 
 /// Build the layer of one graph node from its spec for inputs of per-sample

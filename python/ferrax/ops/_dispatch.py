@@ -1,0 +1,100 @@
+"""How an op call runs: on symbolic tensors (or on weights while a `call` is
+traced) it records a graph node; on arrays it computes now, in the engine's
+kernel for that op, and returns a `Tensor`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ferrax._typing import Config
+from ferrax.symbolic import KerasTensor
+from ferrax.tensor import Tensor
+
+# > 0 while a layer's or a model's call is traced: weights then stand for graph values.
+_TRACING = [0]
+# > 0 while eager results remember how they were made (gradients are recorded).
+_RECORDING = [0]
+
+
+def tracing() -> bool:
+    return _TRACING[0] > 0
+
+
+def apply(op: str, attrs: Config, operands: list[Any], dtype: str | None = None) -> Any:
+    """`op` on `operands` (tensors, weights, arrays or numbers): a symbolic result when
+    any operand is symbolic (or a weight inside a traced call), else an eager Tensor.
+    `dtype`: the result's type where it is not float32 (bool comparisons, int32 ids)."""
+    from ferrax.ops._nodes import LayerVariable
+
+    if any(isinstance(o, KerasTensor) for o in operands) or (
+            tracing() and any(isinstance(o, LayerVariable) for o in operands)):
+        return _symbolic(op, attrs, operands, dtype)
+    return _eager(op, attrs, operands, dtype)
+
+
+def _symbolic(op: str, attrs: Config, operands: list[Any], dtype: str | None) -> KerasTensor:
+    from ferrax.ops._nodes import LayerVariable, _ConstantLayer, _OpLayer
+
+    tensors = []
+    for o in operands:
+        if isinstance(o, KerasTensor):
+            tensors.append(o)
+        elif isinstance(o, LayerVariable):
+            tensors.append(o._holder._symbolic())
+        else:
+            tensors.append(_ConstantLayer(_as_array(op, o))._symbolic())
+    out = _OpLayer(op, attrs)._record(tensors)
+    if dtype is not None:
+        out.dtype = dtype
+    return out
+
+
+def _eager(op: str, attrs: Config, operands: list[Any], dtype: str | None) -> Tensor:
+    from ferrax import _core
+
+    arrays = [_as_array(op, o) for o in operands]
+    attrs_json = json.dumps(attrs)
+    value = _core.op_eval(op, attrs_json, arrays)
+    if dtype is not None:
+        value = value.astype(dtype)
+    out = Tensor(value)
+    if _RECORDING[0]:
+        inputs = [o if isinstance(o, Tensor) else Tensor(a) for o, a in zip(operands, arrays)]
+        out._producer = (op, attrs_json, inputs)
+    return out
+
+
+def _as_array(op: str, value: Any) -> np.ndarray:
+    """An operand as a C-contiguous float32 array (the engine computes in float32)."""
+    from ferrax.ops._nodes import LayerVariable
+
+    if isinstance(value, Tensor):
+        a = value._value
+    elif isinstance(value, LayerVariable):
+        a = value.numpy()
+    else:
+        try:
+            a = np.asarray(value)
+        except TypeError:
+            a = None
+        if a is None or a.dtype == object:
+            raise TypeError(f"{op}: expected a tensor, an array or a number, got "
+                            f"{type(value).__name__}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def full_shape(x: Any) -> tuple[int | None, ...]:
+    """The shape of any operand, batch axis included (None where unknown)."""
+    if isinstance(x, (KerasTensor, Tensor)):
+        return tuple(x.shape)
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    return tuple(np.shape(x))
+
+
+def is_batched(x: Any) -> bool:
+    return isinstance(x, KerasTensor) and x.batched
