@@ -17,6 +17,7 @@ from ferrax import (
     ops,
     optimizers,
     regularizers,
+    saving,
     utils,
 )
 from ferrax._core import __version__
@@ -46,6 +47,7 @@ __all__ = [
     "ops",
     "optimizers",
     "regularizers",
+    "saving",
     "utils",
 ]
 

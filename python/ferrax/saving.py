@@ -20,10 +20,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ferrax import _core
+from ferrax._registry import (
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
 from ferrax._typing import Float32Array, PathLike
 
 if TYPE_CHECKING:
     from ferrax.models import Model
+
+__all__ = ["custom_object_scope", "get_custom_objects", "get_registered_name",
+           "get_registered_object", "load_model", "load_weights", "register_keras_serializable",
+           "save_model", "save_weights"]
 
 FORMAT = "ferrax"
 WEIGHTS_FORMAT = "ferrax-weights"
@@ -31,6 +42,7 @@ WEIGHTS_FORMAT = "ferrax-weights"
 FORMAT_VERSION = 1
 MODEL_SUFFIX = ".ferrax"
 WEIGHTS_SUFFIX = ".weights.safetensors"
+
 
 
 def atomic_write(path: PathLike, data: bytes) -> None:
@@ -172,8 +184,10 @@ def _model_class_name(model: Model) -> str:
     for name, cls in _model_classes().items():
         if type(model) is cls:
             return name
-    raise ValueError(f"Model '{model.name}': only Sequential and functional models can be "
-                     f"saved, not {type(model).__name__}")
+    if model._is_subclassed():
+        return get_registered_name(model)
+    raise ValueError(f"Model '{model.name}': only Sequential, functional and subclassed "
+                     f"models can be saved, not {type(model).__name__}")
 
 
 def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
@@ -184,12 +198,18 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
     _check_format(path, meta, FORMAT)
     config = _json(path, meta, "model_config")
     class_name = meta.get("model_class", "Sequential")
-    model_cls = _model_classes().get(class_name)
-    if model_cls is None:
+    model_cls: Any = _model_classes().get(class_name) or get_registered_object(
+        class_name, custom_objects)
+    from ferrax.models import Model as _Model
+
+    if not (isinstance(model_cls, type) and issubclass(model_cls, _Model)):
         raise ValueError(f"{path}: unknown model class {class_name!r}; this ferrax reads "
-                         f"{sorted(_model_classes())}")
+                         f"{sorted(_model_classes())}, subclassed models that are "
+                         f"registered with ferrax.saving.register_keras_serializable, and "
+                         f"those passed as custom_objects")
     try:
-        model = model_cls.from_config(config)
+        with custom_object_scope(custom_objects):
+            model = model_cls.from_config(config)
         model._seed = int(meta["seed"])
         # (with axes of unknown length the saved shape is the last call's; each call sets
         # its own, so the model is built as its config declares it)
@@ -198,6 +218,14 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
     except (KeyError, TypeError, ValueError, NotImplementedError) as e:
         raise ValueError(f"{path}: the saved architecture cannot be rebuilt: {e}") from None
     names = [v.name for v in model._variables()]
+    if model._is_subclassed():
+        # its layers' names come from a counter, so they differ between processes: by
+        # order, as the file lists them
+        saved = json.loads(meta.get("weight_names", "[]"))
+        if len(saved) == len(names):
+            tensors = {f"weights/{n}": tensors[f"weights/{s}"] for n, s in zip(names, saved)
+                       if f"weights/{s}" in tensors} | {
+                k: v for k, v in tensors.items() if not k.startswith("weights/")}
     weights = []
     for v in model._variables():
         key = f"weights/{v.name}"

@@ -10,6 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ferrax._registry import (  # Keras also has them in keras.utils
+    custom_object_scope,
+    get_custom_objects,
+    get_registered_name,
+    get_registered_object,
+    register_keras_serializable,
+)
 from ferrax._serial import describe
 from ferrax._typing import Float32Array, PathLike
 

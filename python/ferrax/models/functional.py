@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferrax._registry import get_registered_name
 from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array
 from ferrax.layers.base import Layer, unique_name
@@ -336,6 +337,8 @@ class Functional(Model):
             entry: dict[str, Any] = {"class_name": type(layer).__name__,
                                      "config": layer.get_config(), "name": layer.name,
                                      "inbound_nodes": []}
+            if get_registered_name(layer) != type(layer).__name__:
+                entry["registered_name"] = get_registered_name(layer)
             for node in self._model_nodes(layer):
                 if node.is_input:
                     continue
@@ -472,16 +475,13 @@ def _check_unique_names(layers: list[Any], where: str = "") -> None:
 
 def _layer_from_config(entry: Mapping[str, Any]) -> Any:
     """A layer or nested model from its config entry, by class name among ferrax's own
-    classes (nothing is imported by name)."""
-    from ferrax import layers as layers_module
+    classes and the registered ones (nothing is imported by name)."""
+    from ferrax._registry import layer_class
 
-    class_name = entry["class_name"]
+    class_name = entry.get("registered_name") or entry["class_name"]
     if class_name in ("Sequential", "Functional"):
         return Model.from_config(entry["config"])
-    layer_cls = getattr(layers_module, class_name, None)
-    if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
-        raise ValueError(f"Unknown layer class {class_name!r} in config")
-    return layer_cls.from_config(entry["config"])
+    return layer_class(class_name).from_config(entry["config"])
 
 
 def _call_args(args: Any) -> list[Any]:

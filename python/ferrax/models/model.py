@@ -100,6 +100,8 @@ class Model:
         self._heads: list[_heads.Head] | None = None
         self._head_ranks: list[tuple[int, int]] = []
         self._inbound_nodes: list[Node] = []  # calls on symbolic tensors (nested models)
+        # the input shape a traced graph (subclassed call, custom layers) was made for
+        self._trace_shape: tuple[int, ...] | None = None
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
@@ -154,6 +156,11 @@ class Model:
     def _is_subclassed(self) -> bool:
         return type(self).call is not Model.call
 
+    def _graph_needs_shape(self) -> bool:
+        """Whether the engine graph is traced for an input shape (a subclassed model's
+        call, a stack with custom layers), so it waits until the shape is known."""
+        return self._is_subclassed()
+
     def _make_engine_graph(self) -> EngineGraph:
         from ferrax.layers.core import Input
         from ferrax.models._graph import GraphBuilder
@@ -163,7 +170,7 @@ class Model:
             raise NotImplementedError(f"Model '{self.name}' has no layers: define call() in "
                                       f"a subclass, or build it as Sequential([...]) or "
                                       f"Model(inputs, outputs)")
-        shape = getattr(self, "_trace_shape", None)
+        shape = self._trace_shape
         if shape is None:
             raise ValueError(f"Model '{self.name}' is not built yet: call it on data, fit "
                              f"it, or call build(input_shape) first")
@@ -254,7 +261,8 @@ class Model:
         return None
 
     def _engine_layers(self) -> list[Layer]:
-        if self._is_subclassed() and getattr(self, "_trace_shape", None) is None:
+        if (self._graph_needs_shape() and self._trace_shape is None
+                and self._declared_input_dims() is None):
             return []  # not traced yet: the first data it sees decides the graph
         return self._engine_graph().layers
 
@@ -406,7 +414,7 @@ class Model:
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
 
-        if self._is_subclassed() and getattr(self, "_trace_shape", None) != input_shape:
+        if self._graph_needs_shape() and self._trace_shape != tuple(input_shape):
             self._trace_shape = tuple(input_shape)  # call() is traced for this shape
             self._forget_graph()
 
@@ -1049,6 +1057,15 @@ class Model:
         from ferrax.models.functional import Functional
         from ferrax.models.sequential import Sequential
 
+        if cls.call is not Model.call:  # a subclassed model: its own constructor
+            try:
+                return cls(**config)
+            except TypeError:
+                if not set(config) <= {"name", "trainable"}:
+                    raise
+            model = cls()
+            model.name = config.get("name", model.name)
+            return model
         if "input_layers" in config:
             return Functional.from_config(config)
         return Sequential.from_config(config)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferrax._registry import get_registered_name, layer_class
 from ferrax._serial import describe
 from ferrax._typing import Config
 from ferrax.layers.base import Layer
@@ -108,9 +109,37 @@ class Sequential(Model):
 
     def _inline_into(self, builder: Any, inputs: list[int]) -> list[int]:
         (value,) = inputs  # a stack: each layer reads the one before
+        if self._graph_needs_shape():
+            return self._stack_trace().inline(builder, [value])
         for layer in self._layers:
             value = builder.add(layer, [value])
         return [value]
+
+    def _graph_needs_shape(self) -> bool:
+        """A stack with a custom layer (or a subclassed model) is traced, as a chain of
+        symbolic calls, for its input shape."""
+        return any(l._is_subclassed() if isinstance(l, Model) else l._traced_call()
+                   for l in self._layers)
+
+    def _stack_trace(self) -> Any:
+        from ferrax.layers.core import Input
+        from ferrax.models._trace import Trace
+
+        shape = self._trace_shape or self._declared_input_shape()
+        if shape is None:
+            raise ValueError(f"Sequential '{self.name}' is not built yet: its input shape is "
+                             f"unknown (start it with ferrax.Input(shape), or call fit or "
+                             f"build first)")
+        key = (tuple(shape), tuple(id(l) for l in self._layers))
+        cached = self.__dict__.get("_chain_trace")
+        if cached is None or cached[0] != key:
+            x = Input(shape=tuple(shape))
+            y = x
+            for layer in self._layers:
+                y = layer(y)
+            cached = (key, Trace(self.name, [x], [y]))
+            self._chain_trace = cached
+        return cached[1]
 
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_layer is not None:
@@ -126,21 +155,20 @@ class Sequential(Model):
         layers = []
         if self._input_layer is not None:
             layers.append({"class_name": "InputLayer", "config": self._input_layer.get_config()})
-        layers += [{"class_name": type(l).__name__, "config": l.get_config()}
-                   for l in self._layers]
+        for l in self._layers:
+            entry = {"class_name": type(l).__name__, "config": l.get_config()}
+            if get_registered_name(l) != type(l).__name__:
+                entry["registered_name"] = get_registered_name(l)
+            layers.append(entry)
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        from ferrax import layers as layers_module
-
         model = cls(name=config.get("name"))
         for entry in config["layers"]:
             if entry["class_name"] in ("Sequential", "Functional"):
                 model.add(Model.from_config(entry["config"]))
                 continue
-            layer_cls = getattr(layers_module, entry["class_name"], None)
-            if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
-                raise ValueError(f"Unknown layer class {entry['class_name']!r} in config")
+            layer_cls = layer_class(entry.get("registered_name") or entry["class_name"])
             model.add(layer_cls.from_config(entry["config"]))
         return model

@@ -104,7 +104,7 @@ class _VariableLayer(_SourceNode):
                 "config": {"name": self.name, "trainable": self.trainable,
                            "shape": list(self._full_shape), "initializer": "zeros",
                            "regularizer": self.regularizer,
-                           "trainable_weight": self.variable.trainable}}
+                           "trainable_weight": self.variable._trainable}}
 
     def _weight_path(self, index: int, name: str) -> str:
         return self.variable.path
@@ -128,7 +128,7 @@ class LayerVariable(TensorOperators):
         from ferrax import _core
         from ferrax.utils import _next_seed
 
-        self.shape, self.name, self.trainable = tuple(shape), name, bool(trainable)
+        self.shape, self.name, self._trainable = tuple(shape), name, bool(trainable)
         self.dtype = "float32"
         self.path = f"{owner}/{name}"
         initial = _core.initializer_sample(json.dumps(initializer), list(self.shape),
@@ -156,6 +156,11 @@ class LayerVariable(TensorOperators):
                   ) -> np.ndarray:
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether fit trains it: made trainable, and its layer not frozen."""
+        return self._trainable and self._holder.trainable
 
     @property
     def value(self) -> Float32Array:

@@ -429,8 +429,11 @@ def tile(x: Any, repeats: Sequence[int] | int) -> Any:
     rank = len(full_shape(x))
     if len(reps) < rank:
         reps = [1] * (rank - len(reps)) + reps
-    elif len(reps) > rank:
-        raise NotImplementedError(f"tile: {len(reps)} repeats for rank {rank}")
+    elif len(reps) > rank:  # as NumPy: x gains leading axes of length 1
+        if is_batched(x):
+            raise ValueError(f"tile: {len(reps)} repeats for a symbolic tensor of rank "
+                             f"{rank} would move its batch axis")
+        x = _reshape_full(x, [1] * (len(reps) - rank) + list(full_shape(x)))
     return apply("tile", {"repeats": [int(r) for r in reps]}, [x])
 
 

@@ -1,0 +1,370 @@
+"""Custom layers (a Layer subclass with build/add_weight/call), subclassed models
+(a Model subclass with call) and layers called on arrays: traced into the engine's
+graph and trained by fit. Gradients are checked against float64 NumPy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ferrax
+from ferrax import layers, ops
+
+
+class LinearRelu(layers.Layer):
+    """Dense + relu written with ops, as the Keras guide's custom layers are."""
+
+    def __init__(self, units: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                 initializer="random_normal", name="w")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", name="b")
+        self.built = True
+
+    def call(self, inputs):
+        return ops.relu(ops.matmul(inputs, self.w) + self.b)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class Scale(layers.Layer):
+    """A weight used twice and a constant: x * s + s ** 2 - 0.5."""
+
+    def build(self, input_shape):
+        self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.s + self.s ** 2 - 0.5
+
+
+def _data(n=16, d=5, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n, d)).astype(np.float32)
+
+
+# --- forward and gradients against NumPy ---------------------------------------------
+def _one_sgd_step(model, x, y, lr=0.1):
+    model.compile(optimizer=ferrax.optimizers.SGD(learning_rate=lr), loss="mse")
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(x, y)
+    return before, model.get_weights()
+
+
+def test_a_custom_layer_computes_and_trains_like_its_numpy_reference():
+    x = _data()
+    inp = ferrax.Input(shape=(5,))
+    layer = LinearRelu(3)
+    model = ferrax.Model(inp, layer(inp))
+    w, b = (v.numpy().astype(np.float64) for v in layer.weights)
+    b = b + np.array([0.3, -0.2, 0.1])  # so that some units are off and some on
+    layer.b.assign(b)
+    z = x.astype(np.float64) @ w + b
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.maximum(z, 0), rtol=1e-5,
+                               atol=1e-6)
+    y = _data(16, 3, seed=1)
+    (w0, b0), (w1, b1) = _one_sgd_step(model, x, y)
+    # mse over all elements: d/dy_pred = 2 (pred - y) / (n * units)
+    pred = np.maximum(z, 0)
+    dz = 2 * (pred - y) / pred.size * (z > 0)
+    np.testing.assert_allclose(w0 - w1, 0.1 * (x.T.astype(np.float64) @ dz), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(b0 - b1, 0.1 * dz.sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_a_weight_read_twice_gets_the_sum_of_both_gradients():
+    x = _data(8, 3)
+    inp = ferrax.Input(shape=(3,))
+    layer = Scale()
+    model = ferrax.Model(inp, layer(inp))
+    s = np.array([0.5, -1.0, 2.0])
+    layer.s.assign(s)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x * s + s ** 2 - 0.5, rtol=1e-6)
+    y = np.zeros((8, 3), np.float32)
+    (s0,), (s1,) = _one_sgd_step(model, x, y)
+    pred = x * s + s ** 2 - 0.5
+    d = 2 * (pred - y) / pred.size
+    grad = (d * x).sum(0) + (d * 2 * s).sum(0)  # through x * s and through s ** 2
+    np.testing.assert_allclose(s0 - s1, 0.1 * grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_reference_gradient_matches_finite_differences():
+    # (the analytic gradient used above, checked independently of ferrax)
+    r = np.random.default_rng(3)
+    x, s = r.normal(size=(8, 3)), r.normal(size=3)
+
+    def loss(s):
+        return np.mean((x * s + s ** 2 - 0.5) ** 2)
+    d = 2 * (x * s + s ** 2 - 0.5) / x.size
+    analytic = (d * x).sum(0) + (d * 2 * s).sum(0)
+    eps = 1e-6
+    numeric = [(loss(s + eps * e) - loss(s - eps * e)) / (2 * eps) for e in np.eye(3)]
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+
+
+# --- where a custom layer can go ----------------------------------------------------
+@pytest.mark.parametrize("kind", ["functional", "sequential", "subclassed"])
+def test_a_custom_layer_trains_inside_every_kind_of_model(kind):
+    ferrax.utils.set_random_seed(1)
+    x = _data(64)
+    y = (x[:, :2] * 2.0).astype(np.float32)
+    if kind == "functional":
+        inp = ferrax.Input(shape=(5,))
+        model = ferrax.Model(inp, layers.Dense(2)(LinearRelu(8)(inp)))
+    elif kind == "sequential":
+        model = ferrax.Sequential([LinearRelu(8), layers.Dense(2)])
+    else:
+        class Net(ferrax.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = LinearRelu(8)
+                self.out = layers.Dense(2)
+
+            def call(self, x):
+                return self.out(self.hidden(x))
+        model = Net()
+    model.compile(optimizer=ferrax.optimizers.Adam(0.01), loss="mse")
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=40, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.3 * first
+    assert len(model.weights) == 4
+    assert sorted(w.shape for w in model.trainable_weights) == [(2,), (5, 8), (8,), (8, 2)]
+
+
+def test_sublayers_held_in_attributes_lists_and_dicts_are_tracked():
+    class Block(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.stack = [layers.Dense(4), layers.Dense(4)]
+            self.heads = {"a": layers.Dense(2)}
+
+        def call(self, x):
+            for layer in self.stack:
+                x = ops.relu(layer(x))
+            return self.heads["a"](x)
+
+    block = Block()
+    inp = ferrax.Input(shape=(3,))
+    model = ferrax.Model(inp, block(inp))
+    assert [l.name for l in model.layers] == [model.layers[0].name, block.name]
+    assert len(block.weights) == 6 and len(model.weights) == 6
+    assert block.count_params() == (3 * 4 + 4) + (4 * 4 + 4) + (4 * 2 + 2)
+
+
+def test_a_shared_custom_layer_keeps_one_set_of_weights():
+    inp_a, inp_b = ferrax.Input(shape=(5,)), ferrax.Input(shape=(5,))
+    enc = LinearRelu(3)
+    out = layers.Add()([enc(inp_a), enc(inp_b)])
+    model = ferrax.Model([inp_a, inp_b], out)
+    assert len(model.weights) == 2
+    x1, x2 = _data(6), _data(6, seed=1)
+    w, b = (v.numpy() for v in enc.weights)
+    want = np.maximum(x1 @ w + b, 0) + np.maximum(x2 @ w + b, 0)
+    np.testing.assert_allclose(model.predict([x1, x2], verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+def test_freezing_a_custom_layer_freezes_its_weights():
+    x, y = _data(32), _data(32, 2, seed=1)
+    inp = ferrax.Input(shape=(5,))
+    hidden = LinearRelu(4)
+    model = ferrax.Model(inp, layers.Dense(2)(hidden(inp)))
+    hidden.trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    frozen = [v.numpy().copy() for v in hidden.weights]
+    model.fit(x, y, epochs=2, verbose=0)
+    for before, v in zip(frozen, hidden.weights):
+        np.testing.assert_array_equal(before, v.numpy())
+    assert not hidden.trainable_weights and len(hidden.non_trainable_weights) == 2
+
+
+def test_an_add_weight_regularizer_joins_the_loss():
+    class Penalised(layers.Layer):
+        def build(self, input_shape):
+            self.k = self.add_weight(shape=(input_shape[-1],), initializer="ones",
+                                     regularizer=ferrax.regularizers.L2(0.5))
+
+        def call(self, x):
+            return x * self.k
+
+    x = _data(8, 3)
+    inp = ferrax.Input(shape=(3,))
+    model = ferrax.Model(inp, Penalised()(inp))
+    model.compile(optimizer="sgd", loss="mse")
+    mse = float(np.mean(x.astype(np.float64) ** 2))
+    assert model.evaluate(x, np.zeros_like(x), verbose=0) == pytest.approx(mse + 0.5 * 3,
+                                                                            rel=1e-5)
+
+
+# --- subclassed models ----------------------------------------------------------------
+class Mlp(ferrax.Model):
+    """Seed 003's Net: 784-128-10 (here 20-16-3), relu through ops.relu."""
+
+    def __init__(self, hidden=16, classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.fc1 = layers.Dense(hidden)
+        self.fc2 = layers.Dense(classes, activation="softmax")
+
+    def call(self, x, training=None):
+        return self.fc2(ops.relu(self.fc1(x)))
+
+
+def _functional_mlp(hidden=16, classes=3):
+    inp = ferrax.Input(shape=(20,))
+    h = ops.relu(layers.Dense(hidden)(inp))
+    return ferrax.Model(inp, layers.Dense(classes, activation="softmax")(h))
+
+
+def test_a_subclassed_model_trains_to_the_functional_models_weights_bitwise():
+    r = np.random.default_rng(0)
+    x = r.normal(size=(200, 20)).astype(np.float32)
+    y = r.integers(0, 3, 200)
+    results = []
+    for make in (Mlp, _functional_mlp):
+        ferrax.utils.set_random_seed(7)
+        model = make()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclassed_model_is_called_on_arrays_and_inside_a_functional_model():
+    model = Mlp()
+    x = _data(4, 20)
+    direct = model(x)
+    assert np.asarray(direct).shape == (4, 3)
+    np.testing.assert_allclose(np.asarray(direct).sum(1), 1.0, rtol=1e-5)
+    inp = ferrax.Input(shape=(20,))
+    outer = ferrax.Model(inp, model(inp))
+    np.testing.assert_array_equal(outer.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert [l.name for l in model.layers] == [model.fc1.name, model.fc2.name]
+
+
+def test_a_subclassed_model_saves_and_loads_with_custom_objects(tmp_path):
+    x = _data(8, 20)
+    model = Mlp()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, np.full((8, 3), 1 / 3, np.float32), epochs=1, verbose=0)
+    path = tmp_path / "mlp.ferrax"
+    model.save(path)
+    with pytest.raises(ValueError, match="unknown model class 'Mlp'"):
+        ferrax.models.load_model(path)
+    loaded = ferrax.models.load_model(path, custom_objects={"Mlp": Mlp})
+    assert type(loaded) is Mlp
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    path_w = tmp_path / "mlp.weights.safetensors"
+    model.save_weights(path_w)
+    fresh = Mlp()
+    fresh.build((None, 20))
+    fresh.load_weights(path_w)
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# --- saving custom layers -------------------------------------------------------------
+@ferrax.saving.register_keras_serializable(package="tests")
+class RegisteredScale(Scale):
+    pass
+
+
+def test_a_registered_custom_layer_round_trips_through_a_file(tmp_path):
+    x = _data(6, 3)
+    inp = ferrax.Input(shape=(3,))
+    model = ferrax.Model(inp, layers.Dense(2)(RegisteredScale()(inp)))
+    model.layers[1].s.assign([1.5, -2.0, 0.25])
+    path = tmp_path / "m.ferrax"
+    model.save(path)
+    loaded = ferrax.models.load_model(path)
+    assert type(loaded.layers[1]) is RegisteredScale
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_an_unregistered_custom_layer_needs_custom_objects(tmp_path):
+    x = _data(6, 5)
+    model = ferrax.Sequential([ferrax.Input((5,)), LinearRelu(3, name="lin")])
+    path = tmp_path / "m.ferrax"
+    model.save(path)
+    with pytest.raises(ValueError, match=r"unknown class 'LinearRelu': pass custom_objects"):
+        ferrax.models.load_model(path)
+    loaded = ferrax.models.load_model(path, custom_objects={"LinearRelu": LinearRelu})
+    assert loaded.layers[0].units == 3
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_custom_layer_config_round_trips():
+    layer = LinearRelu(7, name="seven")
+    again = LinearRelu.from_config(layer.get_config())
+    assert again.units == 7 and again.name == "seven"
+
+
+# --- layers called on arrays ----------------------------------------------------------
+def test_a_layer_called_on_arrays_returns_its_result():
+    x = np.arange(20, dtype=np.float32).reshape(4, 5) / 10
+    dense = layers.Dense(3)
+    out = dense(x)
+    assert isinstance(out, ferrax.Tensor) and out.shape == (4, 3)
+    kernel, bias = dense.get_weights()
+    np.testing.assert_allclose(np.asarray(out), x @ kernel + bias, rtol=1e-5, atol=1e-6)
+    custom = LinearRelu(2)
+    w, b = (v.numpy() for v in custom.weights) if custom.built else (None, None)
+    got = np.asarray(custom(x))
+    w, b = (v.numpy() for v in custom.weights)
+    np.testing.assert_allclose(got, np.maximum(x @ w + b, 0), rtol=1e-5, atol=1e-6)
+
+
+# --- errors ---------------------------------------------------------------------------
+def test_python_control_flow_on_a_traced_tensor_names_the_line():
+    class Branchy(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = layers.Dense(2)
+
+        def call(self, x):
+            if ops.sum(x) > 0:  # data-dependent: cannot be traced
+                return self.d(x)
+            return self.d(-x)
+
+    with pytest.raises(TypeError, match=r"test_custom_layers\.py:\d+: if ops\.sum\(x\) > 0"
+                                        r".*GradientTape"):
+        Branchy().predict(_data(2, 3), verbose=0)
+
+
+def test_a_call_that_returns_no_tensor_is_an_error():
+    class Wrong(layers.Layer):
+        def call(self, x):
+            return 3.0
+
+    with pytest.raises(TypeError, match=r"Wrong 'wrong.*': call\(\) must return tensors.*"
+                                        r"got float"):
+        Wrong()(ferrax.Input(shape=(2,)))
+
+
+def test_add_weight_checks_its_arguments():
+    class BadShape(layers.Layer):
+        def build(self, input_shape):
+            self.add_weight(shape=(3, -1))
+
+        def call(self, x):
+            return x
+
+    class BadInit(layers.Layer):
+        def build(self, input_shape):
+            self.add_weight(shape=(3,), initializer="no_such_thing")
+
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"Layer 'bad_shape.*': add_weight: 'shape'"):
+        BadShape()(ferrax.Input(shape=(2,)))
+    with pytest.raises(ValueError, match=r"Layer 'bad_init.*': add_weight: .*no_such_thing"):
+        BadInit()(ferrax.Input(shape=(2,)))
+
+
+def test_an_op_on_incompatible_shapes_names_the_op_and_both_shapes():
+    inp = ferrax.Input(shape=(16,))
+    with pytest.raises(ValueError, match=r"add.*\(None, 16\).*\(None, 8\)"):
+        ops.add(inp, layers.Dense(8)(inp))
