@@ -88,6 +88,12 @@ WORKLOADS = {
            "what": "LSTM(128) over 28 rows of 28 pixels - 10(softmax), Adam(1e-3), batch 128"},
     "W1F": {"hidden": (128,), "batch": 32, "functional": True,
             "what": "W1 spelled with the functional API: Model(Input, Dense(Dense(Flatten)))"},
+    "S1": {"hidden": (128,), "batch": 32, "subclassed": True,
+           "what": "W1 as a keras.Model subclass: call() = Dense(10, softmax)(ops.relu("
+                   "Dense(128)(x)))"},
+    "C1": {"hidden": (128,), "batch": 32, "custom_dense": True,
+           "what": "W1 with its hidden layer a custom Layer: ops.relu(ops.matmul(x, w) + b) "
+                   "with add_weight"},
     "G1": {"hidden": (), "batch": 128, "residual": 16,
            "what": "residual CNN: Conv2D(16, 3, relu)-MaxPooling2D(2), two blocks of "
                    "[Conv2D(16, 3, same)-BN-relu-Conv2D(16, 3, same)-BN] + skip (Add), relu; "
@@ -196,6 +202,8 @@ def keras_style_model(keras, spec):
     layers = keras.layers
     if spec.get("residual"):
         return residual_model(keras, spec["residual"])
+    if spec.get("subclassed") or spec.get("custom_dense"):
+        return custom_model(keras, spec)
     if spec.get("two_inputs"):
         image, rows = keras.Input(shape=(28, 28)), keras.Input(shape=(28,))
         a = layers.Dense(128, activation="relu")(layers.Flatten()(image))
@@ -217,6 +225,40 @@ def keras_style_model(keras, spec):
             x = layer(x)
         return keras.Model(stack[0], x)
     return keras.Sequential(stack)
+
+
+def custom_model(keras, spec):
+    """S1 and C1: W1 written with keras.ops, as a subclassed model or a custom layer."""
+    layers, ops = keras.layers, keras.ops
+
+    class LinearRelu(layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="glorot_uniform")
+            self.b = self.add_weight(shape=(self.units,), initializer="zeros")
+
+        def call(self, x):
+            return ops.relu(ops.matmul(x, self.w) + self.b)
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten = layers.Flatten()
+            self.fc1 = layers.Dense(spec["hidden"][0])
+            self.fc2 = layers.Dense(10, activation="softmax")
+
+        def call(self, x):
+            return self.fc2(ops.relu(self.fc1(self.flatten(x))))
+
+    if spec.get("subclassed"):
+        return Net()
+    return keras.Sequential([keras.Input(shape=(28, 28)), layers.Flatten(),
+                             LinearRelu(spec["hidden"][0]),
+                             layers.Dense(10, activation="softmax")])
 
 
 def residual_model(keras, filters):

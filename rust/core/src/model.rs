@@ -1408,6 +1408,64 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// Dense(3, tanh) on 4 inputs written as a traced graph: weights as Variable
+    /// nodes, the product, the bias and the activation as op nodes.
+    fn traced_dense() -> Value {
+        let var = |name: &str, shape: Value| {
+            layer("Variable", name, json!({"shape": shape, "initializer": "zeros"}))
+        };
+        let op = |name: &str, op: &str| layer("Op", name, json!({"op": op}));
+        json!({"input_shape": [4], "seed": 7,
+               "layers": [var("kernel", json!([4, 3])), op("matmul", "matmul"),
+                          var("bias", json!([3])), op("add", "add"), op("tanh", "tanh")],
+               "inbound": [[], [0, 1], [], [2, 3], [4]]})
+    }
+
+    fn set_params(model: &mut Model, values: &[Vec<f32>]) {
+        for (p, v) in model.params_mut().into_iter().zip(values) {
+            p.value_slice_mut().copy_from_slice(v);
+        }
+    }
+
+    #[test]
+    fn a_traced_graph_of_weights_and_ops_trains_as_the_layer_it_spells() {
+        let kernel: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) / 9.0).collect();
+        let bias = vec![0.1, -0.2, 0.3];
+        let mut built_in = compiled(json!({"input_shape": [4], "seed": 7,
+                                           "layers": [dense("d", 3, "tanh")]}));
+        let mut traced = compiled(traced_dense());
+        set_params(&mut built_in, &[kernel.clone(), bias.clone()]);
+        set_params(&mut traced, &[kernel, bias]);
+        // weights have no batch axis; the product and what follows have one
+        assert_eq!(traced.batched, vec![true, false, true, false, true, true]);
+        let a = trained_weights(&mut built_in, 4, 3);
+        let b = trained_weights(&mut traced, 4, 3);
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        assert_ne!(a[0], (0..12).map(|i| (i as f32 - 5.5) / 9.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn values_without_a_batch_axis_are_checked() {
+        // a reduction over the batch axis cannot be the output...
+        let mut spec = traced_dense();
+        spec["layers"][4] = layer("Op", "total", json!({"op": "sum", "attrs": {}}));
+        let err = Model::from_spec(&spec).err().expect("an output without a batch axis");
+        assert!(err.0.contains("no batch axis"), "{}", err.0);
+        // ...nor the input of a layer that works on samples
+        let spec = json!({"input_shape": [4], "seed": 7,
+                          "layers": [layer("Variable", "w", json!({"shape": [4]})),
+                                     dense("d", 2, "linear")],
+                          "inbound": [[], [1]], "outputs": [2]});
+        let err = Model::from_spec(&spec).err().expect("Dense on a weight");
+        assert!(err.0.contains("Dense 'd'") && err.0.contains("(4,)"), "{}", err.0);
+        // a weight reads nothing, and every other node reads something
+        let spec = json!({"input_shape": [4], "layers": [dense("d", 2, "linear")],
+                          "inbound": [[]]});
+        assert!(Model::from_spec(&spec).is_err());
+    }
+
     #[test]
     fn fan_out_gradients_are_summed() {
         // h + h through Add (one layer reading one value twice), and h through
