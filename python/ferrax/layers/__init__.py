@@ -1,5 +1,6 @@
 """Layers with Keras's names, arguments and defaults."""
 
+from ferrax.layers.activation_layers import ELU, LeakyReLU, PReLU
 from ferrax.layers.base import Layer, Variable
 from ferrax.layers.convolutional import (
     Conv1D,
@@ -15,6 +16,7 @@ from ferrax.layers.core import (
     Flatten,
     Input,
     InputLayer,
+    Lambda,
     Masking,
     ReLU,
     Reshape,
@@ -54,10 +56,13 @@ from ferrax.layers.preprocessing import Rescaling
 from ferrax.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
 from ferrax.layers.reshaping import (
+    Cropping1D,
     Cropping2D,
     Permute,
     RepeatVector,
+    UpSampling1D,
     UpSampling2D,
+    ZeroPadding1D,
     ZeroPadding2D,
 )
 
@@ -69,7 +74,8 @@ GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D", "AvgPool1D",
            "AvgPool2D", "BatchNormalization", "Bidirectional", "Concatenate", "Conv1D", "Conv2D",
-           "Conv2DTranspose", "Cropping2D", "Dense", "DepthwiseConv2D", "Dot", "Dropout",
+           "Conv2DTranspose", "Cropping1D", "Cropping2D", "ELU", "Lambda", "LeakyReLU",
+           "PReLU", "UpSampling1D", "ZeroPadding1D", "Dense", "DepthwiseConv2D", "Dot", "Dropout",
            "Embedding", "Flatten", "GRU", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "LSTM", "Layer",

@@ -125,16 +125,19 @@ class _FixedActivation(Layer):
 
 
 class ReLU(_FixedActivation):
-    """max(x, 0), as a layer (Keras's `ReLU()` with its default arguments).
+    """`max(x, 0)`, as a layer; with Keras's arguments, below `threshold` the slope is
+    `negative_slope`, and the result is capped at `max_value`.
 
     Args:
-        max_value, negative_slope, threshold: Only their defaults (None, 0, 0) are
-            supported.
+        max_value: The cap (None: none).
+        negative_slope: The slope below the threshold (0).
+        threshold: Where the slope changes (0).
         **kwargs: Standard layer arguments.
 
     Example:
 
     >>> x = ferrax.layers.ReLU()(ferrax.layers.BatchNormalization()(inputs))
+    >>> y = ferrax.layers.ReLU(max_value=6.0)(x)
     """
 
     _function = "relu"
@@ -142,10 +145,28 @@ class ReLU(_FixedActivation):
     def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
                  threshold: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if max_value is not None or negative_slope or threshold:
-            raise NotImplementedError(f"ReLU '{self.name}': max_value, negative_slope and "
-                                      f"threshold other than their defaults are not supported "
-                                      f"yet")
+        owner = f"ReLU '{self.name}'"
+        self.max_value = None if max_value is None else check_number(
+            owner, "max_value", max_value, low=0.0)
+        self.negative_slope = check_number(owner, "negative_slope", negative_slope, low=0.0)
+        self.threshold = check_number(owner, "threshold", threshold)
+
+    def _traced_call(self) -> bool:
+        # the engine's relu covers the defaults; other arguments are traced ops
+        args = tuple(getattr(self, a, d) for a, d in
+                     (("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)))
+        return args != (None, 0.0, 0.0)
+
+    def call(self, inputs: Any) -> Any:
+        from ferrax import ops
+
+        below = self.negative_slope * (inputs - self.threshold)
+        out = ops.where(ops.greater_equal(inputs, self.threshold), inputs, below)
+        return out if self.max_value is None else ops.minimum(out, self.max_value)
+
+    def _public_config(self) -> Config:
+        return {"max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
 
 
 class Softmax(_FixedActivation):
@@ -341,3 +362,57 @@ class Masking(Layer):
 
     def _public_config(self) -> Config:
         return {"mask_value": self.mask_value}
+
+
+class Lambda(Layer):
+    """Wraps a function of tensors (written with `ferrax.ops`) as a layer; it is traced
+    into the graph like a custom layer's `call`.
+
+    Args:
+        function: The function, called as `function(inputs, **arguments)`.
+        output_shape: Ignored (the shape follows from tracing).
+        mask: Not supported (None).
+        arguments: Keyword arguments for the function.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    >>> x = ferrax.layers.Lambda(lambda t: ferrax.ops.square(t) * 0.5)(inputs)
+
+    A saved model names the function; loading finds it in `custom_objects` (a file never
+    carries code).
+    """
+
+    def __init__(self, function: Callable[..., Any], output_shape: Any = None,
+                 mask: Any = None, arguments: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda '{self.name}': 'function' must be callable, got "
+                            f"{describe(function)}")
+        if mask is not None:
+            raise NotImplementedError(f"Lambda '{self.name}': 'mask' is not supported")
+        self.function = function
+        self.arguments = dict(arguments or {})
+
+    def call(self, inputs: Any) -> Any:
+        return self.function(inputs, **self.arguments)
+
+    def get_config(self) -> Config:
+        return {**super().get_config(), "function": getattr(self.function, "__name__", ""),
+                "arguments": self.arguments}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        from ferrax._registry import get_registered_object
+
+        config = dict(config)
+        name = config.pop("function", "")
+        function = get_registered_object(name) if name and name != "<lambda>" else None
+        if not callable(function):
+            raise ValueError(f"Lambda '{config.get('name')}': its function '{name}' is not "
+                             f"loaded from files (that would run code from the file); pass "
+                             f"custom_objects={{'{name}': the_function}}")
+        config.pop("dtype", None)
+        return cls(function, **config)
+

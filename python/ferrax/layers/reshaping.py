@@ -175,3 +175,79 @@ class Permute(Layer):
 
     def _public_config(self) -> Config:
         return {"dims": list(self.dims)}
+
+
+def _two_ints(owner: str, arg: str, value: Any) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                 and v >= 0 for v in pair):
+        raise ValueError(f"{owner}: '{arg}' must be a non-negative int or a pair of them, "
+                         f"got {describe(value)}")
+    return int(pair[0]), int(pair[1])
+
+
+class UpSampling1D(Layer):
+    """Repeats each time step `size` times (inputs (batch, steps, features)).
+
+    Args:
+        size: How many times (2).
+        **kwargs: Standard layer arguments.
+    """
+
+    def __init__(self, size: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = _two_ints(f"UpSampling1D '{self.name}'", "size", size)[0]
+
+    def call(self, inputs: Any) -> Any:
+        from ferrax import ops
+
+        return ops.repeat(inputs, self.size, axis=1)
+
+    def get_config(self) -> Config:
+        return {**super().get_config(), "size": self.size}
+
+
+class ZeroPadding1D(Layer):
+    """Zeros before and after the time axis (inputs (batch, steps, features)).
+
+    Args:
+        padding: Steps on both sides, or `(before, after)`.
+        **kwargs: Standard layer arguments.
+    """
+
+    def __init__(self, padding: int | Sequence[int] = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.padding = _two_ints(f"ZeroPadding1D '{self.name}'", "padding", padding)
+
+    def call(self, inputs: Any) -> Any:
+        from ferrax import ops
+
+        return ops.pad(inputs, ((0, 0), self.padding, (0, 0)))
+
+    def get_config(self) -> Config:
+        return {**super().get_config(), "padding": self.padding}
+
+
+class Cropping1D(Layer):
+    """Drops steps at the start and the end of the time axis.
+
+    Args:
+        cropping: Steps cut on both sides, or `(start, end)`.
+        **kwargs: Standard layer arguments.
+    """
+
+    def __init__(self, cropping: int | Sequence[int] = (1, 1), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cropping = _two_ints(f"Cropping1D '{self.name}'", "cropping", cropping)
+
+    def call(self, inputs: Any) -> Any:
+        steps = inputs.shape[1]
+        start, end = self.cropping
+        if steps is None or start + end >= steps:
+            raise ValueError(f"Cropping1D '{self.name}': cannot crop {self.cropping} from "
+                             f"inputs of shape {inputs.shape}")
+        return inputs[:, start:steps - end, :]
+
+    def get_config(self) -> Config:
+        return {**super().get_config(), "cropping": self.cropping}
+
