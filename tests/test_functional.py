@@ -734,8 +734,8 @@ def test_relu_and_softmax_layers_and_keras_short_names():
     assert_close(model.predict(data, verbose=0), want, rtol=1e-6, atol=1e-7, what="softmax")
     assert layers.MaxPool2D is layers.MaxPooling2D
     assert layers.GlobalAvgPool1D is layers.GlobalAveragePooling1D
-    with pytest.raises(NotImplementedError, match="max_value"):
-        layers.ReLU(max_value=6.0)
+    with pytest.raises(ValueError, match=r"ReLU '.*': 'max_value'"):
+        layers.ReLU(max_value=-1.0)
 
 
 def _seq2seq(units=3):

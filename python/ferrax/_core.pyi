@@ -86,6 +86,17 @@ def first_non_finite(x: _Features) -> int | None:
 def num_threads() -> int:
     """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
 
+def op_shape(name: str, attrs_json: str, shapes: Sequence[tuple[Sequence[int], bool]]
+             ) -> tuple[list[int], bool]:
+    """The result's shape of an op on inputs of these (shape, batched) descriptions."""
+
+def op_eval(name: str, attrs_json: str, arrays: Sequence[_F32]) -> _F32:
+    """An op on C-contiguous float32 arrays."""
+
+def op_vjp(name: str, attrs_json: str, arrays: Sequence[_F32], y: _F32,
+           dy: _F32) -> list[_F32]:
+    """The gradients of an op's inputs given its result and the result's gradient."""
+
 def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]]
                        ) -> tuple[list[int], list[list[int]]]:
     """Per-sample output shape of a layer called on inputs of these per-sample shapes, and

@@ -68,12 +68,12 @@ class Tensor(TensorOperators):
         for i in range(len(self)):
             yield self[i]
 
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+    def __eq__(self, other: Any) -> Any:
         from ferrax import ops
 
         return ops.equal(self, other)
 
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+    def __ne__(self, other: Any) -> Any:
         from ferrax import ops
 
         return ops.not_equal(self, other)

@@ -11,12 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ferrax._registry import (  # Keras also has them in keras.utils
-    custom_object_scope,
-    get_custom_objects,
-    get_registered_name,
-    get_registered_object,
-    register_keras_serializable,
+    custom_object_scope as custom_object_scope,
 )
+from ferrax._registry import get_custom_objects as get_custom_objects
+from ferrax._registry import get_registered_name as get_registered_name
+from ferrax._registry import get_registered_object as get_registered_object
+from ferrax._registry import register_keras_serializable as register_keras_serializable
 from ferrax._serial import describe
 from ferrax._typing import Float32Array, PathLike
 

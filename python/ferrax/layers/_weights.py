@@ -46,7 +46,7 @@ def make_weight(owner: str, index: int, shape: Sequence[int] | None, initializer
                          name or default, owner)
 
 
-def tracked(obj: Any, kind: type) -> list[Any]:
+def tracked(obj: Any, kind: type | tuple[type, ...]) -> list[Any]:
     """Objects of `kind` among `obj`'s attributes (also inside lists, tuples and dicts),
     each once, in attribute order."""
     found: list[Any] = []

@@ -96,7 +96,7 @@ class PReLU(Layer):
         axes = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes or [])
         self.shared_axes = [int(a) for a in axes]
 
-    def build(self, input_shape: Any) -> None:
+    def build(self, input_shape: Any = None) -> None:
         shape = list(input_shape[1:])
         for a in self.shared_axes:
             if not 1 <= a <= len(shape):

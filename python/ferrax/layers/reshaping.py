@@ -180,7 +180,7 @@ class Permute(Layer):
 def _two_ints(owner: str, arg: str, value: Any) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                 and v >= 0 for v in pair):
+                                 and int(v) >= 0 for v in pair):
         raise ValueError(f"{owner}: '{arg}' must be a non-negative int or a pair of them, "
                          f"got {describe(value)}")
     return int(pair[0]), int(pair[1])

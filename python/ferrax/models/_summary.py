@@ -26,7 +26,9 @@ def _fmt_bytes(n: float) -> str:
 def summary_lines(model: Model) -> list[str]:
     connections = model._connections()
     cols: tuple[int, ...] = (33, 26, 13) if connections is None else (30, 22, 11, 22)
-    layers = model.layers if connections is not None else model._engine_layers()
+    # (a traced graph's ops and weights are not layers: its tracked layers are listed)
+    listed = connections is not None or model._graph_needs_shape()
+    layers = model.layers if listed else model._engine_layers()
 
     def row(cells: list[str], left: str = "│", mid: str = "│", right: str = "│") -> str:
         parts = []

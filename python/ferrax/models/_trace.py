@@ -145,6 +145,8 @@ def trace_call(owner: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
     outer = [KerasTensor(t.shape, t.dtype, batched=t.batched) for t in flat_out]
     node = Node(owner, flatten(inputs), outer, as_list=isinstance(inputs, (list, tuple)))
     node.trace = trace  # type: ignore[attr-defined]
+    if isinstance(owner, Layer) and len(outer) == 1 and outer[0].batched:
+        owner._output_shape = outer[0].shape[1:]  # type: ignore[assignment]
     if isinstance(result, KerasTensor):
         return outer[0]
     it = iter(outer)

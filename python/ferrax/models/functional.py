@@ -13,7 +13,7 @@ import numpy as np
 from ferrax._registry import get_registered_name
 from ferrax._serial import describe, snake_case
 from ferrax._typing import Config, Float32Array
-from ferrax.layers.base import Layer, unique_name
+from ferrax.layers.base import unique_name
 from ferrax.layers.core import InputLayer
 from ferrax.models import _heads
 from ferrax.models._graph import EngineGraph, GraphBuilder

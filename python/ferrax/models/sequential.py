@@ -134,7 +134,7 @@ class Sequential(Model):
         cached = self.__dict__.get("_chain_trace")
         if cached is None or cached[0] != key:
             x = Input(shape=tuple(shape))
-            y = x
+            y: Any = x
             for layer in self._layers:
                 y = layer(y)
             cached = (key, Trace(self.name, [x], [y]))

@@ -83,7 +83,8 @@ def _as_array(op: str, value: Any) -> np.ndarray:
         if a is None or a.dtype == object:
             raise TypeError(f"{op}: expected a tensor, an array or a number, got "
                             f"{type(value).__name__}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+    return np.asarray(a, dtype=np.float32, order="C")
 
 
 def full_shape(x: Any) -> tuple[int | None, ...]:

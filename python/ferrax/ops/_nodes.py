@@ -63,6 +63,7 @@ class _SourceNode(_GraphNode):
     """A node that reads nothing: its value is a weight or a constant."""
 
     _is_source = True
+    _full_shape: tuple[int, ...] = ()
 
     def _symbolic(self) -> KerasTensor:
         """The one tensor every traced call reads this value through."""

@@ -22,7 +22,7 @@ def vjp(fn: Callable[..., Any], *arrays: Any, dout: Any) -> list[np.ndarray]:
     """
     from ferrax import _core
 
-    leaves = [Tensor(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+    leaves = [Tensor(np.asarray(a, dtype=np.float32, order="C")) for a in arrays]
     _dispatch._RECORDING[0] += 1
     try:
         out = fn(*leaves)
@@ -42,14 +42,14 @@ def vjp(fn: Callable[..., Any], *arrays: Any, dout: Any) -> list[np.ndarray]:
 
     visit(out)
     grads: dict[int, np.ndarray] = {
-        id(out): np.ascontiguousarray(np.broadcast_to(np.asarray(dout, np.float32),
-                                                      out.shape))}
+        id(out): np.array(np.broadcast_to(np.asarray(dout, np.float32), out.shape),
+                          order="C")}
     for t in reversed(order):
         if t._producer is None or id(t) not in grads:
             continue
         op, attrs, inputs = t._producer
-        ins = [np.ascontiguousarray(u._value, dtype=np.float32) for u in inputs]
-        y = np.ascontiguousarray(t._value, dtype=np.float32)
+        ins = [np.asarray(u._value, dtype=np.float32, order="C") for u in inputs]
+        y = np.asarray(t._value, dtype=np.float32, order="C")
         for u, g in zip(inputs, _core.op_vjp(op, attrs, ins, y, grads[id(t)])):
             grads[id(u)] = grads[id(u)] + g if id(u) in grads else g
     return [grads.get(id(t), np.zeros(t.shape, np.float32)) for t in leaves]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferrax.ops.numpy import Axis, _axis
 from ferrax.ops._dispatch import apply
+from ferrax.ops.numpy import Axis, _axis
 
 
 def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Any:

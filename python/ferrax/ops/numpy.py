@@ -306,9 +306,10 @@ def shape(x: Any) -> tuple[int | None, ...]:
 def size(x: Any) -> int:
     """The number of elements (of a tensor of known shape)."""
     dims = full_shape(x)
-    if any(d is None for d in dims):
+    known = [d for d in dims if d is not None]
+    if len(known) != len(dims):
         raise ValueError(f"size: the shape {dims} has axes of unknown length")
-    return int(np.prod(dims))
+    return int(np.prod(known))
 
 
 def ndim(x: Any) -> int:
@@ -316,14 +317,14 @@ def ndim(x: Any) -> int:
     return len(full_shape(x))
 
 
-def _reshape_full(x: Any, target: Sequence[int | None]) -> Any:
+def _reshape_full(x: Any, new_shape: Sequence[int | None]) -> Any:
     """`reshape` to a full shape whose first entry is None or -1 for a batched tensor."""
-    target = [-1 if d is None else int(d) for d in target]
+    target = [-1 if d is None else int(d) for d in new_shape]
     if is_batched(x):
         dims = full_shape(x)
-        per_sample = [int(d) for d in dims[1:]] if None not in dims[1:] else None
+        per_sample = [d for d in dims[1:] if d is not None]
         rest = target[1:]
-        if per_sample is None:
+        if len(per_sample) != len(dims) - 1:
             raise ValueError(f"reshape: the input's shape {dims} has axes of unknown "
                              f"length; only the batch axis may be unknown")
         if rest.count(-1) == 1:
@@ -480,11 +481,32 @@ def _getitem(x: Any, key: Any) -> Any:
     used = builtins.sum(1 for k in keys if k is not None and k is not Ellipsis)
     if used > len(dims):
         raise IndexError(f"too many indices for a tensor of shape {tuple(dims)}")
-    if Ellipsis in keys:
-        i = keys.index(Ellipsis)
-        keys[i:i + 1] = [slice(None)] * (len(dims) - used)
-    keys += [slice(None)] * (len(dims) - used)
-    begin, end, step, after = [], [], [], []
+    at = next((i for i, k in enumerate(keys) if k is Ellipsis), None)
+    if at is not None:
+        keys[at:at + 1] = [slice(None)] * (len(dims) - used)
+    else:
+        keys += [slice(None)] * (len(dims) - used)
+    # Slices with negative steps are gathers (take) first; then they read all.
+    for axis_keys, k in enumerate([k for k in keys if k is not None]):
+        if isinstance(k, slice) and k.step is not None and k.step < 0:
+            n = dims[axis_keys]
+            if n is None or (is_batched(x) and axis_keys == 0):
+                raise IndexError(f"a negative step on axis {axis_keys} of shape "
+                                 f"{tuple(dims)} (unknown length or the batch axis)")
+            x = take(x, list(range(*k.indices(n))), axis=axis_keys)
+            dims = list(full_shape(x))
+    keys = [slice(None) if isinstance(k, slice) and k.step is not None and k.step < 0
+            else k for k in keys]
+    begin: list[int] = []
+    end: list[int] = []
+    step: list[int] = []
+    after: list[int | None] = []
+
+    def read(lo: int, hi: int, st: int) -> None:
+        begin.append(lo)
+        end.append(hi)
+        step.append(st)
+
     axis = 0
     batched = is_batched(x)
     for k in keys:
@@ -496,20 +518,18 @@ def _getitem(x: Any, key: Any) -> Any:
             if k != slice(None):
                 raise IndexError(f"index {k!r} on the batch axis of a symbolic tensor of "
                                  f"shape {tuple(dims)}: only ':' is allowed there")
-            begin.append(0), end.append(-1), step.append(1)
+            read(0, -1, 1)  # (-1: to the end)
             after.append(None)
         elif isinstance(k, slice):
             if n is None:
                 if k != slice(None):
                     raise IndexError(f"slicing axis {axis} of unknown length (shape "
                                      f"{tuple(dims)})")
-                begin.append(0), end.append(-1), step.append(1)
+                read(0, -1, 1)
                 after.append(None)
             else:
                 lo, hi, st = k.indices(n)
-                if st <= 0:
-                    raise NotImplementedError("slices with negative steps are not supported")
-                begin.append(lo), end.append(builtins.max(hi, lo)), step.append(st)
+                read(lo, builtins.max(hi, lo), st)
                 after.append(len(range(lo, builtins.max(hi, lo), st)))
         elif isinstance(k, (int, np.integer)):
             if n is None:
@@ -517,7 +537,7 @@ def _getitem(x: Any, key: Any) -> Any:
             i = int(k) + n if k < 0 else int(k)
             if not 0 <= i < n:
                 raise IndexError(f"index {k} is out of range for axis {axis} of length {n}")
-            begin.append(i), end.append(i + 1), step.append(1)
+            read(i, i + 1, 1)
         else:
             raise TypeError(f"unsupported index {k!r} (ints, slices, ... and None work)")
         axis += 1
@@ -568,7 +588,7 @@ def full_like(x: Any, fill_value: Any, dtype: Any = None) -> Any:
     """A tensor of `x`'s shape filled with `fill_value`."""
     if isinstance(x, KerasTensor):
         return apply("where", {}, [0.0, x, float(fill_value)])
-    return full(full_shape(x), fill_value, dtype)
+    return Tensor(np.full(np.shape(x), fill_value, _dtype(dtype)))
 
 
 def zeros_like(x: Any, dtype: Any = None) -> Any:

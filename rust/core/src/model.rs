@@ -16,7 +16,7 @@
 use crate::activation::Activation;
 use crate::data::{Dataset, Features};
 use crate::error::{Error, Result};
-use crate::layers::{self, Ctx, Layer, MaskFlow, Param};
+use crate::layers::{self, Ctx, Layer, MaskFlow, Param, Tensor};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::ops::Operand;
@@ -562,13 +562,22 @@ impl Model {
             // The layers before this one, whose sources (weights) it may read.
             let (done, rest) = self.layers.split_at_mut(i);
             let layer = &mut rest[0];
-            let (acts, alias, sizes, batched, source) =
-                (&self.acts, &self.alias, &self.sizes, &self.batched, &self.source);
+            let (acts, alias, sizes, batched, source) = (
+                &self.acts,
+                &self.alias,
+                &self.sizes,
+                &self.batched,
+                &self.source,
+            );
             let value = |v: usize| -> &[f32] {
                 if v > 0 && source[v - 1] {
                     return done[v - 1].source().expect("a source layer");
                 }
-                let len = if batched[v] { rows * sizes[v] } else { sizes[v] };
+                let len = if batched[v] {
+                    rows * sizes[v]
+                } else {
+                    sizes[v]
+                };
                 match input {
                     Some(input) if alias[v] == 0 => &input[..len],
                     _ => &acts[alias[v]][..len],
@@ -589,7 +598,11 @@ impl Model {
                 // (a value's mask holds exactly this batch's rows × its steps)
                 mask: in_mask,
             };
-            let out_len = if batched[out] { rows * sizes[out] } else { sizes[out] };
+            let out_len = if batched[out] {
+                rows * sizes[out]
+            } else {
+                sizes[out]
+            };
             let y_out = &mut y[..out_len];
             match &self.inputs[i][..] {
                 [only] => layer.forward(value(*only), y_out, rows, &ctx),
@@ -644,9 +657,20 @@ impl Model {
                 continue; // a reshape's input and output gradients share one buffer
             }
             if self.source[i] {
-                // A weight of a traced layer: its readers have summed its gradient.
+                // A weight of a traced layer: its readers have summed its gradient,
+                // which becomes the weight's (buffers swapped, not copied).
                 let out = self.node_out[i];
                 let len = self.value_len(out, rows);
+                if let Some(p) = self.layers[i].params_mut().first_mut() {
+                    if self.grads[out].len() == len && p.grad.len() == len {
+                        let shape = p.grad.raw_dim();
+                        let summed = std::mem::take(&mut self.grads[out]);
+                        let grad = Tensor::from_shape_vec(shape, summed).expect("same size");
+                        let old = std::mem::replace(&mut p.grad, grad);
+                        self.grads[out] = old.into_raw_vec_and_offset().0;
+                        continue;
+                    }
+                }
                 let dy = &mut self.grads[out][..len];
                 self.layers[i].backward(&[], &[], dy, None, rows);
                 continue;
@@ -716,9 +740,20 @@ impl Model {
         {
             let (done, rest) = self.layers.split_at_mut(i);
             let layer = &mut rest[0];
-            let (acts, alias, sizes, batched, source) =
-                (&self.acts, &self.alias, &self.sizes, &self.batched, &self.source);
-            let len = |v: usize| if batched[v] { rows * sizes[v] } else { sizes[v] };
+            let (acts, alias, sizes, batched, source) = (
+                &self.acts,
+                &self.alias,
+                &self.sizes,
+                &self.batched,
+                &self.source,
+            );
+            let len = |v: usize| {
+                if batched[v] {
+                    rows * sizes[v]
+                } else {
+                    sizes[v]
+                }
+            };
             let value = |v: usize| -> &[f32] {
                 if v > 0 && source[v - 1] {
                     done[v - 1].source().expect("a source layer")
@@ -1333,8 +1368,10 @@ fn inbound_values(spec: &Value, layers: &[Value]) -> Result<Vec<Vec<usize>>> {
             let source = layers[i]["class_name"]
                 .as_str()
                 .is_some_and(layers::is_source_class);
-            let values: Option<Vec<usize>> =
-                list.as_array().filter(|a| a.is_empty() == source).and_then(|a| {
+            let values: Option<Vec<usize>> = list
+                .as_array()
+                .filter(|a| a.is_empty() == source)
+                .and_then(|a| {
                     a.iter()
                         .map(|v| v.as_u64().map(|v| v as usize).filter(|&v| v <= i))
                         .collect()
@@ -1412,7 +1449,11 @@ mod tests {
     /// nodes, the product, the bias and the activation as op nodes.
     fn traced_dense() -> Value {
         let var = |name: &str, shape: Value| {
-            layer("Variable", name, json!({"shape": shape, "initializer": "zeros"}))
+            layer(
+                "Variable",
+                name,
+                json!({"shape": shape, "initializer": "zeros"}),
+            )
         };
         let op = |name: &str, op: &str| layer("Op", name, json!({"op": op}));
         json!({"input_shape": [4], "seed": 7,
@@ -1443,7 +1484,10 @@ mod tests {
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
-        assert_ne!(a[0], (0..12).map(|i| (i as f32 - 5.5) / 9.0).collect::<Vec<_>>());
+        assert_ne!(
+            a[0],
+            (0..12).map(|i| (i as f32 - 5.5) / 9.0).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -1451,7 +1495,9 @@ mod tests {
         // a reduction over the batch axis cannot be the output...
         let mut spec = traced_dense();
         spec["layers"][4] = layer("Op", "total", json!({"op": "sum", "attrs": {}}));
-        let err = Model::from_spec(&spec).err().expect("an output without a batch axis");
+        let err = Model::from_spec(&spec)
+            .err()
+            .expect("an output without a batch axis");
         assert!(err.0.contains("no batch axis"), "{}", err.0);
         // ...nor the input of a layer that works on samples
         let spec = json!({"input_shape": [4], "seed": 7,
@@ -1459,7 +1505,11 @@ mod tests {
                                      dense("d", 2, "linear")],
                           "inbound": [[], [1]], "outputs": [2]});
         let err = Model::from_spec(&spec).err().expect("Dense on a weight");
-        assert!(err.0.contains("Dense 'd'") && err.0.contains("(4,)"), "{}", err.0);
+        assert!(
+            err.0.contains("Dense 'd'") && err.0.contains("(4,)"),
+            "{}",
+            err.0
+        );
         // a weight reads nothing, and every other node reads something
         let spec = json!({"input_shape": [4], "layers": [dense("d", 2, "linear")],
                           "inbound": [[]]});

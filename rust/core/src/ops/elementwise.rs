@@ -154,15 +154,7 @@ impl U {
                     x
                 }
             }
-            U::Relu6 => {
-                if x < 0.0 {
-                    0.0
-                } else if x > 6.0 {
-                    6.0
-                } else {
-                    x
-                }
-            }
+            U::Relu6 => x.clamp(0.0, 6.0),
             U::Sigmoid => sigmoid(x),
             U::Tanh => x.tanh(),
             U::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
@@ -518,8 +510,7 @@ impl B {
             B::Subtract => -1.0,
             B::Multiply => a,
             B::Divide => -(a / b) / b,
-            B::Maximum => f32::from(!(a >= b)),
-            B::Minimum => f32::from(!(a <= b)),
+            B::Maximum | B::Minimum => 1.0 - self.da(a, b, y),
             B::Power => {
                 let g = a.ln() * y;
                 if g.is_finite() {
@@ -738,8 +729,8 @@ impl Op for WhereOp {
         if let Some(dc) = dxs[0].as_deref_mut() {
             dc.fill(0.0);
         }
-        for which in 1..3 {
-            let Some(dx) = dxs[which].as_deref_mut() else {
+        for (which, dx) in dxs.iter_mut().enumerate().take(3).skip(1) {
+            let Some(dx) = dx.as_deref_mut() else {
                 continue;
             };
             let pick = which == 1;
@@ -767,7 +758,7 @@ mod tests {
             (0.5, 0.479_500_122_186_953_5),
             (-1.0, 1.842_700_792_949_715),
             (1.9, 0.007_209_570_764_742_524),
-            (2.5, 4.069_520_174_449_589_6e-4),
+            (2.5, 4.069_520_174_449_59e-4),
             (5.0, 1.537_459_794_428_034_8e-12),
         ] {
             let got = erfc(x);
@@ -831,8 +822,8 @@ mod tests {
                 [
                     0.126_928_01,
                     0.474_076_96,
-                    0.693_147_2,
-                    0.974_076_96,
+                    std::f32::consts::LN_2,
+                    0.974_077,
                     3.048_587_4,
                     7.000_911_7,
                 ],
@@ -840,14 +831,7 @@ mod tests {
             (
                 "gelu",
                 json!({}),
-                [
-                    -0.045_402_3,
-                    -0.154_285_99,
-                    0.0,
-                    0.345_714,
-                    2.996_362_6,
-                    7.0,
-                ],
+                [-0.045_402_3, -0.154_286, 0.0, 0.345_714, 2.996_362_6, 7.0],
             ),
             (
                 "gelu",
@@ -856,7 +840,7 @@ mod tests {
                     -0.045_500_26,
                     -0.154_268_72,
                     0.0,
-                    0.345_731_28,
+                    0.345_731_3,
                     2.995_950_4,
                     7.0,
                 ],
@@ -927,10 +911,10 @@ mod tests {
             ("leaky_relu", json!({"negative_slope": 0.1})),
             ("clip", json!({"min": -0.5, "max": 0.8})),
         ] {
-            check_grad(name, &attrs, &shape, &[x.clone()], 0);
+            check_grad(name, &attrs, &shape, std::slice::from_ref(&x), 0);
         }
         for name in ["sqrt", "log", "log1p"] {
-            check_grad(name, &json!({}), &shape, &[pos.clone()], 0);
+            check_grad(name, &json!({}), &shape, std::slice::from_ref(&pos), 0);
         }
         for name in ["sign", "stop_gradient", "logical_not"] {
             let g = grads(name, &json!({}), &shape, &[&x], 0);
@@ -1063,6 +1047,35 @@ mod tests {
             &[Operand::batched(&[300, 40]), Operand::fixed(&[40])],
             9,
         );
+    }
+
+    /// Parallel blocks are fixed by size: bits do not depend on the pool.
+    #[test]
+    fn thread_count_does_not_change_bits() {
+        let ops = [Operand::batched(&[64, 30]), Operand::batched(&[64, 1])];
+        let rows = 20;
+        let xs = [random(rows * 1920, 1, 1.0), random(rows * 64, 2, 1.0)];
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut op = make("divide", &json!({}), &ops);
+                let mut y = vec![0.0; rows * 1920];
+                op.forward(&[&xs[0], &xs[1]], &mut y, rows);
+                let (mut da, mut db) = (vec![0.0; xs[0].len()], vec![0.0; xs[1].len()]);
+                op.backward(
+                    &[&xs[0], &xs[1]],
+                    &y,
+                    &xs[0],
+                    &mut [Some(&mut da), Some(&mut db)],
+                    rows,
+                );
+                [y, da, db]
+            })
+        };
+        assert_eq!(run(1), run(4));
     }
 
     #[test]

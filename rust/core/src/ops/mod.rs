@@ -300,3 +300,24 @@ pub(crate) fn resolve_axis(axis: i64, rank: usize) -> Result<usize> {
     }
     Ok(a as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_ops_and_ranks_above_the_limit_are_errors() {
+        let err = build("frobnicate", &json!({}), &[]).err().unwrap().0;
+        assert_eq!(err, "unknown op 'frobnicate'");
+        let big = Operand::batched(&[1; MAX_RANK]);
+        let err = build("exp", &json!({}), &[big]).err().unwrap().0;
+        assert!(err.contains("rank 9 is above"), "{err}");
+        let top = Operand::fixed(&[1; MAX_RANK]);
+        let err = build("one_hot", &json!({"num_classes": 2}), &[top])
+            .err()
+            .unwrap()
+            .0;
+        assert!(err.starts_with("one_hot on inputs of shape (1, 1, 1, 1, 1, 1, 1, 1): the result"));
+    }
+}

@@ -7,7 +7,7 @@
 //! split. The backward walks the same elements and overwrites every input
 //! gradient once (each input element feeds exactly one result element).
 
-use super::strided::{strides_of, Walk};
+use super::strided::{strides_of, zeroed, Walk};
 use super::{attr, attr_bool, expect_inputs, resolve_axis, Op, Operand, MAX_RANK};
 use crate::error::Result;
 use serde_json::Value;
@@ -83,6 +83,7 @@ struct Reduce {
     vals: Vec<f32>,
     grads: Vec<f32>,
     prefix: Vec<f64>,
+    acc: Vec<f64>,
 }
 
 impl Reduce {
@@ -116,7 +117,76 @@ impl Reduce {
             vals: Vec::new(),
             grads: Vec::new(),
             prefix: Vec::new(),
+            acc: Vec::new(),
         })
+    }
+
+    /// (reduced, kept) sizes when every reduced axis comes before every kept
+    /// one (a mean over the batch, a sum of everything): the input is then
+    /// rows of the kept elements, reduced row by row with contiguous reads, in
+    /// the same order per result element as the general path.
+    fn leading(&self, rows: usize) -> Option<(usize, usize)> {
+        let d = self.input.dims(rows);
+        let (mut r, mut k, mut kept_seen) = (1, 1, false);
+        for ax in 0..d.rank() {
+            if d[ax] == 1 {
+                continue;
+            }
+            if !self.mask[ax] {
+                kept_seen = true;
+                k *= d[ax];
+            } else if kept_seen {
+                return None;
+            } else {
+                r *= d[ax];
+            }
+        }
+        Some((r, k))
+    }
+
+    /// The leading-axes path of `forward` for sum, mean, max and min.
+    fn forward_leading(&mut self, x: &[f32], y: &mut [f32], (r, k): (usize, usize)) {
+        if k <= 1 {
+            // One result (or none): the whole input in order.
+            if k == 1 {
+                y[0] = reduce(self.kind, x);
+            }
+            return;
+        }
+        let rows = x.chunks_exact(k);
+        match self.kind {
+            R::Sum | R::Mean => {
+                let acc = zeroed(&mut self.acc, k);
+                for row in rows {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v as f64;
+                    }
+                }
+                let mean = self.kind == R::Mean;
+                for (o, &a) in y.iter_mut().zip(acc.iter()) {
+                    *o = if mean {
+                        (a / r as f64) as f32
+                    } else {
+                        a as f32
+                    };
+                }
+            }
+            _ => {
+                let max = self.kind == R::Max;
+                y.fill(if max {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::INFINITY
+                });
+                for row in rows {
+                    for (o, &v) in y.iter_mut().zip(row) {
+                        if !o.is_nan() && (v.is_nan() || (max && v > *o) || (!max && v < *o)) {
+                            *o = v;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Walks over the result's elements and over one element's reduced values,
@@ -182,8 +252,13 @@ fn scatter_at(red: &Walk<1>, base: usize, g: &[f32], dx: &mut [f32]) {
     });
 }
 
+/// The sum in f64, added in order from +0 (as the row-by-row path adds).
+fn sum(v: &[f32]) -> f64 {
+    v.iter().fold(0.0, |a, &x| a + x as f64)
+}
+
 fn mean(v: &[f32]) -> f64 {
-    v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64
+    sum(v) / v.len() as f64
 }
 
 fn variance(v: &[f32], m: f64) -> f64 {
@@ -226,7 +301,7 @@ fn extreme(v: &[f32], max: bool) -> f32 {
 
 fn reduce(kind: R, v: &[f32]) -> f32 {
     match kind {
-        R::Sum => v.iter().map(|&x| x as f64).sum::<f64>() as f32,
+        R::Sum => sum(v) as f32,
         R::Mean => mean(v) as f32,
         R::Max => extreme(v, true),
         R::Min => extreme(v, false),
@@ -252,6 +327,12 @@ impl Op for Reduce {
     }
 
     fn forward(&mut self, xs: &[&[f32]], y: &mut [f32], rows: usize) {
+        if matches!(self.kind, R::Sum | R::Mean | R::Max | R::Min) {
+            if let Some(split) = self.leading(rows) {
+                self.forward_leading(xs[0], y, split);
+                return;
+            }
+        }
         let (kept, red) = self.walks(rows);
         let (x, kind, vals) = (xs[0], self.kind, &mut self.vals);
         for_each_output(&kept, |j, base| {
@@ -277,10 +358,25 @@ impl Op for Reduce {
         }
         let (kept, red) = self.walks(rows);
         let (x, kind) = (xs[0], self.kind);
+        let n = red.len();
+        let simple = matches!(kind, R::Sum | R::Mean);
+        if let (true, Some((_, k))) = (simple, self.leading(rows)) {
+            // Every row of dx is dy (over n for a mean).
+            if k > 0 {
+                for row in dx.chunks_exact_mut(k) {
+                    for (d, &g) in row.iter_mut().zip(dy) {
+                        *d = if kind == R::Mean { g / n as f32 } else { g };
+                    }
+                }
+            }
+            return;
+        }
         let (vals, g, prefix) = (&mut self.vals, &mut self.grads, &mut self.prefix);
         for_each_output(&kept, |j, base| {
-            gather_at(&red, base, x, vals);
-            let (d, r, n) = (dy[j], y[j], vals.len());
+            if !simple {
+                gather_at(&red, base, x, vals);
+            }
+            let (d, r) = (dy[j], y[j]);
             g.clear();
             match kind {
                 R::Sum => g.resize(n, d),
@@ -354,6 +450,15 @@ mod tests {
         let (y, out) = red("mean", json!({"axis": -1}));
         assert_eq!((y, out), (vec![2.0 / 3.0, -0.5], Operand::fixed(&[2])));
         assert_eq!(red("max", json!({"axis": 1})).0, [3.0, 4.0]);
+        assert_eq!(red("max", json!({"axis": 0})).0, [4.0, 0.5, 3.0]);
+        assert_eq!(red("min", json!({"axis": 0})).0, [1.0, -2.0, -6.0]);
+        let nan = eval(
+            "min",
+            &json!({"axis": 0}),
+            &[Operand::fixed(&[3, 2])],
+            &[&[1.0, 0.0, f32::NAN, 2.0, -1.0, f32::NAN]],
+        );
+        assert!(nan[0].is_nan() && nan[1].is_nan());
         assert_eq!(red("min", json!({"axis": [0, 1]})).0, [-6.0]);
         assert_eq!(red("prod", json!({"axis": 0})).0, [4.0, -1.0, -18.0]);
         assert_eq!(red("argmax", json!({"axis": 1})).0, [2.0, 0.0]);
@@ -423,8 +528,9 @@ mod tests {
                 json!({"axis": 1}),
                 json!({"axis": [0, 2], "keepdims": true}),
                 json!({"axis": -1}),
+                json!({"axis": [0, 1]}),
             ] {
-                check_grad(name, &attrs, &ops, &[x.clone()], 0);
+                check_grad(name, &attrs, &ops, std::slice::from_ref(&x), 0);
             }
         }
         let g = grads("argmax", &json!({"axis": 0}), &ops, &[&x], 0);
@@ -446,11 +552,11 @@ mod tests {
     #[test]
     fn batch_axis_reductions() {
         let x = Operand::batched(&[3, 4]);
-        let op = make("sum", &json!({"axis": 0}), &[x.clone()]);
+        let op = make("sum", &json!({"axis": 0}), std::slice::from_ref(&x));
         assert_eq!(op.output(), &Operand::fixed(&[3, 4]));
-        let op = make("mean", &json!({"axis": [1, 2]}), &[x.clone()]);
+        let op = make("mean", &json!({"axis": [1, 2]}), std::slice::from_ref(&x));
         assert_eq!(op.output(), &Operand::batched(&[]));
-        let op = make("max", &json!({"keepdims": true}), &[x.clone()]);
+        let op = make("max", &json!({"keepdims": true}), std::slice::from_ref(&x));
         assert_eq!(op.output(), &Operand::fixed(&[1, 1, 1]));
         for name in ["sum", "mean", "max", "prod", "std", "logsumexp", "argmax"] {
             for attrs in [
@@ -458,16 +564,16 @@ mod tests {
                 json!({"axis": 0}),
                 json!({"axis": 2, "keepdims": true}),
             ] {
-                check_batched(name, &attrs, &[x.clone()], 5);
+                check_batched(name, &attrs, std::slice::from_ref(&x), 5);
             }
         }
-        let err = build_err_with("sum", &json!({"axis": 3}), &[x.clone()]);
+        let err = build_err_with("sum", &json!({"axis": 3}), std::slice::from_ref(&x));
         assert!(err.contains("axis 3 is out of range for rank 3"), "{err}");
         assert!(
             err.starts_with("sum on inputs of shape (None, 3, 4)"),
             "{err}"
         );
-        let err = build_err_with("mean", &json!({"axis": [1, -2]}), &[x.clone()]);
+        let err = build_err_with("mean", &json!({"axis": [1, -2]}), std::slice::from_ref(&x));
         assert!(err.contains("repeated"), "{err}");
         let err = build_err_with("argmax", &json!({"axis": [1]}), &[x]);
         assert!(err.contains("'axis' must be null or an integer"), "{err}");

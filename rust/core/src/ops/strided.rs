@@ -39,15 +39,15 @@ impl<const N: usize> Walk<N> {
                 let last = w.rank - 1;
                 if (0..N).all(|k| w.strides[k][last] == strides[k][ax] * d) {
                     w.dims[last] *= d;
-                    for k in 0..N {
-                        w.strides[k][last] = strides[k][ax];
+                    for (ws, s) in w.strides.iter_mut().zip(&strides) {
+                        ws[last] = s[ax];
                     }
                     continue;
                 }
             }
             w.dims[w.rank] = d;
-            for k in 0..N {
-                w.strides[k][w.rank] = strides[k][ax];
+            for (ws, s) in w.strides.iter_mut().zip(&strides) {
+                ws[w.rank] = s[ax];
             }
             w.rank += 1;
         }
