@@ -33,7 +33,10 @@ macro_rules! monomorphic {
     ($kind:expr, $t:ident [$($v:ident),* $(,)?], |$k:ident| $body:expr) => {
         match $kind {
             $($t::$v => {
-                let $k = $t::$v;
+                // A const, not a variable: closures in $body then see the op as a
+                // constant, and its formula is inlined without a match per element.
+                #[allow(non_upper_case_globals)]
+                const $k: $t = $t::$v;
                 $body
             })*
         }
@@ -610,6 +613,44 @@ fn grad<const N: usize>(
     store(sums, dx);
 }
 
+/// dx ← sign · dy summed over the axes input `which` is broadcast along (in f64,
+/// in order, as `grad` sums), or just sign · dy when it has the result's shape.
+fn signed_sum<const N: usize>(
+    w: &Walk<N>,
+    dy: &[f32],
+    which: usize,
+    dx: &mut [f32],
+    acc: &mut Vec<f64>,
+    sign: f32,
+) {
+    if dx.len() == dy.len() {
+        for_blocks(dx, |start, block| {
+            for (d, &g) in block.iter_mut().zip(&dy[start..]) {
+                *d = sign * g;
+            }
+        });
+        return;
+    }
+    let s = w.inner_strides()[which];
+    let sums = zeroed(acc, dx.len());
+    let mut j = 0;
+    w.runs(0, w.len(), |off, n| {
+        let o = off[which];
+        let run = &dy[j..j + n];
+        if s == 1 {
+            for (a, &g) in sums[o..o + n].iter_mut().zip(run) {
+                *a += (sign * g) as f64;
+            }
+        } else {
+            for (i, &g) in run.iter().enumerate() {
+                sums[o + i * s] += (sign * g) as f64;
+            }
+        }
+        j += n;
+    });
+    store(sums, dx);
+}
+
 /// A binary op with broadcasting.
 struct BinaryOp {
     kind: B,
@@ -660,6 +701,17 @@ impl Op for BinaryOp {
                 continue;
             }
             let acc = &mut self.acc;
+            // Add and subtract: the gradient is ±dy itself (copied, or summed over
+            // the broadcast axes), the same numbers the general path gives, faster.
+            let sign = match (self.kind, which) {
+                (B::Add, _) | (B::Subtract, 0) => Some(1.0f32),
+                (B::Subtract, _) => Some(-1.0),
+                _ => None,
+            };
+            if let Some(sign) = sign {
+                signed_sum(&w, dy, which, dx, acc, sign);
+                continue;
+            }
             with_binary!(self.kind, |k| if which == 0 {
                 grad(&w, pair, y, dy, 0, dx, acc, |[a, b], y, d| {
                     d * k.da(a, b, y)
