@@ -368,3 +368,78 @@ def test_an_op_on_incompatible_shapes_names_the_op_and_both_shapes():
     inp = ferrax.Input(shape=(16,))
     with pytest.raises(ValueError, match=r"add.*\(None, 16\).*\(None, 8\)"):
         ops.add(inp, layers.Dense(8)(inp))
+
+
+def test_the_training_flag_passes_on_to_layers_but_python_cannot_branch_on_it():
+    class PassesItOn(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.drop = layers.Dropout(0.5)
+            self.out = layers.Dense(1)
+
+        def call(self, x, training=None):
+            return self.out(self.drop(x, training=training))
+
+    x = np.ones((64, 4), np.float32)
+    model = PassesItOn()
+    first = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)  # inference: no dropout
+
+    class BranchesOnIt(PassesItOn):
+        def call(self, x, training=None):
+            if training:
+                x = self.drop(x)
+            return self.out(x)
+
+    with pytest.raises(TypeError, match=r"branches on its 'training' argument.*if training:"):
+        BranchesOnIt().predict(x, verbose=0)
+
+
+class Penalty(layers.Layer):
+    """x * s, adding 0.5 * sum(s ** 2) and 0.1 * mean(out ** 2) to the loss."""
+
+    def build(self, input_shape):
+        self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        out = x * self.s
+        self.add_loss(0.5 * ops.sum(self.s ** 2))
+        self.add_loss(0.1 * ops.mean(ops.square(out)))
+        return out
+
+
+@pytest.mark.parametrize("kind", ["functional", "subclassed"])
+def test_add_loss_joins_the_loss_and_its_gradient(kind):
+    x = _data(8, 3)
+    if kind == "functional":
+        inp = ferrax.Input(shape=(3,))
+        layer = Penalty()
+        model = ferrax.Model(inp, layer(inp))
+    else:
+        class Net(ferrax.Model):
+            def __init__(self):
+                super().__init__()
+                self.p = Penalty()
+
+            def call(self, x):
+                return self.p(x)
+        model = Net()
+        model.build((None, 3))
+        layer = model.p
+    s = np.array([0.5, -1.0, 2.0])
+    layer.s.assign(s)
+    y = np.zeros_like(x)
+    model.compile(optimizer=ferrax.optimizers.SGD(0.1), loss="mse")
+    x64 = x.astype(np.float64)
+    out = x64 * s
+    mse = np.mean(out ** 2)
+    want = mse + 0.5 * np.sum(s ** 2) + 0.1 * np.mean(out ** 2)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-5)
+    model.train_on_batch(x, y)
+    grad = (2 * out / out.size * x64).sum(0) * (1 + 0.1) + s
+    np.testing.assert_allclose(s - layer.s.numpy(), 0.1 * grad, rtol=1e-4, atol=1e-6)
+
+
+def test_add_loss_outside_a_traced_call_says_where_it_works():
+    with pytest.raises(NotImplementedError, match="inside a traced call"):
+        layers.Dense(2).add_loss(1.0)

@@ -27,6 +27,27 @@ _NAME_COUNTERS: defaultdict[str, itertools.count[int]] = defaultdict(itertools.c
 PROBE_LENGTHS = (60, 96)
 
 
+class TracedTraining:
+    """What a traced `call` gets as `training`: the engine switches Dropout and
+    BatchNormalization between training and inference by itself, so the flag may be
+    passed on to layers, but Python cannot branch on it (that would trace one branch
+    and silently run it in both modes)."""
+
+    def __bool__(self) -> bool:
+        from ferrax.symbolic import _user_line
+
+        raise TypeError(f"call() branches on its 'training' argument in Python{_user_line()}"
+                        f"; a traced call runs the same graph in training and in inference. "
+                        f"Pass training= on to the layers (Dropout, BatchNormalization "
+                        f"switch by themselves), or train with a GradientTape loop")
+
+    def __repr__(self) -> str:
+        return "<training: decided by the engine at each step>"
+
+
+TRACED_TRAINING = TracedTraining()
+
+
 def unique_name(prefix: str) -> str:
     """Keras-style auto names: 'dense', then 'dense_1', 'dense_2', ..."""
     n = next(_NAME_COUNTERS[prefix])
@@ -127,10 +148,8 @@ class Layer:
         training = kwargs.pop("training", None)
         kwargs.pop("mask", None)  # masks flow through the engine, not through calls
         initial_state = kwargs.pop("initial_state", None)
-        from ferrax.ops._dispatch import tracing
-
-        if tracing() and training is None:
-            pass  # a traced call passes its own training flag on: the engine decides
+        if isinstance(training, TracedTraining):
+            training = None  # a traced call's flag passed on: the engine decides
         if args or kwargs or training is not None:
             extra = [repr(a) for a in args] + sorted(kwargs) + (
                 ["training"] if training is not None else [])
@@ -202,6 +221,25 @@ class Layer:
             v._holder.trainable = False
         self._own_variables.append(v)
         return v
+
+    def add_loss(self, loss: Any) -> None:
+        """Add `loss` to the training loss (in `call`): a tensor computed from the
+        call's inputs or the layer's weights, summed to one number as Keras sums added
+        losses (an activity penalty, a VAE's KL term).
+
+        Args:
+            loss: The tensor.
+
+        Example:
+
+        >>> class ActivityPenalty(ferrax.layers.Layer):
+        ...     def call(self, x):
+        ...         self.add_loss(0.01 * ferrax.ops.mean(ferrax.ops.square(x)))
+        ...         return x
+        """
+        from ferrax.ops._dispatch import add_loss
+
+        add_loss(f"Layer '{self.name}'", loss)
 
     def _tracked_layers(self) -> list[Any]:
         """Layers (and models) held as attributes, also in lists and dicts."""

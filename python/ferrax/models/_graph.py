@@ -19,6 +19,8 @@ class EngineGraph(NamedTuple):
     shares: list[int | None]
     # the model's outputs (values); None: the last layer's
     outputs: list[int] | None = None
+    # scalar values added to the loss (add_loss in traced calls)
+    added_losses: list[int] | None = None
 
 
 class GraphBuilder:
@@ -31,6 +33,7 @@ class GraphBuilder:
         self._first: dict[int, int] = {}
         self._sources: dict[int, int] = {}
         self.outputs: list[int] | None = None
+        self.added_losses: list[int] = []
 
     def source(self, layer: Layer) -> int:
         """The value of a weight or a constant of traced code (added once, however many
@@ -60,5 +63,6 @@ class GraphBuilder:
         return len(self.layers)
 
     def graph(self) -> EngineGraph:
-        return EngineGraph(self.layers, self.inbound, self.shares, self.outputs)
+        return EngineGraph(self.layers, self.inbound, self.shares, self.outputs,
+                           self.added_losses)
 

@@ -99,17 +99,19 @@ class Trace:
     """One run of a `call` on fresh symbolic inputs: the graph from them to its outputs,
     inlined wherever the call is used."""
 
-    def __init__(self, owner: str, inputs: list[KerasTensor], outputs: list[KerasTensor]
-                 ) -> None:
+    def __init__(self, owner: str, inputs: list[KerasTensor], outputs: list[KerasTensor],
+                 losses: list[KerasTensor] | None = None) -> None:
         from ferrax.models.functional import _ordered_nodes
 
         self.inputs, self.outputs = inputs, outputs
-        self.nodes = _ordered_nodes(owner, inputs, outputs)
+        self.losses = list(losses or [])  # add_loss's scalars
+        self.nodes = _ordered_nodes(owner, inputs, outputs + self.losses)
         self._parts: dict[int, list[InputSlice]] = {}
 
     def inline(self, builder: GraphBuilder, inputs: list[int]) -> list[int]:
         value = {id(t): v for t, v in zip(self.inputs, inputs)}
-        add_calls(builder, self.nodes, value, self.outputs, self._parts)
+        add_calls(builder, self.nodes, value, self.outputs + self.losses, self._parts)
+        builder.added_losses += [value[id(t)] for t in self.losses]
         return [value[id(t)] for t in self.outputs]
 
 
@@ -165,15 +167,21 @@ def trace_only(owner: Any, inner: Any, kwargs: dict[str, Any]) -> tuple[Trace, A
     from ferrax.ops import _dispatch
 
     what = f"{type(owner).__name__} '{owner.name}'"
+    from ferrax.layers.base import TRACED_TRAINING
+
     call_kwargs = dict(kwargs)
+    if call_kwargs.get("training") is None and accepts(owner.call, "training"):
+        call_kwargs["training"] = TRACED_TRAINING
     for key in ("training", "mask"):
         if key in call_kwargs and not accepts(owner.call, key):
             call_kwargs.pop(key)
     _dispatch._TRACING[0] += 1
+    _dispatch._ADDED_LOSSES.append([])
     try:
         result = owner.call(inner, **call_kwargs)
     finally:
         _dispatch._TRACING[0] -= 1
+        losses = _dispatch._ADDED_LOSSES.pop()
     flat_out = flatten(result)
     for t in flat_out:
         if not isinstance(t, KerasTensor):
@@ -181,4 +189,4 @@ def trace_only(owner: Any, inner: Any, kwargs: dict[str, Any]) -> tuple[Trace, A
                             f"layers and ferrax.ops), got {type(t).__name__}: {t!r}")
     if not flat_out:
         raise TypeError(f"{what}: call() returned no tensor")
-    return Trace(owner.name, flatten(inner), flat_out), result
+    return Trace(owner.name, flatten(inner), flat_out, losses), result

@@ -191,6 +191,13 @@ class Model:
         outer values `inputs`; returns the values of its outputs."""
         raise NotImplementedError(f"Model '{self.name}' cannot be nested: it has no graph")
 
+    def add_loss(self, loss: Any) -> None:
+        """Add `loss` (a tensor computed in `call`, summed to one number) to the
+        training loss, as `Layer.add_loss`."""
+        from ferrax.ops._dispatch import add_loss
+
+        add_loss(f"Model '{self.name}'", loss)
+
     def add_weight(self, *args: Any, **kwargs: Any) -> Any:
         """A weight of the model itself, as `Layer.add_weight`."""
         from ferrax.layers._weights import make_weight
@@ -259,6 +266,14 @@ class Model:
         """Per layer (by id): what feeds it, for summary's "Connected to" column; None
         for a stack, whose summary has no such column."""
         return None
+
+    def _output_layer(self) -> Layer:
+        """The layer that makes the (first) output: the last one, unless losses added
+        in a traced call come after it."""
+        graph = self._engine_graph()
+        if graph.outputs and graph.outputs[0] > 0:
+            return graph.layers[graph.outputs[0] - 1]
+        return graph.layers[-1]
 
     def _engine_layers(self) -> list[Layer]:
         if (self._graph_needs_shape() and self._trace_shape is None
@@ -409,7 +424,7 @@ class Model:
         """What the engine builds a model from."""
         return {"input_shape": list(input_shape), "layers": [l._core_spec() for l in graph.layers],
                 "seed": seed, "inbound": graph.inbound, "shares": graph.shares,
-                "outputs": graph.outputs}
+                "outputs": graph.outputs, "added_losses": graph.added_losses}
 
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
@@ -573,7 +588,7 @@ class Model:
 
     @property
     def output_shape(self) -> Shape:
-        return self._engine_layers()[-1].output_shape
+        return self._output_layer().output_shape
 
     # --- compile ---------------------------------------------------------
     def compile(self, optimizer: str | dict[str, Any] | optimizers_module.Optimizer = "rmsprop",
@@ -634,9 +649,9 @@ class Model:
         return ["loss"] + [m.name for m in self._compile_config["metrics"]]
 
     def _require_compiled(self, what: str) -> None:
-        layers = self._engine_layers()
-        if self._heads is None and layers and getattr(layers[-1], "return_state", False):
-            raise ValueError(f"Model '{self.name}': its last layer '{layers[-1].name}' returns "
+        last = self._output_layer() if self._engine_layers() else None
+        if self._heads is None and last is not None and getattr(last, "return_state", False):
+            raise ValueError(f"Model '{self.name}': its last layer '{last.name}' returns "
                              f"its states too (return_state=True); a Sequential model can only "
                              f"predict with it, not train or evaluate")
         if self._compile_config is None:
@@ -650,10 +665,10 @@ class Model:
         from the target shapes, as in Keras)."""
         cfg = self._compile_config
         assert cfg is not None  # checked by _require_compiled
-        last_layer = self._engine_layers()[-1]
+        last_layer = self._output_layer()
         loss = cfg["loss"]
         assert loss is not None  # checked by _require_compiled
-        out_last = self._engine_layers()[-1].output_shape[-1]
+        out_last = self._output_layer().output_shape[-1]
         assert out_last is not None  # only the batch axis is None
         spec = {
             "loss": loss._core_spec(),
@@ -711,7 +726,7 @@ class Model:
             self._compile_heads()
             return xf, ya, _heads.sample_weights(self.name, self._heads, sample_weight,
                                                  len(xa))
-        last = self._engine_layers()[-1]
+        last = self._output_layer()
         assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
         assert loss is not None  # checked by _require_compiled
@@ -955,7 +970,7 @@ class Model:
 
     def _shape_outputs(self, out: Float32Array, n: int) -> Float32Array:
         """The engine's (n, output size) result in the last layer's shape(s)."""
-        last = self._engine_layers()[-1]
+        last = self._output_layer()
         assert last._output_shape is not None  # set at build
         parts = last._output_parts()
         if parts is not None:
@@ -995,7 +1010,7 @@ class Model:
                 raise ValueError(f"Model '{self.name}' expects inputs of shape "
                                  f"{(None, *want)}, but is called on '{t.name}' of shape "
                                  f"{t.shape}")
-        if self._engine_layers()[-1]._output_parts() is not None and \
+        if self._output_layer()._output_parts() is not None and \
                 self._connections() is None:
             raise NotImplementedError(f"Model '{self.name}': a nested stack whose last layer "
                                       f"returns its states is not supported")

@@ -17,6 +17,23 @@ from ferrax.tensor import Tensor
 _TRACING = [0]
 # > 0 while eager results remember how they were made (gradients are recorded).
 _RECORDING = [0]
+# Per call being traced (innermost last): the scalar tensors its add_loss calls gave.
+_ADDED_LOSSES: list[list[KerasTensor]] = []
+
+
+def add_loss(owner: str, loss: Any) -> None:
+    """Records `loss` (summed to one number, as Keras sums added losses) for the call
+    being traced; it joins the training loss of the model that runs the call."""
+    if not tracing() or not _ADDED_LOSSES:
+        raise NotImplementedError(f"{owner}: add_loss works inside a traced call() (a "
+                                  f"custom layer's or a subclassed model's)")
+    from ferrax.ops.numpy import sum as ops_sum
+
+    total = ops_sum(loss)
+    if not isinstance(total, KerasTensor):
+        raise TypeError(f"{owner}: add_loss needs a tensor computed in call() from its "
+                        f"inputs or weights, got {type(loss).__name__}")
+    _ADDED_LOSSES[-1].append(total)
 
 
 def tracing() -> bool:

@@ -119,6 +119,8 @@ pub struct Model {
     unread: Vec<usize>,
     /// The model's outputs (values), and their targets for the current batch.
     outputs: Vec<usize>,
+    /// Scalar values added to the loss as they are (a traced layer's `add_loss`).
+    added_losses: Vec<usize>,
     targets: Vec<Targets>,
     /// Each output's mean loss on the current batch.
     head_losses: Vec<f64>,
@@ -244,10 +246,22 @@ impl Model {
             );
         }
         let source: Vec<bool> = built.iter().map(|l| l.source().is_some()).collect();
+        let added_losses = spec_added_losses(spec, n)?;
+        if let Some(&v) = added_losses
+            .iter()
+            .find(|&&v| batched[v] || sizes_of(&shapes[v]) != 1)
+        {
+            crate::bail!(
+                "an added loss must be one number (no batch axis), but {} is {}{:?}",
+                layer_name(&specs[v - 1]),
+                if batched[v] { "batched, " } else { "" },
+                shapes[v]
+            );
+        }
         // Values nothing reads (an unused output of a nested model): computed, and
         // their gradient is zero.
         let unread: Vec<usize> = (1..n)
-            .filter(|&v| consumers[v] == 0 && !outputs.contains(&v))
+            .filter(|&v| consumers[v] == 0 && !outputs.contains(&v) && !added_losses.contains(&v))
             .collect();
         let absorbed = fuse_max_pools(&mut built, &inputs, &consumers, &has_mask, &outputs);
         let mut node_out: Vec<usize> = (1..n).collect();
@@ -292,6 +306,7 @@ impl Model {
             targets: outputs.iter().map(|_| Targets::default()).collect(),
             head_losses: vec![0.0; outputs.len()],
             outputs,
+            added_losses,
             y_batch: Vec::new(),
             w_batch: Vec::new(),
             idx_batch: Vec::new(),
@@ -637,7 +652,7 @@ impl Model {
     /// gradient back before the value's own layer reads it.
     fn backward(&mut self, rows: usize) {
         self.grad_written.fill(false);
-        for &v in &self.outputs {
+        for &v in self.outputs.iter().chain(&self.added_losses) {
             self.grad_written[self.alias[v]] = true;
         }
         for &v in &self.unread {
@@ -957,6 +972,13 @@ impl Model {
             }
             total += head.weight as f64 * value;
             self.head_losses[k] = value;
+        }
+        // Added losses count as they are: their gradient is one.
+        for &v in &self.added_losses {
+            total += self.acts[self.alias[v]][0] as f64;
+            if grad {
+                self.grads[self.alias[v]][0] = 1.0;
+            }
         }
         total
     }
@@ -1309,6 +1331,28 @@ fn spec_outputs(spec: &Value, n: usize) -> Result<Vec<usize>> {
             "model spec: 'outputs' must be distinct values below {n}, got {list}"
         ))),
     }
+}
+
+/// The spec's `added_losses`: values (made by layers) added to the loss.
+fn spec_added_losses(spec: &Value, n: usize) -> Result<Vec<usize>> {
+    let Some(list) = spec.get("added_losses").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    list.as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_u64().map(|v| v as usize).filter(|&v| v > 0 && v < n))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: 'added_losses' must be layer outputs (values 1..{n}), got {list}"
+            ))
+        })
+}
+
+fn sizes_of(shape: &[usize]) -> usize {
+    shape.iter().product()
 }
 
 /// Per layer, the earlier layer it shares weights with: the spec's `shares`
