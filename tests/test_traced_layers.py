@@ -120,3 +120,46 @@ def test_bad_arguments_say_which_layer_and_argument():
         layers.Cropping1D(3)(ferrax.Input(shape=(6, 2)))
     with pytest.raises(ValueError, match=r"PReLU '.*': shared axis 3"):
         layers.PReLU(shared_axes=[3])(ferrax.Input(shape=(4,)))
+
+
+def test_gaussian_noise_perturbs_training_only():
+    x = np.ones((256, 50), np.float32)
+    model = ferrax.Sequential([ferrax.Input((50,)), layers.GaussianNoise(0.3),
+                               _Scale()])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # inference: unchanged
+    # in training the noise is added: the mse against x is its mean square, stddev ** 2
+    model.compile(optimizer=ferrax.optimizers.SGD(1.0), loss="mse")
+    loss = model.train_on_batch(x, x)
+    assert loss == pytest.approx(0.09, rel=0.05)
+    assert layers.GaussianNoise(0.2).get_config()["stddev"] == 0.2
+    with pytest.raises(ValueError, match=r"GaussianNoise '.*': 'stddev'"):
+        layers.GaussianNoise(-1.0)
+
+
+def _conv1d_transpose_reference(x, kernel, bias, stride):
+    """NumPy: every input step scatters kernel-weighted copies (valid padding)."""
+    n, steps, _ = x.shape
+    k, filters, _ = kernel.shape
+    out = np.zeros((n, steps * stride + max(k - stride, 0), filters))
+    for t in range(steps):
+        for j in range(k):
+            out[:, t * stride + j] += x[:, t] @ kernel[j].T
+    return out + bias
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_conv1d_transpose_matches_its_numpy_reference(stride):
+    x = R.normal(size=(2, 5, 3)).astype(np.float32)
+    layer = layers.Conv1DTranspose(4, 3, strides=stride)
+    model = ferrax.Sequential([ferrax.Input((5, 3)), layer])
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == (3, 4, 3) and bias.shape == (4,)
+    bias = R.normal(size=4).astype(np.float32)
+    layer.set_weights([kernel, bias])
+    want = _conv1d_transpose_reference(x.astype(np.float64), kernel.astype(np.float64),
+                                       bias, stride)
+    got = model.predict(x, verbose=0)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    same = layers.Conv1DTranspose(4, 3, strides=2, padding="same")
+    assert ferrax.Sequential([ferrax.Input((5, 3)), same]).output_shape == (None, 10, 4)

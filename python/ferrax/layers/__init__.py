@@ -4,6 +4,7 @@ from ferrax.layers.activation_layers import ELU, LeakyReLU, PReLU
 from ferrax.layers.base import Layer, Variable
 from ferrax.layers.convolutional import (
     Conv1D,
+    Conv1DTranspose,
     Conv2D,
     Conv2DTranspose,
     DepthwiseConv2D,
@@ -54,7 +55,7 @@ from ferrax.layers.pooling import (
 )
 from ferrax.layers.preprocessing import Rescaling
 from ferrax.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
-from ferrax.layers.regularization import SpatialDropout1D, SpatialDropout2D
+from ferrax.layers.regularization import GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ferrax.layers.reshaping import (
     Cropping1D,
     Cropping2D,
@@ -72,16 +73,18 @@ AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D = (AveragePooling1D, AveragePooling2D
 GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
 GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 
-__all__ = ["Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D", "AvgPool1D",
-           "AvgPool2D", "BatchNormalization", "Bidirectional", "Concatenate", "Conv1D", "Conv2D",
-           "Conv2DTranspose", "Cropping1D", "Cropping2D", "ELU", "Lambda", "LeakyReLU",
-           "PReLU", "UpSampling1D", "ZeroPadding1D", "Dense", "DepthwiseConv2D", "Dot", "Dropout",
-           "Embedding", "Flatten", "GRU", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
-           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "LSTM", "Layer",
-           "LayerNormalization", "Masking", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
-           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "Permute", "ReLU", "RepeatVector",
-           "Rescaling", "Reshape", "SeparableConv2D", "SimpleRNN", "Softmax", "SpatialDropout1D",
-           "SpatialDropout2D", "Subtract", "TimeDistributed", "UpSampling2D", "Variable",
-           "ZeroPadding2D", "add", "average", "concatenate", "dot", "maximum", "minimum",
-           "multiply", "subtract"]
+__all__ = [
+    "Activation", "Add", "Average", "AveragePooling1D", "AveragePooling2D", "AvgPool1D",
+    "AvgPool2D", "BatchNormalization", "Bidirectional", "Concatenate", "Conv1D",
+    "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Cropping1D", "Cropping2D", "Dense",
+    "DepthwiseConv2D", "Dot", "Dropout", "ELU", "Embedding", "Flatten", "GRU", "GaussianNoise",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+    "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input",
+    "InputLayer", "LSTM", "Lambda", "Layer", "LayerNormalization", "LeakyReLU", "Masking",
+    "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Maximum", "Minimum", "Multiply",
+    "PReLU", "Permute", "ReLU", "RepeatVector", "Rescaling", "Reshape", "SeparableConv2D",
+    "SimpleRNN", "Softmax", "SpatialDropout1D", "SpatialDropout2D", "Subtract",
+    "TimeDistributed", "UpSampling1D", "UpSampling2D", "Variable", "ZeroPadding1D",
+    "ZeroPadding2D", "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
+    "subtract",
+]

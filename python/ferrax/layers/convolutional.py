@@ -1,4 +1,5 @@
-"""Convolution layers: Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose.
+"""Convolution layers: Conv1D, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose,
+Conv1DTranspose.
 
 channels_last (batch, ..., channels) is the default, as in Keras; channels_first inputs are
 transposed to channels_last around the same kernels by the engine.
@@ -255,3 +256,40 @@ class Conv2DTranspose(_Conv):
         config = super()._engine_config()
         del config["output_padding"]
         return config
+
+
+class Conv1DTranspose(Conv2DTranspose):
+    """The transpose (input gradient) of a Conv1D, for upsampling sequences
+    (batch, steps, channels); kernel (k, filters, channels).
+
+    Args:
+        filters: Output channels.
+        kernel_size: The kernel's length.
+        strides: The step between outputs of the matching Conv1D (the upsampling factor).
+        padding: "valid" or "same".
+        dilation_rate, activation, use_bias, kernel_initializer, bias_initializer,
+            kernel_regularizer, bias_regularizer: As for Conv1D.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    >>> x = ferrax.layers.Conv1DTranspose(8, 3, strides=2, padding="same")(sequences)
+    """
+
+    _rank = 1
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1,
+                 padding: str = "valid", output_padding: Any = None,
+                 data_format: str | None = None, dilation_rate: Any = 1,
+                 activation: ActivationLike = None, use_bias: bool = True,
+                 kernel_initializer: InitializerLike = "glorot_uniform",
+                 bias_initializer: InitializerLike = "zeros",
+                 kernel_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None,
+                 activity_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any) -> None:
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         dilation_rate, activation, use_bias, kernel_initializer,
+                         bias_initializer, kernel_regularizer, bias_regularizer,
+                         activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
+

@@ -1,4 +1,5 @@
-"""SpatialDropout1D / SpatialDropout2D: dropout of whole channels."""
+"""Regularization layers: SpatialDropout1D / SpatialDropout2D (dropout of whole
+channels) and GaussianNoise."""
 
 from __future__ import annotations
 
@@ -39,3 +40,30 @@ class SpatialDropout1D(_SpatialDropout):
 
     def _public_config(self) -> Config:
         return {"rate": self.rate, "seed": self.seed}
+
+
+class GaussianNoise(Layer):
+    """Adds zero-mean normal noise of `stddev` to its inputs in training (a
+    regularizer); passes them unchanged at inference.
+
+    Args:
+        stddev: The noise's standard deviation.
+        seed: Recorded; the noise comes from the model's seed, the step and the layer.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    >>> x = ferrax.layers.GaussianNoise(0.1)(inputs)
+    """
+
+    def __init__(self, stddev: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stddev = float(check_number(f"GaussianNoise '{self.name}'", "stddev", stddev,
+                                         low=0.0))
+        self.seed = seed
+
+    def _public_config(self) -> Config:
+        return {"stddev": self.stddev, "seed": self.seed}
+
+    def _engine_config(self) -> Config:
+        return {"stddev": self.stddev}

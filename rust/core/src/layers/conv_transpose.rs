@@ -85,6 +85,53 @@ impl Conv2DTranspose {
     }
 }
 
+impl Conv2DTranspose {
+    /// Conv1DTranspose on (steps, channels) inputs: the 2-D transpose of a
+    /// (1, steps, channels) image with a (1, k) kernel, whose kernel Keras stores as
+    /// (k, filters, channels), the same values in the same order.
+    pub fn build_1d(name: &str, config: &Value, input_shape: &[usize], key: Key) -> Result<Self> {
+        let [steps, channels] = input_shape[..] else {
+            return Err(Error(format!(
+                "{name}: expects inputs of shape (batch, steps, channels), got per-sample \
+                 shape {input_shape:?}"
+            )));
+        };
+        let one = |key: &str| -> Result<Value> {
+            let v = field(config, key);
+            let n = match v {
+                Value::Array(a) if a.len() == 1 => a[0].clone(),
+                Value::Number(_) => v.clone(),
+                Value::Null => Value::from(1),
+                _ => {
+                    return Err(Error(format!(
+                        "{name}: '{key}' must be one integer, got {v}"
+                    )))
+                }
+            };
+            Ok(Value::Array(vec![Value::from(1), n]))
+        };
+        let mut as_2d = config.clone();
+        for key in ["kernel_size", "strides", "dilation_rate"] {
+            as_2d[key] = one(key)?;
+        }
+        let mut layer = Self::build(name, &as_2d, &[1, steps, channels], key)?;
+        layer.output_shape.remove(0);
+        let params = std::mem::take(&mut layer.params);
+        layer.params = params
+            .into_iter()
+            .map(|p| {
+                if p.name == "kernel" {
+                    let shape = p.value.shape()[1..].to_vec();
+                    p.reshaped(&shape)
+                } else {
+                    p
+                }
+            })
+            .collect();
+        Ok(layer)
+    }
+}
+
 impl Layer for Conv2DTranspose {
     fn output_shape(&self) -> &[usize] {
         &self.output_shape

@@ -16,6 +16,7 @@ mod dot;
 mod dropout;
 mod embedding;
 mod frame;
+mod gaussian_noise;
 mod global_pool;
 mod im2col;
 mod input_slice;
@@ -45,6 +46,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use frame::Frame;
+pub use gaussian_noise::GaussianNoise;
 pub use global_pool::GlobalPool;
 pub use input_slice::InputSlice;
 pub use layer_norm::LayerNorm;
@@ -521,11 +523,13 @@ fn build_channels_last(
         "Rescaling" => Box::new(Rescaling::build(name, config, input_shape)?),
         "InputSlice" => Box::new(InputSlice::build(name, config, input_shape)?),
         "Dropout" => Box::new(Dropout::build(name, config, input_shape)?),
+        "GaussianNoise" => Box::new(GaussianNoise::build(name, config, input_shape)?),
         "Conv2D" => Box::new(Conv2D::build(name, config, input_shape, key)?),
         "Conv1D" => Box::new(Conv2D::build_1d(name, config, input_shape, key)?),
         "DepthwiseConv2D" => Box::new(Conv2D::build_depthwise(name, config, input_shape, key)?),
         "SeparableConv2D" => Box::new(SeparableConv2D::build(name, config, input_shape, key)?),
         "Conv2DTranspose" => Box::new(Conv2DTranspose::build(name, config, input_shape, key)?),
+        "Conv1DTranspose" => Box::new(Conv2DTranspose::build_1d(name, config, input_shape, key)?),
         "MaxPooling2D" => Box::new(Pool2D::build(name, config, input_shape, Max)?),
         "AveragePooling2D" => Box::new(Pool2D::build(name, config, input_shape, Average)?),
         "MaxPooling1D" => Box::new(Pool2D::build_1d(name, config, input_shape, Max)?),
