@@ -443,3 +443,15 @@ def test_add_loss_joins_the_loss_and_its_gradient(kind):
 def test_add_loss_outside_a_traced_call_says_where_it_works():
     with pytest.raises(NotImplementedError, match="inside a traced call"):
         layers.Dense(2).add_loss(1.0)
+
+
+def test_a_functional_model_with_raw_ops_says_it_cannot_be_saved_yet(tmp_path):
+    inp = ferrax.Input((4,))
+    model = ferrax.Model(inp, layers.Dense(2)(ops.relu(layers.Dense(3)(inp)) * 2.0))
+    x = _data(3, 4)
+    w1, b1, w2, b2 = model.get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               (2 * np.maximum(x @ w1 + b1, 0)) @ w2 + b2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(NotImplementedError, match=r"ferrax.ops calls between its layers "
+                                                  r"\(multiply.*relu.*\)"):
+        model.save(tmp_path / "m.ferrax")

@@ -332,6 +332,13 @@ class Functional(Model):
     def get_config(self) -> Config:
         """Keras's functional config: every layer with the calls that feed it
         (`inbound_nodes`), and the model's input and output layers."""
+        ops = sorted({n.layer.name for n in self._nodes
+                      if getattr(n.layer, "_internal", False) and not n.is_source})
+        if ops:
+            raise NotImplementedError(
+                f"Model '{self.name}': ferrax.ops calls between its layers ({', '.join(ops)}) "
+                f"have no config yet, so the model cannot be saved or cloned; put them in a "
+                f"custom layer's call() or a layers.Lambda")
         layers = []
         for layer in self.layers:
             entry: dict[str, Any] = {"class_name": type(layer).__name__,
