@@ -4,6 +4,11 @@ graph and trained by fit. Gradients are checked against float64 NumPy references
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -455,3 +460,58 @@ def test_a_functional_model_with_raw_ops_says_it_cannot_be_saved_yet(tmp_path):
     with pytest.raises(NotImplementedError, match=r"ferrax.ops calls between its layers "
                                                   r"\(multiply.*relu.*\)"):
         model.save(tmp_path / "m.ferrax")
+
+
+# --- determinism across thread counts ------------------------------------------------
+THREADS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import ferrax
+    from ferrax import layers, ops
+
+    class Block(layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 512))
+            self.b = self.add_weight(shape=(512,), initializer="zeros")
+            self.g = self.add_weight(shape=(512,), initializer="ones")
+
+        def call(self, x):
+            h = ops.gelu(ops.matmul(x, self.w) + self.b)
+            mean, var = ops.moments(h, axes=[-1], keepdims=True)
+            h = (h - mean) / ops.sqrt(var + 1e-3) * self.g
+            self.add_loss(1e-3 * ops.mean(ops.square(h)))
+            return h
+
+    class Net(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+            self.drop = layers.Dropout(0.2)
+            self.out = layers.Dense(10, activation="softmax")
+
+        def call(self, x, training=None):
+            return self.out(self.drop(self.block(x), training=training))
+
+    r = np.random.default_rng(0)
+    x = r.random((512, 200)).astype(np.float32)
+    y = x[:, :10].argmax(axis=1)
+    ferrax.utils.set_random_seed(5)
+    model = Net()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=128, epochs=2, verbose=0)
+    np.savez(sys.argv[1], *model.get_weights())
+    """
+)
+
+
+def test_a_traced_models_weights_do_not_depend_on_the_thread_count(tmp_path):
+    runs = []
+    for threads in (1, 3):
+        out = tmp_path / f"w{threads}.npz"
+        env = dict(os.environ, FERRAX_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(out)], check=True, env=env)
+        with np.load(out) as f:
+            runs.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
+    assert len(runs[0]) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
