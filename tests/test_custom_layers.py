@@ -4,13 +4,11 @@ graph and trained by fit. Gradients are checked against float64 NumPy references
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from threads import weights_at_threads
 
 import ferrax
 from ferrax import layers, ops
@@ -506,12 +504,6 @@ THREADS_SCRIPT = textwrap.dedent(
 
 
 def test_a_traced_models_weights_do_not_depend_on_the_thread_count(tmp_path):
-    runs = []
-    for threads in (1, 3):
-        out = tmp_path / f"w{threads}.npz"
-        env = dict(os.environ, FERRAX_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(out)], check=True, env=env)
-        with np.load(out) as f:
-            runs.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
+    runs = weights_at_threads(THREADS_SCRIPT, tmp_path)
     assert len(runs[0]) == 5
     assert all(np.array_equal(a, b) for a, b in zip(*runs))

@@ -1,14 +1,12 @@
 """The functional API: symbolic tensors, Model(inputs, outputs), graphs with merges and
 fan-out, their training against float64 references, files, configs and errors."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 from reference import assert_close, numerical_grad
+from threads import weights_at_threads
 
 import ferrax
 from ferrax import layers
@@ -715,13 +713,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_graph_weights_do_not_depend_on_the_thread_count(tmp_path):
-    runs = []
-    for threads in (1, 3):
-        out = tmp_path / f"w{threads}.npz"
-        env = dict(os.environ, FERRAX_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env)
-        with np.load(out) as f:
-            runs.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
+    runs = weights_at_threads(SCRIPT, tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
 
 
