@@ -213,6 +213,10 @@ class Mlp(ferrax.Model):
     def call(self, x, training=None):
         return self.fc2(ops.relu(self.fc1(x)))
 
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.fc1.units,
+                "classes": self.fc2.units}
+
 
 def _functional_mlp(hidden=16, classes=3):
     inp = ferrax.Input(shape=(20,))
@@ -507,3 +511,18 @@ def test_a_traced_models_weights_do_not_depend_on_the_thread_count(tmp_path):
     runs = weights_at_threads(THREADS_SCRIPT, tmp_path)
     assert len(runs[0]) == 5
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_clone_model_rebuilds_custom_layers_and_subclassed_models():
+    x = _data(4, 5)
+    seq = ferrax.Sequential([ferrax.Input((5,)), LinearRelu(3), layers.Dense(2)])
+    clone = ferrax.models.clone_model(seq)
+    assert [type(l) for l in clone.layers] == [LinearRelu, layers.Dense]
+    assert clone.layers[0].units == 3 and clone.layers[0].name != seq.layers[0].name
+    clone.set_weights(seq.get_weights())
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), seq.predict(x, verbose=0))
+    net = Mlp(hidden=4)
+    net.build((None, 20))
+    twin = ferrax.models.clone_model(net)
+    assert type(twin) is Mlp and [w.shape for w in twin.weights] == [w.shape for w in
+                                                                     net.weights]

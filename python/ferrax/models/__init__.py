@@ -17,20 +17,35 @@ def clone_model(model: _M, input_tensors: Any = None, clone_function: Any = None
     if input_tensors is not None or clone_function is not None:
         raise NotImplementedError("clone_model: input_tensors and clone_function are not "
                                   "supported yet")
+    from ferrax._registry import custom_object_scope
     from ferrax.models.functional import Functional, _renamed_config
 
-    if isinstance(model, Functional):
-        return type(model).from_config(_renamed_config(model.get_config()))
-    clone = type(model).from_config(_renamed(model.get_config()))
+    # The model's own classes (custom layers among them) rebuild its clone: no file is
+    # read, so no class needs registering.
+    own = {type(l).__name__: type(l) for l in _all_layers(model)}
+    with custom_object_scope(own):
+        if isinstance(model, Functional):
+            return type(model).from_config(_renamed_config(model.get_config()))
+        config = model.get_config()
+        clone = type(model).from_config(config if model._is_subclassed() else _renamed(config))
     if model.built:
         clone.build((None, *model._input_shape))
     return clone
 
 
+def _all_layers(model: Any) -> list[Any]:
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, Model):
+            found += _all_layers(layer)
+    return found
+
+
 def _renamed(config: Config) -> Config:
     # Fresh layer names: a clone's layers must not share the original's.
     config = dict(config)
-    config["layers"] = [{"class_name": e["class_name"],
+    config["layers"] = [{**{k: v for k, v in e.items() if k != "config"},
                          "config": {k: v for k, v in e["config"].items() if k != "name"}}
                         for e in config["layers"]]
     config.pop("name", None)
