@@ -526,3 +526,24 @@ def test_clone_model_rebuilds_custom_layers_and_subclassed_models():
     twin = ferrax.models.clone_model(net)
     assert type(twin) is Mlp and [w.shape for w in twin.weights] == [w.shape for w in
                                                                      net.weights]
+
+
+def test_rounding_ops_and_symbolic_casts_match_numpy():
+    x = np.array([[-2.5, -1.5, -0.4, 0.5, 1.5, 2.7]], np.float32)
+    for fn, ref in ((ops.floor, np.floor), (ops.ceil, np.ceil), (ops.round, np.round),
+                    (ops.trunc, np.trunc)):
+        np.testing.assert_array_equal(np.asarray(fn(x)), ref(x))
+        inp = ferrax.Input(shape=(6,))
+        np.testing.assert_array_equal(ferrax.Model(inp, fn(inp)).predict(x, verbose=0), ref(x))
+    np.testing.assert_allclose(np.asarray(ops.round(x * 1.234, 1)), np.round(x * 1.234, 1),
+                               rtol=1e-6)
+    inp = ferrax.Input(shape=(6,))
+    as_int = ops.cast(inp, "int32")
+    assert as_int.dtype == "int32"
+    model = ferrax.Model(inp, ops.add(as_int, ops.cast(inp, "bool")))
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  x.astype(np.int32) + (x != 0))
+    # no gradient flows through rounding
+    from ferrax.ops._testing import vjp
+    (g,) = vjp(lambda t: ops.floor(t) * t, x, dout=np.ones_like(x))
+    np.testing.assert_array_equal(g, np.floor(x))

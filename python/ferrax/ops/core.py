@@ -34,14 +34,18 @@ def convert_to_numpy(x: Any) -> np.ndarray:
 
 
 def cast(x: Any, dtype: Any) -> Any:
-    """`x` as `dtype`. The engine computes in float32: in a traced call a cast to
-    a float type changes nothing; an integer cast is only done eagerly."""
+    """`x` as `dtype`. The engine computes in float32: on a symbolic tensor a cast to
+    a float type changes nothing, one to an integer type rounds towards zero (as
+    NumPy's and Keras's casts do) and one to bool tests for nonzero."""
     if isinstance(x, KerasTensor):
         kind = np.dtype(dtype).kind
-        if kind not in "fb":
-            raise NotImplementedError(f"cast: a cast of a symbolic tensor to {dtype} is not "
-                                      f"supported (the engine computes in float32)")
-        return x
+        if kind == "f":
+            return x
+        if kind == "b":
+            return apply("not_equal", {}, [x, 0.0], "bool")
+        if kind in "iu":
+            return apply("trunc", {}, [x], str(np.dtype(dtype)))
+        raise NotImplementedError(f"cast: a symbolic tensor cannot be cast to {dtype}")
     return Tensor(np.asarray(x).astype(dtype))
 
 

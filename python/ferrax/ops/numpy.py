@@ -115,6 +115,29 @@ def abs(x: Any) -> Any:  # noqa: A001 - Keras's name
 absolute = abs
 
 
+def floor(x: Any) -> Any:
+    """Elementwise floor (no gradient flows through it)."""
+    return apply("floor", {}, [x])
+
+
+def ceil(x: Any) -> Any:
+    """Elementwise ceiling (no gradient flows through it)."""
+    return apply("ceil", {}, [x])
+
+
+def round(x: Any, decimals: int = 0) -> Any:  # noqa: A001 - Keras's name
+    """Elementwise rounding to `decimals` places, halves to even (no gradient)."""
+    if decimals == 0:
+        return apply("round", {}, [x])
+    scale = 10.0 ** decimals
+    return divide(apply("round", {}, [multiply(x, scale)]), scale)
+
+
+def trunc(x: Any) -> Any:
+    """Elementwise rounding towards zero (no gradient flows through it)."""
+    return apply("trunc", {}, [x])
+
+
 def sign(x: Any) -> Any:
     """Elementwise sign: -1, 0 or 1."""
     return apply("sign", {}, [x])

@@ -47,7 +47,7 @@ macro_rules! with_unary {
     ($kind:expr, |$k:ident| $body:expr) => {
         monomorphic!($kind, U [Negative, Abs, Square, Sqrt, Exp, Log, Log1p, Sign, Relu,
             Relu6, Sigmoid, Tanh, Softplus, Silu, Gelu, GeluExact, Elu, Selu, LeakyRelu, Clip,
-            StopGradient, LogicalNot], |$k| $body)
+            StopGradient, LogicalNot, Floor, Ceil, Round, Trunc], |$k| $body)
     };
 }
 
@@ -87,6 +87,12 @@ enum U {
     Clip,
     StopGradient,
     LogicalNot,
+    Floor,
+    Ceil,
+    /// To the nearest integer, halves to even (NumPy's and Keras's rounding).
+    Round,
+    /// Towards zero (a cast to an integer type).
+    Trunc,
 }
 
 /// The numbers some unary ops take: elu's alpha, leaky_relu's slope, clip's bounds.
@@ -121,13 +127,20 @@ impl U {
             "clip" => U::Clip,
             "stop_gradient" => U::StopGradient,
             "logical_not" => U::LogicalNot,
+            "floor" => U::Floor,
+            "ceil" => U::Ceil,
+            "round" => U::Round,
+            "trunc" => U::Trunc,
             _ => return None,
         })
     }
 
     /// Ops whose gradient is zero everywhere.
     fn constant_gradient(self) -> bool {
-        matches!(self, U::Sign | U::StopGradient | U::LogicalNot)
+        matches!(
+            self,
+            U::Sign | U::StopGradient | U::LogicalNot | U::Floor | U::Ceil | U::Round | U::Trunc
+        )
     }
 
     #[inline(always)]
@@ -199,6 +212,10 @@ impl U {
             }
             U::StopGradient => x,
             U::LogicalNot => f32::from(x == 0.0),
+            U::Floor => x.floor(),
+            U::Ceil => x.ceil(),
+            U::Round => x.round_ties_even(),
+            U::Trunc => x.trunc(),
         }
     }
 
@@ -263,7 +280,13 @@ impl U {
                 }
             }
             U::Clip => step(x >= p.lo && x <= p.hi),
-            U::Sign | U::StopGradient | U::LogicalNot => 0.0,
+            U::Sign
+            | U::StopGradient
+            | U::LogicalNot
+            | U::Floor
+            | U::Ceil
+            | U::Round
+            | U::Trunc => 0.0,
         }
     }
 }
