@@ -160,8 +160,63 @@ categorical_crossentropy = _per_sample(CategoricalCrossentropy)
 sparse_categorical_crossentropy = _per_sample(SparseCategoricalCrossentropy)
 
 
+class LossFunctionWrapper(Loss):
+    """A loss written as a Python function of `(y_true, y_pred)` with `ferrax.ops`,
+    as `compile(loss=my_loss)` takes it. The function is traced into the model's
+    graph, so it trains in the engine's loop; its result (per sample, or per element)
+    is averaged, as Keras's default reduction does.
+
+    Args:
+        fn: The function; `y_true` comes shaped like the model's output.
+        name: The loss's name (the function's by default).
+
+    Example:
+
+    >>> def contrastive(y_true, y_pred):
+    ...     margin = ferrax.ops.maximum(1.0 - y_pred, 0.0)
+    ...     return ferrax.ops.mean(y_true * y_pred ** 2 + (1 - y_true) * margin ** 2, axis=-1)
+    >>> model.compile(optimizer="adam", loss=contrastive)
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None,
+                 reduction: str = "sum_over_batch_size") -> None:
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper: 'fn' must be callable, got {describe(fn)}")
+        self.fn = fn
+        self.name = str(name or getattr(fn, "__name__", "loss"))
+
+    def get_config(self) -> Config:
+        return {"name": self.name, "fn": getattr(self.fn, "__name__", "")}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        from ferrax._registry import get_registered_object
+
+        name = config.get("fn") or config.get("name", "")
+        fn = get_registered_object(name)
+        if not callable(fn):
+            raise ValueError(f"the loss function '{name}' is not loaded from files (that "
+                             f"would run code from the file); pass custom_objects="
+                             f"{{'{name}': the_function}}")
+        return cls(fn, name=config.get("name"))
+
+    def _core_spec(self) -> Config:
+        return {"name": "traced"}
+
+    def __call__(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
+                 sample_weight: npt.ArrayLike | None = None) -> float:
+        from ferrax import ops
+
+        if sample_weight is not None:
+            raise NotImplementedError(f"{self.name}: sample weights with a loss function "
+                                      f"are not supported yet")
+        return float(np.asarray(ops.mean(self.fn(ops.convert_to_tensor(y_true),
+                                                 ops.convert_to_tensor(y_pred)))))
+
+
 def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:
-    """A Loss from a name, a loss function of this module, a config dict or an instance."""
+    """A Loss from a name, a loss function of this module, a config dict, an instance,
+    or a Python function of (y_true, y_pred) written with ferrax.ops."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
@@ -173,10 +228,14 @@ def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:
     cls = getattr(identifier, "_ferrax_loss", None)
     if cls is not None:
         return cls()
+    if isinstance(identifier, dict) and identifier.get("class_name") == "LossFunctionWrapper":
+        return LossFunctionWrapper.from_config(identifier.get("config", {}))
     if isinstance(identifier, dict) and "class_name" in identifier:
         return get(identifier["class_name"]).from_config(identifier.get("config", {}))
-    raise TypeError(f"loss must be a name like 'mse' or a ferrax.losses object, "
-                    f"got {describe(identifier)}")
+    if callable(identifier) and not isinstance(identifier, type):
+        return LossFunctionWrapper(identifier)
+    raise TypeError(f"loss must be a name like 'mse', a ferrax.losses object or a "
+                    f"function of (y_true, y_pred), got {describe(identifier)}")
 
 
 def serialize(loss: Loss) -> Config:

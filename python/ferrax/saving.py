@@ -245,7 +245,8 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
     except ValueError as e:
         raise ValueError(f"{path}: invalid training counters in metadata: {e}") from None
     if compile and "compile_config" in meta:
-        _restore_compile(model, path, meta, tensors)
+        with custom_object_scope(custom_objects):  # (a loss function among them)
+            _restore_compile(model, path, meta, tensors)
     return model
 
 

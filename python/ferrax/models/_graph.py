@@ -35,6 +35,21 @@ class GraphBuilder:
         self.outputs: list[int] | None = None
         self.added_losses: list[int] = []
 
+    @classmethod
+    def from_graph(cls, graph: EngineGraph) -> GraphBuilder:
+        """A builder holding `graph`, to add more to it."""
+        builder = cls()
+        builder.layers, builder.inbound = list(graph.layers), [list(i) for i in graph.inbound]
+        builder.shares = list(graph.shares)
+        for i, (layer, first) in enumerate(zip(graph.layers, graph.shares)):
+            if getattr(layer, "_is_source", False):
+                builder._sources[id(layer)] = i + 1
+            elif first is None:
+                builder._first[id(layer)] = i
+        builder.outputs = None if graph.outputs is None else list(graph.outputs)
+        builder.added_losses = list(graph.added_losses or [])
+        return builder
+
     def source(self, layer: Layer) -> int:
         """The value of a weight or a constant of traced code (added once, however many
         calls read it)."""

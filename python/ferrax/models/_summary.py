@@ -28,7 +28,8 @@ def summary_lines(model: Model) -> list[str]:
     cols: tuple[int, ...] = (33, 26, 13) if connections is None else (30, 22, 11, 22)
     # (a traced graph's ops and weights are not layers: its tracked layers are listed)
     listed = connections is not None or model._graph_needs_shape()
-    layers = model.layers if listed else model._engine_layers()
+    layers = model.layers if listed else [l for l in model._engine_layers()
+                                          if not getattr(l, "_internal", False)]
 
     def row(cells: list[str], left: str = "│", mid: str = "│", right: str = "│") -> str:
         parts = []

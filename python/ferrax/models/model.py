@@ -102,6 +102,8 @@ class Model:
         self._inbound_nodes: list[Node] = []  # calls on symbolic tensors (nested models)
         # the input shape a traced graph (subclassed call, custom layers) was made for
         self._trace_shape: tuple[int, ...] | None = None
+        # (output shape, loss) of a loss function traced into the graph, if any
+        self._loss_in_graph: tuple[tuple[int, ...], Any] | None = None
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
@@ -138,8 +140,28 @@ class Model:
         """The layers the engine runs, in order, with what each reads (nested models
         inlined, a shared layer once per call); made again after `_forget_graph`."""
         if self._graph is None:
-            self._graph = self._make_engine_graph()
+            self._graph = self._with_traced_loss(self._make_engine_graph())
         return self._graph
+
+    def _with_traced_loss(self, graph: EngineGraph) -> EngineGraph:
+        """`graph` with the loss function `compile` was given traced after it: the
+        output's targets as a value, the function's mean as an added loss."""
+        if self._loss_in_graph is None:
+            return graph
+        from ferrax.models._graph import GraphBuilder
+        from ferrax.models._trace import fresh_inputs, trace_only
+        from ferrax.ops._nodes import _TargetsLayer
+        from ferrax.symbolic import KerasTensor
+
+        shape, loss = self._loss_in_graph
+        builder = GraphBuilder.from_graph(graph)
+        out = graph.outputs[0] if graph.outputs else len(graph.layers)
+        targets = builder.source(_TargetsLayer(shape))
+        pair = fresh_inputs([KerasTensor((None, *shape)), KerasTensor((None, *shape))])
+        trace, _ = trace_only(_LossCall(loss), pair, {})
+        builder.added_losses += trace.inline(builder, [targets, out])
+        builder.outputs = [out]
+        return builder.graph()
 
     def _forget_graph(self) -> None:
         """The structure changed (layers added, input parts moved)."""
@@ -302,7 +324,8 @@ class Model:
         dims = self._declared_input_dims()
         return dims is not None and None in dims
 
-    def _use_shape(self, shape: tuple[int, ...], force: bool = False) -> None:
+    def _use_shape(self, shape: tuple[int, ...], force: bool = False,
+                   change: Callable[[], None] | None = None) -> None:
         """For a model with axes of unknown length: run the engine at this input shape
         (a new engine graph for a new length, with the weights, the optimizer state and
         the training counters carried over; `force`: even at the same shape, as when the
@@ -314,6 +337,8 @@ class Model:
         weights, step = old.get_weights(), old.step
         state = old.optimizer_state() if self._engine_compile_spec is not None else None
         compile_key = self._engine_compile_spec
+        if change is not None:
+            change()  # (the graph changes: after the old one's weights were read)
         self._build(tuple(shape))  # (the layer specs carry their freezing)
         core = self._built_core()
         core.set_weights(weights)
@@ -670,6 +695,7 @@ class Model:
         assert loss is not None  # checked by _require_compiled
         out_last = self._output_layer().output_shape[-1]
         assert out_last is not None  # only the batch axis is None
+        self._trace_loss(loss)
         spec = {
             "loss": loss._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
@@ -680,6 +706,20 @@ class Model:
                         for m in cfg["metrics"]],
         }
         self._send_compile(spec)
+
+    def _trace_loss(self, loss: Any) -> None:
+        """A loss function goes into the graph (a loss object does not): the engine is
+        rebuilt when that changes, its weights and optimizer state kept."""
+        traced = isinstance(loss, losses_module.LossFunctionWrapper)
+        want = (tuple(self._engine_output_shapes()[0]), loss) if traced else None
+        have = self._loss_in_graph
+        if want == have or (want and have and want[0] == have[0] and want[1] is have[1]):
+            return
+        def change() -> None:
+            self._loss_in_graph = want
+            self._forget_graph()
+
+        self._use_shape(tuple(self._input_shape), force=True, change=change)
 
     def _compile_heads(self) -> None:
         """`_compile_engine` for a model with several outputs."""
@@ -733,6 +773,11 @@ class Model:
         # the engine's output shape now (a layer shared with another model may have been
         # built there for another length)
         out_shape = self._engine_output_shapes()[0]
+        if isinstance(loss, losses_module.LossFunctionWrapper) and (
+                sample_weight is not None or class_weight is not None):
+            raise NotImplementedError(f"Model '{self.name}': sample_weight and class_weight "
+                                      f"with a loss function ('{loss.name}') are not "
+                                      f"supported yet")
         yf = _data.targets(ya, loss, out_shape, last.name, y_arg)
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
@@ -1125,3 +1170,18 @@ def _verbosity(verbose: int | str) -> int:
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"'verbose' must be 'auto', 0, 1 or 2, got {verbose!r}")
     return int(verbose)
+
+
+class _LossCall:
+    """A loss function as a traced call: its mean over everything (Keras's
+    sum_over_batch_size) is the value added to the loss."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss, self.name = loss, loss.name
+
+    def call(self, pair: Any) -> Any:
+        from ferrax import ops
+
+        value = self.loss.fn(pair[0], pair[1])
+        return ops.mean(value)
+

@@ -88,6 +88,19 @@ class _ConstantLayer(_SourceNode):
                            "value": [float(v) for v in self.value.ravel()]}}
 
 
+class _TargetsLayer(_SourceNode):
+    """The targets of a model's output, as a graph value (y_true of a loss function)."""
+
+    def __init__(self, shape: tuple[int, ...], head: int = 0) -> None:
+        super().__init__(name=unique_name("targets"))
+        self.shape, self.head = tuple(shape), head
+
+    def _core_spec(self) -> Config:
+        return {"class_name": "Targets",
+                "config": {"name": self.name, "trainable": False, "head": self.head,
+                           "shape": list(self.shape)}}
+
+
 class _VariableLayer(_SourceNode):
     """Holds one `add_weight` weight in the engine of the model that last ran it."""
 

@@ -28,6 +28,9 @@ pub enum Loss {
     SparseCategoricalCrossentropy {
         from_logits: bool,
     },
+    /// A loss written in Python (`compile(loss=fn)`): traced into the model's graph,
+    /// whose mean reaches the total as an added loss; the head itself adds nothing.
+    Traced,
 }
 
 impl Loss {
@@ -56,6 +59,7 @@ impl Loss {
             "sparse_categorical_crossentropy" => {
                 Loss::SparseCategoricalCrossentropy { from_logits }
             }
+            "traced" => Loss::Traced,
             other => return Err(Error(format!("unknown loss '{other}'"))),
         })
     }
@@ -120,6 +124,12 @@ impl Loss {
         let width = p.len();
         let inv_w = 1.0 / width as f32;
         match self {
+            Loss::Traced => {
+                if let Some(g) = g {
+                    g.fill(0.0);
+                }
+                0.0
+            }
             Loss::MeanSquaredError => {
                 let mut s = 0.0f64;
                 for (&pv, &tv) in p.iter().zip(t) {

@@ -121,6 +121,10 @@ pub struct Model {
     outputs: Vec<usize>,
     /// Scalar values added to the loss as they are (a traced layer's `add_loss`).
     added_losses: Vec<usize>,
+    /// (value, output) of each `Targets` node: filled with that output's targets.
+    target_values: Vec<(usize, usize)>,
+    /// Per layer: only the loss needs it (it reads targets): predict skips it.
+    loss_only: Vec<bool>,
     targets: Vec<Targets>,
     /// Each output's mean loss on the current batch.
     head_losses: Vec<f64>,
@@ -246,7 +250,37 @@ impl Model {
             );
         }
         let source: Vec<bool> = built.iter().map(|l| l.source().is_some()).collect();
+        let target_values: Vec<(usize, usize)> = built
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.target_head().map(|k| (i + 1, k)))
+            .collect();
+        let mut loss_only = vec![false; built.len()];
+        for i in 0..built.len() {
+            loss_only[i] = built[i].target_head().is_some()
+                || inputs[i].iter().any(|&v| v > 0 && loss_only[v - 1]);
+        }
         let added_losses = spec_added_losses(spec, n)?;
+        if let Some(&v) = outputs.iter().find(|&&v| v > 0 && loss_only[v - 1]) {
+            crate::bail!(
+                "the model's output {} depends on the targets, which only a loss may read",
+                layer_name(&specs[v - 1])
+            );
+        }
+        for &(v, k) in &target_values {
+            if k >= outputs.len() || shapes[v] != shapes[outputs[k]] {
+                crate::bail!(
+                    "{}: targets of output {k} shaped {:?}, but the model has {} output(s){}",
+                    layer_name(&specs[v - 1]),
+                    shapes[v],
+                    outputs.len(),
+                    outputs
+                        .get(k)
+                        .map(|&o| format!(" and that one is shaped {:?}", shapes[o]))
+                        .unwrap_or_default()
+                );
+            }
+        }
         if let Some(&v) = added_losses
             .iter()
             .find(|&&v| batched[v] || sizes_of(&shapes[v]) != 1)
@@ -307,6 +341,8 @@ impl Model {
             head_losses: vec![0.0; outputs.len()],
             outputs,
             added_losses,
+            target_values,
+            loss_only,
             y_batch: Vec::new(),
             w_batch: Vec::new(),
             idx_batch: Vec::new(),
@@ -565,10 +601,14 @@ impl Model {
 
     /// Runs every layer on `rows` samples: those in `input` if given (read in
     /// place, no copy), else those already in `acts[0]`.
-    fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>) {
+    /// `with_loss`: also the layers only a loss needs (they read the targets).
+    fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>, with_loss: bool) {
         for i in 0..self.layers.len() {
             if self.layers[i].is_reshape() || self.absorbed[i] || self.source[i] {
                 continue;
+            }
+            if self.loss_only[i] && (!with_loss || self.layers[i].target_head().is_some()) {
+                continue; // (a Targets node's value is filled by load_batch)
             }
             let out = self.node_out[i];
             // Taken out for the call, so that the inputs can be borrowed beside it.
@@ -850,6 +890,12 @@ impl Model {
                 }
             }
             offset += y_width;
+            for &(v, head) in &self.target_values {
+                if head == k {
+                    let len = rows * self.sizes[v];
+                    self.acts[v][..len].copy_from_slice(&t.y[..len]);
+                }
+            }
             // Each step of a sequence output is scored with its sample's weight (the
             // output's own when there is one per output).
             if weighted {
@@ -1045,7 +1091,7 @@ impl Model {
             self.check_batch(rows, None)?;
             self.sync_tied_weights();
             clock.lap(phases::GATHER);
-            self.forward(rows, true, None);
+            self.forward(rows, true, None, true);
             clock.lap(phases::FORWARD);
             let data_loss = self.batch_loss(rows, weighted, true);
             clock.lap(phases::LOSS);
@@ -1111,7 +1157,7 @@ impl Model {
             let rows = idx.len();
             let weighted = self.load_batch(data, idx);
             self.check_batch(rows, None)?;
-            self.forward(rows, false, None);
+            self.forward(rows, false, None, true);
             let loss = self.batch_loss(rows, weighted, false);
             self.score_batch(rows, loss + reg, totals);
         }
@@ -1199,7 +1245,7 @@ impl Model {
                 }
             };
             self.check_batch(rows, direct)?;
-            self.forward(rows, false, direct);
+            self.forward(rows, false, direct, false);
             if watcher.is_some_and(|i| self.layers[i].saw_non_finite()) {
                 if let Some(i) = scan() {
                     return Err(non_finite(i));
@@ -1561,6 +1607,57 @@ mod tests {
     }
 
     #[test]
+    fn a_loss_traced_from_the_targets_trains_as_the_built_in_loss() {
+        let spec = |traced: bool| {
+            let mut layers = vec![dense("d", 3, "tanh")];
+            let mut inbound = vec![json!([0])];
+            if traced {
+                // mean((targets - output) ** 2): the mean squared error, spelled with ops
+                let op = |name: &str, op: &str| layer("Op", name, json!({"op": op}));
+                layers.push(layer("Targets", "t", json!({"head": 0, "shape": [3]})));
+                layers.push(op("diff", "subtract"));
+                layers.push(op("sq", "square"));
+                layers.push(layer("Op", "mean", json!({"op": "mean", "attrs": {}})));
+                inbound.extend([json!([]), json!([2, 1]), json!([3]), json!([4])]);
+            }
+            json!({"input_shape": [4], "seed": 7, "layers": layers, "inbound": inbound,
+                   "outputs": [1], "added_losses": if traced { json!([5]) } else { json!([]) }})
+        };
+        let compile = |traced: bool| {
+            let loss = if traced {
+                "traced"
+            } else {
+                "mean_squared_error"
+            };
+            json!({"loss": loss, "optimizer": {"name": "sgd", "learning_rate": 0.1}})
+        };
+        let mut runs = Vec::new();
+        for traced in [false, true] {
+            let mut model = Model::from_spec(&spec(traced)).expect("valid spec");
+            model.compile(&compile(traced)).expect("valid compile");
+            let weights = trained_weights(&mut model, 4, 3);
+            // predict needs no targets: the loss's nodes are skipped
+            let x = vec![0.5f32; 8];
+            let mut out = vec![0.0f32; 6];
+            model
+                .predict(Features::F32(&x), 0, 2, 2, &mut out)
+                .expect("predicts");
+            runs.push((weights, out));
+        }
+        for (a, b) in runs[0].0.iter().flatten().zip(runs[1].0.iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        assert_eq!(runs[0].1, runs[1].1);
+        // an output may not depend on the targets
+        let mut bad = spec(true);
+        bad["outputs"] = json!([3]);
+        let err = Model::from_spec(&bad)
+            .err()
+            .expect("an output reading the targets");
+        assert!(err.0.contains("depends on the targets"), "{}", err.0);
+    }
+
+    #[test]
     fn fan_out_gradients_are_summed() {
         // h + h through Add (one layer reading one value twice), and h through
         // two Rescaling(1) readers then Add (two layers reading one value),
@@ -1592,7 +1689,7 @@ mod tests {
         let mut model = build();
         model.load_batch(data, &idx);
         model.sync_tied_weights();
-        model.forward(rows, true, None);
+        model.forward(rows, true, None, true);
         model.batch_loss(rows, false, true);
         model.backward(rows);
         model.gather_tied_grads();

@@ -60,7 +60,7 @@ pub use repeat_vector::RepeatVector;
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use separable::SeparableConv2D;
-pub use source::{Constant, Variable};
+pub use source::{Constant, Targets, Variable};
 pub use spatial_dropout::SpatialDropout;
 pub use time_distributed::TimeDistributed;
 pub use upsampling::UpSampling2D;
@@ -198,6 +198,11 @@ pub trait Layer: Send + Sync {
     /// For a node without inputs (a `Variable` or a `Constant`): its value, which
     /// the model reads in place instead of running the node.
     fn source(&self) -> Option<&[f32]> {
+        None
+    }
+
+    /// For a `Targets` node: the output whose targets it holds.
+    fn target_head(&self) -> Option<usize> {
         None
     }
 
@@ -404,7 +409,7 @@ pub(crate) fn sample_axis(name: &str, axis: &Value, input_shape: &[usize]) -> Re
 
 /// The classes of nodes that read no value (a traced layer's weights and constants).
 pub fn is_source_class(class: &str) -> bool {
-    matches!(class, "Variable" | "Constant")
+    matches!(class, "Variable" | "Constant" | "Targets")
 }
 
 /// Build the layer of one graph node for inputs shaped as `inputs`: an op node
@@ -422,6 +427,7 @@ pub fn build_graph_node(
         "Op" => return Ok(Box::new(OpLayer::build(name, config, inputs)?)),
         "Variable" => return Ok(Box::new(Variable::build(name, config, key)?)),
         "Constant" => return Ok(Box::new(Constant::build(name, config)?)),
+        "Targets" => return Ok(Box::new(Targets::build(name, config)?)),
         _ => {}
     }
     if let Some(fixed) = inputs.iter().find(|o| !o.batched) {

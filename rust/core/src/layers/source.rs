@@ -141,3 +141,45 @@ impl Layer for Constant {
     ) {
     }
 }
+
+/// The targets of output `head` for the current batch, as a graph value (what a
+/// loss written in Python reads as `y_true`); the model fills it from the batch.
+pub struct Targets {
+    head: usize,
+    shape: Vec<usize>,
+}
+
+impl Targets {
+    /// From `{"head": k, "shape": [per-sample shape]}`.
+    pub fn build(name: &str, config: &Value) -> Result<Self> {
+        let head = field(config, "head")
+            .as_u64()
+            .ok_or_else(|| Error(format!("{name}: 'head' must be an output's index")))?;
+        Ok(Targets {
+            head: head as usize,
+            shape: shape_field(name, config)?,
+        })
+    }
+}
+
+impl Layer for Targets {
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn target_head(&self) -> Option<usize> {
+        Some(self.head)
+    }
+
+    fn forward(&mut self, _x: &[f32], _y: &mut [f32], _rows: usize, _ctx: &Ctx<'_>) {}
+
+    fn backward(
+        &mut self,
+        _x: &[f32],
+        _y: &[f32],
+        _dy: &mut [f32],
+        _dx: Option<&mut [f32]>,
+        _rows: usize,
+    ) {
+    }
+}
