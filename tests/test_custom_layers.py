@@ -623,3 +623,32 @@ def test_a_loss_function_with_sample_weights_says_it_is_not_supported_yet():
     model.compile(optimizer="adam", loss=my_mse)
     with pytest.raises(NotImplementedError, match="sample_weight .* loss function"):
         model.fit(_data(4), _data(4, 2), sample_weight=np.ones(4), verbose=0)
+
+
+def my_mae(y_true, y_pred):
+    return ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+
+def test_a_metric_function_reports_what_the_builtin_metric_does(tmp_path):
+    x = _data(50)
+    y = _data(50, 2, seed=2)
+    model = _regressor()
+    model.compile(optimizer="adam", loss=my_mse, metrics=["mae", my_mae])
+    history = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
+    for key in ("loss", "mae", "my_mae", "val_loss", "val_mae", "val_my_mae"):
+        assert key in history.history, key
+    np.testing.assert_allclose(history.history["my_mae"], history.history["mae"], rtol=1e-5)
+    np.testing.assert_allclose(history.history["val_my_mae"], history.history["val_mae"],
+                               rtol=1e-5)
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    pred = model.predict(x, verbose=0)
+    assert result["my_mae"] == pytest.approx(np.mean(np.abs(y - pred)), rel=1e-5)
+    assert result["loss"] == pytest.approx(np.mean((y - pred) ** 2), rel=1e-5)
+    path = tmp_path / "m.ferrax"
+    model.save(path)
+    with pytest.raises(ValueError, match="'my_mae' is not loaded from files"):
+        ferrax.models.load_model(path, custom_objects={"my_mse": my_mse})
+    loaded = ferrax.models.load_model(path, custom_objects={"my_mse": my_mse,
+                                                            "my_mae": my_mae})
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(result,
+                                                                              rel=1e-6)

@@ -3,6 +3,7 @@ weighted means over the epoch; "accuracy" resolves from the shapes as in Keras."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -95,9 +96,53 @@ def resolve_accuracy(y_rank: int, y_last: int, out_last: int) -> str:
     return "categorical_accuracy"
 
 
-def get(identifier: str | Metric) -> Metric:
+class MetricFunctionWrapper(Metric):
+    """A metric written as a Python function of `(y_true, y_pred)` with `ferrax.ops`,
+    as `compile(metrics=[my_metric])` takes it: traced into the model's graph; its
+    mean over each batch is averaged over the epoch's samples.
+
+    Args:
+        fn: The function; `y_true` comes shaped like the model's output.
+        name: The metric's name in the logs (the function's by default).
+
+    Example:
+
+    >>> def mean_error(y_true, y_pred):
+    ...     return ferrax.ops.mean(y_pred - y_true, axis=-1)
+    >>> model.compile(optimizer="adam", loss="mse", metrics=[mean_error])
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"MetricFunctionWrapper: 'fn' must be callable, got "
+                            f"{describe(fn)}")
+        self.fn = fn
+        super().__init__("traced", str(name or getattr(fn, "__name__", "metric")))
+
+    def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
+        raise NotImplementedError(f"metric '{self.name}': metric functions are supported on "
+                                  f"models with one output only, for now")
+
+    @classmethod
+    def from_name(cls, name: str) -> MetricFunctionWrapper:
+        from ferrax._registry import get_registered_object
+
+        fn = get_registered_object(name)
+        if not callable(fn):
+            raise ValueError(f"the metric function '{name}' is not loaded from files (that "
+                             f"would run code from the file); pass custom_objects="
+                             f"{{'{name}': the_function}}")
+        return cls(fn, name=name)
+
+
+def get(identifier: str | Metric | Callable[..., Any]) -> Metric:
     if isinstance(identifier, Metric):
         return identifier
+    if callable(identifier) and not isinstance(identifier, type):
+        own = getattr(identifier, "__name__", "")
+        if getattr(identifier, "__module__", "") == __name__ and own in _ENGINE_NAMES:
+            return get(own)  # ferrax's own metric functions run in the engine
+        return MetricFunctionWrapper(identifier)
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             return Metric("accuracy", identifier)

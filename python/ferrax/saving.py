@@ -257,6 +257,8 @@ def _restore_compile(model: Model, path: Path, meta: dict[str, str],
     cfg = _json(path, meta, "compile_config")
 
     def metric(m: dict[str, Any]) -> metrics.Metric:
+        if m["kind"] == "traced":  # a metric function: found by name, never loaded
+            return metrics.MetricFunctionWrapper.from_name(m["name"])
         return metrics.Metric(m["kind"], m["name"], **m["args"])
 
     try:

@@ -21,6 +21,8 @@ class EngineGraph(NamedTuple):
     outputs: list[int] | None = None
     # scalar values added to the loss (add_loss in traced calls)
     added_losses: list[int] | None = None
+    # scalar values reported as metrics (metric functions traced after the output)
+    metric_values: list[int] | None = None
 
 
 class GraphBuilder:
@@ -34,6 +36,7 @@ class GraphBuilder:
         self._sources: dict[int, int] = {}
         self.outputs: list[int] | None = None
         self.added_losses: list[int] = []
+        self.metric_values: list[int] = []
 
     @classmethod
     def from_graph(cls, graph: EngineGraph) -> GraphBuilder:
@@ -48,6 +51,7 @@ class GraphBuilder:
                 builder._first[id(layer)] = i
         builder.outputs = None if graph.outputs is None else list(graph.outputs)
         builder.added_losses = list(graph.added_losses or [])
+        builder.metric_values = list(graph.metric_values or [])
         return builder
 
     def source(self, layer: Layer) -> int:
@@ -79,5 +83,5 @@ class GraphBuilder:
 
     def graph(self) -> EngineGraph:
         return EngineGraph(self.layers, self.inbound, self.shares, self.outputs,
-                           self.added_losses)
+                           self.added_losses, self.metric_values)
 

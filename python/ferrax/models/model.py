@@ -103,7 +103,7 @@ class Model:
         # the input shape a traced graph (subclassed call, custom layers) was made for
         self._trace_shape: tuple[int, ...] | None = None
         # (output shape, loss) of a loss function traced into the graph, if any
-        self._loss_in_graph: tuple[tuple[int, ...], Any] | None = None
+        self._loss_in_graph: tuple[tuple[int, ...], Any, tuple[Any, ...]] | None = None
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
@@ -153,13 +153,18 @@ class Model:
         from ferrax.ops._nodes import _TargetsLayer
         from ferrax.symbolic import KerasTensor
 
-        shape, loss = self._loss_in_graph
+        shape, loss, metrics = self._loss_in_graph
         builder = GraphBuilder.from_graph(graph)
         out = graph.outputs[0] if graph.outputs else len(graph.layers)
         targets = builder.source(_TargetsLayer(shape))
-        pair = fresh_inputs([KerasTensor((None, *shape)), KerasTensor((None, *shape))])
-        trace, _ = trace_only(_LossCall(loss), pair, {})
-        builder.added_losses += trace.inline(builder, [targets, out])
+        for fn in ([loss] if loss is not None else []) + list(metrics):
+            pair = fresh_inputs([KerasTensor((None, *shape)), KerasTensor((None, *shape))])
+            trace, _ = trace_only(_LossCall(fn), pair, {})
+            values = trace.inline(builder, [targets, out])
+            if fn is loss:
+                builder.added_losses += values
+            else:
+                builder.metric_values += values
         builder.outputs = [out]
         return builder.graph()
 
@@ -449,7 +454,8 @@ class Model:
         """What the engine builds a model from."""
         return {"input_shape": list(input_shape), "layers": [l._core_spec() for l in graph.layers],
                 "seed": seed, "inbound": graph.inbound, "shares": graph.shares,
-                "outputs": graph.outputs, "added_losses": graph.added_losses}
+                "outputs": graph.outputs, "added_losses": graph.added_losses,
+                "metric_values": graph.metric_values}
 
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
@@ -695,7 +701,7 @@ class Model:
         assert loss is not None  # checked by _require_compiled
         out_last = self._output_layer().output_shape[-1]
         assert out_last is not None  # only the batch axis is None
-        self._trace_loss(loss)
+        self._trace_functions(loss, cfg["metrics"])
         spec = {
             "loss": loss._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
@@ -703,17 +709,24 @@ class Model:
             # y_pred: ids of one rank less mean sparse labels.
             "metrics": [m._core_spec(y_rank - (len(last_layer.output_shape) - 2), y_last,
                                      out_last, cfg["loss"])
-                        for m in cfg["metrics"]],
+                        for m in cfg["metrics"] if not _traced(m)],
         }
         self._send_compile(spec)
 
-    def _trace_loss(self, loss: Any) -> None:
-        """A loss function goes into the graph (a loss object does not): the engine is
-        rebuilt when that changes, its weights and optimizer state kept."""
-        traced = isinstance(loss, losses_module.LossFunctionWrapper)
-        want = (tuple(self._engine_output_shapes()[0]), loss) if traced else None
+    def _trace_functions(self, loss: Any, metrics: Sequence[Any]) -> None:
+        """Loss and metric functions go into the graph (loss and metric objects do
+        not): the engine is rebuilt when they change, its weights and optimizer state
+        kept."""
+        fn_loss = loss if isinstance(loss, losses_module.LossFunctionWrapper) else None
+        fn_metrics = tuple(m for m in metrics if _traced(m))
+        want = None
+        if fn_loss is not None or fn_metrics:
+            want = (tuple(self._engine_output_shapes()[0]), fn_loss, fn_metrics)
         have = self._loss_in_graph
-        if want == have or (want and have and want[0] == have[0] and want[1] is have[1]):
+        if want is None and have is None:
+            return
+        if want is not None and have is not None and want[0] == have[0] and want[1] is have[1] \
+                and len(want[2]) == len(have[2]) and all(a is b for a, b in zip(want[2], have[2])):
             return
         def change() -> None:
             self._loss_in_graph = want
@@ -799,7 +812,11 @@ class Model:
         loss_sum, samples, metric_sums, _ = result
         logs: dict[str, float] = {}
         assert self._compile_config is not None
-        for m, (s, wsum) in zip(self._compile_config["metrics"], metric_sums):
+        # the engine's metrics first, then those traced into the graph, as the engine
+        # reports them
+        metrics = self._compile_config["metrics"]
+        ordered = [m for m in metrics if not _traced(m)] + [m for m in metrics if _traced(m)]
+        for m, (s, wsum) in zip(ordered, metric_sums):
             logs[prefix + m.name] = float(s / wsum) if wsum else 0.0
         logs[prefix + "loss"] = float(loss_sum / samples) if samples else 0.0
         return logs
@@ -1172,9 +1189,13 @@ def _verbosity(verbose: int | str) -> int:
     return int(verbose)
 
 
+def _traced(metric: Any) -> bool:
+    return isinstance(metric, metrics_module.MetricFunctionWrapper)
+
+
 class _LossCall:
-    """A loss function as a traced call: its mean over everything (Keras's
-    sum_over_batch_size) is the value added to the loss."""
+    """A loss or metric function as a traced call: its mean over everything (Keras's
+    sum_over_batch_size) is the value added to the loss, or the metric's value."""
 
     def __init__(self, loss: Any) -> None:
         self.loss, self.name = loss, loss.name

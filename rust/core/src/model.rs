@@ -121,6 +121,8 @@ pub struct Model {
     outputs: Vec<usize>,
     /// Scalar values added to the loss as they are (a traced layer's `add_loss`).
     added_losses: Vec<usize>,
+    /// Scalar values reported as metrics after the heads' (metric functions).
+    metric_values: Vec<usize>,
     /// (value, output) of each `Targets` node: filled with that output's targets.
     target_values: Vec<(usize, usize)>,
     /// Per layer: only the loss needs it (it reads targets): predict skips it.
@@ -260,7 +262,18 @@ impl Model {
             loss_only[i] = built[i].target_head().is_some()
                 || inputs[i].iter().any(|&v| v > 0 && loss_only[v - 1]);
         }
-        let added_losses = spec_added_losses(spec, n)?;
+        let added_losses = spec_scalar_values(spec, "added_losses", n)?;
+        let metric_values = spec_scalar_values(spec, "metric_values", n)?;
+        if let Some(&v) = metric_values
+            .iter()
+            .find(|&&v| batched[v] || sizes_of(&shapes[v]) != 1)
+        {
+            crate::bail!(
+                "a metric value must be one number (no batch axis), but {} is {:?}",
+                layer_name(&specs[v - 1]),
+                shapes[v]
+            );
+        }
         if let Some(&v) = outputs.iter().find(|&&v| v > 0 && loss_only[v - 1]) {
             crate::bail!(
                 "the model's output {} depends on the targets, which only a loss may read",
@@ -341,6 +354,7 @@ impl Model {
             head_losses: vec![0.0; outputs.len()],
             outputs,
             added_losses,
+            metric_values,
             target_values,
             loss_only,
             y_batch: Vec::new(),
@@ -1048,7 +1062,8 @@ impl Model {
                 .heads
                 .iter()
                 .map(|h| h.metrics.len())
-                .sum::<usize>();
+                .sum::<usize>()
+            + self.metric_values.len();
         totals.metrics.resize(count, (0.0, 0.0));
         for (acc, &value) in totals.metrics.iter_mut().zip(each).take(losses) {
             acc.0 += value * rows as f64;
@@ -1068,6 +1083,11 @@ impl Model {
             for (m, acc) in head.metrics.iter().zip(&mut accs) {
                 m.update(&t.y, t.y.len() / (rows * steps).max(1), out, width, w, acc);
             }
+        }
+        // a metric function's value is its batch mean: weighed by the batch's samples
+        for (&v, acc) in self.metric_values.iter().zip(accs) {
+            acc.0 += self.acts[self.alias[v]][0] as f64 * rows as f64;
+            acc.1 += rows as f64;
         }
     }
 
@@ -1379,9 +1399,10 @@ fn spec_outputs(spec: &Value, n: usize) -> Result<Vec<usize>> {
     }
 }
 
-/// The spec's `added_losses`: values (made by layers) added to the loss.
-fn spec_added_losses(spec: &Value, n: usize) -> Result<Vec<usize>> {
-    let Some(list) = spec.get("added_losses").filter(|v| !v.is_null()) else {
+/// The spec's `added_losses` (values added to the loss) or `metric_values` (values
+/// reported as metrics): layer outputs.
+fn spec_scalar_values(spec: &Value, key: &str, n: usize) -> Result<Vec<usize>> {
+    let Some(list) = spec.get(key).filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
     list.as_array()
@@ -1392,7 +1413,7 @@ fn spec_added_losses(spec: &Value, n: usize) -> Result<Vec<usize>> {
         })
         .ok_or_else(|| {
             Error(format!(
-                "model spec: 'added_losses' must be layer outputs (values 1..{n}), got {list}"
+                "model spec: '{key}' must be layer outputs (values 1..{n}), got {list}"
             ))
         })
 }
