@@ -452,16 +452,53 @@ def test_add_loss_outside_a_traced_call_says_where_it_works():
         layers.Dense(2).add_loss(1.0)
 
 
-def test_a_functional_model_with_raw_ops_says_it_cannot_be_saved_yet(tmp_path):
+def _model_with_raw_ops() -> ferrax.Model:
     inp = ferrax.Input((4,))
-    model = ferrax.Model(inp, layers.Dense(2)(ops.relu(layers.Dense(3)(inp)) * 2.0))
-    x = _data(3, 4)
-    w1, b1, w2, b2 = model.get_weights()
-    np.testing.assert_allclose(model.predict(x, verbose=0),
-                               (2 * np.maximum(x @ w1 + b1, 0)) @ w2 + b2, rtol=1e-5, atol=1e-6)
-    with pytest.raises(NotImplementedError, match=r"ferrax.ops calls between its layers "
-                                                  r"\(multiply.*relu.*\)"):
-        model.save(tmp_path / "m.ferrax")
+    h = layers.Dense(3)(inp)
+    # an op with a constant array, a comparison (bool result) cast back, a reduction
+    gate = ops.cast(ops.greater(h, np.array([0.0, 0.5, -0.5], np.float32)), "float32")
+    h = ops.relu(h) * 2.0 + gate
+    h = h - ops.mean(h, axis=-1, keepdims=True)
+    return ferrax.Model(inp, layers.Dense(2)(h))
+
+
+def _raw_ops_reference(model: ferrax.Model, x: np.ndarray) -> np.ndarray:
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    h = x.astype(np.float64) @ w1 + b1
+    h = 2 * np.maximum(h, 0) + (h > np.array([0.0, 0.5, -0.5])).astype(np.float64)
+    h = h - h.mean(-1, keepdims=True)
+    return h @ w2 + b2
+
+
+def test_a_functional_model_with_raw_ops_saves_and_loads(tmp_path):
+    model = _model_with_raw_ops()
+    x = _data(5, 4)
+    np.testing.assert_allclose(model.predict(x, verbose=0), _raw_ops_reference(model, x),
+                               rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "m.ferrax")
+    loaded = ferrax.saving.load_model(tmp_path / "m.ferrax")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    entries = [e for e in loaded.get_config()["layers"] if e["class_name"] == "Op"]
+    assert {e["config"]["op"] for e in entries} >= {"greater", "relu", "mean", "subtract"}
+
+
+def test_a_functional_model_with_raw_ops_clones_with_fresh_weights():
+    model = _model_with_raw_ops()
+    clone = ferrax.models.clone_model(model)
+    x = _data(5, 4)
+    np.testing.assert_allclose(clone.predict(x, verbose=0), _raw_ops_reference(clone, x),
+                               rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(clone.get_weights()[0], model.get_weights()[0])
+
+
+def test_a_model_config_with_an_unknown_op_is_refused_with_its_name():
+    config = _model_with_raw_ops().get_config()
+    for e in config["layers"]:
+        if e["class_name"] == "Op" and e["config"]["op"] == "relu":
+            e["config"]["op"] = "os.system"
+    with pytest.raises(ValueError, match="op entry 'relu.*': unknown op 'os.system'"):
+        ferrax.Model.from_config(config)
 
 
 # --- determinism across thread counts ------------------------------------------------

@@ -17,6 +17,7 @@ from ferrax.layers.base import unique_name
 from ferrax.layers.core import InputLayer
 from ferrax.models import _heads
 from ferrax.models._graph import EngineGraph, GraphBuilder
+from ferrax.models._op_config import OP_CLASS, is_constant, op_entry, replay_op
 from ferrax.models._trace import InputSlice as _InputSlice
 from ferrax.models._trace import add_calls
 from ferrax.models.model import Model
@@ -332,13 +333,6 @@ class Functional(Model):
     def get_config(self) -> Config:
         """Keras's functional config: every layer with the calls that feed it
         (`inbound_nodes`), and the model's input and output layers."""
-        ops = sorted({n.layer.name for n in self._nodes
-                      if getattr(n.layer, "_internal", False) and not n.is_source})
-        if ops:
-            raise NotImplementedError(
-                f"Model '{self.name}': ferrax.ops calls between its layers ({', '.join(ops)}) "
-                f"have no config yet, so the model cannot be saved or cloned; put them in a "
-                f"custom layer's call() or a layers.Lambda")
         layers = []
         for layer in self.layers:
             entry: dict[str, Any] = {"class_name": type(layer).__name__,
@@ -355,6 +349,8 @@ class Functional(Model):
                 entry["inbound_nodes"].append({"args": [main if node.as_list else main[0]],
                                                "kwargs": kwargs})
             layers.append(entry)
+        layers += [op_entry(node, self._tensor_config) for node in self._nodes
+                   if getattr(node.layer, "_internal", False) and not node.is_source]
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
                 "input_layers": self._structure_refs(self._inputs_struct),
                 "output_layers": self._structure_refs(self._outputs_struct)}
@@ -378,6 +374,9 @@ class Functional(Model):
         # shared layer's later call may read layers listed after it
         pending: list[tuple[Any, int, Any, list[Any]]] = []
         for entry in config["layers"]:
+            if entry.get("class_name") == OP_CLASS:
+                pending.append((entry, 0, entry["inbound_nodes"][0]["args"], []))
+                continue
             layer = _layer_from_config(entry)
             if not entry.get("inbound_nodes"):
                 if not isinstance(layer, InputLayer):
@@ -390,11 +389,17 @@ class Functional(Model):
                 pending.append((layer, node_index, node["args"][0], states))
         while pending:
             ready = [p for p in pending
-                     if all(_key(a) in tensors for a in _call_args(p[2]) + list(p[3]))]
+                     if all(is_constant(a) or _key(a) in tensors
+                            for a in _call_args(p[2]) + list(p[3]))]
             if not ready:
-                raise ValueError(f"Model config: the calls of {[p[0].name for p in pending]} "
-                                 f"read tensors that no layer makes")
+                raise ValueError(f"Model config: the calls of {[_name(p[0]) for p in pending]}"
+                                 f" read tensors that no layer makes")
             layer, node_index, args, states = ready[0]
+            if isinstance(layer, Mapping):  # an op's entry
+                out = replay_op(layer["config"], args, lambda a: _resolve(tensors, a))
+                tensors[(layer["name"], 0, 0)] = out
+                pending.remove(ready[0])
+                continue
             if isinstance(args, list):
                 call_input: Any = [_resolve(tensors, a) for a in args]
             else:
@@ -491,6 +496,12 @@ def _layer_from_config(entry: Mapping[str, Any]) -> Any:
     return layer_class(class_name).from_config(entry["config"])
 
 
+def _name(layer_or_entry: Any) -> str:
+    if isinstance(layer_or_entry, Mapping):
+        return str(layer_or_entry.get("name"))
+    return str(layer_or_entry.name)
+
+
 def _call_args(args: Any) -> list[Any]:
     """The tensor configs a call reads: a list (merge layers) or one."""
     return args if isinstance(args, list) else [args]
@@ -538,7 +549,9 @@ def _unpack(model: str, data: Any, arg: str, names: list[str], kind: str) -> Any
 
 def _renamed_config(config: Config) -> Config:
     """A functional config whose layers all get fresh names (for clone_model)."""
-    names = {e["name"]: unique_name(snake_case(e["class_name"])) for e in config["layers"]}
+    names = {e["name"]: unique_name(e["config"]["op"] if e["class_name"] == OP_CLASS
+                                    else snake_case(e["class_name"]))
+             for e in config["layers"]}
 
     def rename_refs(value: Any) -> Any:
         if isinstance(value, dict):

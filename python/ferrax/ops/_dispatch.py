@@ -63,10 +63,7 @@ def _symbolic(op: str, attrs: Config, operands: list[Any], dtype: str | None) ->
             tensors.append(o._holder._symbolic())
         else:
             tensors.append(_ConstantLayer(_as_array(op, o))._symbolic())
-    out = _OpLayer(op, attrs)._record(tensors)
-    if dtype is not None:
-        out.dtype = dtype
-    return out
+    return _OpLayer(op, attrs, dtype=dtype)._record(tensors)
 
 
 def _eager(op: str, attrs: Config, operands: list[Any], dtype: str | None) -> Tensor:

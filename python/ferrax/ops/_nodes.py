@@ -25,9 +25,18 @@ class _GraphNode(Layer):
 class _OpLayer(_GraphNode):
     """One call of a `ferrax.ops` function on symbolic tensors."""
 
-    def __init__(self, op: str, attrs: Config) -> None:
-        super().__init__(name=unique_name(op))
+    def __init__(self, op: str, attrs: Config, name: str | None = None,
+                 dtype: str | None = None) -> None:
+        super().__init__(name=name or unique_name(op))
         self.op, self.attrs = op, attrs
+        # the result's type where it is not float32 (bool comparisons, int32 ids)
+        self.result_dtype = dtype
+
+    def get_config(self) -> Config:
+        config: Config = {"name": self.name, "op": self.op, "attrs": self.attrs}
+        if self.result_dtype is not None:
+            config["dtype"] = self.result_dtype
+        return config
 
     def _core_spec(self) -> Config:
         return {"class_name": "Op", "config": {"name": self.name, "trainable": True,
@@ -54,7 +63,7 @@ class _OpLayer(_GraphNode):
             dims = [a if a == b else None for a, b in zip(shape, other)]
         batch = next((t.shape[0] for t in tensors if t.batched), None)
         full = (batch, *dims) if batched else tuple(dims)
-        out = KerasTensor(full, "float32", batched=batched)
+        out = KerasTensor(full, self.result_dtype or "float32", batched=batched)
         Node(self, tensors, [out], as_list=True)
         return out
 
