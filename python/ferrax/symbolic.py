@@ -86,6 +86,8 @@ class Node:
         self.as_list = as_list
         # the last `states` inputs are a recurrent layer's initial_state
         self.states = states
+        # the training mode the call fixed (`training=True/False`), None to follow the model
+        self.training: bool | None = None
         layer._inbound_nodes.append(self)
         index = len(layer._inbound_nodes) - 1
         for i, t in enumerate(outputs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +46,25 @@ class TracedTraining:
 
 
 TRACED_TRAINING = TracedTraining()
+
+
+def fixing_training(caller: Any, training: bool | None, record: Callable[[], Any]) -> Any:
+    """The result of `record` (which records one call of the layer or model `caller`),
+    the call marked to run in training mode `training` (None: the model's mode)."""
+    out = record()
+    if training is not None:
+        caller._inbound_nodes[-1].training = training
+    return out
+
+
+def fixed_training(owner: str, training: Any) -> bool | None:
+    """The training mode a symbolic call's `training=` argument fixes: True or False, or
+    None when it follows the model (not given, None, or a traced call's own flag)."""
+    if training is None or isinstance(training, TracedTraining):
+        return None
+    if isinstance(training, (bool, np.bool_)):
+        return bool(training)
+    raise TypeError(f"{owner}: training must be True, False or None, got {describe(training)}")
 
 
 def unique_name(prefix: str) -> str:
@@ -138,26 +157,26 @@ class Layer:
             self._check_call_inputs(list(inputs))
         if not any_symbolic(inputs):
             return self._call_eager(inputs, args, kwargs)
+        training = fixed_training(f"{type(self).__name__} '{self.name}'",
+                                  kwargs.get("training"))
         if self._traced_call():
             if args:
                 raise NotImplementedError(f"{type(self).__name__} '{self.name}': positional "
                                           f"call arguments after the inputs are not "
                                           f"supported yet; pass them by keyword")
             self._build_custom(inputs)
-            return _trace_call(self, inputs, kwargs)
-        training = kwargs.pop("training", None)
+            return fixing_training(self, training, lambda: _trace_call(self, inputs, kwargs))
+        kwargs.pop("training", None)
         kwargs.pop("mask", None)  # masks flow through the engine, not through calls
         initial_state = kwargs.pop("initial_state", None)
-        if isinstance(training, TracedTraining):
-            training = None  # a traced call's flag passed on: the engine decides
-        if args or kwargs or training is not None:
-            extra = [repr(a) for a in args] + sorted(kwargs) + (
-                ["training"] if training is not None else [])
+        if args or kwargs:
+            extra = [repr(a) for a in args] + sorted(kwargs)
             raise NotImplementedError(f"{type(self).__name__} '{self.name}': call arguments "
                                       f"{', '.join(extra)} are not supported yet")
         if initial_state is not None:
-            return self._call_with_state(inputs, initial_state)
-        return self._call_symbolic(inputs)
+            return fixing_training(self, training,
+                                   lambda: self._call_with_state(inputs, initial_state))
+        return fixing_training(self, training, lambda: self._call_symbolic(inputs))
 
     # --- custom layers ---------------------------------------------------------
     def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:

@@ -4,6 +4,8 @@ inlined: their layers join the outer graph, so one engine runs the whole model."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ class EngineGraph(NamedTuple):
     added_losses: list[int] | None = None
     # scalar values reported as metrics (metric functions traced after the output)
     metric_values: list[int] | None = None
+    # per layer: the training mode its call fixes (None: the model's)
+    training: list[bool | None] | None = None
 
 
 class GraphBuilder:
@@ -37,6 +41,9 @@ class GraphBuilder:
         self.outputs: list[int] | None = None
         self.added_losses: list[int] = []
         self.metric_values: list[int] = []
+        self.training: list[bool | None] = []
+        # the modes fixed by the calls being added (innermost last)
+        self._fixed: list[bool] = []
 
     @classmethod
     def from_graph(cls, graph: EngineGraph) -> GraphBuilder:
@@ -52,6 +59,7 @@ class GraphBuilder:
         builder.outputs = None if graph.outputs is None else list(graph.outputs)
         builder.added_losses = list(graph.added_losses or [])
         builder.metric_values = list(graph.metric_values or [])
+        builder.training = list(graph.training or [None] * len(graph.layers))
         return builder
 
     def source(self, layer: Layer) -> int:
@@ -59,6 +67,7 @@ class GraphBuilder:
         calls read it)."""
         if id(layer) not in self._sources:
             self.shares.append(None)
+            self.training.append(None)
             self.layers.append(layer)
             self.inbound.append([])
             self._sources[id(layer)] = len(self.layers)
@@ -76,12 +85,27 @@ class GraphBuilder:
                                  f"functional model can use them")
             return outputs[0]
         self.shares.append(self._first.get(id(layer)))
+        self.training.append(self._fixed[-1] if self._fixed else None)
         self._first.setdefault(id(layer), len(self.layers))
         self.layers.append(layer)
         self.inbound.append(list(inputs))
         return len(self.layers)
 
+    @contextmanager
+    def fixed_training(self, mode: bool | None) -> Iterator[None]:
+        """Within it, the calls added run in training mode `mode` (None: unchanged); a
+        call inside that fixes its own mode keeps it, as in Keras."""
+        if mode is None:
+            yield
+            return
+        self._fixed.append(mode)
+        try:
+            yield
+        finally:
+            self._fixed.pop()
+
     def graph(self) -> EngineGraph:
+        fixed = self.training if any(m is not None for m in self.training) else None
         return EngineGraph(self.layers, self.inbound, self.shares, self.outputs,
-                           self.added_losses, self.metric_values)
+                           self.added_losses, self.metric_values, fixed)
 

@@ -43,7 +43,6 @@ def add_calls(builder: GraphBuilder, nodes: list[Node], value: dict[int, int],
     """Adds every call in `nodes` (in order) to `builder`; `value` maps tensors (by id)
     to engine values and gains the values of what the calls make. `parts` caches the
     slices that take apart a layer's several outputs."""
-    from ferrax.models.model import Model
 
     read = {id(t) for n in nodes for t in n.input_tensors}
     read |= {id(t) for t in outputs}
@@ -52,24 +51,32 @@ def add_calls(builder: GraphBuilder, nodes: list[Node], value: dict[int, int],
             value[id(node.output_tensors[0])] = builder.source(node.layer)
             continue
         ins = [value[id(t)] for t in node.input_tensors]
-        trace: Trace | None = getattr(node, "trace", None)
-        if trace is not None:  # a traced layer or subclassed model: its graph, inlined
-            for t, v in zip(node.output_tensors, trace.inline(builder, ins)):
-                value[id(t)] = v
-            continue
-        if isinstance(node.layer, Model):  # a nested model: its outputs, one value each
-            for t, v in zip(node.output_tensors, node.layer._inline_into(builder, ins)):
-                value[id(t)] = v
-            continue
-        made = builder.add(node.layer, ins)
-        if len(node.output_tensors) == 1:
-            value[id(node.output_tensors[0])] = made
-            continue
-        # A layer with several outputs writes them side by side; a slice each takes
-        # out those the model reads.
-        for t, piece in zip(node.output_tensors, output_parts(node, parts)):
-            if id(t) in read:
-                value[id(t)] = builder.add(piece, [made])
+        with builder.fixed_training(node.training):
+            _add_call(builder, node, ins, value, read, parts)
+
+
+def _add_call(builder: GraphBuilder, node: Node, ins: list[int], value: dict[int, int],
+              read: set[int], parts: dict[int, list[InputSlice]]) -> None:
+    from ferrax.models.model import Model
+
+    trace: Trace | None = getattr(node, "trace", None)
+    if trace is not None:  # a traced layer or subclassed model: its graph, inlined
+        for t, v in zip(node.output_tensors, trace.inline(builder, ins)):
+            value[id(t)] = v
+        return
+    if isinstance(node.layer, Model):  # a nested model: its outputs, one value each
+        for t, v in zip(node.output_tensors, node.layer._inline_into(builder, ins)):
+            value[id(t)] = v
+        return
+    made = builder.add(node.layer, ins)
+    if len(node.output_tensors) == 1:
+        value[id(node.output_tensors[0])] = made
+        return
+    # A layer with several outputs writes them side by side; a slice each takes
+    # out those the model reads.
+    for t, piece in zip(node.output_tensors, output_parts(node, parts)):
+        if id(t) in read:
+            value[id(t)] = builder.add(piece, [made])
 
 
 def output_parts(node: Node, cache: dict[int, list[InputSlice]]) -> list[InputSlice]:

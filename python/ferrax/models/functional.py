@@ -345,7 +345,10 @@ class Functional(Model):
                     continue
                 args = [self._tensor_config(t) for t in node.input_tensors]
                 main = args[:len(args) - node.states]
-                kwargs = {"initial_state": args[len(main):]} if node.states else {}
+                kwargs: dict[str, Any] = {"initial_state": args[len(main):]} if node.states \
+                    else {}
+                if node.training is not None:
+                    kwargs["training"] = node.training
                 entry["inbound_nodes"].append({"args": [main if node.as_list else main[0]],
                                                "kwargs": kwargs})
             layers.append(entry)
@@ -372,10 +375,10 @@ class Functional(Model):
         tensors: dict[tuple[str, int, int], KerasTensor] = {}
         # (layer, call index, call's args): run as soon as their inputs exist, since a
         # shared layer's later call may read layers listed after it
-        pending: list[tuple[Any, int, Any, list[Any]]] = []
+        pending: list[tuple[Any, int, Any, list[Any], dict[str, Any]]] = []
         for entry in config["layers"]:
             if entry.get("class_name") == OP_CLASS:
-                pending.append((entry, 0, entry["inbound_nodes"][0]["args"], []))
+                pending.append((entry, 0, entry["inbound_nodes"][0]["args"], [], {}))
                 continue
             layer = _layer_from_config(entry)
             if not entry.get("inbound_nodes"):
@@ -385,8 +388,11 @@ class Functional(Model):
                 tensors[(layer.name, 0, 0)] = layer.output
                 continue
             for node_index, node in enumerate(entry["inbound_nodes"]):
-                states = node.get("kwargs", {}).get("initial_state", [])
-                pending.append((layer, node_index, node["args"][0], states))
+                kwargs = node.get("kwargs", {})
+                call_kwargs = {} if kwargs.get("training") is None else \
+                    {"training": kwargs["training"]}
+                pending.append((layer, node_index, node["args"][0],
+                                kwargs.get("initial_state", []), call_kwargs))
         while pending:
             ready = [p for p in pending
                      if all(is_constant(a) or _key(a) in tensors
@@ -394,7 +400,7 @@ class Functional(Model):
             if not ready:
                 raise ValueError(f"Model config: the calls of {[_name(p[0]) for p in pending]}"
                                  f" read tensors that no layer makes")
-            layer, node_index, args, states = ready[0]
+            layer, node_index, args, states, call_kwargs = ready[0]
             if isinstance(layer, Mapping):  # an op's entry
                 out = replay_op(layer["config"], args, lambda a: _resolve(tensors, a))
                 tensors[(layer["name"], 0, 0)] = out
@@ -405,9 +411,8 @@ class Functional(Model):
             else:
                 call_input = _resolve(tensors, args)
             if states:
-                out = layer(call_input, initial_state=[_resolve(tensors, a) for a in states])
-            else:
-                out = layer(call_input)
+                call_kwargs["initial_state"] = [_resolve(tensors, a) for a in states]
+            out = layer(call_input, **call_kwargs)
             for k, t in enumerate(out if isinstance(out, list) else [out]):
                 tensors[(layer.name, node_index, k)] = t
             pending.remove(ready[0])

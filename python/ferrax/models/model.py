@@ -455,7 +455,7 @@ class Model:
         return {"input_shape": list(input_shape), "layers": [l._core_spec() for l in graph.layers],
                 "seed": seed, "inbound": graph.inbound, "shares": graph.shares,
                 "outputs": graph.outputs, "added_losses": graph.added_losses,
-                "metric_values": graph.metric_values}
+                "metric_values": graph.metric_values, "training": graph.training}
 
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
@@ -1042,14 +1042,14 @@ class Model:
         out_shape = self._engine_output_shapes()[0]
         return self._pack_outputs(out.reshape((n, *out_shape)))
 
-    def _call_symbolic(self, x: Any) -> Any:
+    def _call_symbolic(self, x: Any, training: bool | None = None) -> Any:
         """This model used as a layer inside another: records the call; the outer
         model's engine runs this model's layers in its place (with the same weights)."""
         from ferrax.models._trace import trace_call
         from ferrax.symbolic import KerasTensor, Node
 
         if self._is_subclassed():
-            return trace_call(self, x, {})
+            return trace_call(self, x, {} if training is None else {"training": training})
         tensors = list(x) if isinstance(x, (list, tuple)) else [x]
         if not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"Model '{self.name}': a nested model is called on symbolic "
@@ -1084,11 +1084,14 @@ class Model:
         Node(self, tensors, outs, as_list=isinstance(x, (list, tuple)))  # type: ignore[arg-type]
         return outs[0] if len(outs) == 1 else outs
 
-    def __call__(self, x: npt.ArrayLike, training: bool = False) -> Float32Array:
+    def __call__(self, x: npt.ArrayLike, training: bool | None = None,
+                 mask: Any = None) -> Float32Array:
+        from ferrax.layers.base import fixed_training, fixing_training
         from ferrax.symbolic import any_symbolic
 
         if any_symbolic(x):
-            return self._call_symbolic(x)
+            fixed = fixed_training(f"Model '{self.name}'", training)
+            return fixing_training(self, fixed, lambda: self._call_symbolic(x, fixed))
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,

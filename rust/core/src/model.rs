@@ -127,6 +127,9 @@ pub struct Model {
     target_values: Vec<(usize, usize)>,
     /// Per layer: only the loss needs it (it reads targets): predict skips it.
     loss_only: Vec<bool>,
+    /// Per layer: the training mode its call fixes (`Dropout()(x, training=True)`,
+    /// a base model called with `training=False`), whatever the model is doing.
+    fixed_training: Vec<Option<bool>>,
     targets: Vec<Targets>,
     /// Each output's mean loss on the current batch.
     head_losses: Vec<f64>,
@@ -136,6 +139,9 @@ pub struct Model {
     key: Key,
     /// Training steps run; keys dropout masks.
     pub step: u64,
+    /// Batches run forward outside training: key the masks of calls fixed to
+    /// training (Monte Carlo dropout), so that each prediction draws new ones.
+    inference_batches: u64,
     pub compiled: Option<Compiled>,
 }
 
@@ -163,6 +169,7 @@ impl Model {
             .ok_or_else(|| Error("model spec needs 'layers'".into()))?;
         let inputs = inbound_values(spec, specs)?;
         let tied = shared_layers(spec, specs)?;
+        let fixed_training = fixed_training_modes(spec, specs)?;
         let mut shapes = vec![input_shape];
         let mut batched = vec![true];
         let mut has_mask = vec![false];
@@ -357,11 +364,13 @@ impl Model {
             metric_values,
             target_values,
             loss_only,
+            fixed_training,
             y_batch: Vec::new(),
             w_batch: Vec::new(),
             idx_batch: Vec::new(),
             key,
             step: 0,
+            inference_batches: 0,
             compiled: None,
         })
     }
@@ -617,6 +626,13 @@ impl Model {
     /// place, no copy), else those already in `acts[0]`.
     /// `with_loss`: also the layers only a loss needs (they read the targets).
     fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>, with_loss: bool) {
+        let stream = if training {
+            self.step
+        } else {
+            self.inference_batches += 1;
+            // (apart from the training steps' keys)
+            self.inference_batches | 1 << 63
+        };
         for i in 0..self.layers.len() {
             if self.layers[i].is_reshape() || self.absorbed[i] || self.source[i] {
                 continue;
@@ -661,9 +677,10 @@ impl Model {
             }
             let frozen = layer.params().first().is_some_and(|p| p.frozen);
             let in_mask = self.has_mask[first].then(|| &self.masks[first][..]);
+            let mode = self.fixed_training[i].unwrap_or(training);
             let ctx = Ctx {
-                training: training && !(frozen && layer.inference_when_frozen()),
-                key: self.key.fold(i as u64).fold(0xd0).fold(self.step),
+                training: mode && !(frozen && layer.inference_when_frozen()),
+                key: self.key.fold(i as u64).fold(0xd0).fold(stream),
                 // (a value's mask holds exactly this batch's rows × its steps)
                 mask: in_mask,
             };
@@ -1422,6 +1439,34 @@ fn sizes_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Per layer, the training mode its call fixes: the spec's `training` (null where
+/// the call follows the model), or none fixed when absent.
+fn fixed_training_modes(spec: &Value, layers: &[Value]) -> Result<Vec<Option<bool>>> {
+    let Some(modes) = spec.get("training").filter(|v| !v.is_null()) else {
+        return Ok(vec![None; layers.len()]);
+    };
+    let list = modes
+        .as_array()
+        .filter(|a| a.len() == layers.len())
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: 'training' must have one entry for each of the {} layers",
+                layers.len()
+            ))
+        })?;
+    list.iter()
+        .enumerate()
+        .map(|(j, v)| match v {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(*b)),
+            v => Err(Error(format!(
+                "model spec: the training mode of {} must be true, false or null, got {v}",
+                layer_name(&layers[j])
+            ))),
+        })
+        .collect()
+}
+
 /// Per layer, the earlier layer it shares weights with: the spec's `shares`
 /// (null for a layer with weights of its own), or none at all when absent.
 fn shared_layers(spec: &Value, layers: &[Value]) -> Result<Vec<Option<usize>>> {
@@ -1554,6 +1599,65 @@ mod tests {
         let a = trained_weights(&mut compiled(chain), 4, 2);
         let b = trained_weights(&mut compiled(graph), 4, 2);
         assert_eq!(a, b);
+    }
+
+    fn with_dropout(rate: f32, training: Value) -> Value {
+        json!({"input_shape": [4], "seed": 7,
+               "layers": [dense("a", 6, "relu"),
+                          layer("Dropout", "drop", json!({"rate": rate})),
+                          dense("c", 2, "linear")],
+               "training": training})
+    }
+
+    #[test]
+    fn a_call_fixed_to_inference_does_not_drop_in_training() {
+        let off = trained_weights(
+            &mut compiled(with_dropout(0.5, json!([null, false, null]))),
+            4,
+            2,
+        );
+        let none = trained_weights(&mut compiled(with_dropout(0.0, json!(null))), 4, 2);
+        let on = trained_weights(&mut compiled(with_dropout(0.5, json!(null))), 4, 2);
+        assert_eq!(off, none);
+        assert_ne!(on, none);
+    }
+
+    #[test]
+    fn a_call_fixed_to_training_drops_in_predict() {
+        let x: Vec<f32> = (0..8).map(|i| i as f32 / 4.0 - 1.0).collect();
+        let predict = |training: Value| {
+            let mut model = compiled(with_dropout(0.5, training));
+            let mut out = vec![0.0; 4];
+            model.predict(Features::F32(&x), 0, 2, 2, &mut out).unwrap();
+            out
+        };
+        assert_ne!(predict(json!([null, true, null])), predict(json!(null)));
+        let mut model = compiled(with_dropout(0.5, json!([null, true, null])));
+        let mut first = vec![0.0; 4];
+        let mut second = vec![0.0; 4];
+        model
+            .predict(Features::F32(&x), 0, 2, 2, &mut first)
+            .unwrap();
+        model
+            .predict(Features::F32(&x), 0, 2, 2, &mut second)
+            .unwrap();
+        assert_ne!(first, second, "each prediction draws new masks");
+        assert_eq!(predict(json!([null, false, null])), predict(json!(null)));
+    }
+
+    #[test]
+    fn a_training_mode_that_is_not_a_bool_is_refused_with_the_layer() {
+        let err = Model::from_spec(&with_dropout(0.5, json!([null, 1, null])))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("'drop'"), "{err}");
+        let err = Model::from_spec(&with_dropout(0.5, json!([null])))
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("one entry for each of the 3"),
+            "{err}"
+        );
     }
 
     /// Dense(3, tanh) on 4 inputs written as a traced graph: weights as Variable
