@@ -655,11 +655,106 @@ def test_a_loss_function_is_saved_by_name_and_found_in_custom_objects(tmp_path):
     assert not loaded._engine_graph().added_losses
 
 
-def test_a_loss_function_with_sample_weights_says_it_is_not_supported_yet():
+def _fit_weights(loss, **fit_kwargs):
+    ferrax.utils.set_random_seed(3)
     model = _regressor()
-    model.compile(optimizer="adam", loss=my_mse)
-    with pytest.raises(NotImplementedError, match="sample_weight .* loss function"):
+    model.compile(optimizer="sgd", loss=loss)
+    x, y = _data(32), _data(32, 2, seed=1)
+    history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, **fit_kwargs)
+    return model.get_weights(), history.history["loss"]
+
+
+def test_a_loss_function_weighs_samples_as_the_builtin_loss_does():
+    sw = np.random.default_rng(4).uniform(0, 2, size=32).astype(np.float32)
+    sw[::5] = 0
+    mine, builtin = _fit_weights(my_mse, sample_weight=sw), _fit_weights("mse", sample_weight=sw)
+    for a, b in zip(mine[0], builtin[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mine[1], builtin[1], rtol=1e-5)
+    unweighted = _fit_weights("mse")
+    assert not np.allclose(unweighted[0][0], builtin[0][0])
+
+
+def my_sparse_ce(y_true, y_pred):
+    return ops.sparse_categorical_crossentropy(y_true, y_pred)
+
+
+def test_a_loss_function_reads_class_ids_and_honours_class_weight():
+    x = _data(48, 5)
+    ids = (np.arange(48) % 3).astype(np.int64)
+    runs = []
+    for loss in (my_sparse_ce, "sparse_categorical_crossentropy"):
+        ferrax.utils.set_random_seed(5)
+        model = ferrax.Sequential([ferrax.Input((5,)), layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="sgd", loss=loss)
+        model.fit(x, ids, epochs=2, batch_size=16, shuffle=False, verbose=0,
+                  class_weight={0: 1.0, 1: 3.0, 2: 0.5})
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_y_true_keeps_its_shape_with_a_trailing_axis_matched_as_keras_does():
+    seen = []
+
+    def shaped(y_true, y_pred):
+        seen.append((y_true.shape, y_pred.shape))
+        if len(y_true.shape) == len(y_pred.shape):
+            return ops.mean(ops.square(y_true - y_pred), axis=-1)
+        return ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "float32"), y_true)
+
+    model = ferrax.Sequential([ferrax.Input((5,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss=shaped)
+    model.fit(_data(8), np.arange(8, dtype=np.float32), verbose=0)  # (8,) for (8, 1)
+    assert seen[-1] == ((None, 1), (None, 1))
+    classes = ferrax.Sequential([ferrax.Input((5,)), layers.Dense(4, activation="softmax")])
+    classes.compile(optimizer="sgd", loss=my_sparse_ce, metrics=[shaped])
+    classes.fit(_data(8), np.arange(8) % 4, verbose=0)
+    assert seen[-1] == ((None,), (None, 4))
+
+
+def test_a_loss_function_of_the_whole_batch_cannot_weigh_samples():
+    def batch_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred))
+
+    model = _regressor()
+    model.compile(optimizer="adam", loss=batch_mse)
+    model.fit(_data(4), _data(4, 2), verbose=0)  # unweighted: fine
+    with pytest.raises(ValueError, match="'batch_mse' returns one number for the whole "
+                                         "batch, so sample_weight"):
         model.fit(_data(4), _data(4, 2), sample_weight=np.ones(4), verbose=0)
+
+
+def _two_outputs():
+    inp = ferrax.Input((5,))
+    h = layers.Dense(6, activation="tanh")(inp)
+    return ferrax.Model(inp, {"a": layers.Dense(2, name="a")(h),
+                              "b": layers.Dense(1, name="b")(h)})
+
+
+def test_loss_and_metric_functions_on_a_model_with_several_outputs():
+    x = _data(40)
+    y = {"a": _data(40, 2, seed=1), "b": _data(40, 1, seed=2)}
+    sw = {"a": np.linspace(0, 2, 40).astype(np.float32)}
+    runs = []
+    for loss, metrics in (({"a": my_mse, "b": "mse"}, {"a": [my_mae], "b": ["mae"]}),
+                          ({"a": "mse", "b": "mse"}, {"a": ["mae"], "b": ["mae"]})):
+        ferrax.utils.set_random_seed(6)
+        model = _two_outputs()
+        model.compile(optimizer="sgd", loss=loss, loss_weights={"a": 0.5, "b": 2.0},
+                      metrics=metrics)
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                            sample_weight=sw, validation_split=0.25)
+        runs.append((model.get_weights(), history.history))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    mine, builtin = runs[0][1], runs[1][1]
+    assert set(mine) == {"loss", "a_loss", "b_loss", "a_my_mae", "b_mae", "val_loss",
+                         "val_a_loss", "val_b_loss", "val_a_my_mae", "val_b_mae"}
+    for key in ("loss", "a_loss", "b_loss", "b_mae", "val_loss", "val_a_loss"):
+        np.testing.assert_allclose(mine[key], builtin[key], rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(mine["a_my_mae"], builtin["a_mae"], rtol=1e-5)
+    np.testing.assert_allclose(mine["val_a_my_mae"], builtin["val_a_mae"], rtol=1e-5)
 
 
 def my_mae(y_true, y_pred):
@@ -689,3 +784,13 @@ def test_a_metric_function_reports_what_the_builtin_metric_does(tmp_path):
                                                             "my_mae": my_mae})
     assert loaded.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(result,
                                                                               rel=1e-6)
+
+
+def test_a_loss_function_called_on_arrays_weighs_samples_as_fit_does():
+    loss = ferrax.losses.get(my_mse)
+    y_true, y_pred = _data(6, 2), _data(6, 2, seed=9)
+    w = np.array([1.0, 0.0, 2.0, 0.5, 0.0, 1.0])
+    per_sample = ((y_true.astype(np.float64) - y_pred) ** 2).mean(axis=1)
+    assert loss(y_true, y_pred, sample_weight=w) == pytest.approx((per_sample * w).sum() / 6,
+                                                                  rel=1e-6)
+    assert loss(y_true, y_pred) == pytest.approx(per_sample.mean(), rel=1e-6)

@@ -163,11 +163,15 @@ sparse_categorical_crossentropy = _per_sample(SparseCategoricalCrossentropy)
 class LossFunctionWrapper(Loss):
     """A loss written as a Python function of `(y_true, y_pred)` with `ferrax.ops`,
     as `compile(loss=my_loss)` takes it. The function is traced into the model's
-    graph, so it trains in the engine's loop; its result (per sample, or per element)
-    is averaged, as Keras's default reduction does.
+    graph, so it trains in the engine's loop. Its result is averaged over the axes after
+    the batch axis to one loss per sample, which `sample_weight` and `class_weight`
+    weigh; the batch's loss is their weighted sum over the batch size, as Keras's
+    default reduction (sum_over_batch_size) makes it.
 
     Args:
-        fn: The function; `y_true` comes shaped like the model's output.
+        fn: The function; `y_true` comes as given in `fit` (class ids stay ids), a
+            trailing axis of 1 added or dropped to match the output's rank, as Keras
+            does.
         name: The loss's name (the function's by default).
 
     Example:
@@ -207,11 +211,19 @@ class LossFunctionWrapper(Loss):
                  sample_weight: npt.ArrayLike | None = None) -> float:
         from ferrax import ops
 
-        if sample_weight is not None:
-            raise NotImplementedError(f"{self.name}: sample weights with a loss function "
-                                      f"are not supported yet")
-        return float(np.asarray(ops.mean(self.fn(ops.convert_to_tensor(y_true),
-                                                 ops.convert_to_tensor(y_pred)))))
+        value = np.asarray(self.fn(ops.convert_to_tensor(y_true),
+                                   ops.convert_to_tensor(y_pred)), dtype=np.float64)
+        if sample_weight is None or value.ndim == 0:
+            if sample_weight is not None:
+                raise ValueError(f"{self.name}: the function returns one number, so "
+                                 f"sample_weight cannot weigh its samples")
+            return float(value.mean())
+        per_sample = value.reshape(len(value), -1).mean(axis=1)
+        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if len(w) != len(per_sample):
+            raise ValueError(f"{self.name}: sample_weight holds {len(w)} weights for "
+                             f"{len(per_sample)} samples")
+        return float((per_sample * w).sum() / len(per_sample))
 
 
 def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:

@@ -102,7 +102,8 @@ class MetricFunctionWrapper(Metric):
     mean over each batch is averaged over the epoch's samples.
 
     Args:
-        fn: The function; `y_true` comes shaped like the model's output.
+        fn: The function; `y_true` comes as given in `fit`, a trailing axis of 1 added
+            or dropped to match the output's rank, as Keras does.
         name: The metric's name in the logs (the function's by default).
 
     Example:
@@ -120,8 +121,8 @@ class MetricFunctionWrapper(Metric):
         super().__init__("traced", str(name or getattr(fn, "__name__", "metric")))
 
     def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
-        raise NotImplementedError(f"metric '{self.name}': metric functions are supported on "
-                                  f"models with one output only, for now")
+        raise AssertionError(f"metric '{self.name}': a metric function is traced into the "
+                             f"graph, not run by the engine's heads")
 
     @classmethod
     def from_name(cls, name: str) -> MetricFunctionWrapper:

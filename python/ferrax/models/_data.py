@@ -156,6 +156,25 @@ def targets(y: np.ndarray, loss: Loss, output_shape: Sequence[int], output_layer
     return np.ascontiguousarray(y.reshape(n, out_size).astype(np.float32))
 
 
+def function_targets(y: np.ndarray) -> Float32Array:
+    """The targets a loss function reads: `y` as given (float32, one row per sample)."""
+    return np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
+
+
+def target_view(y_shape: Sequence[int], output_shape: Sequence[int], width: int
+                ) -> tuple[int, ...]:
+    """The per-sample shape loss and metric functions see `y_true` in: the targets'
+    own, a trailing axis of 1 added or dropped to match the output's rank as Keras's
+    loss functions do; (width,) when the engine's targets differ from the data
+    (class ids of a sequence)."""
+    shape, out = tuple(int(d) for d in y_shape), tuple(output_shape)
+    if len(shape) == len(out) + 1 and shape and shape[-1] == 1:
+        shape = shape[:-1]
+    elif len(out) == len(shape) + 1 and out and out[-1] == 1:
+        shape = (*shape, 1)
+    return shape if int(np.prod(shape)) == width else (width,)
+
+
 def sample_weights(sample_weight: npt.ArrayLike | None, class_weight: dict[int, float] | None,
                    y_ids: np.ndarray | None, n: int) -> Float32Array | None:
     """Per-sample float32 weights from sample_weight and/or class_weight, or None."""

@@ -27,6 +27,8 @@ class EngineGraph(NamedTuple):
     metric_values: list[int] | None = None
     # per layer: the training mode its call fixes (None: the model's)
     training: list[bool | None] | None = None
+    # per output: the value of each sample's loss from a traced loss function, or None
+    head_values: list[int | None] | None = None
 
 
 class GraphBuilder:
@@ -42,6 +44,7 @@ class GraphBuilder:
         self.added_losses: list[int] = []
         self.metric_values: list[int] = []
         self.training: list[bool | None] = []
+        self.head_values: list[int | None] | None = None
         # the modes fixed by the calls being added (innermost last)
         self._fixed: list[bool] = []
 
@@ -60,6 +63,7 @@ class GraphBuilder:
         builder.added_losses = list(graph.added_losses or [])
         builder.metric_values = list(graph.metric_values or [])
         builder.training = list(graph.training or [None] * len(graph.layers))
+        builder.head_values = None if graph.head_values is None else list(graph.head_values)
         return builder
 
     def source(self, layer: Layer) -> int:
@@ -107,5 +111,5 @@ class GraphBuilder:
     def graph(self) -> EngineGraph:
         fixed = self.training if any(m is not None for m in self.training) else None
         return EngineGraph(self.layers, self.inbound, self.shares, self.outputs,
-                           self.added_losses, self.metric_values, fixed)
+                           self.added_losses, self.metric_values, fixed, self.head_values)
 

@@ -79,9 +79,14 @@ def logs(heads: list[Head], totals: Any, prefix: str = "") -> dict[str, float]:
     """Named values from the engine's totals: the total loss, each output's loss, then
     each output's metrics in turn."""
     loss_sum, samples, sums, _ = totals
+    # the engine reports the heads' own metrics first, then the traced functions'
+    reported = ([f"{h.name}_loss" for h in heads]
+                + [f"{h.name}_{m.name}" for h in heads for m in h.metrics if not traced(m)]
+                + [f"{h.name}_{m.name}" for h in heads for m in h.metrics if traced(m)])
+    values = {name: float(s / w) if w else 0.0 for name, (s, w) in zip(reported, sums)}
     out = {prefix + "loss": float(loss_sum / samples) if samples else 0.0}
-    for name, (s, w) in zip(metric_names(heads)[1:], sums):
-        out[prefix + name] = float(s / w) if w else 0.0
+    for name in metric_names(heads)[1:]:
+        out[prefix + name] = values.get(name, 0.0)
     return out
 
 
@@ -97,10 +102,11 @@ def unpack(model: str, heads: list[Head], y: Any, arg: str) -> list[Any]:
 
 
 def targets(model: str, heads: list[Head], ys: Sequence[Any], arg: str
-            ) -> tuple[Float32Array, list[tuple[int, int]]]:
-    """The outputs' targets side by side (float32, one row per sample), and each one's
-    (rank, last size), which resolves "accuracy"."""
-    parts, ranks = [], []
+            ) -> tuple[Float32Array, list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The outputs' targets side by side (float32, one row per sample), each one's
+    (rank, last size), which resolves "accuracy", and the per-sample shape a loss or
+    metric function sees each one's in."""
+    parts, ranks, views = [], [], []
     n = None
     for h, y in zip(heads, ys):
         where = f"{arg}[{h.name!r}]"
@@ -112,9 +118,15 @@ def targets(model: str, heads: list[Head], ys: Sequence[Any], arg: str
         # an output's axis of unknown length takes the length of its targets
         shape = tuple(ya.shape[1 + i] if d is None and ya.ndim > 1 + i else (d or 1)
                       for i, d in enumerate(h.shape))
-        parts.append(_data.targets(ya, h.loss, shape, h.name, where).reshape(len(ya), -1))
+        if isinstance(h.loss, losses_module.LossFunctionWrapper):
+            part = _data.function_targets(ya)
+        else:
+            part = _data.targets(ya, h.loss, shape, h.name, where).reshape(len(ya), -1)
+        parts.append(part)
         ranks.append((ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32), ranks
+        views.append(_data.target_view(ya.shape[1:], shape, part.shape[1]))
+    packed = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+    return packed, ranks, views
 
 
 def engine_spec(heads: list[Head], ranks: list[tuple[int, int]]) -> list[Config]:
@@ -124,8 +136,13 @@ def engine_spec(heads: list[Head], ranks: list[tuple[int, int]]) -> list[Config]
         classes = h.shape[-1] if h.shape and h.shape[-1] is not None else 1
         specs.append({"loss": h.loss._core_spec(), "weight": h.weight,
                       "metrics": [m._core_spec(y_rank - (out_rank - 2), y_last, classes,
-                                               h.loss) for m in h.metrics]})
+                                               h.loss) for m in h.metrics if not traced(m)]})
     return specs
+
+
+def traced(metric: Any) -> bool:
+    """Whether a metric is a Python function traced into the graph (not run by a head)."""
+    return isinstance(metric, metrics_module.MetricFunctionWrapper)
 
 
 def split(outputs: list[tuple[str, tuple[int, ...]]], out: Float32Array, n: int

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -102,8 +102,10 @@ class Model:
         self._inbound_nodes: list[Node] = []  # calls on symbolic tensors (nested models)
         # the input shape a traced graph (subclassed call, custom layers) was made for
         self._trace_shape: tuple[int, ...] | None = None
-        # (output shape, loss) of a loss function traced into the graph, if any
-        self._loss_in_graph: tuple[tuple[int, ...], Any, tuple[Any, ...]] | None = None
+        # per output: the loss and metric functions traced after it, if any
+        self._functions_in_graph: tuple[_HeadFunctions | None, ...] | None = None
+        # per output: the per-sample shape those functions see its targets in
+        self._target_views: list[tuple[int, ...]] = []
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
@@ -144,28 +146,39 @@ class Model:
         return self._graph
 
     def _with_traced_loss(self, graph: EngineGraph) -> EngineGraph:
-        """`graph` with the loss function `compile` was given traced after it: the
-        output's targets as a value, the function's mean as an added loss."""
-        if self._loss_in_graph is None:
+        """`graph` with the loss and metric functions `compile` was given traced after
+        its outputs, each output's targets a value they read: a loss function's value
+        per sample is that output's loss (one for the whole batch: an added loss), a
+        metric function's batch mean a metric value."""
+        if self._functions_in_graph is None:
             return graph
         from ferrax.models._graph import GraphBuilder
         from ferrax.models._trace import fresh_inputs, trace_only
         from ferrax.ops._nodes import _TargetsLayer
         from ferrax.symbolic import KerasTensor
 
-        shape, loss, metrics = self._loss_in_graph
         builder = GraphBuilder.from_graph(graph)
-        out = graph.outputs[0] if graph.outputs else len(graph.layers)
-        targets = builder.source(_TargetsLayer(shape))
-        for fn in ([loss] if loss is not None else []) + list(metrics):
-            pair = fresh_inputs([KerasTensor((None, *shape)), KerasTensor((None, *shape))])
-            trace, _ = trace_only(_LossCall(fn), pair, {})
-            values = trace.inline(builder, [targets, out])
-            if fn is loss:
-                builder.added_losses += values
-            else:
-                builder.metric_values += values
-        builder.outputs = [out]
+        outs = list(graph.outputs) if graph.outputs else [len(graph.layers)]
+        head_values: list[int | None] = [None] * len(outs)
+        for k, entry in enumerate(self._functions_in_graph):
+            if entry is None:
+                continue
+            target_shape, out_shape, loss, metrics = entry
+            targets = builder.source(_TargetsLayer(target_shape, head=k))
+            for fn in ([loss] if loss is not None else []) + list(metrics):
+                pair = fresh_inputs([KerasTensor((None, *target_shape)),
+                                     KerasTensor((None, *out_shape))])
+                trace, _ = trace_only(_LossCall(fn, per_sample=fn is loss), pair, {})
+                (value,) = trace.inline(builder, [targets, outs[k]])
+                if fn is not loss:
+                    builder.metric_values.append(value)
+                elif trace.outputs[0].batched:
+                    head_values[k] = value
+                else:
+                    builder.added_losses.append(value)
+        builder.outputs = outs
+        if any(v is not None for v in head_values):
+            builder.head_values = head_values
         return builder.graph()
 
     def _forget_graph(self) -> None:
@@ -455,7 +468,8 @@ class Model:
         return {"input_shape": list(input_shape), "layers": [l._core_spec() for l in graph.layers],
                 "seed": seed, "inbound": graph.inbound, "shares": graph.shares,
                 "outputs": graph.outputs, "added_losses": graph.added_losses,
-                "metric_values": graph.metric_values, "training": graph.training}
+                "metric_values": graph.metric_values, "training": graph.training,
+                "head_values": graph.head_values}
 
     def _build(self, input_shape: tuple[int, ...]) -> None:
         from ferrax.utils import _next_seed
@@ -701,7 +715,7 @@ class Model:
         assert loss is not None  # checked by _require_compiled
         out_last = self._output_layer().output_shape[-1]
         assert out_last is not None  # only the batch axis is None
-        self._trace_functions(loss, cfg["metrics"])
+        self._trace_functions([(loss, cfg["metrics"])])
         spec = {
             "loss": loss._core_spec(),
             "optimizer": cfg["optimizer"]._core_spec(),
@@ -713,23 +727,26 @@ class Model:
         }
         self._send_compile(spec)
 
-    def _trace_functions(self, loss: Any, metrics: Sequence[Any]) -> None:
+    def _trace_functions(self, per_output: Sequence[tuple[Any, Sequence[Any]]]) -> None:
         """Loss and metric functions go into the graph (loss and metric objects do
-        not): the engine is rebuilt when they change, its weights and optimizer state
-        kept."""
-        fn_loss = loss if isinstance(loss, losses_module.LossFunctionWrapper) else None
-        fn_metrics = tuple(m for m in metrics if _traced(m))
-        want = None
-        if fn_loss is not None or fn_metrics:
-            want = (tuple(self._engine_output_shapes()[0]), fn_loss, fn_metrics)
-        have = self._loss_in_graph
-        if want is None and have is None:
+        not), per output (`per_output`: each one's loss and metrics): the engine is
+        rebuilt when they change, its weights and optimizer state kept."""
+        entries: list[_HeadFunctions | None] = []
+        shapes = self._engine_output_shapes()
+        for k, (loss, metrics) in enumerate(per_output):
+            fn_loss = loss if isinstance(loss, losses_module.LossFunctionWrapper) else None
+            fn_metrics = tuple(m for m in metrics if _traced(m))
+            if fn_loss is None and not fn_metrics:
+                entries.append(None)
+                continue
+            entries.append(_HeadFunctions(self._target_views[k], tuple(shapes[k]), fn_loss,
+                                          fn_metrics))
+        want = tuple(entries) if any(e is not None for e in entries) else None
+        if _same_functions(want, self._functions_in_graph):
             return
-        if want is not None and have is not None and want[0] == have[0] and want[1] is have[1] \
-                and len(want[2]) == len(have[2]) and all(a is b for a, b in zip(want[2], have[2])):
-            return
+
         def change() -> None:
-            self._loss_in_graph = want
+            self._functions_in_graph = want
             self._forget_graph()
 
         self._use_shape(tuple(self._input_shape), force=True, change=change)
@@ -738,6 +755,7 @@ class Model:
         """`_compile_engine` for a model with several outputs."""
         cfg = self._compile_config
         assert cfg is not None and self._heads is not None
+        self._trace_functions([(h.loss, h.metrics) for h in self._heads])
         self._send_compile({"optimizer": cfg["optimizer"]._core_spec(),
                             "outputs": _heads.engine_spec(self._heads, self._head_ranks)})
 
@@ -777,8 +795,9 @@ class Model:
                 raise ValueError(f"Model '{self.name}' has several outputs: class_weight is "
                                  f"for models with one")
             self._compile_heads()
-            return xf, ya, _heads.sample_weights(self.name, self._heads, sample_weight,
-                                                 len(xa))
+            w = _heads.sample_weights(self.name, self._heads, sample_weight, len(xa))
+            self._check_weighable(w is not None)
+            return xf, ya, w
         last = self._output_layer()
         assert self._compile_config is not None and last._output_shape is not None
         loss = self._compile_config["loss"]
@@ -786,16 +805,29 @@ class Model:
         # the engine's output shape now (a layer shared with another model may have been
         # built there for another length)
         out_shape = self._engine_output_shapes()[0]
-        if isinstance(loss, losses_module.LossFunctionWrapper) and (
-                sample_weight is not None or class_weight is not None):
-            raise NotImplementedError(f"Model '{self.name}': sample_weight and class_weight "
-                                      f"with a loss function ('{loss.name}') are not "
-                                      f"supported yet")
-        yf = _data.targets(ya, loss, out_shape, last.name, y_arg)
+        if isinstance(loss, losses_module.LossFunctionWrapper):
+            yf = _data.function_targets(ya)
+        else:
+            yf = _data.targets(ya, loss, out_shape, last.name, y_arg)
+        self._target_views = [_data.target_view(ya.shape[1:], out_shape, yf.shape[1])]
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
         w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
+        self._check_weighable(w is not None)
         return xf, yf, w
+
+    def _check_weighable(self, weighted: bool) -> None:
+        """Sample weights need each sample's loss: a loss function that returns one
+        number for the whole batch cannot be weighed."""
+        if not weighted or self._functions_in_graph is None:
+            return
+        values = self._engine_graph().head_values or [None] * len(self._functions_in_graph)
+        for entry, value in zip(self._functions_in_graph, values):
+            if entry is not None and entry.loss is not None and value is None:
+                raise ValueError(f"Model '{self.name}': the loss function '{entry.loss.name}' "
+                                 f"returns one number for the whole batch, so sample_weight "
+                                 f"and class_weight cannot weigh its samples; return one loss "
+                                 f"per sample (reduce over the last axis only)")
 
     def _unpack_targets(self, y: Any, arg: str = "y") -> Any:
         """The targets as one array: the model's one output's, or (several outputs) all
@@ -803,7 +835,8 @@ class Model:
         if self._heads is None:
             return self._unpack_y(y, arg)
         ys = _heads.unpack(self.name, self._heads, y, arg)
-        packed, self._head_ranks = _heads.targets(self.name, self._heads, ys, arg)
+        packed, self._head_ranks, self._target_views = _heads.targets(self.name, self._heads,
+                                                                      ys, arg)
         return packed
 
     def _logs(self, result: _Totals, prefix: str = "") -> dict[str, float]:
@@ -1196,16 +1229,51 @@ def _traced(metric: Any) -> bool:
     return isinstance(metric, metrics_module.MetricFunctionWrapper)
 
 
-class _LossCall:
-    """A loss or metric function as a traced call: its mean over everything (Keras's
-    sum_over_batch_size) is the value added to the loss, or the metric's value."""
+class _HeadFunctions(NamedTuple):
+    """The functions traced after one output, and the shapes they are traced for."""
 
-    def __init__(self, loss: Any) -> None:
-        self.loss, self.name = loss, loss.name
+    target_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    loss: Any  # a LossFunctionWrapper, or None (a built-in loss)
+    metrics: tuple[Any, ...]
+
+
+def _same_functions(a: tuple[_HeadFunctions | None, ...] | None,
+                    b: tuple[_HeadFunctions | None, ...] | None) -> bool:
+    """Whether two sets of traced functions are the same (the functions by identity)."""
+    if a is None or b is None:
+        return a is b
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            if x is not y:
+                return False
+            continue
+        if (x.target_shape, x.output_shape) != (y.target_shape, y.output_shape) \
+                or x.loss is not y.loss or len(x.metrics) != len(y.metrics) \
+                or any(m is not n for m, n in zip(x.metrics, y.metrics)):
+            return False
+    return True
+
+
+class _LossCall:
+    """A loss or metric function as a traced call. A loss (`per_sample`) gives each
+    sample's loss, its result averaged over the axes after the batch's, which the
+    engine weighs and averages over the batch as Keras's sum_over_batch_size does
+    (a result with no batch axis counts as it is); a metric gives its batch mean."""
+
+    def __init__(self, loss: Any, per_sample: bool = False) -> None:
+        self.loss, self.name, self.per_sample = loss, loss.name, per_sample
 
     def call(self, pair: Any) -> Any:
         from ferrax import ops
+        from ferrax.symbolic import KerasTensor
 
         value = self.loss.fn(pair[0], pair[1])
+        if self.per_sample and isinstance(value, KerasTensor) and value.batched:
+            if value.ndim > 1:
+                value = ops.mean(value, axis=tuple(range(1, value.ndim)))
+            return value
         return ops.mean(value)
 

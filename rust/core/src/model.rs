@@ -121,6 +121,9 @@ pub struct Model {
     outputs: Vec<usize>,
     /// Scalar values added to the loss as they are (a traced layer's `add_loss`).
     added_losses: Vec<usize>,
+    /// Per output: the value holding each sample's loss when a loss function traced
+    /// into the graph scores it (weighted and averaged like a built-in loss).
+    head_values: Vec<Option<usize>>,
     /// Scalar values reported as metrics after the heads' (metric functions).
     metric_values: Vec<usize>,
     /// (value, output) of each `Targets` node: filled with that output's targets.
@@ -270,6 +273,24 @@ impl Model {
                 || inputs[i].iter().any(|&v| v > 0 && loss_only[v - 1]);
         }
         let added_losses = spec_scalar_values(spec, "added_losses", n)?;
+        let head_values = spec_head_values(spec, n, outputs.len())?;
+        if let Some(v) = head_values
+            .iter()
+            .flatten()
+            .copied()
+            .find(|&v| !batched[v] || sizes[v] != 1)
+        {
+            crate::bail!(
+                "a loss function's value must be one number per sample, but {} is {}{:?}",
+                layer_name(&specs[v - 1]),
+                if batched[v] {
+                    ""
+                } else {
+                    "without a batch axis, "
+                },
+                shapes[v]
+            );
+        }
         let metric_values = spec_scalar_values(spec, "metric_values", n)?;
         if let Some(&v) = metric_values
             .iter()
@@ -288,7 +309,9 @@ impl Model {
             );
         }
         for &(v, k) in &target_values {
-            if k >= outputs.len() || shapes[v] != shapes[outputs[k]] {
+            // (a loss function may read targets shaped otherwise: class ids)
+            let free = head_values.get(k).is_some_and(Option::is_some);
+            if k >= outputs.len() || (!free && shapes[v] != shapes[outputs[k]]) {
                 crate::bail!(
                     "{}: targets of output {k} shaped {:?}, but the model has {} output(s){}",
                     layer_name(&specs[v - 1]),
@@ -315,7 +338,12 @@ impl Model {
         // Values nothing reads (an unused output of a nested model): computed, and
         // their gradient is zero.
         let unread: Vec<usize> = (1..n)
-            .filter(|&v| consumers[v] == 0 && !outputs.contains(&v) && !added_losses.contains(&v))
+            .filter(|&v| {
+                consumers[v] == 0
+                    && !outputs.contains(&v)
+                    && !added_losses.contains(&v)
+                    && !head_values.contains(&Some(v))
+            })
             .collect();
         let absorbed = fuse_max_pools(&mut built, &inputs, &consumers, &has_mask, &outputs);
         let mut node_out: Vec<usize> = (1..n).collect();
@@ -361,6 +389,7 @@ impl Model {
             head_losses: vec![0.0; outputs.len()],
             outputs,
             added_losses,
+            head_values,
             metric_values,
             target_values,
             loss_only,
@@ -723,7 +752,13 @@ impl Model {
     /// gradient back before the value's own layer reads it.
     fn backward(&mut self, rows: usize) {
         self.grad_written.fill(false);
-        for &v in self.outputs.iter().chain(&self.added_losses) {
+        let head_values = self.head_values.iter().flatten();
+        for &v in self
+            .outputs
+            .iter()
+            .chain(&self.added_losses)
+            .chain(head_values)
+        {
             self.grad_written[self.alias[v]] = true;
         }
         for &v in &self.unread {
@@ -943,6 +978,12 @@ impl Model {
     /// Target values per sample of output `k`: class ids (one per step) for a
     /// sparse loss, else the output's size.
     fn target_width(&self, k: usize) -> usize {
+        if self.head_values[k].is_some() {
+            // a loss function reads the targets as given, through its Targets node
+            if let Some(&(v, _)) = self.target_values.iter().find(|&&(_, h)| h == k) {
+                return self.sizes[v];
+            }
+        }
         let sparse = self
             .compiled
             .as_ref()
@@ -1006,6 +1047,13 @@ impl Model {
     fn batch_loss(&mut self, rows: usize, weighted: bool, grad: bool) -> f64 {
         let mut total = 0.0;
         for k in 0..self.outputs.len() {
+            if let Some(v) = self.head_values[k] {
+                let value = self.traced_head_loss(k, v, rows, weighted, grad);
+                let head = &self.compiled.as_ref().expect("checked").heads[k];
+                total += head.weight as f64 * value;
+                self.head_losses[k] = value;
+                continue;
+            }
             let (width, steps) = (self.class_width(k), self.output_steps(k));
             let terms = rows * steps;
             let masked = self.weigh_masked_steps(k, rows, weighted);
@@ -1058,6 +1106,42 @@ impl Model {
             }
         }
         total
+    }
+
+    /// Output `k`'s loss from the per-sample losses a traced loss function left in
+    /// value `v`: Σ wᵢ·lossᵢ / rows, as Keras reduces a loss function's result; with
+    /// `grad`, their gradients go to `v` and the output itself gets none directly.
+    fn traced_head_loss(
+        &mut self,
+        k: usize,
+        v: usize,
+        rows: usize,
+        weighted: bool,
+        grad: bool,
+    ) -> f64 {
+        let steps = self.output_steps(k);
+        let head_weight = self.compiled.as_ref().expect("checked").heads[k].weight;
+        let t = &self.targets[k];
+        let weight = |r: usize| if weighted { t.w[r * steps] } else { 1.0 };
+        let losses = &self.acts[self.alias[v]][..rows];
+        let total: f64 = losses
+            .iter()
+            .enumerate()
+            .map(|(r, &l)| weight(r) as f64 * l as f64)
+            .sum();
+        if grad {
+            let out = self.alias[self.outputs[k]];
+            if !self.outputs[..k].iter().any(|&o| self.alias[o] == out) {
+                let len = self.value_len(self.outputs[k], rows);
+                self.grads[out][..len].fill(0.0);
+            }
+            let scale = head_weight / rows as f32;
+            let dv = &mut self.grads[self.alias[v]][..rows];
+            for (r, g) in dv.iter_mut().enumerate() {
+                *g = scale * weight(r);
+            }
+        }
+        total / rows.max(1) as f64
     }
 
     /// Adds the batch's losses and metrics (computed from the current outputs) to
@@ -1435,6 +1519,34 @@ fn spec_scalar_values(spec: &Value, key: &str, n: usize) -> Result<Vec<usize>> {
         })
 }
 
+/// The spec's `head_values`: per output, null or the value that holds each
+/// sample's loss from a traced loss function.
+fn spec_head_values(spec: &Value, n: usize, outputs: usize) -> Result<Vec<Option<usize>>> {
+    let Some(list) = spec.get("head_values").filter(|v| !v.is_null()) else {
+        return Ok(vec![None; outputs]);
+    };
+    list.as_array()
+        .filter(|a| a.len() == outputs)
+        .and_then(|a| {
+            a.iter()
+                .map(|v| match v {
+                    Value::Null => Some(None),
+                    v => v
+                        .as_u64()
+                        .map(|v| v as usize)
+                        .filter(|&v| v > 0 && v < n)
+                        .map(Some),
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: 'head_values' must give each of the {outputs} outputs null or a \
+                 layer output (values 1..{n}), got {list}"
+            ))
+        })
+}
+
 fn sizes_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -1729,6 +1841,67 @@ mod tests {
         let spec = json!({"input_shape": [4], "layers": [dense("d", 2, "linear")],
                           "inbound": [[]]});
         assert!(Model::from_spec(&spec).is_err());
+    }
+
+    #[test]
+    fn a_per_sample_traced_loss_is_weighted_as_the_built_in_loss() {
+        let spec = |traced: bool| {
+            let mut layers = vec![dense("d", 3, "tanh")];
+            let mut inbound = vec![json!([0])];
+            let mut head_values = json!(null);
+            if traced {
+                // mean((targets - output) ** 2, axis=-1): one loss per sample
+                let op = |name: &str, op: &str| layer("Op", name, json!({"op": op}));
+                layers.push(layer("Targets", "t", json!({"head": 0, "shape": [3]})));
+                layers.push(op("diff", "subtract"));
+                layers.push(op("sq", "square"));
+                layers.push(layer(
+                    "Op",
+                    "mean",
+                    json!({"op": "mean", "attrs": {"axis": -1}}),
+                ));
+                inbound.extend([json!([]), json!([2, 1]), json!([3]), json!([4])]);
+                head_values = json!([5]);
+            }
+            json!({"input_shape": [4], "seed": 7, "layers": layers, "inbound": inbound,
+                   "outputs": [1], "head_values": head_values})
+        };
+        let x: Vec<f32> = (0..32)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0)
+            .collect();
+        let y: Vec<f32> = (0..24).map(|i| ((i * 13 % 5) as f32 - 2.0) / 3.0).collect();
+        let w: Vec<f32> = (0..8).map(|i| (i % 3) as f32 * 0.5).collect();
+        let mut runs = Vec::new();
+        for traced in [false, true] {
+            let loss = if traced {
+                "traced"
+            } else {
+                "mean_squared_error"
+            };
+            let mut model = Model::from_spec(&spec(traced)).expect("valid spec");
+            model
+                .compile(&json!({"loss": loss, "optimizer": {"name": "sgd", "learning_rate": 0.1}}))
+                .expect("valid compile");
+            let data = Dataset::new(Features::F32(&x), 4, &y, 3, Some(&w)).unwrap();
+            let order: Vec<u32> = (0..8).collect();
+            let mut totals = Totals::default();
+            model.train(&data, &order, 4, &mut totals).unwrap();
+            let weights: Vec<f32> = model
+                .params()
+                .flat_map(|p| p.value_slice().to_vec())
+                .collect();
+            runs.push((weights, totals.loss_sum));
+        }
+        for (a, b) in runs[0].0.iter().zip(&runs[1].0) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        assert!((runs[0].1 - runs[1].1).abs() < 1e-6 * runs[0].1.abs().max(1.0));
+        let mut bad = spec(true);
+        bad["head_values"] = json!([4]);
+        let err = Model::from_spec(&bad)
+            .err()
+            .expect("not one number per sample");
+        assert!(err.0.contains("one number per sample"), "{}", err.0);
     }
 
     #[test]
