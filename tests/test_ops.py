@@ -1455,6 +1455,41 @@ def test_one_hot(ids, k):
     np.testing.assert_array_equal(got.astype(np.float64), want)
 
 
+@pytest.mark.parametrize("axis", [0, 1, -2, -3])
+def test_one_hot_puts_the_class_axis_where_asked(axis):
+    o = _ops()
+    ids = np.array([[0, 4, 1], [2, 2, 3]])
+    got = np.asarray(o.one_hot(ids, 5, axis=axis))
+    want = np.moveaxis((ids[..., None] == np.arange(5)).astype(np.float64), -1, axis)
+    np.testing.assert_array_equal(got.astype(np.float64), want)
+
+
+def test_one_hot_axis_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="one_hot: axis 3 is out of range for a result of "
+                                         "rank 3"):
+        _ops().one_hot(np.array([[0, 1]]), 2, axis=3)
+
+
+def test_where_with_the_condition_alone_gives_the_indices_as_nonzero():
+    o = _ops()
+    x = np.array([[0.0, 3.0, 0.0], [5.0, 0.0, -1.0]], F32)
+    for got in (o.where(x), o.nonzero(x), o.where(x != 0)):
+        assert len(got) == 2
+        for g, want in zip(got, np.nonzero(x)):
+            assert np.asarray(g).dtype == np.int32
+            np.testing.assert_array_equal(np.asarray(g), want)
+    with pytest.raises(ValueError, match="give both x1 and x2, or neither"):
+        o.where(x, 1.0)
+
+
+def test_nonzero_of_a_symbolic_tensor_says_why_it_has_no_result():
+    import ferrax
+
+    with pytest.raises(ValueError, match=r"nonzero: the number of indices depends on the "
+                                         r"values.*\(None, 4\)"):
+        _ops().where(ferrax.Input((4,)) > 0)
+
+
 def test_one_hot_num_classes_keyword():
     o = _ops()
     got = np.asarray(o.one_hot(np.array([1, 0]), num_classes=3))

@@ -92,11 +92,23 @@ def one_hot(x: Any, num_classes: int, axis: int = -1, dtype: Any = None,
     Args:
         x: The ids.
         num_classes: The number of classes.
-        axis: Where the new class axis goes (only -1, the last, is supported).
+        axis: Where the new class axis goes (the last by default).
+        dtype: Not used: the result is float32.
+        sparse: Not supported (must be False).
     """
-    if axis != -1 or sparse:
-        raise NotImplementedError("one_hot: only axis=-1 and sparse=False are supported")
-    return apply("one_hot", {"num_classes": int(num_classes)}, [x])
+    if sparse:
+        raise NotImplementedError("one_hot: sparse=True is not supported")
+    out = apply("one_hot", {"num_classes": int(num_classes)}, [x])
+    rank = np_ops.ndim(out)
+    if not -rank <= axis < rank:
+        raise ValueError(f"one_hot: axis {axis} is out of range for a result of rank {rank}")
+    at = axis % rank
+    if at == rank - 1:
+        return out
+    # the class axis made last, then moved where asked
+    order = list(range(rank - 1))
+    order.insert(at, rank - 1)
+    return np_ops.transpose(out, order)
 
 
 def binary_crossentropy(target: Any, output: Any, from_logits: bool = False) -> Any:

@@ -155,17 +155,40 @@ def clip(x: Any, x_min: float, x_max: float) -> Any:
 
 
 def where(condition: Any, x1: Any = None, x2: Any = None) -> Any:
-    """`x1` where `condition` is true, else `x2`, with broadcasting.
+    """`x1` where `condition` is true, else `x2`, with broadcasting; given the
+    condition alone, the indices where it is true (as `nonzero`).
 
     Args:
         condition: Booleans (or numbers: nonzero is true).
         x1: Values where true.
         x2: Values where false.
+
+    Example:
+
+    >>> ferrax.ops.where(np.array([1.0, -1.0]) > 0, 1.0, 0.0)   # [1., 0.]
+    >>> ferrax.ops.where(np.array([0, 3, 0, 5]))                 # (indices [1, 3],)
     """
+    if x1 is None and x2 is None:
+        return nonzero(condition)
     if x1 is None or x2 is None:
-        raise NotImplementedError("where: give both x1 and x2 (the one-argument form, "
-                                  "which returns indices, is not supported)")
+        raise ValueError("where: give both x1 and x2, or neither (the indices where "
+                         "condition is true)")
     return apply("where", {}, [condition, x1, x2])
+
+
+def nonzero(x: Any) -> tuple[Tensor, ...]:
+    """The indices of the nonzero entries of `x`, one int32 tensor per axis (eager
+    only: how many there are depends on the values).
+
+    Args:
+        x: A tensor or an array.
+    """
+    if isinstance(x, KerasTensor):
+        raise ValueError(f"nonzero: the number of indices depends on the values, so it has "
+                         f"no symbolic result for a tensor of shape {x.shape}; use "
+                         f"where(condition, x1, x2) in a traced call, or call it eagerly")
+    array = x._value if isinstance(x, Tensor) else np.asarray(x)
+    return tuple(Tensor(np.ascontiguousarray(i, dtype=np.int32)) for i in np.nonzero(array))
 
 
 # --- reductions --------------------------------------------------------------
