@@ -164,3 +164,30 @@ def test_a_training_flag_that_is_not_a_bool_is_refused_with_the_layer(bad):
     with pytest.raises(TypeError, match="Dropout 'drop_me': training must be True, False "
                                         "or None"):
         layers.Dropout(0.5, name="drop_me")(ferrax.Input((8,)), training=bad)
+
+
+class _Scaled(layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.drop = layers.Dropout(0.5)
+
+    def call(self, x, training=None, scale=1.0):
+        return self.drop(x, training=training) * scale
+
+
+def test_a_custom_layers_arguments_after_the_inputs_may_come_by_position():
+    inp = ferrax.Input((8,))
+    model = ferrax.Model(inp, _Scaled()(inp, True, 3.0))
+    out = model.predict(ONES, verbose=0)
+    assert set(np.unique(out)) == {0.0, 6.0}
+    model = ferrax.Model(inp, _Scaled()(inp, None, 3.0))
+    np.testing.assert_array_equal(model.predict(ONES, verbose=0), 3 * ONES)
+
+
+def test_a_tensor_after_a_custom_layers_inputs_is_refused_with_its_name():
+    inp = ferrax.Input((8,))
+    with pytest.raises(NotImplementedError, match="_Scaled '.*': tensor argument 'scale' "
+                                                  "after the inputs"):
+        _Scaled()(inp, None, inp)
+    with pytest.raises(TypeError, match="call arguments do not fit call()"):
+        _Scaled()(inp, None, 1.0, 2.0)

@@ -157,13 +157,12 @@ class Layer:
             self._check_call_inputs(list(inputs))
         if not any_symbolic(inputs):
             return self._call_eager(inputs, args, kwargs)
+        if args and self._traced_call():
+            kwargs = _positional_as_keywords(self, inputs, args, kwargs)
+            args = ()
         training = fixed_training(f"{type(self).__name__} '{self.name}'",
                                   kwargs.get("training"))
         if self._traced_call():
-            if args:
-                raise NotImplementedError(f"{type(self).__name__} '{self.name}': positional "
-                                          f"call arguments after the inputs are not "
-                                          f"supported yet; pass them by keyword")
             self._build_custom(inputs)
             return fixing_training(self, training, lambda: _trace_call(self, inputs, kwargs))
         kwargs.pop("training", None)
@@ -537,6 +536,38 @@ def _check_shape(owner: str, arg: str, shape: Any) -> tuple[int, ...]:
         raise ValueError(f"{owner}: '{arg}' must be a tuple of positive integers, "
                          f"got {describe(shape)}")
     return tuple(int(d) for d in dims)
+
+
+def _positional_as_keywords(layer: Layer, inputs: Any, args: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A custom layer's call arguments after the inputs, given by position, named by
+    its `call`'s signature (`layer(x, True)` for `call(self, x, training)`). Tensors
+    among them are refused: a traced call reads tensors through its inputs."""
+    import inspect
+
+    owner = f"{type(layer).__name__} '{layer.name}'"
+    try:
+        bound = inspect.signature(layer.call).bind(inputs, *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{owner}: call arguments do not fit call(): {e}") from None
+    named = dict(bound.arguments)
+    named.pop(next(iter(named)))  # the inputs
+    for name, value in named.items():
+        if any(isinstance(t, KerasTensor) for t in flatten(value)):
+            raise NotImplementedError(f"{owner}: tensor argument '{name}' after the inputs is "
+                                      f"not supported yet; pass all tensors as the first "
+                                      f"argument (a list or a dict)")
+    extra = {k: v for k, v in named.items()
+             if inspect.signature(layer.call).parameters[k].kind
+             is inspect.Parameter.VAR_POSITIONAL}
+    if extra:
+        raise NotImplementedError(f"{owner}: call(*{next(iter(extra))}) is not supported; "
+                                  f"name the arguments")
+    kw = next((k for k, p in inspect.signature(layer.call).parameters.items()
+               if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    if kw is not None and kw in named:
+        named.update(named.pop(kw))
+    return named
 
 
 def _trace_call(layer: Layer, inputs: Any, kwargs: dict[str, Any]) -> Any:
