@@ -27,6 +27,20 @@ _NAME_COUNTERS: defaultdict[str, itertools.count[int]] = defaultdict(itertools.c
 PROBE_LENGTHS = (60, 96)
 
 
+def at_probe_lengths(shapes: Sequence[Sequence[int | None]],
+                     rule: Callable[[list[list[int]]], Any]) -> list[Any]:
+    """`rule` run on concrete `shapes`: once, or, when an axis has unknown length
+    (None), once at each probe length, so that what follows that length shows."""
+    variable = any(d is None for s in shapes for d in s)
+    return [rule([[length if d is None else int(d) for d in s] for s in shapes])
+            for length in (PROBE_LENGTHS if variable else (0,))]
+
+
+def unknown_where_they_differ(a: Sequence[int], b: Sequence[int]) -> list[int | None]:
+    """The dims of two probe runs' shapes: None where they follow the probe length."""
+    return [x if x == y else None for x, y in zip(a, b)]
+
+
 class TracedTraining:
     """What a traced `call` gets as `training`: the engine switches Dropout and
     BatchNormalization between training and inference by itself, so the flag may be
@@ -308,21 +322,17 @@ class Layer:
         shapes = [t.shape[1:] for t in tensors]
         # Axes of unknown length (None): the shape rule runs at two lengths; output axes
         # that follow the length are unknown too, and the weights must not depend on it.
-        variable = any(d is None for s in shapes for d in s)
-        runs = []
-        for length in (PROBE_LENGTHS if variable else (0,)):
-            try:
-                runs.append(_core.layer_output_shape(
-                    json.dumps(_shape_only(self._core_spec())),
-                    [[length if d is None else d for d in s] for s in shapes]))
-            except ValueError as e:
-                text = str(e)
-                where = "" if self.name in text else f"{owner}: "
-                raise ValueError(f"{where}{text} (called on inputs of shape "
-                                 f"{', '.join(str(t.shape) for t in tensors)})") from None
+        spec = json.dumps(_shape_only(self._core_spec()))
+        try:
+            runs = at_probe_lengths(shapes, lambda s: _core.layer_output_shape(spec, s))
+        except ValueError as e:
+            text = str(e)
+            where = "" if self.name in text else f"{owner}: "
+            raise ValueError(f"{where}{text} (called on inputs of shape "
+                             f"{', '.join(str(t.shape) for t in tensors)})") from None
         first_out, weight_shapes = runs[0]
         out: list[int | None] = list(first_out)
-        if variable:
+        if len(runs) > 1:
             other, other_weights = runs[1]
             if other_weights != weight_shapes or len(other) != len(out):
                 raise ValueError(
@@ -331,7 +341,7 @@ class Layer:
                     f"the length of the None axes (a Flatten or Dense after an input of "
                     f"unknown length?). Give those axes a length, or reduce them first "
                     f"(GlobalAveragePooling1D, an RNN without return_sequences)")
-            out = [a if a == b else None for a, b in zip(first_out, other)]
+            out = unknown_where_they_differ(first_out, other)
         # The weights it already has (from an earlier call, or a model that built it)
         # decide which inputs it may take.
         if self._inbound_nodes:

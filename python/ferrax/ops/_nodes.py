@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ferrax._operators import TensorOperators
 from ferrax._typing import Config, Float32Array
-from ferrax.layers.base import PROBE_LENGTHS, Layer, unique_name
+from ferrax.layers.base import Layer, at_probe_lengths, unique_name, unknown_where_they_differ
 from ferrax.symbolic import KerasTensor, Node
 
 
@@ -47,20 +47,19 @@ class _OpLayer(_GraphNode):
         (an axis of unknown length at two lengths, as for layers)."""
         from ferrax import _core
 
-        variable = any(d is None for t in tensors for d in _sample_dims(t))
-        runs = []
-        for length in (PROBE_LENGTHS if variable else (0,)):
-            shapes = [([length if d is None else int(d) for d in _sample_dims(t)], t.batched)
-                      for t in tensors]
-            runs.append(_core.op_shape(self.op, json.dumps(self.attrs), shapes))
+        attrs = json.dumps(self.attrs)
+        runs = at_probe_lengths(
+            [_sample_dims(t) for t in tensors],
+            lambda shapes: _core.op_shape(self.op, attrs, [
+                (s, t.batched) for s, t in zip(shapes, tensors)]))
         (shape, batched) = runs[0]
         dims: list[int | None] = list(shape)
-        if variable:
+        if len(runs) > 1:
             other = runs[1][0]
             if len(other) != len(dims):
                 raise ValueError(f"{self.op}: the result's rank depends on the length of an "
                                  f"axis of unknown length")
-            dims = [a if a == b else None for a, b in zip(shape, other)]
+            dims = unknown_where_they_differ(shape, other)
         batch = next((t.shape[0] for t in tensors if t.batched), None)
         full = (batch, *dims) if batched else tuple(dims)
         out = KerasTensor(full, self.result_dtype or "float32", batched=batched)
