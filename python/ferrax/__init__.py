@@ -24,18 +24,22 @@ from ferrax._core import __version__
 from ferrax.layers import Input, Layer
 from ferrax.models import Model, Sequential
 from ferrax.symbolic import KerasTensor
+from ferrax.tape import GradientTape
 from ferrax.tensor import Tensor
+from ferrax.variables import Variable
 
 if TYPE_CHECKING:
     from ferrax import datasets as datasets  # imported lazily at run time, see __getattr__
 
 __all__ = [
+    "GradientTape",
     "Input",
     "KerasTensor",
     "Layer",
     "Model",
     "Sequential",
     "Tensor",
+    "Variable",
     "__version__",
     "activations",
     "callbacks",

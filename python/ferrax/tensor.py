@@ -26,8 +26,6 @@ class Tensor(TensorOperators):
 
     def __init__(self, value: npt.ArrayLike) -> None:
         self._value: np.ndarray = np.asarray(value)
-        # (op name, attrs JSON, input tensors) when made while gradients are recorded
-        self._producer: tuple[str, str, list[Tensor]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -15,8 +15,8 @@ from ferrax.tensor import Tensor
 
 # > 0 while a layer's or a model's call is traced: weights then stand for graph values.
 _TRACING = [0]
-# > 0 while eager results remember how they were made (gradients are recorded).
-_RECORDING = [0]
+# The GradientTapes recording now: each eager op call is offered to them.
+_TAPES: list[Any] = []
 # Per call being traced (innermost last): the scalar tensors its add_loss calls gave.
 _ADDED_LOSSES: list[list[KerasTensor]] = []
 
@@ -75,9 +75,8 @@ def _eager(op: str, attrs: Config, operands: list[Any], dtype: str | None) -> Te
     if dtype is not None:
         value = value.astype(dtype)
     out = Tensor(value)
-    if _RECORDING[0]:
-        inputs = [o if isinstance(o, Tensor) else Tensor(a) for o, a in zip(operands, arrays)]
-        out._producer = (op, attrs_json, inputs)
+    for tape in _TAPES:
+        tape._record(op, attrs_json, operands, arrays, out)
     return out
 
 
