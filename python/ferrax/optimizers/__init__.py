@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ferrax._serial import check_number, describe
@@ -53,6 +54,9 @@ class Optimizer:
         self.name = name or self._name
         # set when compiled: the engine owns the live state
         self._core_model: CoreModel | None = None
+        # a custom loop's state (apply_gradients), and the variables it was built for
+        self._eager: Any = None
+        self._eager_variables: list[Any] = []
 
     @property
     def learning_rate(self) -> float:
@@ -71,12 +75,93 @@ class Optimizer:
         # Before the engine is compiled it reads the value from _core_spec().
         if self._core_model is not None and self._core_model.learning_rate is not None:
             self._core_model.learning_rate = self._learning_rate
+        if self._eager is not None:
+            self._eager.learning_rate = self._learning_rate
 
     lr = learning_rate
 
     @property
     def iterations(self) -> int:
-        return 0 if self._core_model is None else self._core_model.iterations
+        """Updates made so far (by fit, or by apply_gradients in a custom loop)."""
+        if self._core_model is not None:
+            return int(self._core_model.iterations)
+        return 0 if self._eager is None else int(self._eager.iterations)
+
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
+        """One update of each variable from its gradient, by this optimizer's rule
+        (with its clipping, weight decay and schedule), as in a custom training loop.
+
+        Args:
+            grads_and_vars: (gradient, variable) pairs; a None gradient leaves its
+                variable (and its optimizer state) as it is.
+
+        Returns:
+            The number of updates made so far (`iterations`).
+
+        Example:
+
+        >>> with ferrax.GradientTape() as tape:
+        ...     loss = ferrax.ops.sum(ferrax.ops.square(w - 1.0))
+        >>> optimizer.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+        """
+        pairs = list(grads_and_vars)
+        for k, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"{type(self).__name__}.apply_gradients: expected (gradient, "
+                                f"variable) pairs, got {describe(pair)} at position {k}")
+        return self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None
+              ) -> int:
+        """`apply_gradients` with the gradients and the variables as two lists.
+
+        Args:
+            grads: One gradient (or None) per variable.
+            trainable_variables: The variables (those of the first call when omitted).
+        """
+        import numpy as np
+
+        from ferrax import _core
+        from ferrax.variables import Variable
+
+        owner = f"{type(self).__name__}.apply_gradients"
+        grads = list(grads)
+        variables = list(self._eager_variables if trainable_variables is None
+                         else trainable_variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"{owner}: {len(grads)} gradients for {len(variables)} variables")
+        if not variables:
+            raise ValueError(f"{owner}: no gradients and variables given")
+        for k, v in enumerate(variables):
+            if not isinstance(v, Variable) or v.dtype != "float32":
+                raise TypeError(f"{owner}: variable {k} must be a float32 ferrax.Variable, got "
+                                f"{describe(v)}")
+        if all(g is None for g in grads):
+            names = ", ".join(v.name for v in variables)
+            raise ValueError(f"{owner}: no gradient for any variable ({names}); does the loss "
+                             f"depend on them, and was it computed under the GradientTape?")
+        if self._eager is None:
+            self._eager = _core.EagerOptimizer(json.dumps(self._core_spec()))
+            self._eager_variables = list(variables)
+        elif len(variables) != len(self._eager_variables) or any(
+                a is not b for a, b in zip(variables, self._eager_variables)):
+            built = ", ".join(v.name for v in self._eager_variables)
+            raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
+                             f"give those, in that order (make another optimizer for others)")
+        arrays = []
+        for g, v in zip(grads, variables):
+            if g is None:
+                arrays.append(None)
+                continue
+            a = np.ascontiguousarray(g, dtype=np.float32)
+            if a.shape != v.shape:
+                raise ValueError(f"{owner}: the gradient of '{v.name}' has shape {a.shape}, "
+                                 f"the variable {v.shape}")
+            arrays.append(a)
+        values = [np.ascontiguousarray(v._value) for v in variables]
+        for v, new in zip(variables, self._eager.apply(values, arrays)):
+            v._value = new  # a new array: a tape that read the old value keeps it
+        return self.iterations
 
     def _learning_rate_config(self) -> float | Config:
         if self._schedule is not None:

@@ -3,6 +3,7 @@
 //! every failure (including a panic) into a Python exception.
 
 mod arrays;
+mod eager_optimizer;
 mod files;
 mod ops;
 mod testing;
@@ -447,6 +448,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     testing::register(m)?;
     files::register(m)?;
     ops::register(m)?;
+    eager_optimizer::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
