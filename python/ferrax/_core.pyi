@@ -20,6 +20,16 @@ _OptimizerState: TypeAlias = tuple[int, float, list[str], list[list[_F32]]]
 
 __version__: str
 
+class EagerOptimizer:
+    """An optimizer's update rule and state for variables kept in Python."""
+
+    iterations: int
+    learning_rate: float
+
+    def __init__(self, spec_json: str) -> None: ...
+    def apply(self, values: Sequence[_F32], grads: Sequence[_F32 | None]) -> list[_F32]:
+        """The variables' values after one step (a None gradient: left as it is)."""
+
 class CoreModel:
     """A built model owned by the engine: layers, weights, optimizer state."""
 

@@ -148,7 +148,7 @@ class Optimizer:
             built = ", ".join(v.name for v in self._eager_variables)
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
-        arrays = []
+        arrays: list[Any] = []
         for g, v in zip(grads, variables):
             if g is None:
                 arrays.append(None)
