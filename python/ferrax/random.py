@@ -1,0 +1,196 @@
+"""Random tensors (`keras.random`), drawn by the engine's counter-based generator
+(the one initializers and dropout use), so a seed gives the same numbers on every
+machine and thread count. `seed` is an int (the same draw every call), None (the
+next draw of the global stream, which `utils.set_random_seed` restarts) or a
+`SeedGenerator` (its next draw)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ferrax._serial import describe
+from ferrax.tensor import Tensor
+
+_MIX = 0x9E3779B97F4A7C15
+
+
+class SeedGenerator:
+    """A stream of seeds for the random functions: each draw gets the next one.
+
+    Args:
+        seed: Where the stream starts (drawn from the global stream when None).
+
+    Example:
+
+    >>> gen = ferrax.random.SeedGenerator(42)
+    >>> a = ferrax.random.normal((2,), seed=gen)
+    >>> b = ferrax.random.normal((2,), seed=gen)   # different from a, same every run
+    """
+
+    def __init__(self, seed: int | None = None, name: str | None = None, **kwargs: Any) -> None:
+        from ferrax.utils import _next_seed
+
+        self.name = name or "seed_generator"
+        self._start = _next_seed() if seed is None else _check_seed(seed)
+        self._count = 0
+
+    def next(self, ordered: bool = True) -> int:
+        """The next seed of the stream."""
+        self._count += 1
+        return _mix(self._start, self._count)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self._start, "name": self.name}
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, a SeedGenerator or None, got "
+                         f"{describe(seed)}")
+    return int(seed)
+
+
+def _mix(seed: int, count: int) -> int:
+    x = (seed * _MIX + count) % 2**64
+    x ^= x >> 31
+    return (x * 0xBF58476D1CE4E5B9) % 2**64
+
+
+def _seed_of(seed: Any) -> int:
+    from ferrax.utils import _next_seed
+
+    if seed is None:
+        return _next_seed()
+    if isinstance(seed, SeedGenerator):
+        return seed.next()
+    return _mix(_check_seed(seed), 0)
+
+
+def _shape(fn: str, shape: Any) -> list[int]:
+    try:
+        dims = [int(d) for d in (shape if isinstance(shape, Sequence) else (shape,))]
+    except (TypeError, ValueError):
+        dims = [-1]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"random.{fn}: shape must be non-negative integers, got "
+                         f"{describe(shape)}")
+    return dims
+
+
+def _draw(spec: dict[str, Any], fn: str, shape: Any, seed: Any) -> np.ndarray:
+    from ferrax import _core
+
+    dims = _shape(fn, shape)
+    return np.asarray(_core.initializer_sample(json.dumps(spec), dims, _seed_of(seed)))
+
+
+def _typed(fn: str, value: np.ndarray, dtype: Any) -> Tensor:
+    if dtype is not None and np.dtype(dtype) != np.float32:
+        if np.dtype(dtype).kind != "f":
+            raise ValueError(f"random.{fn}: dtype must be a float type, got {dtype}")
+        value = value.astype(dtype)
+    return Tensor(value)
+
+
+def normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None,
+           seed: Any = None) -> Tensor:
+    """Normally distributed values.
+
+    Args:
+        shape: The result's shape.
+        mean: Their mean.
+        stddev: Their standard deviation.
+        dtype: A float type (float32 by default).
+        seed: An int, a SeedGenerator or None.
+    """
+    spec = {"name": "random_normal", "mean": float(mean), "stddev": float(stddev)}
+    return _typed("normal", _draw(spec, "normal", shape, seed), dtype)
+
+
+def uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = None,
+            seed: Any = None) -> Tensor:
+    """Values drawn uniformly from [minval, maxval).
+
+    Args:
+        shape: The result's shape.
+        minval: The lower bound (included).
+        maxval: The upper bound (excluded).
+        dtype: A float type (float32 by default).
+        seed: An int, a SeedGenerator or None.
+    """
+    spec = {"name": "random_uniform", "minval": float(minval), "maxval": float(maxval)}
+    return _typed("uniform", _draw(spec, "uniform", shape, seed), dtype)
+
+
+def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None,
+                     seed: Any = None) -> Tensor:
+    """Normal values redrawn until within two standard deviations of the mean.
+
+    Args:
+        shape: The result's shape.
+        mean: The mean.
+        stddev: The standard deviation before truncation.
+        dtype: A float type (float32 by default).
+        seed: An int, a SeedGenerator or None.
+    """
+    spec = {"name": "truncated_normal", "mean": float(mean), "stddev": float(stddev)}
+    return _typed("truncated_normal", _draw(spec, "truncated_normal", shape, seed), dtype)
+
+
+def randint(shape: Any, minval: int, maxval: int, dtype: Any = "int32",
+            seed: Any = None) -> Tensor:
+    """Integers drawn uniformly from [minval, maxval).
+
+    Args:
+        shape: The result's shape.
+        minval: The lowest value.
+        maxval: One past the highest value.
+        dtype: An integer type.
+        seed: An int, a SeedGenerator or None.
+    """
+    lo, hi = int(minval), int(maxval)
+    if hi <= lo:
+        raise ValueError(f"random.randint: maxval ({hi}) must be above minval ({lo})")
+    u = _draw({"name": "random_uniform", "minval": 0.0, "maxval": 1.0}, "randint", shape,
+              seed).astype(np.float64)
+    values = np.minimum(lo + np.floor(u * (hi - lo)), hi - 1)
+    return Tensor(values.astype(dtype))
+
+
+def dropout(inputs: Any, rate: float, noise_shape: Any = None, seed: Any = None) -> Any:
+    """`inputs` with each entry zeroed with probability `rate`, the rest scaled by
+    1 / (1 - rate); differentiable (a GradientTape records it).
+
+    Args:
+        inputs: A tensor or an array.
+        rate: The probability of dropping an entry, in [0, 1).
+        noise_shape: The shape of the mask (broadcast against inputs), e.g. one per
+            channel; the inputs' shape by default.
+        seed: An int, a SeedGenerator or None.
+    """
+    from ferrax import ops
+
+    if not 0 <= rate < 1:
+        raise ValueError(f"random.dropout: rate must be in [0, 1), got {rate}")
+    shape = noise_shape if noise_shape is not None else ops.shape(inputs)
+    keep = uniform(shape, seed=seed).numpy() >= rate
+    return ops.multiply(inputs, (keep / (1.0 - rate)).astype(np.float32))
+
+
+def shuffle(x: Any, axis: int = 0, seed: Any = None) -> Any:
+    """`x` with its entries along `axis` in a random order.
+
+    Args:
+        x: A tensor or an array.
+        axis: The axis shuffled.
+        seed: An int, a SeedGenerator or None.
+    """
+    from ferrax import ops
+
+    n = ops.shape(x)[axis]
+    order = np.argsort(uniform((n,), seed=seed).numpy(), kind="stable").astype(np.int32)
+    return ops.take(x, order, axis=axis)
