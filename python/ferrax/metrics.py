@@ -1,5 +1,7 @@
 """Metrics by Keras's names. During fit they are accumulated in the engine as
-weighted means over the epoch; "accuracy" resolves from the shapes as in Keras."""
+weighted means over the epoch; "accuracy" resolves from the shapes as in Keras.
+In a custom loop the same objects keep their own state (`update_state`, `result`,
+`reset_state`), as Keras's Metric API does."""
 
 from __future__ import annotations
 
@@ -26,10 +28,57 @@ _ENGINE_NAMES = {
 
 
 class Metric:
-    """A metric chosen by name; `k` / `threshold` where Keras has them."""
+    """A metric chosen by name; `k` / `threshold` where Keras has them.
+
+    In a custom loop it is a running, weighted mean of its per-sample values:
+
+    >>> acc = ferrax.metrics.SparseCategoricalAccuracy()
+    >>> acc.update_state([1, 2], [[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    >>> float(acc.result())   # 0.5
+    """
 
     def __init__(self, kind: str, name: str | None = None, **args: Any) -> None:
         self.kind, self.name, self.args = kind, name or kind, args
+        self._total, self._count = 0.0, 0.0
+
+    # --- Keras's Metric API, for custom loops --------------------------------------
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Add a batch: each sample's value, weighted by `sample_weight` (one weight
+        per sample, or none)."""
+        values = _per_sample(self, _array(y_true), _array(y_pred))
+        self._add(values, sample_weight)
+
+    def _add(self, values: np.ndarray, sample_weight: Any) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 0:
+            values = values.reshape(1)
+        if sample_weight is None:
+            self._total += float(values.sum())
+            self._count += float(values.size)
+            return
+        w = np.broadcast_to(np.asarray(_array(sample_weight), np.float64).reshape(
+            (-1,) + (1,) * max(values.ndim - 1, 0)), values.shape)
+        self._total += float((values * w).sum())
+        self._count += float(w.sum())
+
+    def result(self) -> Any:
+        """The weighted mean so far (0 before any update), a float32 scalar tensor."""
+        from ferrax.tensor import Tensor
+
+        mean = self._total / self._count if self._count else 0.0
+        return Tensor(np.float32(mean))
+
+    def reset_state(self) -> None:
+        """Forget every update (as at the start of an epoch)."""
+        self._total, self._count = 0.0, 0.0
+
+    @property
+    def variables(self) -> list[Any]:
+        """The state: the weighted total and the total weight (as variables)."""
+        from ferrax.variables import Variable
+
+        return [Variable(np.float32(self._total), name=f"{self.name}/total"),
+                Variable(np.float32(self._count), name=f"{self.name}/count")]
 
     def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
         kind = self.kind
@@ -86,6 +135,84 @@ class MeanAbsoluteError(Metric):
         super().__init__("mean_absolute_error", name, **args)
 
 
+class Mean(Metric):
+    """The running (weighted) mean of the values given to `update_state`, such as
+    each step's loss in a custom loop.
+
+    Args:
+        name: Its name in the logs.
+
+    Example:
+
+    >>> loss_tracker = ferrax.metrics.Mean(name="loss")
+    >>> loss_tracker.update_state(0.5); loss_tracker.update_state(1.5)
+    >>> float(loss_tracker.result())   # 1.0
+    """
+
+    def __init__(self, name: str = "mean", dtype: Any = None) -> None:
+        super().__init__("mean", name)
+
+    def update_state(self, values: Any, sample_weight: Any = None) -> None:  # type: ignore[override]
+        self._add(np.asarray(_array(values), np.float64), sample_weight)
+
+    def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
+        raise ValueError(f"metric '{self.name}': {type(self).__name__} tracks values in a "
+                         f"custom loop; compile takes metrics of (y_true, y_pred)")
+
+
+class Sum(Mean):
+    """The running (weighted) sum of the values given to `update_state`.
+
+    Args:
+        name: Its name in the logs.
+    """
+
+    def __init__(self, name: str = "sum", dtype: Any = None) -> None:
+        super().__init__(name)
+
+    def result(self) -> Any:
+        from ferrax.tensor import Tensor
+
+        return Tensor(np.float32(self._total))
+
+
+def _array(x: Any) -> np.ndarray:
+    from ferrax.tensor import Tensor
+
+    return x._value if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _per_sample(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """A metric's value for each sample of a batch (float64), as Keras computes it."""
+    kind = metric.kind
+    y_pred = y_pred.astype(np.float64)
+    if kind in ("accuracy", "acc"):
+        if isinstance(metric, Accuracy):  # Keras's Accuracy: equal values
+            return (y_true.reshape(y_pred.shape) == y_pred).astype(np.float64).reshape(
+                len(y_pred), -1).mean(axis=1)
+        kind = resolve_accuracy(y_true.ndim, y_true.shape[-1] if y_true.ndim > 1 else 1,
+                                y_pred.shape[-1] if y_pred.ndim > 1 else 1)
+    if kind == "binary_accuracy":
+        return np.asarray(binary_accuracy(y_true, y_pred, metric.args.get("threshold", 0.5)),
+                          np.float64)
+    if kind == "categorical_accuracy":
+        return np.asarray(categorical_accuracy(y_true, y_pred), np.float64)
+    if kind == "sparse_categorical_accuracy":
+        return np.asarray(sparse_categorical_accuracy(y_true, y_pred), np.float64)
+    if kind in ("top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy"):
+        k = int(metric.args.get("k", 5))
+        ids = y_true.reshape(-1).astype(np.int64) if kind.startswith("sparse") else \
+            y_true.argmax(-1)
+        # ids among the k highest scores (ties counted for the label, as Keras's in_top_k)
+        label_score = np.take_along_axis(y_pred, ids[:, None], axis=-1)
+        return ((y_pred > label_score).sum(-1) < k).astype(np.float64)
+    if kind in ("mean_squared_error", "mse", "mean_absolute_error", "mae"):
+        diff = y_pred - y_true.reshape(y_pred.shape).astype(np.float64)
+        err = diff ** 2 if kind in ("mean_squared_error", "mse") else np.abs(diff)
+        return err.mean(axis=-1) if err.ndim > 1 else err
+    raise ValueError(f"metric '{metric.name}' ({kind}) has no update_state")
+
+
 def resolve_accuracy(y_rank: int, y_last: int, out_last: int) -> str:
     """Keras's rule: binary if the output has one unit, sparse if targets are class
     ids (lower rank, or one column against many outputs), else categorical."""
@@ -123,6 +250,15 @@ class MetricFunctionWrapper(Metric):
     def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
         raise AssertionError(f"metric '{self.name}': a metric function is traced into the "
                              f"graph, not run by the engine's heads")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Add a batch: the function's result on it, averaged to one value per sample."""
+        from ferrax import ops
+
+        value = np.asarray(_array(self.fn(ops.convert_to_tensor(_array(y_true)),
+                                          ops.convert_to_tensor(_array(y_pred)))), np.float64)
+        per_sample = value.reshape(len(value), -1).mean(axis=1) if value.ndim > 1 else value
+        self._add(per_sample, sample_weight)
 
     @classmethod
     def from_name(cls, name: str) -> MetricFunctionWrapper:

@@ -1,0 +1,91 @@
+"""Keras's Metric API for custom loops: update_state / result / reset_state on the
+accuracy metrics, MeanSquaredError, MeanAbsoluteError, Mean and Sum, against float64
+NumPy references, and against what fit's engine reports for the same predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ferrax
+from ferrax import metrics, ops
+
+R = np.random.default_rng(3)
+
+
+def _weighted_mean(values, weights):
+    values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
+    return (values * weights).sum() / weights.sum()
+
+
+def _batches():
+    probs = R.uniform(size=(2, 10, 4))
+    ids = R.integers(0, 4, size=(2, 10))
+    weights = R.uniform(0.1, 2.0, size=(2, 10))
+    return probs, ids, weights
+
+
+@pytest.mark.parametrize("metric, per_sample", [
+    (metrics.SparseCategoricalAccuracy, lambda p, i: (p.argmax(-1) == i).astype(float)),
+    (metrics.CategoricalAccuracy,
+     lambda p, i: (p.argmax(-1) == i).astype(float)),
+    (lambda: metrics.SparseTopKCategoricalAccuracy(k=2),
+     lambda p, i: (np.argsort(-p, axis=-1)[:, :2] == i[:, None]).any(-1).astype(float)),
+    (metrics.MeanSquaredError, lambda p, i: ((p - np.eye(4)[i]) ** 2).mean(-1)),
+    (metrics.MeanAbsoluteError, lambda p, i: np.abs(p - np.eye(4)[i]).mean(-1)),
+])
+def test_a_metric_is_the_weighted_mean_of_its_per_sample_values(metric, per_sample):
+    probs, ids, weights = _batches()
+    m = metric()
+    one_hot = not isinstance(m, (metrics.SparseCategoricalAccuracy,
+                                 metrics.SparseTopKCategoricalAccuracy))
+    for p, i, w in zip(probs, ids, weights):
+        m.update_state(np.eye(4)[i] if one_hot else i, p.astype(np.float32), sample_weight=w)
+    values = np.concatenate([per_sample(p, i) for p, i in zip(probs, ids)])
+    assert float(m.result()) == pytest.approx(_weighted_mean(values, weights.ravel()),
+                                              rel=1e-6)
+    m.reset_state()
+    assert float(m.result()) == 0.0
+
+
+def test_binary_accuracy_thresholds_each_output():
+    m = metrics.BinaryAccuracy(threshold=0.7)
+    m.update_state([[1, 0], [1, 1]], [[0.8, 0.75], [0.6, 0.9]])
+    assert float(m.result()) == pytest.approx(np.mean([[1, 0], [0, 1]]))
+
+
+def test_the_engines_metrics_in_evaluate_agree_with_update_state():
+    x = R.normal(size=(40, 5)).astype(np.float32)
+    y = R.integers(0, 3, size=40)
+    model = ferrax.Sequential([ferrax.Input((5,)), ferrax.layers.Dense(3, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy", "mse"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    acc = metrics.get("accuracy")
+    acc.update_state(y, model.predict(x, verbose=0))
+    assert float(acc.result()) == pytest.approx(logs["accuracy"], rel=1e-6)
+
+
+def test_mean_and_sum_track_values_with_weights():
+    mean, total = metrics.Mean(name="loss"), metrics.Sum()
+    for v, w in ((1.0, 1.0), (3.0, 3.0)):
+        mean.update_state(v, sample_weight=w)
+        total.update_state(v, sample_weight=w)
+    assert float(mean.result()) == pytest.approx(2.5)
+    assert float(total.result()) == pytest.approx(10.0)
+    mean.update_state(ops.convert_to_tensor(np.array([2.0, 4.0])))
+    assert float(mean.result()) == pytest.approx((10.0 + 6.0) / 6.0)
+    assert [float(v) for v in mean.variables] == pytest.approx([16.0, 6.0])
+    model = ferrax.Sequential([ferrax.Input((2,)), ferrax.layers.Dense(1)])
+    model.compile(loss="mse", metrics=[metrics.Mean()])
+    with pytest.raises(ValueError, match="Mean tracks values in a custom loop"):
+        model.fit(np.ones((4, 2)), np.ones(4), verbose=0)
+
+
+def test_a_metric_function_updates_from_its_result():
+    def mean_error(y_true, y_pred):
+        return ops.mean(y_pred - y_true, axis=-1)
+
+    m = metrics.get(mean_error)
+    m.update_state(np.zeros((2, 3)), np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]]),
+                   sample_weight=[1.0, 3.0])
+    assert float(m.result()) == pytest.approx((2.0 * 1 + 1.0 * 3) / 4)
