@@ -193,6 +193,16 @@ class Model:
         raise NotImplementedError(f"Model '{self.name}': a Model subclass must define "
                                   f"call(), or be built as Model(inputs, outputs)")
 
+    def _refuse_step_override(self, step: str, method: str) -> None:
+        """A subclass's own train_step / test_step / predict_step is not run by the
+        engine's loop yet: refuse rather than silently train without it."""
+        if getattr(type(self), step, None) is not getattr(Model, step, None):
+            raise NotImplementedError(
+                f"Model '{self.name}': {type(self).__name__} overrides {step}(), which "
+                f"{method}() does not run yet (it would use the built-in step instead); "
+                f"write the loop with ferrax.GradientTape and optimizer.apply_gradients for "
+                f"now")
+
     def _is_subclassed(self) -> bool:
         return type(self).call is not Model.call
 
@@ -864,6 +874,7 @@ class Model:
             steps_per_epoch: int | None = None, validation_steps: int | None = None,
             validation_batch_size: int | None = None, validation_freq: int = 1) -> History:
         """Train for `epochs` epochs; returns a History. Keras's arguments and defaults."""
+        self._refuse_step_override("train_step", "fit")
         self._require_compiled("training it (fit)")
         batch_size = _data.check_batch_size(batch_size)
         _check_int("epochs", epochs, 0)
@@ -965,6 +976,7 @@ class Model:
                  callbacks: Sequence[Callback] | None = None,
                  return_dict: bool = False) -> EvaluateResult:
         """Loss (and metrics) on the given data, in order, without training."""
+        self._refuse_step_override("test_step", "evaluate")
         self._require_compiled("evaluating it")
         batch_size = _data.check_batch_size(batch_size)
         xf, yf, w = self._prepare(x, y, sample_weight)
@@ -1022,6 +1034,7 @@ class Model:
         """Outputs for `x` as a float32 array (samples first)."""
         from ferrax.callbacks import Progbar
 
+        self._refuse_step_override("predict_step", "predict")
         batch_size = _data.check_batch_size(batch_size)
         xa = _data.as_array(self._unpack_x(x), "x", check_finite=False)
         expected = self._expected_input()
