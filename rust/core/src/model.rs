@@ -1551,21 +1551,28 @@ fn sizes_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The spec's list under `key` with one entry per layer, or None when absent.
+fn per_layer_entries<'a>(spec: &'a Value, key: &str, layers: usize) -> Result<Option<&'a [Value]>> {
+    let Some(value) = spec.get(key).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    value
+        .as_array()
+        .filter(|a| a.len() == layers)
+        .map(|a| Some(&a[..]))
+        .ok_or_else(|| {
+            Error(format!(
+                "model spec: '{key}' must have one entry for each of the {layers} layers"
+            ))
+        })
+}
+
 /// Per layer, the training mode its call fixes: the spec's `training` (null where
 /// the call follows the model), or none fixed when absent.
 fn fixed_training_modes(spec: &Value, layers: &[Value]) -> Result<Vec<Option<bool>>> {
-    let Some(modes) = spec.get("training").filter(|v| !v.is_null()) else {
+    let Some(list) = per_layer_entries(spec, "training", layers.len())? else {
         return Ok(vec![None; layers.len()]);
     };
-    let list = modes
-        .as_array()
-        .filter(|a| a.len() == layers.len())
-        .ok_or_else(|| {
-            Error(format!(
-                "model spec: 'training' must have one entry for each of the {} layers",
-                layers.len()
-            ))
-        })?;
     list.iter()
         .enumerate()
         .map(|(j, v)| match v {
@@ -1582,18 +1589,9 @@ fn fixed_training_modes(spec: &Value, layers: &[Value]) -> Result<Vec<Option<boo
 /// Per layer, the earlier layer it shares weights with: the spec's `shares`
 /// (null for a layer with weights of its own), or none at all when absent.
 fn shared_layers(spec: &Value, layers: &[Value]) -> Result<Vec<Option<usize>>> {
-    let Some(shares) = spec.get("shares").filter(|v| !v.is_null()) else {
+    let Some(list) = per_layer_entries(spec, "shares", layers.len())? else {
         return Ok(vec![None; layers.len()]);
     };
-    let list = shares
-        .as_array()
-        .filter(|a| a.len() == layers.len())
-        .ok_or_else(|| {
-            Error(format!(
-                "model spec: 'shares' must have one entry for each of the {} layers",
-                layers.len()
-            ))
-        })?;
     list.iter()
         .enumerate()
         .map(|(j, v)| match v {
