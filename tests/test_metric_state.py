@@ -89,3 +89,71 @@ def test_a_metric_function_updates_from_its_result():
     m.update_state(np.zeros((2, 3)), np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]]),
                    sample_weight=[1.0, 3.0])
     assert float(m.result()) == pytest.approx((2.0 * 1 + 1.0 * 3) / 4)
+
+
+# --- confusion metrics, against scikit-learn (an independent implementation) ---------
+def _scores(n=3000, seed=0):
+    r = np.random.default_rng(seed)
+    y = r.integers(0, 2, n)
+    return y, np.clip(0.35 * y + 0.65 * r.uniform(size=n), 0, 1)
+
+
+def test_precision_and_recall_match_scikit_learn_over_batches_and_weights():
+    from sklearn.metrics import precision_score, recall_score
+
+    y, p = _scores()
+    w = np.random.default_rng(1).uniform(0.2, 2.0, size=len(y))
+    prec, rec = metrics.Precision(), metrics.Recall(thresholds=0.6)
+    for part in np.array_split(np.arange(len(y)), 3):
+        prec.update_state(y[part], p[part], sample_weight=w[part])
+        rec.update_state(y[part], p[part], sample_weight=w[part])
+    assert float(prec.result()) == pytest.approx(
+        precision_score(y, p > 0.5, sample_weight=w), rel=1e-5)
+    assert float(rec.result()) == pytest.approx(recall_score(y, p > 0.6, sample_weight=w),
+                                                rel=1e-5)
+    several = metrics.Precision(thresholds=[0.3, 0.7])
+    several.update_state(y, p)
+    np.testing.assert_allclose(np.asarray(several.result()),
+                               [precision_score(y, p > t) for t in (0.3, 0.7)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("curve", ["ROC", "PR"])
+def test_auc_matches_scikit_learn_within_its_threshold_grid(curve):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y, p = _scores(seed=2)
+    auc = metrics.AUC(curve=curve)
+    auc.update_state(y[:1000], p[:1000])
+    auc.update_state(y[1000:], p[1000:])
+    want = roc_auc_score(y, p) if curve == "ROC" else average_precision_score(y, p)
+    assert float(auc.result()) == pytest.approx(want, abs=2e-3)
+    perfect = metrics.AUC(curve=curve)
+    perfect.update_state([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert float(perfect.result()) == pytest.approx(1.0, abs=1e-6)
+    auc.reset_state()
+    assert float(auc.result()) == 0.0
+
+
+@pytest.mark.parametrize("average", [None, "micro", "macro", "weighted"])
+def test_f1_score_matches_scikit_learn(average):
+    from sklearn.metrics import f1_score
+
+    r = np.random.default_rng(4)
+    ids, scores = r.integers(0, 3, 200), r.uniform(size=(200, 3))
+    scores[np.arange(200), ids] += r.uniform(0, 0.6, 200)  # better than chance
+    f1 = metrics.F1Score(average=average)
+    f1.update_state(np.eye(3)[ids[:120]], scores[:120])
+    f1.update_state(np.eye(3)[ids[120:]], scores[120:])
+    want = f1_score(ids, scores.argmax(1), average=average)
+    np.testing.assert_allclose(np.asarray(f1.result()), want, rtol=1e-5)
+
+
+def test_confusion_metrics_are_refused_by_compile_for_now_and_check_arguments():
+    model = ferrax.Sequential([ferrax.Input((2,)), ferrax.layers.Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy", metrics=[metrics.AUC()])
+    with pytest.raises(ValueError, match="AUC is for custom loops for now"):
+        model.fit(np.ones((4, 2)), np.ones(4), verbose=0)
+    with pytest.raises(ValueError, match="curve must be 'ROC' or 'PR'"):
+        metrics.AUC(curve="XY")
+    with pytest.raises(ValueError, match=r"must both be \(batch, classes\)"):
+        metrics.F1Score().update_state(np.ones(3), np.ones(3))

@@ -310,3 +310,15 @@ def categorical_accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike
 def sparse_categorical_accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike
                                 ) -> npt.NDArray[np.float32]:
     return (np.asarray(y_true).reshape(-1) == np.argmax(y_pred, -1)).astype(np.float32)
+
+
+# Keras's confusion metrics (counts of positives and negatives), for custom loops.
+from ferrax._confusion import AUC, F1Score, Precision, Recall  # noqa: E402
+
+__all__ = [
+    "AUC", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "Mean",
+    "MeanAbsoluteError", "MeanSquaredError", "Metric", "MetricFunctionWrapper", "Precision",
+    "Recall", "SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "Sum",
+    "TopKCategoricalAccuracy", "binary_accuracy", "categorical_accuracy", "get",
+    "resolve_accuracy", "sparse_categorical_accuracy",
+]
