@@ -35,6 +35,12 @@ class CoreModel:
 
     def __init__(self, spec_json: str) -> None: ...
     def compile(self, spec_json: str) -> None: ...
+    forward_runs: int
+
+    def tape_forward(self, x: _F32, training: bool) -> _F32:
+        """A custom loop's forward pass; activations kept for tape_backward."""
+    def tape_backward(self, rows: int, dy: _F32) -> list[_F32]:
+        """The weights' gradients for the outputs' gradients dy."""
     def output_shapes(self) -> list[list[int]]:
         """Per-sample output shape of every layer."""
     def weight_info(self) -> list[tuple[int, str, list[int]]]:

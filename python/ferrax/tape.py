@@ -42,8 +42,9 @@ class GradientTape:
         # what depends on a watched value, by id (the objects kept, so ids stay unique)
         self._tracked: dict[int, Any] = {}
         self._watched_variables: dict[int, Variable] = {}
-        # per recorded op, in the order run: (result, op, attrs JSON, operands, arrays)
-        self._records: list[tuple[Tensor, str, str, list[Any], list[np.ndarray]]] = []
+        # per recorded op, in the order run: (result, op, attrs JSON, operands, arrays);
+        # a model's call: (result, "", backward, [], [])
+        self._records: list[tuple[Tensor, str, Any, list[Any], list[np.ndarray]]] = []
         self._used = False
         self._open = False
 
@@ -77,6 +78,9 @@ class GradientTape:
         """Watch `tensor` (or each tensor of a list, tuple or dict): gradients with
         respect to it can then be asked for."""
         for t in _flatten(tensor):
+            if _is_engine_weight(t):
+                self._tracked[_key(t)] = t
+                continue
             if not isinstance(t, Tensor):
                 raise TypeError(f"GradientTape.watch: expected a ferrax tensor or variable, "
                                 f"got {describe(t)} (convert an array with "
@@ -105,6 +109,22 @@ class GradientTape:
         self._tracked[id(out)] = out
         self._records.append((out, op, attrs, list(operands), arrays))
 
+    def _record_call(self, owner: str, inputs: Any, variables: list[Any], out: Tensor,
+                     backward: Any) -> None:
+        """Records a model's call as one node: `backward(dy)` gives (weight, gradient)
+        pairs from the engine's own backward pass."""
+        if any(_key(t) in self._tracked for t in _flatten(inputs)):
+            raise NotImplementedError(f"GradientTape: {owner} is called on a watched tensor; "
+                                      f"gradients with respect to a model's inputs are not "
+                                      f"supported yet")
+        if self.watch_accessed_variables:
+            for v in variables:
+                self._tracked[_key(v)] = v
+        if not any(_key(v) in self._tracked for v in variables):
+            return
+        self._tracked[id(out)] = out
+        self._records.append((out, "", backward, [], []))
+
     # --- gradients ---------------------------------------------------------------
     def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
                  unconnected_gradients: str = "none") -> Any:
@@ -132,6 +152,8 @@ class GradientTape:
                                "GradientTape(persistent=True) to ask more than once")
         flat_sources = _flatten(sources)
         for k, s in enumerate(flat_sources):
+            if _is_engine_weight(s):
+                continue  # a model's weight: its gradient comes from the model's call
             if not isinstance(s, Tensor):
                 raise TypeError(f"GradientTape.gradient: source {k} is {describe(s)}; sources "
                                 f"are variables or tensors the tape watches")
@@ -139,7 +161,7 @@ class GradientTape:
                 what = getattr(s, "name", "a tensor")
                 raise ValueError(f"GradientTape.gradient: source {k} ({what}) is {s.dtype}; "
                                  f"only float tensors have gradients")
-        grads: dict[int, np.ndarray] = {}
+        grads: dict[Any, np.ndarray] = {}
         targets = _flatten(target)
         seeds = _flatten(output_gradients) if output_gradients is not None else \
             [None] * len(targets)
@@ -157,6 +179,11 @@ class GradientTape:
             g = grads.get(id(out))
             if g is None:
                 continue
+            if not op:  # a model's call: the engine's backward
+                for v, dv in attrs(g):
+                    if _key(v) in self._tracked:
+                        _accumulate(grads, v, dv)
+                continue
             y = np.ascontiguousarray(out._value, dtype=np.float32)
             for o, dx in zip(operands, _core.op_vjp(op, attrs, arrays, y, g)):
                 if id(o) in self._tracked:
@@ -166,16 +193,30 @@ class GradientTape:
             self._records, self._tracked = [], {}
         results: list[Tensor | None] = []
         for s in flat_sources:
-            g = grads.get(id(s))
+            g = grads.get(_key(s))
             if g is None and unconnected_gradients == "zero":
                 g = np.zeros(s.shape, np.float32)
             results.append(None if g is None else Tensor(g))
         return _rebuild(sources, iter(results))
 
 
-def _accumulate(grads: dict[int, np.ndarray], t: Any, g: np.ndarray) -> None:
-    have = grads.get(id(t))
-    grads[id(t)] = g if have is None else have + g
+def _is_engine_weight(x: Any) -> bool:
+    from ferrax.layers.base import Variable as EngineWeight
+
+    return isinstance(x, EngineWeight)
+
+
+def _key(x: Any) -> Any:
+    """What a value is known by: a model's weight by (model, index), since its
+    Variable objects are made again when the model's weights move; else itself."""
+    if _is_engine_weight(x):
+        return ("weight", id(x._model), x._index)
+    return id(x)
+
+
+def _accumulate(grads: dict[Any, np.ndarray], t: Any, g: np.ndarray) -> None:
+    have = grads.get(_key(t))
+    grads[_key(t)] = g if have is None else have + g
 
 
 def _flatten(structure: Any) -> list[Any]:

@@ -613,6 +613,9 @@ class Model:
         """Weights the optimizer leaves alone (BatchNormalization's moving statistics)."""
         return [v for v in self.weights if not v.trainable]
 
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
     def get_weights(self) -> list[Float32Array]:
         return self._built_core().get_weights() if self._core is not None else []
 
@@ -1138,7 +1141,47 @@ class Model:
         if any_symbolic(x):
             fixed = fixed_training(f"Model '{self.name}'", training)
             return fixing_training(self, fixed, lambda: self._call_symbolic(x, fixed))
+        from ferrax.ops import _dispatch
+
+        if _dispatch._TAPES:
+            return self._call_under_tape(x, bool(training))
         return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
+
+    def _call_under_tape(self, x: Any, training: bool) -> Any:
+        """`model(x)` while a GradientTape records: the whole model runs forward in the
+        engine as one recorded node, whose backward is the engine's own."""
+        from ferrax.tensor import Tensor
+
+        if self._output_list() is not None:
+            raise NotImplementedError(f"Model '{self.name}': a model with several outputs "
+                                      f"under a GradientTape is not supported yet")
+        xa = _data.as_array(self._unpack_x(x), "x")
+        xf = self._prepared(_data.features(xa, self._expected_input(), self.name,
+                                           first_layer=self._first_layer_name()))
+        self._check_inputs(xa, "x")
+        self._ensure_built(xa)
+        core = self._engine_for(xf)
+        x32 = np.ascontiguousarray(xf, dtype=np.float32)
+        n = len(x32)
+        flat = core.tape_forward(x32, training)
+        out = Tensor(self._shape_outputs(flat, n))
+        run = core.forward_runs
+        variables = self.trainable_weights
+
+        def backward(dy: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+            if core.forward_runs != run:
+                raise RuntimeError(
+                    f"Model '{self.name}' ran again (another call, predict or fit) between "
+                    f"this call under the GradientTape and gradient(); the engine keeps one "
+                    f"call's activations: compute the gradient first")
+            grads = core.tape_backward(n, np.ascontiguousarray(dy, np.float32).reshape(n, -1))
+            return [(v, grads[v._index]) for v in variables]
+
+        from ferrax.ops import _dispatch
+
+        for tape in _dispatch._TAPES:
+            tape._record_call(f"Model '{self.name}'", x, variables, out, backward)
+        return out
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
                        sample_weight: npt.ArrayLike | None = None,

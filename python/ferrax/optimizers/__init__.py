@@ -122,6 +122,7 @@ class Optimizer:
         import numpy as np
 
         from ferrax import _core
+        from ferrax.layers.base import Variable as EngineWeight
         from ferrax.variables import Variable
 
         owner = f"{type(self).__name__}.apply_gradients"
@@ -133,9 +134,11 @@ class Optimizer:
         if not variables:
             raise ValueError(f"{owner}: no gradients and variables given")
         for k, v in enumerate(variables):
+            if isinstance(v, EngineWeight):
+                continue  # a model's weight, held in its engine
             if not isinstance(v, Variable) or v.dtype != "float32":
-                raise TypeError(f"{owner}: variable {k} must be a float32 ferrax.Variable, got "
-                                f"{describe(v)}")
+                raise TypeError(f"{owner}: variable {k} must be a float32 ferrax.Variable or "
+                                f"a model's weight, got {describe(v)}")
         if all(g is None for g in grads):
             names = ", ".join(v.name for v in variables)
             raise ValueError(f"{owner}: no gradient for any variable ({names}); does the loss "
@@ -144,7 +147,7 @@ class Optimizer:
             self._eager = _core.EagerOptimizer(json.dumps(self._core_spec()))
             self._eager_variables = list(variables)
         elif len(variables) != len(self._eager_variables) or any(
-                a is not b for a, b in zip(variables, self._eager_variables)):
+                _identity(a) != _identity(b) for a, b in zip(variables, self._eager_variables)):
             built = ", ".join(v.name for v in self._eager_variables)
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
@@ -158,9 +161,21 @@ class Optimizer:
                 raise ValueError(f"{owner}: the gradient of '{v.name}' has shape {a.shape}, "
                                  f"the variable {v.shape}")
             arrays.append(a)
-        values = [np.ascontiguousarray(v._value) for v in variables]
+        # a model's weights are read from its engine once, and written back once
+        engines: dict[int, tuple[Any, list[Any]]] = {}
+        for v in variables:
+            if isinstance(v, EngineWeight) and id(v._model) not in engines:
+                core = v._model._built_core()
+                engines[id(v._model)] = (core, core.get_weights())
+        values = [engines[id(v._model)][1][v._index] if isinstance(v, EngineWeight)
+                  else np.ascontiguousarray(v._value) for v in variables]
         for v, new in zip(variables, self._eager.apply(values, arrays)):
-            v._value = new  # a new array: a tape that read the old value keeps it
+            if isinstance(v, EngineWeight):
+                engines[id(v._model)][1][v._index] = new
+            else:
+                v._value = new  # a new array: a tape that read the old value keeps it
+        for core, weights in engines.values():
+            core.set_weights([np.ascontiguousarray(w) for w in weights])
         return self.iterations
 
     def _learning_rate_config(self) -> float | Config:
@@ -261,6 +276,13 @@ class Nadam(Optimizer):
         self.beta_2 = float(check_number("Nadam", "beta_2", beta_2, low=0, high=1,
                                          high_open=True))
         self.epsilon = float(check_number("Nadam", "epsilon", epsilon, low=0))
+
+
+def _identity(v: Any) -> Any:
+    """A variable's identity across calls (a model's weight by model and index)."""
+    from ferrax.layers.base import Variable as EngineWeight
+
+    return ("weight", id(v._model), v._index) if isinstance(v, EngineWeight) else id(v)
 
 
 _CLASSES: dict[str, type[Optimizer]] = {

@@ -142,6 +142,9 @@ pub struct Model {
     key: Key,
     /// Training steps run; keys dropout masks.
     pub step: u64,
+    /// Forward passes run: a custom loop's backward checks that its forward is
+    /// still the last one (the activations are those of the last pass).
+    pub forward_runs: u64,
     /// Batches run forward outside training: key the masks of calls fixed to
     /// training (Monte Carlo dropout), so that each prediction draws new ones.
     inference_batches: u64,
@@ -400,6 +403,7 @@ impl Model {
             key,
             step: 0,
             inference_batches: 0,
+            forward_runs: 0,
             compiled: None,
         })
     }
@@ -655,6 +659,7 @@ impl Model {
     /// place, no copy), else those already in `acts[0]`.
     /// `with_loss`: also the layers only a loss needs (they read the targets).
     fn forward(&mut self, rows: usize, training: bool, input: Option<&[f32]>, with_loss: bool) {
+        self.forward_runs += 1;
         let stream = if training {
             self.step
         } else {
@@ -751,14 +756,24 @@ impl Model {
     /// Layers run in reverse order, so every reader of a value has sent its
     /// gradient back before the value's own layer reads it.
     fn backward(&mut self, rows: usize) {
+        self.backward_pass(rows, true);
+    }
+
+    /// `backward`; without `with_loss`, from the outputs' gradients alone (the
+    /// nodes only a loss needs are skipped, as their forward was).
+    fn backward_pass(&mut self, rows: usize, with_loss: bool) {
         self.grad_written.fill(false);
         let head_values = self.head_values.iter().flatten();
-        for &v in self
-            .outputs
-            .iter()
-            .chain(&self.added_losses)
-            .chain(head_values)
-        {
+        let loss_values: Vec<usize> = if with_loss {
+            self.added_losses
+                .iter()
+                .chain(head_values)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for &v in self.outputs.iter().chain(&loss_values) {
             self.grad_written[self.alias[v]] = true;
         }
         for &v in &self.unread {
@@ -776,6 +791,9 @@ impl Model {
             }
             if self.layers[i].is_reshape() || self.absorbed[i] {
                 continue; // a reshape's input and output gradients share one buffer
+            }
+            if !with_loss && self.loss_only[i] {
+                continue;
             }
             if self.source[i] {
                 // A weight of a traced layer: its readers have summed its gradient,
@@ -1259,6 +1277,88 @@ impl Model {
         }
         self.idx_batch = idx;
         Ok(())
+    }
+
+    /// A custom loop's forward pass (`model(x, training=...)` under a GradientTape)
+    /// on all `rows` samples of `x`: the outputs (side by side per sample, as
+    /// `predict` gives them) go to `out`; the activations stay for `tape_backward`.
+    pub fn tape_forward(&mut self, x: &[f32], training: bool, out: &mut [f32]) -> Result<usize> {
+        let width = self.sizes[0];
+        if width == 0 || !x.len().is_multiple_of(width) {
+            crate::bail!(
+                "x has {} values, not a whole number of samples of {width} values",
+                x.len()
+            );
+        }
+        let rows = x.len() / width;
+        if out.len() != rows * self.output_size() {
+            crate::bail!("tape_forward: output buffer of the wrong size");
+        }
+        self.reserve(rows);
+        self.acts[0][..x.len()].copy_from_slice(x);
+        self.check_batch(rows, None)?;
+        self.sync_tied_weights();
+        self.forward(rows, training, None, false);
+        if training {
+            self.step += 1; // the next call draws other dropout masks
+        }
+        let out_size = self.output_size();
+        let mut at = 0;
+        for &v in &self.outputs {
+            let size = self.sizes[v];
+            let values = self.output_values(v, rows, None);
+            for (r, part) in values.chunks(size.max(1)).enumerate() {
+                out[r * out_size + at..][..size].copy_from_slice(part);
+            }
+            at += size;
+        }
+        Ok(rows)
+    }
+
+    /// The weights' gradients (in `params()` order) of Σ dy · outputs for the last
+    /// `tape_forward` of `rows` samples; `dy` is laid out as its outputs were.
+    /// Regularization is not added (in Keras it is part of `model.losses`).
+    pub fn tape_backward(&mut self, rows: usize, dy: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let out_size = self.output_size();
+        if dy.len() != rows * out_size {
+            crate::bail!(
+                "tape_backward: {} output gradients for {rows} samples of {out_size}",
+                dy.len()
+            );
+        }
+        let mut at = 0;
+        for &v in &self.outputs.clone() {
+            let size = self.sizes[v];
+            let g = &mut self.grads[self.alias[v]];
+            if g.len() < rows * size {
+                g.resize(rows * size, 0.0);
+            }
+            for r in 0..rows {
+                g[r * size..][..size].copy_from_slice(&dy[r * out_size + at..][..size]);
+            }
+            at += size;
+        }
+        // The output's gradient is the one given, not a fused loss's.
+        for layer in &mut self.layers {
+            layer.set_fused_output(false);
+        }
+        self.backward_pass(rows, false);
+        self.gather_tied_grads();
+        let fused: Vec<bool> = self
+            .compiled
+            .as_ref()
+            .map(|c| c.heads.iter().map(|h| h.fused_softmax).collect())
+            .unwrap_or_default();
+        for (k, &f) in fused.iter().enumerate() {
+            let v = self.outputs[k];
+            if f && v > 0 {
+                self.layers[v - 1].set_fused_output(true);
+            }
+        }
+        Ok(self
+            .params()
+            .map(|p| p.grad.as_slice().expect("contiguous").to_vec())
+            .collect())
     }
 
     /// Scores samples `start..end` in order, without training.

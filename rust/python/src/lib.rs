@@ -351,6 +351,48 @@ impl CoreModel {
         Ok(totals_to_py(&totals))
     }
 
+    /// A custom loop's forward pass on every sample of `x` (float32, C order):
+    /// the outputs as a (rows, output size) array; activations kept for
+    /// `tape_backward`.
+    fn tape_forward<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'py, f32>,
+        training: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let xs = f32_slice(&x)?;
+        let out_size = self.model.output_size();
+        let rows = x.shape().first().copied().unwrap_or(0);
+        let mut out = vec![0.0f32; rows * out_size];
+        let model = &mut self.model;
+        run_core(py, || model.tape_forward(xs, training, &mut out))?;
+        Ok(to_numpy(py, &out, &[rows, out_size]))
+    }
+
+    /// Forward passes run so far (any of them replaces the kept activations).
+    #[getter]
+    fn forward_runs(&self) -> u64 {
+        self.model.forward_runs
+    }
+
+    /// The weights' gradients (as `get_weights` lists them) for output gradients
+    /// `dy` of the last `tape_forward`.
+    fn tape_backward<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: usize,
+        dy: PyReadonlyArrayDyn<'py, f32>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let dys = f32_slice(&dy)?;
+        let model = &mut self.model;
+        let grads = run_core(py, || model.tape_backward(rows, dys))?;
+        Ok(grads
+            .iter()
+            .zip(self.model.params())
+            .map(|(g, p)| to_numpy(py, g, p.value.shape()))
+            .collect())
+    }
+
     /// Outputs for samples start..end, as a (rows, output size) float32 array.
     fn predict<'py>(
         &mut self,

@@ -1,0 +1,128 @@
+"""A model called under a GradientTape runs forward in the engine as one recorded
+node, and its backward is the engine's: gradients against float64 NumPy, a tape loop
+against fit (bitwise, with dropout), weights updated by apply_gradients, and the
+errors for what is not supported yet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ferrax
+from ferrax import layers, ops
+
+R = np.random.default_rng(0)
+X = R.normal(size=(32, 6)).astype(np.float32)
+Y = R.normal(size=(32, 4)).astype(np.float32)
+
+
+def _mlp(dropout: float = 0.0) -> ferrax.Model:
+    ferrax.utils.set_random_seed(7)
+    return ferrax.Sequential([ferrax.Input((6,)), layers.Dense(8, activation="relu"),
+                              layers.Dropout(dropout), layers.Dense(4)])
+
+
+def test_a_models_gradients_under_the_tape_match_the_numpy_reference():
+    model = _mlp()
+    with ferrax.GradientTape() as tape:
+        out = model(X[:8], training=True)
+        loss = ops.mean(ops.square(out - Y[:8]))
+    grads = tape.gradient(loss, model.trainable_variables)
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    z = X[:8] @ w1 + b1
+    h = np.maximum(z, 0)
+    d = 2 * (h @ w2 + b2 - Y[:8]) / (8 * 4)
+    dz = (d @ w2.T) * (z > 0)
+    for g, want in zip(grads, [X[:8].T @ dz, dz.sum(0), h.T @ d, d.sum(0)]):
+        np.testing.assert_allclose(np.asarray(g), want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_a_tape_loop_gives_the_weights_of_fit_bitwise(dropout):
+    fitted = _mlp(dropout)
+    fitted.compile(optimizer=ferrax.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    fitted.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model = _mlp(dropout)
+    optimizer = ferrax.optimizers.SGD(0.1, momentum=0.9)
+    for _ in range(2):
+        for start in range(0, 32, 8):
+            xb, yb = X[start:start + 8], Y[start:start + 8]
+            with ferrax.GradientTape() as tape:
+                loss = ops.mean(ops.square(model(xb, training=True) - yb))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    # (batch 8 and 4 outputs: the loss's scale factors are powers of two, exact in
+    # both the engine's fused loss and the ops' mean)
+    for a, b in zip(model.get_weights(), fitted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert optimizer.iterations == 8
+
+
+def test_a_functional_model_and_ops_after_it_train_together():
+    inp = ferrax.Input((6,))
+    model = ferrax.Model(inp, layers.Dense(4, activation="tanh")(inp))
+    scale = ferrax.Variable(np.ones(4), name="scale")
+    optimizer = ferrax.optimizers.Adam(0.05)
+    first = None
+    for _ in range(40):
+        with ferrax.GradientTape() as tape:
+            loss = ops.mean(ops.square(model(X) * scale - Y))
+        variables = model.trainable_variables + [scale]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        first = float(loss) if first is None else first
+    assert float(loss) < 0.8 * first
+    assert not np.array_equal(scale.numpy(), np.ones(4))
+
+
+def test_the_model_called_again_before_gradient_is_a_clear_error():
+    model = _mlp()
+    with ferrax.GradientTape() as tape:
+        loss = ops.sum(model(X[:4]))
+        model(X[4:8])
+    with pytest.raises(RuntimeError, match="ran again .* between this call under the "
+                                           "GradientTape and gradient"):
+        tape.gradient(loss, model.trainable_variables)
+
+
+def test_gradients_for_a_models_input_are_refused_for_now():
+    model = _mlp()
+    x = ops.convert_to_tensor(X[:4])
+    with ferrax.GradientTape() as tape:
+        tape.watch(x)
+        with pytest.raises(NotImplementedError, match="with respect to a model's inputs"):
+            model(x)
+
+
+def test_outside_a_tape_a_model_call_still_predicts():
+    model = _mlp()
+    np.testing.assert_array_equal(np.asarray(model(X[:4])), model.predict(X[:4], verbose=0))
+
+
+def test_a_softmax_output_fused_with_its_compiled_loss_gives_plain_gradients_under_the_tape():
+    ferrax.utils.set_random_seed(3)
+    model = ferrax.Sequential([ferrax.Input((6,)), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    onehot = np.eye(3, dtype=np.float32)[np.arange(32) % 3]
+    model.fit(X, onehot, batch_size=8, epochs=1, verbose=0)  # the fused softmax in use
+    seed = R.normal(size=(8, 3)).astype(np.float32)
+    with ferrax.GradientTape() as tape:
+        out = model(X[:8], training=True)
+        target = ops.sum(out * seed)  # any function of the probabilities
+    gw, gb = tape.gradient(target, model.trainable_variables)
+    w, b = (a.astype(np.float64) for a in model.get_weights())
+    logits = X[:8] @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = p * (seed - (seed * p).sum(1, keepdims=True))  # softmax's backward
+    np.testing.assert_allclose(np.asarray(gw), X[:8].T @ dz, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gb), dz.sum(0), rtol=1e-4, atol=1e-6)
+    before = model.get_weights()
+    model.fit(X, onehot, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    # fit's step still uses the fused gradient p - y
+    w, b = (a.astype(np.float64) for a in before)
+    logits = X @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = (p - onehot) / 32
+    np.testing.assert_allclose(model.get_weights()[0], w - 0.01 * X.T @ d, rtol=1e-4,
+                               atol=1e-6)
