@@ -447,16 +447,23 @@ impl Model {
                 fused_softmax,
             });
         }
+        self.compiled = Some(Compiled { optimizer, heads });
+        self.set_fused_outputs(true);
+        Ok(())
+    }
+
+    /// Hands each output layer whose loss fuses with its softmax the loss's
+    /// gradient with respect to the logits (`fused`), or none (plain gradients).
+    fn set_fused_outputs(&mut self, fused: bool) {
+        let heads = self.compiled.as_ref().map_or(&[][..], |c| &c.heads[..]);
         for (i, l) in self.layers.iter_mut().enumerate() {
-            let fused = self
+            let fuses = self
                 .outputs
                 .iter()
-                .zip(&heads)
+                .zip(heads)
                 .any(|(&out, h)| h.fused_softmax && out == i + 1);
-            l.set_fused_output(fused);
+            l.set_fused_output(fused && fuses);
         }
-        self.compiled = Some(Compiled { optimizer, heads });
-        Ok(())
     }
 
     pub fn shapes(&self) -> &[Vec<usize>] {
@@ -763,17 +770,12 @@ impl Model {
     /// nodes only a loss needs are skipped, as their forward was).
     fn backward_pass(&mut self, rows: usize, with_loss: bool) {
         self.grad_written.fill(false);
-        let head_values = self.head_values.iter().flatten();
-        let loss_values: Vec<usize> = if with_loss {
-            self.added_losses
-                .iter()
-                .chain(head_values)
-                .copied()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for &v in self.outputs.iter().chain(&loss_values) {
+        let loss_values = self
+            .added_losses
+            .iter()
+            .chain(self.head_values.iter().flatten())
+            .filter(|_| with_loss);
+        for &v in self.outputs.iter().chain(loss_values) {
             self.grad_written[self.alias[v]] = true;
         }
         for &v in &self.unread {
@@ -1283,14 +1285,7 @@ impl Model {
     /// on all `rows` samples of `x`: the outputs (side by side per sample, as
     /// `predict` gives them) go to `out`; the activations stay for `tape_backward`.
     pub fn tape_forward(&mut self, x: &[f32], training: bool, out: &mut [f32]) -> Result<usize> {
-        let width = self.sizes[0];
-        if width == 0 || !x.len().is_multiple_of(width) {
-            crate::bail!(
-                "x has {} values, not a whole number of samples of {width} values",
-                x.len()
-            );
-        }
-        let rows = x.len() / width;
+        let rows = self.samples_in(x.len())?;
         if out.len() != rows * self.output_size() {
             crate::bail!("tape_forward: output buffer of the wrong size");
         }
@@ -1302,23 +1297,15 @@ impl Model {
         if training {
             self.step += 1; // the next call draws other dropout masks
         }
-        let out_size = self.output_size();
-        let mut at = 0;
-        for &v in &self.outputs {
-            let size = self.sizes[v];
-            let values = self.output_values(v, rows, None);
-            for (r, part) in values.chunks(size.max(1)).enumerate() {
-                out[r * out_size + at..][..size].copy_from_slice(part);
-            }
-            at += size;
-        }
+        self.write_outputs(rows, None, out);
         Ok(rows)
     }
 
-    /// The weights' gradients (in `params()` order) of Σ dy · outputs for the last
-    /// `tape_forward` of `rows` samples; `dy` is laid out as its outputs were.
-    /// Regularization is not added (in Keras it is part of `model.losses`).
-    pub fn tape_backward(&mut self, rows: usize, dy: &[f32]) -> Result<Vec<Vec<f32>>> {
+    /// The weights' gradients of Σ dy · outputs for the last `tape_forward` of
+    /// `rows` samples, left in their `grad` (read them through `params()`); `dy`
+    /// is laid out as its outputs were. Regularization is not added (in Keras it is
+    /// part of `model.losses`).
+    pub fn tape_backward(&mut self, rows: usize, dy: &[f32]) -> Result<()> {
         let out_size = self.output_size();
         if dy.len() != rows * out_size {
             crate::bail!(
@@ -1327,7 +1314,7 @@ impl Model {
             );
         }
         let mut at = 0;
-        for &v in &self.outputs.clone() {
+        for &v in &self.outputs {
             let size = self.sizes[v];
             let g = &mut self.grads[self.alias[v]];
             if g.len() < rows * size {
@@ -1339,26 +1326,11 @@ impl Model {
             at += size;
         }
         // The output's gradient is the one given, not a fused loss's.
-        for layer in &mut self.layers {
-            layer.set_fused_output(false);
-        }
+        self.set_fused_outputs(false);
         self.backward_pass(rows, false);
         self.gather_tied_grads();
-        let fused: Vec<bool> = self
-            .compiled
-            .as_ref()
-            .map(|c| c.heads.iter().map(|h| h.fused_softmax).collect())
-            .unwrap_or_default();
-        for (k, &f) in fused.iter().enumerate() {
-            let v = self.outputs[k];
-            if f && v > 0 {
-                self.layers[v - 1].set_fused_output(true);
-            }
-        }
-        Ok(self
-            .params()
-            .map(|p| p.grad.as_slice().expect("contiguous").to_vec())
-            .collect())
+        self.set_fused_outputs(true);
+        Ok(())
     }
 
     /// Scores samples `start..end` in order, without training.
@@ -1394,14 +1366,7 @@ impl Model {
         batch_size: usize,
         out: &mut [f32],
     ) -> Result<()> {
-        let width = self.sizes[0];
-        if width == 0 || !x.len().is_multiple_of(width) {
-            crate::bail!(
-                "x has {} values, not a whole number of samples of {width} values",
-                x.len()
-            );
-        }
-        let n = x.len() / width;
+        let n = self.samples_in(x.len())?;
         let end = end.min(n);
         let out_size = self.output_size();
         if out.len() < (end.saturating_sub(start)) * out_size {
@@ -1472,24 +1437,38 @@ impl Model {
                     return Err(non_finite(i));
                 }
             }
-            let dest = &mut out[offset..offset + rows * out_size];
-            if let [v] = self.outputs[..] {
-                dest.copy_from_slice(self.output_values(v, rows, direct));
-            } else {
-                // Several outputs: each sample's values side by side.
-                let mut at = 0;
-                for &v in &self.outputs {
-                    let size = self.sizes[v];
-                    let values = self.output_values(v, rows, direct);
-                    for (r, part) in values.chunks(size.max(1)).enumerate() {
-                        dest[r * out_size + at..][..size].copy_from_slice(part);
-                    }
-                    at += size;
-                }
-            }
+            self.write_outputs(rows, direct, &mut out[offset..offset + rows * out_size]);
             offset += rows * out_size;
         }
         Ok(())
+    }
+
+    /// The outputs of the batch of `rows` just run into `dest`, each sample's
+    /// values side by side when there are several outputs.
+    fn write_outputs(&self, rows: usize, input: Option<&[f32]>, dest: &mut [f32]) {
+        if let [v] = self.outputs[..] {
+            dest.copy_from_slice(self.output_values(v, rows, input));
+            return;
+        }
+        let out_size = self.output_size();
+        let mut at = 0;
+        for &v in &self.outputs {
+            let size = self.sizes[v];
+            let values = self.output_values(v, rows, input);
+            for (r, part) in values.chunks(size.max(1)).enumerate() {
+                dest[r * out_size + at..][..size].copy_from_slice(part);
+            }
+            at += size;
+        }
+    }
+
+    /// How many samples `len` input values hold (a whole number, or an error).
+    fn samples_in(&self, len: usize) -> Result<usize> {
+        let width = self.sizes[0];
+        if width == 0 || !len.is_multiple_of(width) {
+            crate::bail!("x has {len} values, not a whole number of samples of {width} values");
+        }
+        Ok(len / width)
     }
 
     /// Value `v` for the batch just run (read from the input itself when the

@@ -53,14 +53,7 @@ impl EagerOptimizer {
         if self.params.is_empty() {
             self.params = values
                 .iter()
-                .map(|v| Param {
-                    name: "variable",
-                    value: Tensor::zeros(v.shape().to_vec()),
-                    grad: Tensor::zeros(v.shape().to_vec()),
-                    regularizer: None,
-                    trainable: true,
-                    frozen: false,
-                })
+                .map(|v| Param::from_value("variable", Tensor::zeros(v.shape().to_vec())))
                 .collect();
         }
         if self.params.len() != values.len() {

@@ -385,11 +385,11 @@ impl CoreModel {
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let dys = f32_slice(&dy)?;
         let model = &mut self.model;
-        let grads = run_core(py, || model.tape_backward(rows, dys))?;
-        Ok(grads
-            .iter()
-            .zip(self.model.params())
-            .map(|(g, p)| to_numpy(py, g, p.value.shape()))
+        run_core(py, || model.tape_backward(rows, dys))?;
+        Ok(self
+            .model
+            .params()
+            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
             .collect())
     }
 

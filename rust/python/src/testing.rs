@@ -272,13 +272,9 @@ fn optimizer_run<'py>(
     let history = run_core(py, || {
         let mut ps: Vec<Param> = params
             .iter()
-            .map(|(v, s)| Param {
-                name: "param",
-                value: Tensor::from_shape_vec(s.clone(), v.clone()).expect("numpy shape"),
-                grad: Tensor::zeros(s.clone()),
-                regularizer: None,
-                trainable: true,
-                frozen: false,
+            .map(|(v, s)| {
+                let value = Tensor::from_shape_vec(s.clone(), v.clone()).expect("numpy shape");
+                Param::from_value("param", value)
             })
             .collect();
         let mut history = Vec::new();

@@ -109,6 +109,19 @@ impl Param {
         }
     }
 
+    /// A trainable weight holding `value`, its gradient zero, without regularizer.
+    pub fn from_value(name: &'static str, value: Tensor) -> Self {
+        let grad = Tensor::zeros(value.raw_dim());
+        Param {
+            name,
+            value,
+            grad,
+            regularizer: None,
+            trainable: true,
+            frozen: false,
+        }
+    }
+
     /// Whether the optimizer and the regularizers act on this weight.
     pub fn is_trained(&self) -> bool {
         self.trainable && !self.frozen
