@@ -5,7 +5,7 @@ returns. Each records the layer call (a `Node`) that made it, so that
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ferrax._operators import TensorOperators
@@ -119,6 +119,19 @@ def _leaves(structure: Any) -> Iterator[Any]:
             yield from _leaves(item)
     else:
         yield structure
+
+
+def pack_like(structure: Any, leaves: Iterable[Any]) -> Any:
+    """`leaves` (in `flatten`'s order) put back into the nesting of `structure`."""
+    it = iter(leaves)
+
+    def pack(s: Any) -> Any:
+        if isinstance(s, (list, tuple)):
+            return type(s)(pack(u) for u in s)
+        if isinstance(s, dict):
+            return {k: pack(u) for k, u in s.items()}
+        return next(it)
+    return pack(structure)
 
 
 def any_symbolic(structure: Any) -> bool:

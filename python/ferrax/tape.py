@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from ferrax._serial import describe
+from ferrax.layers.base import Variable as EngineWeight
 from ferrax.ops import _dispatch
+from ferrax.symbolic import flatten, pack_like
 from ferrax.tensor import Tensor
-from ferrax.variables import Variable
+from ferrax.variables import Variable, variable_key
 
 
 class GradientTape:
@@ -77,9 +79,9 @@ class GradientTape:
     def watch(self, tensor: Any) -> None:
         """Watch `tensor` (or each tensor of a list, tuple or dict): gradients with
         respect to it can then be asked for."""
-        for t in _flatten(tensor):
+        for t in flatten(tensor):
             if _is_engine_weight(t):
-                self._tracked[_key(t)] = t
+                self._tracked[variable_key(t)] = t
                 continue
             if not isinstance(t, Tensor):
                 raise TypeError(f"GradientTape.watch: expected a ferrax tensor or variable, "
@@ -113,14 +115,14 @@ class GradientTape:
                      backward: Any) -> None:
         """Records a model's call as one node: `backward(dy)` gives (weight, gradient)
         pairs from the engine's own backward pass."""
-        if any(_key(t) in self._tracked for t in _flatten(inputs)):
+        if any(variable_key(t) in self._tracked for t in flatten(inputs)):
             raise NotImplementedError(f"GradientTape: {owner} is called on a watched tensor; "
                                       f"gradients with respect to a model's inputs are not "
                                       f"supported yet")
         if self.watch_accessed_variables:
             for v in variables:
-                self._tracked[_key(v)] = v
-        if not any(_key(v) in self._tracked for v in variables):
+                self._tracked[variable_key(v)] = v
+        if not any(variable_key(v) in self._tracked for v in variables):
             return
         self._tracked[id(out)] = out
         self._records.append((out, "", backward, [], []))
@@ -150,7 +152,7 @@ class GradientTape:
             raise RuntimeError("GradientTape.gradient: this tape's record was used by an "
                                "earlier gradient() call and released; make it with "
                                "GradientTape(persistent=True) to ask more than once")
-        flat_sources = _flatten(sources)
+        flat_sources = flatten(sources)
         for k, s in enumerate(flat_sources):
             if _is_engine_weight(s):
                 continue  # a model's weight: its gradient comes from the model's call
@@ -162,8 +164,8 @@ class GradientTape:
                 raise ValueError(f"GradientTape.gradient: source {k} ({what}) is {s.dtype}; "
                                  f"only float tensors have gradients")
         grads: dict[Any, np.ndarray] = {}
-        targets = _flatten(target)
-        seeds = _flatten(output_gradients) if output_gradients is not None else \
+        targets = flatten(target)
+        seeds = flatten(output_gradients) if output_gradients is not None else \
             [None] * len(targets)
         if len(seeds) != len(targets):
             raise ValueError(f"GradientTape.gradient: {len(targets)} target(s) but "
@@ -181,7 +183,7 @@ class GradientTape:
                 continue
             if not op:  # a model's call: the engine's backward
                 for v, dv in attrs(g):
-                    if _key(v) in self._tracked:
+                    if variable_key(v) in self._tracked:
                         _accumulate(grads, v, dv)
                 continue
             y = np.ascontiguousarray(out._value, dtype=np.float32)
@@ -193,43 +195,17 @@ class GradientTape:
             self._records, self._tracked = [], {}
         results: list[Tensor | None] = []
         for s in flat_sources:
-            g = grads.get(_key(s))
+            g = grads.get(variable_key(s))
             if g is None and unconnected_gradients == "zero":
                 g = np.zeros(s.shape, np.float32)
             results.append(None if g is None else Tensor(g))
-        return _rebuild(sources, iter(results))
+        return pack_like(sources, results)
 
 
 def _is_engine_weight(x: Any) -> bool:
-    from ferrax.layers.base import Variable as EngineWeight
-
     return isinstance(x, EngineWeight)
 
 
-def _key(x: Any) -> Any:
-    """What a value is known by: a model's weight by (model, index), since its
-    Variable objects are made again when the model's weights move; else itself."""
-    if _is_engine_weight(x):
-        return ("weight", id(x._model), x._index)
-    return id(x)
-
-
 def _accumulate(grads: dict[Any, np.ndarray], t: Any, g: np.ndarray) -> None:
-    have = grads.get(_key(t))
-    grads[_key(t)] = g if have is None else have + g
-
-
-def _flatten(structure: Any) -> list[Any]:
-    if isinstance(structure, (list, tuple)):
-        return [leaf for s in structure for leaf in _flatten(s)]
-    if isinstance(structure, dict):
-        return [leaf for s in structure.values() for leaf in _flatten(s)]
-    return [structure]
-
-
-def _rebuild(structure: Any, leaves: Iterator[Any]) -> Any:
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_rebuild(s, leaves) for s in structure)
-    if isinstance(structure, dict):
-        return {k: _rebuild(v, leaves) for k, v in structure.items()}
-    return next(leaves)
+    have = grads.get(variable_key(t))
+    grads[variable_key(t)] = g if have is None else have + g

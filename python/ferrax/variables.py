@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ferrax._serial import describe
+from ferrax.layers.base import Variable as EngineWeight
 from ferrax.tensor import Tensor
 
 _NAMES = itertools.count()
@@ -72,6 +73,15 @@ class Variable(Tensor):
         body = np.array2string(self._value, prefix="<Variable ")
         return (f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}, "
                 f"value={body}>")
+
+
+def variable_key(x: Any) -> Any:
+    """What a tape and an optimizer know a value by: a model's weight by (model,
+    index), since its Variable objects are made again when the model's weights move;
+    anything else by itself."""
+    if isinstance(x, EngineWeight):
+        return ("weight", id(x._model), x._index)
+    return id(x)
 
 
 def _initial_value(initializer: Any, shape: Any, dtype: Any, name: str | None) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ferrax._typing import Config
 from ferrax.layers.base import Layer
-from ferrax.symbolic import KerasTensor, Node, flatten
+from ferrax.symbolic import KerasTensor, Node, flatten, pack_like
 
 if TYPE_CHECKING:
     from ferrax.models._graph import GraphBuilder
@@ -156,17 +156,7 @@ def trace_call(owner: Any, inputs: Any, kwargs: dict[str, Any]) -> Any:
     node.trace = trace  # type: ignore[attr-defined]
     if isinstance(owner, Layer) and len(outer) == 1 and outer[0].batched:
         owner._output_shape = outer[0].shape[1:]  # type: ignore[assignment]
-    if isinstance(result, KerasTensor):
-        return outer[0]
-    it = iter(outer)
-
-    def rebuild(s: Any) -> Any:
-        if isinstance(s, (list, tuple)):
-            return type(s)(rebuild(u) for u in s)
-        if isinstance(s, dict):
-            return {k: rebuild(u) for k, u in s.items()}
-        return next(it)
-    return rebuild(result)
+    return pack_like(result, outer)
 
 
 def trace_only(owner: Any, inner: Any, kwargs: dict[str, Any]) -> tuple[Trace, Any]:

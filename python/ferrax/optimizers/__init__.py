@@ -123,7 +123,7 @@ class Optimizer:
 
         from ferrax import _core
         from ferrax.layers.base import Variable as EngineWeight
-        from ferrax.variables import Variable
+        from ferrax.variables import Variable, variable_key
 
         owner = f"{type(self).__name__}.apply_gradients"
         grads = list(grads)
@@ -147,7 +147,8 @@ class Optimizer:
             self._eager = _core.EagerOptimizer(json.dumps(self._core_spec()))
             self._eager_variables = list(variables)
         elif len(variables) != len(self._eager_variables) or any(
-                _identity(a) != _identity(b) for a, b in zip(variables, self._eager_variables)):
+                variable_key(a) != variable_key(b)
+                for a, b in zip(variables, self._eager_variables)):
             built = ", ".join(v.name for v in self._eager_variables)
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
@@ -276,13 +277,6 @@ class Nadam(Optimizer):
         self.beta_2 = float(check_number("Nadam", "beta_2", beta_2, low=0, high=1,
                                          high_open=True))
         self.epsilon = float(check_number("Nadam", "epsilon", epsilon, low=0))
-
-
-def _identity(v: Any) -> Any:
-    """A variable's identity across calls (a model's weight by model and index)."""
-    from ferrax.layers.base import Variable as EngineWeight
-
-    return ("weight", id(v._model), v._index) if isinstance(v, EngineWeight) else id(v)
 
 
 _CLASSES: dict[str, type[Optimizer]] = {
