@@ -60,7 +60,25 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
 
 
-class Precision(_Counting):
+class _RatioAtThresholds(_Counting):
+    """Base of Precision and Recall: true positives over true positives plus the
+    other count (`_misses`), at each threshold."""
+
+    def __init__(self, kind: str, name: str, thresholds: Any, top_k: Any,
+                 class_id: Any) -> None:
+        _only_defaults(name, top_k=top_k, class_id=class_id)
+        self._one = thresholds is None or np.ndim(thresholds) == 0
+        super().__init__(kind, name, thresholds)
+
+    def _misses(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def result(self) -> Tensor:
+        value = _ratio(self.tp, self.tp + self._misses())
+        return Tensor(np.float32(value[0]) if self._one else value.astype(np.float32))
+
+
+class Precision(_RatioAtThresholds):
     """The fraction of predicted positives (above `thresholds`) that are positive.
 
     Args:
@@ -76,32 +94,32 @@ class Precision(_Counting):
 
     def __init__(self, thresholds: Any = None, top_k: Any = None, class_id: Any = None,
                  name: str = "precision", dtype: Any = None) -> None:
-        _only_defaults(name, top_k=top_k, class_id=class_id)
-        self._one = thresholds is None or np.ndim(thresholds) == 0
-        super().__init__("precision", name, thresholds)
+        super().__init__("precision", name, thresholds, top_k, class_id)
 
-    def result(self) -> Tensor:
-        value = _ratio(self.tp, self.tp + self.fp)
-        return Tensor(np.float32(value[0]) if self._one else value.astype(np.float32))
+    def _misses(self) -> np.ndarray:
+        return self.fp
 
 
-class Recall(_Counting):
+class Recall(_RatioAtThresholds):
     """The fraction of positives predicted positive (above `thresholds`).
 
     Args:
         thresholds: A threshold, or a list of them (one result each); 0.5 by default.
         name: Its name in the logs.
+
+    Example:
+
+    >>> m = ferrax.metrics.Recall()
+    >>> m.update_state([0, 1, 1, 1], [1, 0, 1, 1])
+    >>> float(m.result())   # 2 of the 3 positives found: 0.667
     """
 
     def __init__(self, thresholds: Any = None, top_k: Any = None, class_id: Any = None,
                  name: str = "recall", dtype: Any = None) -> None:
-        _only_defaults(name, top_k=top_k, class_id=class_id)
-        self._one = thresholds is None or np.ndim(thresholds) == 0
-        super().__init__("recall", name, thresholds)
+        super().__init__("recall", name, thresholds, top_k, class_id)
 
-    def result(self) -> Tensor:
-        value = _ratio(self.tp, self.tp + self.fn)
-        return Tensor(np.float32(value[0]) if self._one else value.astype(np.float32))
+    def _misses(self) -> np.ndarray:
+        return self.fn
 
 
 class AUC(_Counting):

@@ -556,8 +556,10 @@ def _positional_as_keywords(layer: Layer, inputs: Any, args: tuple[Any, ...],
     import inspect
 
     owner = f"{type(layer).__name__} '{layer.name}'"
+    signature = inspect.signature(layer.call)
+    params = signature.parameters
     try:
-        bound = inspect.signature(layer.call).bind(inputs, *args, **kwargs)
+        bound = signature.bind(inputs, *args, **kwargs)
     except TypeError as e:
         raise TypeError(f"{owner}: call arguments do not fit call(): {e}") from None
     named = dict(bound.arguments)
@@ -567,14 +569,11 @@ def _positional_as_keywords(layer: Layer, inputs: Any, args: tuple[Any, ...],
             raise NotImplementedError(f"{owner}: tensor argument '{name}' after the inputs is "
                                       f"not supported yet; pass all tensors as the first "
                                       f"argument (a list or a dict)")
-    extra = {k: v for k, v in named.items()
-             if inspect.signature(layer.call).parameters[k].kind
-             is inspect.Parameter.VAR_POSITIONAL}
+    extra = [k for k in named if params[k].kind is inspect.Parameter.VAR_POSITIONAL]
     if extra:
-        raise NotImplementedError(f"{owner}: call(*{next(iter(extra))}) is not supported; "
+        raise NotImplementedError(f"{owner}: call(*{extra[0]}) is not supported; "
                                   f"name the arguments")
-    kw = next((k for k, p in inspect.signature(layer.call).parameters.items()
-               if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    kw = next((k for k, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
     if kw is not None and kw in named:
         named.update(named.pop(kw))
     return named

@@ -755,7 +755,8 @@ class Model:
             entries.append(_HeadFunctions(self._target_views[k], tuple(shapes[k]), fn_loss,
                                           fn_metrics))
         want = tuple(entries) if any(e is not None for e in entries) else None
-        if _same_functions(want, self._functions_in_graph):
+        # (the functions compare by identity: loss and metric objects define no __eq__)
+        if want == self._functions_in_graph:
             return
 
         def change() -> None:
@@ -1039,12 +1040,7 @@ class Model:
 
         self._refuse_step_override("predict_step", "predict")
         batch_size = _data.check_batch_size(batch_size)
-        xa = _data.as_array(self._unpack_x(x), "x", check_finite=False)
-        expected = self._expected_input()
-        xf = self._prepared(_data.features(xa, expected, self.name,
-                                           first_layer=self._first_layer_name()))
-        self._check_inputs(xa, "x")
-        self._ensure_built(xa)
+        xf = self._input_features(x, check_finite=False)
         self._check_stateful_batches(len(xf), batch_size)
         n = len(xf)
         steps = math.ceil(n / batch_size)
@@ -1078,6 +1074,15 @@ class Model:
         cbs.on_predict_end({})
         out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return self._shape_outputs(out, n)
+
+    def _input_features(self, x: Any, check_finite: bool = True) -> np.ndarray:
+        """`x` checked and laid out as the engine reads it, the model built for it."""
+        xa = _data.as_array(self._unpack_x(x), "x", check_finite=check_finite)
+        xf = self._prepared(_data.features(xa, self._expected_input(), self.name,
+                                           first_layer=self._first_layer_name()))
+        self._check_inputs(xa, "x")
+        self._ensure_built(xa)
+        return xf
 
     def _shape_outputs(self, out: Float32Array, n: int) -> Float32Array:
         """The engine's (n, output size) result in the last layer's shape(s)."""
@@ -1155,11 +1160,7 @@ class Model:
         if self._output_list() is not None:
             raise NotImplementedError(f"Model '{self.name}': a model with several outputs "
                                       f"under a GradientTape is not supported yet")
-        xa = _data.as_array(self._unpack_x(x), "x")
-        xf = self._prepared(_data.features(xa, self._expected_input(), self.name,
-                                           first_layer=self._first_layer_name()))
-        self._check_inputs(xa, "x")
-        self._ensure_built(xa)
+        xf = self._input_features(x)
         core = self._engine_for(xf)
         x32 = np.ascontiguousarray(xf, dtype=np.float32)
         n = len(x32)
@@ -1292,25 +1293,6 @@ class _HeadFunctions(NamedTuple):
     output_shape: tuple[int, ...]
     loss: Any  # a LossFunctionWrapper, or None (a built-in loss)
     metrics: tuple[Any, ...]
-
-
-def _same_functions(a: tuple[_HeadFunctions | None, ...] | None,
-                    b: tuple[_HeadFunctions | None, ...] | None) -> bool:
-    """Whether two sets of traced functions are the same (the functions by identity)."""
-    if a is None or b is None:
-        return a is b
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b):
-        if x is None or y is None:
-            if x is not y:
-                return False
-            continue
-        if (x.target_shape, x.output_shape) != (y.target_shape, y.output_shape) \
-                or x.loss is not y.loss or len(x.metrics) != len(y.metrics) \
-                or any(m is not n for m, n in zip(x.metrics, y.metrics)):
-            return False
-    return True
 
 
 class _LossCall:
