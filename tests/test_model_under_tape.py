@@ -126,3 +126,34 @@ def test_a_softmax_output_fused_with_its_compiled_loss_gives_plain_gradients_und
     d = (p - onehot) / 32
     np.testing.assert_allclose(model.get_weights()[0], w - 0.01 * X.T @ d, rtol=1e-4,
                                atol=1e-6)
+
+
+def test_ops_on_a_models_weights_add_their_gradient_to_the_models_own():
+    model = _mlp()
+    with ferrax.GradientTape() as tape:
+        loss = ops.mean(ops.square(model(X[:8]) - Y[:8]))
+        kernel = model.trainable_variables[0]
+        penalty = 0.5 * ops.sum(ops.square(kernel))  # an L2 term written with ops
+        total = loss + penalty
+    with_penalty = tape.gradient(total, model.trainable_variables)
+    with ferrax.GradientTape() as tape:
+        loss = ops.mean(ops.square(model(X[:8]) - Y[:8]))
+    plain = tape.gradient(loss, model.trainable_variables)
+    np.testing.assert_allclose(np.asarray(with_penalty[0]),
+                               np.asarray(plain[0]) + model.get_weights()[0], rtol=1e-5,
+                               atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(with_penalty[1]), np.asarray(plain[1]))
+
+
+def test_a_model_whose_outputs_were_given_as_a_list_returns_a_list():
+    inp = ferrax.Input((6,))
+    model = ferrax.Model(inp, [layers.Dense(4)(inp)])
+    with ferrax.GradientTape() as tape:
+        result = model(X[:5])
+        assert isinstance(result, list) and len(result) == 1
+        (out,) = result
+        loss = ops.sum(out)
+    assert out.shape == (5, 4)
+    kernel_grad = tape.gradient(loss, model.trainable_variables)[0]
+    np.testing.assert_allclose(np.asarray(kernel_grad),
+                               np.repeat(X[:5].sum(0)[:, None], 4, axis=1), rtol=1e-5)

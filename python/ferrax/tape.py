@@ -43,7 +43,7 @@ class GradientTape:
         self.watch_accessed_variables = bool(watch_accessed_variables)
         # what depends on a watched value, by id (the objects kept, so ids stay unique)
         self._tracked: dict[int, Any] = {}
-        self._watched_variables: dict[int, Variable] = {}
+        self._watched_variables: dict[Any, Any] = {}
         # per recorded op, in the order run: (result, op, attrs JSON, operands, arrays);
         # a model's call: (result, "", backward, [], [])
         self._records: list[tuple[Tensor, str, Any, list[Any], list[np.ndarray]]] = []
@@ -91,7 +91,7 @@ class GradientTape:
             if isinstance(t, Variable):
                 self._watched_variables[id(t)] = t
 
-    def watched_variables(self) -> list[Variable]:
+    def watched_variables(self) -> list[Any]:
         """The variables this tape watches, in the order first watched."""
         return list(self._watched_variables.values())
 
@@ -100,11 +100,13 @@ class GradientTape:
         """Called for each eager op while the tape records (see `_dispatch`)."""
         depends = False
         for o in operands:
-            if id(o) in self._tracked:
+            key = variable_key(o)
+            if key in self._tracked:
                 depends = True
-            elif isinstance(o, Variable) and o.trainable and self.watch_accessed_variables:
-                self._tracked[id(o)] = o
-                self._watched_variables[id(o)] = o
+            elif isinstance(o, (Variable, EngineWeight)) and o.trainable and \
+                    self.watch_accessed_variables:
+                self._tracked[key] = o
+                self._watched_variables[key] = o
                 depends = True
         if not depends or out._value.dtype != np.float32:
             return  # (an integer or boolean result carries no gradient)
@@ -188,7 +190,7 @@ class GradientTape:
                 continue
             y = np.ascontiguousarray(out._value, dtype=np.float32)
             for o, dx in zip(operands, _core.op_vjp(op, attrs, arrays, y, g)):
-                if id(o) in self._tracked:
+                if variable_key(o) in self._tracked:
                     _accumulate(grads, o, dx)
         if not self.persistent:
             self._used = True

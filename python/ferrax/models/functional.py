@@ -322,7 +322,7 @@ class Functional(Model):
             return dict(zip(self._outputs_struct, arrays))
         return arrays
 
-    def _pack_outputs(self, out: Float32Array) -> Any:
+    def _pack_outputs(self, out: Any) -> Any:
         if isinstance(self._outputs_struct, (list, tuple)):
             return [out]
         if isinstance(self._outputs_struct, dict):

@@ -408,7 +408,7 @@ class Model:
         model with one."""
         return None
 
-    def _pack_outputs(self, out: Float32Array) -> Any:
+    def _pack_outputs(self, out: Any) -> Any:
         """predict's result in the structure the model's outputs were given in."""
         return out
 
@@ -1157,15 +1157,16 @@ class Model:
         engine as one recorded node, whose backward is the engine's own."""
         from ferrax.tensor import Tensor
 
-        if self._output_list() is not None:
+        if self._output_list() is not None or self._output_layer()._output_parts() is not None:
             raise NotImplementedError(f"Model '{self.name}': a model with several outputs "
-                                      f"under a GradientTape is not supported yet")
+                                      f"(or returned states) under a GradientTape is not "
+                                      f"supported yet")
         xf = self._input_features(x)
         core = self._engine_for(xf)
         x32 = np.ascontiguousarray(xf, dtype=np.float32)
         n = len(x32)
         flat = core.tape_forward(x32, training)
-        out = Tensor(self._shape_outputs(flat, n))
+        out = Tensor(flat.reshape((n, *self._engine_output_shapes()[0])))
         run = core.forward_runs
         variables = self.trainable_weights
 
@@ -1182,7 +1183,7 @@ class Model:
 
         for tape in _dispatch._TAPES:
             tape._record_call(f"Model '{self.name}'", x, variables, out, backward)
-        return out
+        return self._pack_outputs(out)  # (in a list when outputs were given as one)
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
                        sample_weight: npt.ArrayLike | None = None,
