@@ -794,3 +794,42 @@ def test_a_loss_function_called_on_arrays_weighs_samples_as_fit_does():
     assert loss(y_true, y_pred, sample_weight=w) == pytest.approx((per_sample * w).sum() / 6,
                                                                   rel=1e-6)
     assert loss(y_true, y_pred) == pytest.approx(per_sample.mean(), rel=1e-6)
+
+
+def test_a_loss_function_called_on_arrays_refuses_weights_it_cannot_apply():
+    loss = ferrax.losses.get(lambda t, p: ops.mean(ops.square(t - p)))
+    with pytest.raises(ValueError, match="returns one number, so sample_weight cannot"):
+        loss(np.ones((3, 2)), np.zeros((3, 2)), sample_weight=np.ones(3))
+    per_sample = ferrax.losses.get(my_mse)
+    with pytest.raises(ValueError, match="sample_weight holds 2 weights for 3 samples"):
+        per_sample(np.ones((3, 2)), np.zeros((3, 2)), sample_weight=np.ones(2))
+
+
+def test_a_model_config_op_entry_without_its_fields_is_refused():
+    config = _model_with_raw_ops().get_config()
+    for e in config["layers"]:
+        if e["class_name"] == "Op":
+            del e["config"]["attrs"]
+            break
+    with pytest.raises(ValueError, match="an op entry lacks its name, op or attrs"):
+        ferrax.Model.from_config(config)
+
+
+def test_a_weight_made_outside_any_layer_cannot_go_in_a_config():
+    from ferrax.ops._nodes import LayerVariable
+
+    inp = ferrax.Input((3,))
+    loose = LayerVariable((3,), {"name": "ones"}, None, True, "loose", "nowhere")
+    model = ferrax.Model(inp, layers.Dense(2)(ops.add(inp, loose._holder._symbolic())))
+    with pytest.raises(NotImplementedError, match="reads a weight made outside any layer"):
+        model.get_config()
+
+
+class _Star(layers.Layer):
+    def call(self, x, *rest):
+        return x
+
+
+def test_a_custom_layers_star_arguments_are_refused():
+    with pytest.raises(NotImplementedError, match=r"call\(\*rest\) is not supported"):
+        _Star()(ferrax.Input((3,)), 1.0)

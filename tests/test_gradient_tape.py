@@ -190,3 +190,32 @@ def test_variables_are_made_from_values_or_initializers_and_assigned():
         ferrax.Variable("glorot_uniform")
     v = ferrax.Variable(np.arange(4.0))
     assert v.dtype == "float32" and float(ops.sum(v)) == 6.0
+
+
+def test_tape_misuse_is_refused_with_what_went_wrong():
+    w = ferrax.Variable(np.ones(2))
+    tape = ferrax.GradientTape()
+    with pytest.raises(RuntimeError, match="stop_recording: the tape is not open"), \
+            tape.stop_recording():
+        pass
+    with tape:
+        with pytest.raises(RuntimeError, match="this tape is already open"):
+            tape.__enter__()
+        y = ops.sum(w * 2.0)
+    with pytest.raises(ValueError, match="unconnected_gradients must be 'none' or 'zero'"):
+        tape.gradient(y, w, unconnected_gradients="zeros")
+    with pytest.raises(ValueError, match=r"1 target\(s\) but 2 output gradient\(s\)"):
+        tape.gradient(y, w, output_gradients=[1.0, 2.0])
+    with pytest.raises(TypeError, match="the target must be a tensor computed under the "
+                                        "tape, got"):
+        tape.gradient(3.0, w)
+
+
+def test_variables_refuse_bad_initial_values():
+    with pytest.raises(ValueError, match=r"shape=\(3,\) but the value has shape \(2,\)"):
+        ferrax.Variable(np.ones(2), shape=(3,))
+    with pytest.raises(TypeError, match="the initial value must be an array, a number or an "
+                                        "initializer"):
+        ferrax.Variable(object())
+    with pytest.raises(ValueError, match="shape must be a tuple of integers"):
+        ferrax.Variable("zeros", shape=3)

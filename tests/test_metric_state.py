@@ -157,3 +157,17 @@ def test_confusion_metrics_are_refused_by_compile_for_now_and_check_arguments():
         metrics.AUC(curve="XY")
     with pytest.raises(ValueError, match=r"must both be \(batch, classes\)"):
         metrics.F1Score().update_state(np.ones(3), np.ones(3))
+
+
+def test_confusion_metric_arguments_are_checked():
+    with pytest.raises(ValueError, match="num_thresholds must be at least 2"):
+        metrics.AUC(num_thresholds=1)
+    with pytest.raises(NotImplementedError, match="only summation_method='interpolation'"):
+        metrics.AUC(summation_method="minoring")
+    with pytest.raises(NotImplementedError, match="multi_label not supported yet"):
+        metrics.AUC(multi_label=True)
+    with pytest.raises(NotImplementedError, match="top_k not supported yet"):
+        metrics.Precision(top_k=2)
+    with pytest.raises(ValueError, match="average must be None, 'micro', 'macro' or "
+                                         "'weighted'"):
+        metrics.F1Score(average="samples")

@@ -157,3 +157,11 @@ def test_a_model_whose_outputs_were_given_as_a_list_returns_a_list():
     kernel_grad = tape.gradient(loss, model.trainable_variables)[0]
     np.testing.assert_allclose(np.asarray(kernel_grad),
                                np.repeat(X[:5].sum(0)[:, None], 4, axis=1), rtol=1e-5)
+
+
+def test_a_model_with_several_outputs_under_the_tape_is_refused_for_now():
+    inp = ferrax.Input((6,))
+    model = ferrax.Model(inp, [layers.Dense(2)(inp), layers.Dense(3)(inp)])
+    with ferrax.GradientTape(), pytest.raises(
+            NotImplementedError, match="a model with several outputs .* under a GradientTape"):
+        model(X[:4])

@@ -1979,6 +1979,14 @@ mod tests {
             .err()
             .expect("not one number per sample");
         assert!(err.0.contains("one number per sample"), "{}", err.0);
+        bad["head_values"] = json!([5, null]);
+        let err = Model::from_spec(&bad).err().expect("one entry too many");
+        assert!(
+            err.0
+                .contains("'head_values' must give each of the 1 outputs null or a layer"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
