@@ -192,6 +192,12 @@ class F1Score(Metric):
         average: None (one score per class), "micro", "macro" or "weighted".
         threshold: Predictions above it count as positive; None: each row's largest.
         name: Its name in the logs.
+
+    Example:
+
+    >>> f1 = ferrax.metrics.F1Score(average="macro")
+    >>> f1.update_state(np.eye(3)[[0, 1, 2]], [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    >>> float(f1.result())   # about 0.56
     """
 
     def __init__(self, average: str | None = None, threshold: float | None = None,

@@ -165,6 +165,12 @@ class Sum(Mean):
 
     Args:
         name: Its name in the logs.
+
+    Example:
+
+    >>> seen = ferrax.metrics.Sum(name="samples")
+    >>> seen.update_state(32); seen.update_state(16)
+    >>> float(seen.result())   # 48.0
     """
 
     def __init__(self, name: str = "sum", dtype: Any = None) -> None:

@@ -106,6 +106,10 @@ def normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None
         stddev: Their standard deviation.
         dtype: A float type (float32 by default).
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> noise = ferrax.random.normal((32, 10), stddev=0.1, seed=1)
     """
     spec = {"name": "random_normal", "mean": float(mean), "stddev": float(stddev)}
     return _typed("normal", _draw(spec, "normal", shape, seed), dtype)
@@ -121,6 +125,10 @@ def uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = N
         maxval: The upper bound (excluded).
         dtype: A float type (float32 by default).
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> u = ferrax.random.uniform((4,), minval=-1.0, maxval=1.0, seed=2)
     """
     spec = {"name": "random_uniform", "minval": float(minval), "maxval": float(maxval)}
     return _typed("uniform", _draw(spec, "uniform", shape, seed), dtype)
@@ -136,6 +144,10 @@ def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: 
         stddev: The standard deviation before truncation.
         dtype: A float type (float32 by default).
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> w = ferrax.random.truncated_normal((784, 128), stddev=0.05, seed=3)
     """
     spec = {"name": "truncated_normal", "mean": float(mean), "stddev": float(stddev)}
     return _typed("truncated_normal", _draw(spec, "truncated_normal", shape, seed), dtype)
@@ -151,6 +163,10 @@ def randint(shape: Any, minval: int, maxval: int, dtype: Any = "int32",
         maxval: One past the highest value.
         dtype: An integer type.
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> labels = ferrax.random.randint((8,), 0, 10, seed=4)   # ids in 0..9
     """
     lo, hi = int(minval), int(maxval)
     if hi <= lo:
@@ -171,6 +187,10 @@ def dropout(inputs: Any, rate: float, noise_shape: Any = None, seed: Any = None)
         noise_shape: The shape of the mask (broadcast against inputs), e.g. one per
             channel; the inputs' shape by default.
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> h = ferrax.random.dropout(np.ones((2, 4)), rate=0.5, seed=5)   # 0s and 2s
     """
     from ferrax import ops
 
@@ -188,6 +208,10 @@ def shuffle(x: Any, axis: int = 0, seed: Any = None) -> Any:
         x: A tensor or an array.
         axis: The axis shuffled.
         seed: An int, a SeedGenerator or None.
+
+    Example:
+
+    >>> ferrax.random.shuffle(np.arange(5.0), seed=6)   # the 5 values, reordered
     """
     from ferrax import ops
 

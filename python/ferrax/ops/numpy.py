@@ -182,6 +182,10 @@ def nonzero(x: Any) -> tuple[Tensor, ...]:
 
     Args:
         x: A tensor or an array.
+
+    Example:
+
+    >>> rows, cols = ferrax.ops.nonzero(np.array([[0, 2], [3, 0]]))   # [0, 1], [1, 0]
     """
     if isinstance(x, KerasTensor):
         raise ValueError(f"nonzero: the number of indices depends on the values, so it has "

@@ -118,6 +118,11 @@ class Optimizer:
         Args:
             grads: One gradient (or None) per variable.
             trainable_variables: The variables (those of the first call when omitted).
+
+        Example:
+
+        >>> optimizer.apply(tape.gradient(loss, model.trainable_variables),
+        ...                 model.trainable_variables)
         """
         import numpy as np
 
