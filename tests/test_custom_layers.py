@@ -798,7 +798,7 @@ def test_a_loss_function_called_on_arrays_weighs_samples_as_fit_does():
 
 def test_a_loss_function_called_on_arrays_refuses_weights_it_cannot_apply():
     loss = ferrax.losses.get(lambda t, p: ops.mean(ops.square(t - p)))
-    with pytest.raises(ValueError, match="returns one number, so sample_weight cannot"):
+    with pytest.raises(ValueError, match="one number for the whole batch, so sample_weight cannot"):
         loss(np.ones((3, 2)), np.zeros((3, 2)), sample_weight=np.ones(3))
     per_sample = ferrax.losses.get(my_mse)
     with pytest.raises(ValueError, match="sample_weight holds 2 weights for 3 samples"):

@@ -6,15 +6,14 @@ weights) divided by the batch size.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ferrax._serial import check_number, describe
-from ferrax._typing import Config, Float32Array
+from ferrax._typing import Config
+from ferrax.tensor import Tensor
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -39,18 +38,43 @@ class Loss:
     def _core_spec(self) -> Config:
         return {"name": _CANONICAL[type(self)], **{a: getattr(self, a) for a in self._args}}
 
-    def __call__(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
-                 sample_weight: npt.ArrayLike | None = None) -> float:
-        from ferrax import _core
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """The batch's loss: Σᵢ wᵢ·lossᵢ over the batch size, as a scalar tensor.
 
-        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
-        if y_pred.ndim == 1:
-            y_pred = y_pred.reshape(-1, 1)
-        y_true = np.asarray(y_true, dtype=np.float32).reshape(len(y_pred), -1)
-        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float32)
-        value, _ = _core.loss_value_and_grad(json.dumps(self._core_spec()),
-                                             np.ascontiguousarray(y_true), y_pred, sw)
-        return value
+        On arrays or eager tensors it runs the engine's own kernel for this loss (the
+        one `fit` runs), recorded by an open GradientTape; on symbolic tensors (inside
+        a traced `call`) it is made of `ferrax.ops`.
+
+        Args:
+            y_true: The targets (class ids for a sparse loss).
+            y_pred: The predictions, samples first.
+            sample_weight: One weight per sample (or None).
+        """
+        from ferrax import ops
+        from ferrax.ops import _dispatch
+        from ferrax.symbolic import any_symbolic
+
+        if any_symbolic([y_true, y_pred, sample_weight]) or _dispatch.tracing() or (
+                np.ndim(y_pred) > 2 and isinstance(self, _ClassAxisLoss)):
+            return _reduce(self.name, self._per_sample(y_true, y_pred), sample_weight)
+        pred = _eager_pred(y_pred)
+        if pred.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have a batch axis, got a scalar")
+        n = int(pred.shape[0])
+        true = np.asarray(y_true._value if isinstance(y_true, Tensor) else y_true,
+                          dtype=np.float32)
+        if true.ndim == 0 or len(true) != n:
+            raise ValueError(f"{self.name}: y_true has shape {true.shape} but y_pred has "
+                             f"{n} samples (shape {tuple(pred.shape)})")
+        operands: list[Any] = [true.reshape(n, -1),
+                               pred if pred.ndim == 2 else ops.reshape(pred, (n, -1))]
+        if sample_weight is not None:
+            operands.append(_weights_for(self.name, sample_weight, n))
+        return _dispatch.apply("loss", {"loss": self._core_spec()}, operands)
+
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        """Each sample's loss (each position's, for sequences), made of ops."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-sample form")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
@@ -61,11 +85,17 @@ class MeanSquaredError(Loss):
                  name: str = "mean_squared_error") -> None:
         self.name = name
 
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return mean_squared_error(y_true, y_pred)
+
 
 class MeanAbsoluteError(Loss):
     def __init__(self, reduction: str = "sum_over_batch_size",
                  name: str = "mean_absolute_error") -> None:
         self.name = name
+
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return mean_absolute_error(y_true, y_pred)
 
 
 class Huber(Loss):
@@ -75,6 +105,9 @@ class Huber(Loss):
                  name: str = "huber_loss") -> None:
         self.delta = float(check_number("Huber", "delta", delta, low=0, low_open=True))
         self.name = name
+
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return huber(y_true, y_pred, delta=self.delta)
 
 
 class BinaryCrossentropy(Loss):
@@ -88,8 +121,17 @@ class BinaryCrossentropy(Loss):
                                                   label_smoothing, low=0, high=1))
         self.name = name
 
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return binary_crossentropy(y_true, y_pred, from_logits=self.from_logits,
+                                   label_smoothing=self.label_smoothing)
 
-class CategoricalCrossentropy(Loss):
+
+class _ClassAxisLoss(Loss):
+    """A loss over the last axis as one distribution: a sequence's positions are
+    samples of their own (rank > 2 runs as ops, not the per-row kernel)."""
+
+
+class CategoricalCrossentropy(_ClassAxisLoss):
     _args = ("from_logits", "label_smoothing")
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
@@ -100,8 +142,12 @@ class CategoricalCrossentropy(Loss):
                                                   label_smoothing, low=0, high=1))
         self.name = name
 
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits,
+                                        label_smoothing=self.label_smoothing)
 
-class SparseCategoricalCrossentropy(Loss):
+
+class SparseCategoricalCrossentropy(_ClassAxisLoss):
     _args = ("from_logits",)
     sparse = True
 
@@ -113,6 +159,9 @@ class SparseCategoricalCrossentropy(Loss):
                                       "supported yet")
         self.from_logits = bool(from_logits)
         self.name = name
+
+    def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
+        return sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
 
 
 _CANONICAL: dict[type[Loss], str] = {
@@ -138,26 +187,205 @@ _ALIASES: dict[str, type[Loss]] = {
 }
 
 
-def _per_sample(cls: type[Loss]) -> Callable[[npt.ArrayLike, npt.ArrayLike], Float32Array]:
-    def fn(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> Float32Array:
-        y_pred = np.asarray(y_pred, dtype=np.float32)
-        y_pred2 = y_pred.reshape(len(y_pred), -1) if y_pred.ndim > 1 else y_pred.reshape(-1, 1)
-        y_true2 = np.asarray(y_true, dtype=np.float32).reshape(len(y_pred2), -1)
-        loss = cls()
-        return np.array([loss(y_true2[i:i + 1], y_pred2[i:i + 1]) for i in range(len(y_pred2))],
-                        dtype=np.float32)
+def _same_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """y_true given a trailing axis of 1 (or without one) to match y_pred's rank, as
+    Keras's losses do."""
+    from ferrax import ops
 
-    fn.__name__ = _CANONICAL[cls]
-    fn._ferrax_loss = cls  # type: ignore[attr-defined]  # marks ferrax's functions
-    return fn
+    t, p = np.ndim(y_true), np.ndim(y_pred)
+    if t == p - 1:
+        y_true = ops.expand_dims(y_true, -1)
+    elif t == p + 1 and np.shape(y_true)[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)
+    return y_true, y_pred
 
 
-mean_squared_error = mse = _per_sample(MeanSquaredError)
-mean_absolute_error = mae = _per_sample(MeanAbsoluteError)
-huber = _per_sample(Huber)
-binary_crossentropy = _per_sample(BinaryCrossentropy)
-categorical_crossentropy = _per_sample(CategoricalCrossentropy)
-sparse_categorical_crossentropy = _per_sample(SparseCategoricalCrossentropy)
+def _marked(cls: type[Loss]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Marks one of this module's loss functions: `compile(loss=fn)` then runs the
+    engine's kernel for `cls` rather than tracing the function."""
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn._ferrax_loss = cls  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+@_marked(MeanSquaredError)
+def mean_squared_error(y_true: Any, y_pred: Any) -> Any:
+    """Per-sample mean of squared errors over the last axis.
+
+    Args:
+        y_true: The targets.
+        y_pred: The predictions.
+
+    Example:
+
+    >>> ferrax.losses.mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]])   # [0.5]
+    """
+    from ferrax import ops
+
+    y_true, y_pred = _same_rank(y_true, y_pred)
+    return ops.mean(ops.square(ops.subtract(y_pred, y_true)), axis=-1)
+
+
+@_marked(MeanAbsoluteError)
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Any:
+    """Per-sample mean of absolute errors over the last axis.
+
+    Args:
+        y_true: The targets.
+        y_pred: The predictions.
+
+    Example:
+
+    >>> ferrax.losses.mean_absolute_error([[0.0, 1.0]], [[1.0, 3.0]])   # [1.5]
+    """
+    from ferrax import ops
+
+    y_true, y_pred = _same_rank(y_true, y_pred)
+    return ops.mean(ops.abs(ops.subtract(y_pred, y_true)), axis=-1)
+
+
+@_marked(Huber)
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Any:
+    """Per-sample Huber loss: squared below `delta`, linear above, averaged over the
+    last axis.
+
+    Args:
+        y_true: The targets.
+        y_pred: The predictions.
+        delta: Where the loss turns from quadratic to linear.
+
+    Example:
+
+    >>> ferrax.losses.huber([[0.0]], [[3.0]])   # [2.5]
+    """
+    from ferrax import ops
+
+    y_true, y_pred = _same_rank(y_true, y_pred)
+    error = ops.abs(ops.subtract(y_pred, y_true))
+    quadratic = ops.minimum(error, delta)
+    linear = ops.subtract(error, quadratic)
+    return ops.mean(ops.add(ops.multiply(0.5, ops.square(quadratic)),
+                            ops.multiply(delta, linear)), axis=-1)
+
+
+@_marked(BinaryCrossentropy)
+def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                        label_smoothing: float = 0.0, axis: int = -1) -> Any:
+    """Per-sample binary cross-entropy, averaged over `axis`.
+
+    Args:
+        y_true: Targets in [0, 1].
+        y_pred: Probabilities (or logits with `from_logits=True`).
+        from_logits: Whether `y_pred` is logits.
+        label_smoothing: Targets are squeezed toward 0.5 by this much.
+        axis: The axis averaged over.
+
+    Example:
+
+    >>> ferrax.losses.binary_crossentropy([[1.0]], [[0.9]])   # [0.105]
+    """
+    from ferrax import ops
+
+    y_true, y_pred = _same_rank(y_true, y_pred)
+    if label_smoothing:
+        y_true = ops.add(ops.multiply(y_true, 1.0 - label_smoothing), 0.5 * label_smoothing)
+    return ops.mean(ops.binary_crossentropy(y_true, y_pred, from_logits=from_logits),
+                    axis=axis)
+
+
+@_marked(CategoricalCrossentropy)
+def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                             label_smoothing: float = 0.0, axis: int = -1) -> Any:
+    """Cross-entropy of one-hot targets and predicted distributions along `axis`.
+
+    Args:
+        y_true: One-hot (or soft) targets.
+        y_pred: Probabilities (or logits with `from_logits=True`).
+        from_logits: Whether `y_pred` is logits.
+        label_smoothing: Targets are mixed with the uniform distribution by this much.
+        axis: The class axis.
+
+    Example:
+
+    >>> ferrax.losses.categorical_crossentropy([[0.0, 1.0]], [[0.5, 0.5]])   # [0.693]
+    """
+    from ferrax import ops
+
+    if label_smoothing:
+        classes = np.shape(y_pred)[axis]
+        y_true = ops.add(ops.multiply(y_true, 1.0 - label_smoothing),
+                         label_smoothing / classes)
+    return ops.categorical_crossentropy(y_true, y_pred, from_logits=from_logits, axis=axis)
+
+
+@_marked(SparseCategoricalCrossentropy)
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                                    ignore_class: int | None = None, axis: int = -1) -> Any:
+    """Cross-entropy of integer class ids and predicted distributions.
+
+    Args:
+        y_true: Class ids, one per sample (a trailing axis of 1 is dropped).
+        y_pred: Probabilities (or logits with `from_logits=True`) over the last axis.
+        from_logits: Whether `y_pred` is logits.
+        ignore_class: Not supported yet.
+        axis: The class axis (the last).
+
+    Example:
+
+    >>> ferrax.losses.sparse_categorical_crossentropy([1], [[0.5, 0.5]])   # [0.693]
+    """
+    from ferrax import ops
+
+    if ignore_class is not None:
+        raise NotImplementedError("sparse_categorical_crossentropy: ignore_class is not "
+                                  "supported yet")
+    if np.ndim(y_true) == np.ndim(y_pred) and np.shape(y_true)[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)
+    return ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits,
+                                               axis=axis)
+
+
+mse = mean_squared_error
+mae = mean_absolute_error
+
+
+def _eager_pred(y_pred: Any) -> Any:
+    """y_pred as an eager operand: a Tensor kept (the tape may track it), else float32."""
+    if isinstance(y_pred, Tensor):
+        return y_pred
+    return np.asarray(y_pred, dtype=np.float32)
+
+
+def _weights_for(name: str, sample_weight: Any, n: int) -> np.ndarray:
+    """One float32 weight per sample (a scalar weighs them all)."""
+    w = np.asarray(sample_weight._value if isinstance(sample_weight, Tensor) else sample_weight,
+                   dtype=np.float32)
+    if w.ndim == 0:
+        return np.full((n,), w, np.float32)
+    if w.size != n:
+        raise ValueError(f"{name}: sample_weight holds {w.size} weights for {n} samples")
+    return w.reshape(n)
+
+
+def _reduce(name: str, per_sample: Any, sample_weight: Any) -> Any:
+    """Keras's sum_over_batch_size: the (weighted) sum over the number of values."""
+    from ferrax import ops
+
+    if sample_weight is None:
+        return ops.mean(per_sample)
+    rank = len(ops.shape(per_sample))
+    if rank == 0:
+        raise ValueError(f"{name}: the loss is one number for the whole batch, so "
+                         f"sample_weight cannot weigh its samples")
+    w = sample_weight
+    have, want = np.shape(w)[:1], ops.shape(per_sample)[:1]
+    if have and None not in have + want and have != want:
+        raise ValueError(f"{name}: sample_weight holds {have[0]} weights for {want[0]} "
+                         f"samples")
+    if np.ndim(w) == 1 and rank > 1:
+        w = ops.reshape(w, (-1,) + (1,) * (rank - 1))
+    return ops.mean(ops.multiply(per_sample, w))
 
 
 class LossFunctionWrapper(Loss):
@@ -207,23 +435,14 @@ class LossFunctionWrapper(Loss):
     def _core_spec(self) -> Config:
         return {"name": "traced"}
 
-    def __call__(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike,
-                 sample_weight: npt.ArrayLike | None = None) -> float:
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         from ferrax import ops
+        from ferrax.symbolic import any_symbolic
 
-        value = np.asarray(self.fn(ops.convert_to_tensor(y_true),
-                                   ops.convert_to_tensor(y_pred)), dtype=np.float64)
-        if sample_weight is None or value.ndim == 0:
-            if sample_weight is not None:
-                raise ValueError(f"{self.name}: the function returns one number, so "
-                                 f"sample_weight cannot weigh its samples")
-            return float(value.mean())
-        per_sample = value.reshape(len(value), -1).mean(axis=1)
-        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if len(w) != len(per_sample):
-            raise ValueError(f"{self.name}: sample_weight holds {len(w)} weights for "
-                             f"{len(per_sample)} samples")
-        return float((per_sample * w).sum() / len(per_sample))
+        if not any_symbolic([y_true, y_pred]):
+            y_true, y_pred = (t if isinstance(t, Tensor) else ops.convert_to_tensor(t)
+                              for t in (y_true, y_pred))
+        return _reduce(self.name, self.fn(y_true, y_pred), sample_weight)
 
 
 def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:

@@ -69,11 +69,15 @@ class Tensor(TensorOperators):
     def __eq__(self, other: Any) -> Any:
         from ferrax import ops
 
+        if not _comparable(other):
+            return NotImplemented  # (lets the other side decide: pytest.approx)
         return ops.equal(self, other)
 
     def __ne__(self, other: Any) -> Any:
         from ferrax import ops
 
+        if not _comparable(other):
+            return NotImplemented
         return ops.not_equal(self, other)
 
     __hash__ = object.__hash__
@@ -81,3 +85,12 @@ class Tensor(TensorOperators):
     def __repr__(self) -> str:
         body = np.array2string(self._value, prefix="tensor(")
         return f"tensor({body}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _comparable(other: Any) -> bool:
+    """Whether `other` is something ops compare with (a tensor, an array, a number)."""
+    if isinstance(other, (Tensor, np.ndarray, int, float, bool, np.generic, list, tuple)):
+        return True
+    from ferrax.symbolic import KerasTensor
+
+    return isinstance(other, KerasTensor)

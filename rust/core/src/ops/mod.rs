@@ -11,6 +11,7 @@
 mod dims;
 mod elementwise;
 mod linalg;
+mod loss;
 mod nn;
 mod reduce;
 mod shape;
@@ -131,7 +132,8 @@ pub fn build(name: &str, attrs: &Value, inputs: &[Operand]) -> Result<Box<dyn Op
         .or_else(|| reduce::build(name, attrs, inputs))
         .or_else(|| linalg::build(name, attrs, inputs))
         .or_else(|| shape::build(name, attrs, inputs))
-        .or_else(|| nn::build(name, attrs, inputs));
+        .or_else(|| nn::build(name, attrs, inputs))
+        .or_else(|| loss::build(name, attrs, inputs));
     let Some(found) = found else {
         crate::bail!("unknown op '{name}'");
     };
