@@ -93,29 +93,3 @@ def test_mismatched_empty_and_foreign_lists_are_refused():
         optimizer.apply_gradients([(np.ones(3), v)])
     with pytest.raises(TypeError, match="expected \\(gradient, variable\\) pairs"):
         optimizer.apply_gradients([np.ones(2)])
-
-
-class _OwnStep(ferrax.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = ferrax.layers.Dense(1)
-
-    def call(self, x):
-        return self.dense(x)
-
-    def train_step(self, data):
-        raise AssertionError("not reached")
-
-    def predict_step(self, data):
-        raise AssertionError("not reached")
-
-
-def test_an_overridden_train_step_is_refused_rather_than_skipped():
-    model = _OwnStep()
-    model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(NotImplementedError, match=r"_OwnStep overrides train_step\(\), which "
-                                                  r"fit\(\) does not run yet"):
-        model.fit(np.ones((4, 2)), np.ones(4), verbose=0)
-    with pytest.raises(NotImplementedError, match=r"overrides predict_step\(\)"):
-        model.predict(np.ones((4, 2)), verbose=0)
-    model.evaluate(np.ones((4, 2)), np.ones(4), verbose=0)  # test_step not overridden

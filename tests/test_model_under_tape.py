@@ -84,13 +84,47 @@ def test_the_model_called_again_before_gradient_is_a_clear_error():
         tape.gradient(loss, model.trainable_variables)
 
 
-def test_gradients_for_a_models_input_are_refused_for_now():
+def test_the_gradient_reaches_a_watched_input_through_the_engine():
     model = _mlp()
     x = ops.convert_to_tensor(X[:4])
     with ferrax.GradientTape() as tape:
         tape.watch(x)
-        with pytest.raises(NotImplementedError, match="with respect to a model's inputs"):
-            model(x)
+        loss = ops.sum(ops.square(model(x, training=True)))
+    dx, dw = tape.gradient(loss, [x, model.trainable_variables[0]])
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    z = X[:4] @ w1 + b1
+    d = 2 * (np.maximum(z, 0) @ w2 + b2)
+    dz = (d @ w2.T) * (z > 0)
+    np.testing.assert_allclose(np.asarray(dx), dz @ w1.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(dw), X[:4].T @ dz, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gradient_flows_from_one_model_into_another_that_made_its_input():
+    ferrax.utils.set_random_seed(1)
+    first = ferrax.Sequential([ferrax.Input((3,)), layers.Dense(6)])
+    inp = ferrax.Input((6,))
+    second = ferrax.Model(inp, layers.Dense(2)(layers.add([inp, layers.Dense(6)(inp)])))
+    z = R.normal(size=(5, 3)).astype(np.float32)
+    with ferrax.GradientTape() as tape:
+        loss = ops.sum(second(first(z, training=True), training=True))
+    grads = tape.gradient(loss, first.trainable_variables)
+    wa, ba = (w.astype(np.float64) for w in first.get_weights())
+    wb, bb, wc, bc = (w.astype(np.float64) for w in second.get_weights())
+    # d sum(second(h)) / dh = (I + wb) @ wc summed over outputs
+    dh = np.ones((5, 2)) @ wc.T
+    dh = dh + dh @ wb.T
+    np.testing.assert_allclose(np.asarray(grads[0]), z.T @ dh, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grads[1]), dh.sum(0), rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_for_a_list_of_model_inputs_are_refused_for_now():
+    a, b = ferrax.Input((2,)), ferrax.Input((2,))
+    model = ferrax.Model([a, b], layers.Dense(1)(layers.concatenate([a, b])))
+    x = ops.convert_to_tensor(X[:4, :2])
+    with ferrax.GradientTape() as tape:
+        tape.watch(x)
+        with pytest.raises(NotImplementedError, match="for one input tensor, not a list"):
+            model([x, X[:4, 2:4]])
 
 
 def test_outside_a_tape_a_model_call_still_predicts():

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from ferrax._serial import check_number, describe
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
     from typing_extensions import Self
 
 
@@ -26,11 +25,17 @@ class Regularizer:
     def _core_spec(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}
 
-    def __call__(self, x: npt.ArrayLike) -> float:
-        import numpy as np
+    def __call__(self, x: Any) -> Any:
+        """The penalty of weight `x`: l1·Σ|x| + l2·Σx², a scalar tensor made of ops (a
+        GradientTape records it)."""
+        from ferrax import ops
 
-        x = np.asarray(x, dtype=np.float64)
-        return self.l1 * np.abs(x).sum() + self.l2 * np.square(x).sum()
+        total = None
+        for factor, term in ((self.l1, ops.abs), (self.l2, ops.square)):
+            if factor:
+                part = ops.multiply(factor, ops.sum(term(x)))
+                total = part if total is None else ops.add(total, part)
+        return ops.convert_to_tensor(0.0) if total is None else total
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"

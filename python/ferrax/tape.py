@@ -113,21 +113,23 @@ class GradientTape:
         self._tracked[id(out)] = out
         self._records.append((out, op, attrs, list(operands), arrays))
 
-    def _record_call(self, owner: str, inputs: Any, variables: list[Any], out: Tensor,
+    def _record_call(self, owner: str, source: Any, variables: list[Any], out: Tensor,
                      backward: Any) -> None:
-        """Records a model's call as one node: `backward(dy)` gives (weight, gradient)
-        pairs from the engine's own backward pass."""
-        if any(variable_key(t) in self._tracked for t in flatten(inputs)):
-            raise NotImplementedError(f"GradientTape: {owner} is called on a watched tensor; "
-                                      f"gradients with respect to a model's inputs are not "
-                                      f"supported yet")
+        """Records a model's call as one node: `backward(dy, want_input)` gives
+        (weight, gradient) pairs from the engine's own backward pass, and (`source`,
+        its gradient) when asked (`source`: the call's input tensor, or None)."""
         if self.watch_accessed_variables:
             for v in variables:
                 self._tracked[variable_key(v)] = v
-        if not any(variable_key(v) in self._tracked for v in variables):
+        from_input = source is not None and self._tracks(source)
+        if not from_input and not any(variable_key(v) in self._tracked for v in variables):
             return
         self._tracked[id(out)] = out
-        self._records.append((out, "", backward, [], []))
+        self._records.append((out, "", backward, [source] if from_input else [], []))
+
+    def _tracks(self, t: Any) -> bool:
+        """Whether `t` depends on something this tape watches."""
+        return variable_key(t) in self._tracked
 
     # --- gradients ---------------------------------------------------------------
     def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
@@ -183,8 +185,8 @@ class GradientTape:
             g = grads.get(id(out))
             if g is None:
                 continue
-            if not op:  # a model's call: the engine's backward
-                for v, dv in attrs(g):
+            if not op:  # a model's call: the engine's backward (to its input if tracked)
+                for v, dv in attrs(g, bool(operands)):
                     if variable_key(v) in self._tracked:
                         _accumulate(grads, v, dv)
                 continue

@@ -55,6 +55,48 @@ def _next_seed() -> int:
     return (x * 0xBF58476D1CE4E5B9) % 2**64
 
 
+def unpack_x_y_sample_weight(data: Any) -> tuple[Any, Any, Any]:
+    """A step's `data` as (x, y, sample_weight): a tuple of one, two or three, or x
+    alone, as Keras packs it.
+
+    Args:
+        data: What `train_step` / `test_step` / `predict_step` received.
+
+    Example:
+
+    >>> x, y, sample_weight = ferrax.utils.unpack_x_y_sample_weight((x, y))
+    """
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if len(data) == 1:
+        return data[0], None, None
+    if len(data) == 2:
+        return data[0], data[1], None
+    if len(data) == 3:
+        return data[0], data[1], data[2]
+    raise ValueError(f"unpack_x_y_sample_weight: data is a tuple of (x,), (x, y) or (x, y, "
+                     f"sample_weight), got one of {len(data)}")
+
+
+def pack_x_y_sample_weight(x: Any, y: Any = None, sample_weight: Any = None) -> Any:
+    """The inverse of `unpack_x_y_sample_weight`: x alone, (x, y) or (x, y, w).
+
+    Args:
+        x: The inputs.
+        y: The targets (or None).
+        sample_weight: The weights (or None).
+
+    Example:
+
+    >>> data = ferrax.utils.pack_x_y_sample_weight(x, y)   # (x, y)
+    """
+    if y is None:
+        return x if not isinstance(x, (tuple, list)) else (x,)
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
 def to_categorical(x: npt.ArrayLike, num_classes: int | None = None) -> Float32Array:
     """One-hot float32 encoding of integer class ids; num_classes defaults to max + 1."""
     y = np.asarray(x)

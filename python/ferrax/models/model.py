@@ -67,7 +67,7 @@ class Model:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Model(inputs, outputs) is a functional model, as in Keras.
-        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+        if cls is Model and _functional_arguments(args, kwargs):
             from ferrax.models.functional import Functional
 
             return super().__new__(Functional)
@@ -81,6 +81,16 @@ class Model:
 
     def __init__(self, *args: Any, name: str | None = None, trainable: bool = True,
                  **kwargs: Any) -> None:
+        from ferrax.models.functional import Functional
+
+        if _functional_arguments(args, kwargs) and not isinstance(self, Functional) and \
+                type(self).call is Model.call:
+            # A subclass without call() whose __init__ passes (inputs, outputs) on, as in
+            # Keras's guide: it becomes functional, keeping its own methods.
+            self.__class__ = _functional_subclass(type(self))
+            Functional.__init__(self, *args, name=name, trainable=trainable,  # type: ignore[arg-type, misc]
+                                **kwargs)
+            return
         if args or kwargs:
             raise TypeError(f"Model: unexpected arguments {args or ''} "
                             f"{', '.join(sorted(kwargs))}; a functional model is built as "
@@ -115,6 +125,9 @@ class Model:
         # loaded state, applied at engine compile
         self._pending_optimizer_state: _OptimizerState | None = None
         self._initial_epoch: int | None = None  # set by BackupAndRestore to resume an epoch
+        # set by compile, for custom steps: the loss's running mean and the metrics
+        self._loss_tracker: metrics_module.Mean | None = None
+        self._compile_metrics: Any = None
 
     @property
     def trainable(self) -> bool:
@@ -192,16 +205,6 @@ class Model:
         is written with layers and `ferrax.ops`."""
         raise NotImplementedError(f"Model '{self.name}': a Model subclass must define "
                                   f"call(), or be built as Model(inputs, outputs)")
-
-    def _refuse_step_override(self, step: str, method: str) -> None:
-        """A subclass's own train_step / test_step / predict_step is not run by the
-        engine's loop yet: refuse rather than silently train without it."""
-        if getattr(type(self), step, None) is not getattr(Model, step, None):
-            raise NotImplementedError(
-                f"Model '{self.name}': {type(self).__name__} overrides {step}(), which "
-                f"{method}() does not run yet (it would use the built-in step instead); "
-                f"write the loop with ferrax.GradientTape and optimizer.apply_gradients for "
-                f"now")
 
     def _is_subclassed(self) -> bool:
         return type(self).call is not Model.call
@@ -668,6 +671,10 @@ class Model:
         opt = optimizers_module.get(optimizer)
         if weighted_metrics:
             raise NotImplementedError("compile: weighted_metrics is not supported yet")
+        from ferrax.models._compiled import CompileMetrics
+
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._compile_metrics = CompileMetrics(self) if metrics else None
         outputs = self._output_list()
         if outputs is not None:
             self._heads = _heads.resolve(self.name, outputs, loss, loss_weights, metrics)
@@ -877,9 +884,20 @@ class Model:
             sample_weight: npt.ArrayLike | None = None, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_steps: int | None = None,
             validation_batch_size: int | None = None, validation_freq: int = 1) -> History:
-        """Train for `epochs` epochs; returns a History. Keras's arguments and defaults."""
-        self._refuse_step_override("train_step", "fit")
-        self._require_compiled("training it (fit)")
+        """Train for `epochs` epochs; returns a History. Keras's arguments and defaults.
+
+        A model whose class overrides `train_step` (or `test_step`) has them run batch
+        by batch on eager tensors; otherwise the engine runs the whole loop.
+        """
+        from ferrax.models import _steps
+
+        custom = _steps.overrides(self, "train_step") or _steps.overrides(self, "test_step")
+        if custom:
+            if self._compile_config is None:
+                raise RuntimeError(f"You must call compile() on model '{self.name}' before "
+                                   f"training it (fit)")
+        else:
+            self._require_compiled("training it (fit)")
         batch_size = _data.check_batch_size(batch_size)
         _check_int("epochs", epochs, 0)
         _check_int("initial_epoch", initial_epoch, 0)
@@ -889,6 +907,15 @@ class Model:
             raise ValueError(f"'validation_split' must be a float in [0, 1), got "
                              f"{validation_split!r}")
         verbosity = _verbosity(verbose)
+        if custom:
+            if class_weight is not None:
+                raise NotImplementedError(f"Model '{self.name}': class_weight with a custom "
+                                          f"train_step is not supported; weigh the samples "
+                                          f"in the step")
+            _check_int("validation_freq", validation_freq, 1)
+            return _steps.fit(self, x, y, sample_weight, batch_size, epochs, verbosity,
+                              callbacks, validation_split, validation_data, shuffle,
+                              initial_epoch, validation_freq, validation_batch_size)
         xa = _data.as_array(self._unpack_x(x), "x")
         ya = _data.as_array(self._unpack_targets(y), "y")
         _data.check_lengths(xa, ya)
@@ -979,10 +1006,23 @@ class Model:
                  sample_weight: npt.ArrayLike | None = None, steps: int | None = None,
                  callbacks: Sequence[Callback] | None = None,
                  return_dict: bool = False) -> EvaluateResult:
-        """Loss (and metrics) on the given data, in order, without training."""
-        self._refuse_step_override("test_step", "evaluate")
-        self._require_compiled("evaluating it")
+        """Loss (and metrics) on the given data, in order, without training (through
+        the class's own `test_step` when it overrides it)."""
+        from ferrax.models import _steps
+
         batch_size = _data.check_batch_size(batch_size)
+        if _steps.overrides(self, "test_step"):
+            if self._compile_config is None:
+                raise RuntimeError(f"You must call compile() on model '{self.name}' before "
+                                   f"evaluating it")
+            cbs = CallbackList(callbacks or [], self, {"verbose": _verbosity(verbose)})
+            logs = _steps.evaluate(self, _steps._Data(x, y, sample_weight), batch_size, cbs,
+                                   _verbosity(verbose))
+            if return_dict:
+                return logs
+            values = list(logs.values())
+            return values[0] if len(values) == 1 else values
+        self._require_compiled("evaluating it")
         xf, yf, w = self._prepare(x, y, sample_weight)
         self._check_stateful_batches(len(xf), batch_size)
         steps = math.ceil(len(xf) / batch_size)
@@ -1035,11 +1075,23 @@ class Model:
     def predict(self, x: npt.ArrayLike, batch_size: int | None = None,
                 verbose: int | str = "auto", steps: int | None = None,
                 callbacks: Sequence[Callback] | None = None) -> Float32Array:
-        """Outputs for `x` as a float32 array (samples first)."""
+        """Outputs for `x` as a float32 array (samples first), through the class's
+        own `predict_step` when it overrides it."""
+        from ferrax.models import _steps
+
+        batch_size = _data.check_batch_size(batch_size)
+        if _steps.overrides(self, "predict_step"):
+            verbosity = _verbosity(verbose)
+            return _steps.predict(self, x, batch_size,
+                                  CallbackList(callbacks or [], self, {"verbose": verbosity}),
+                                  verbosity)
+        return self._predict(x, batch_size, verbose, callbacks)
+
+    def _predict(self, x: npt.ArrayLike, batch_size: int, verbose: int | str = 0,
+                 callbacks: Sequence[Callback] | None = None) -> Float32Array:
+        """predict in the engine (never through a predict_step override)."""
         from ferrax.callbacks import Progbar
 
-        self._refuse_step_override("predict_step", "predict")
-        batch_size = _data.check_batch_size(batch_size)
         xf = self._input_features(x, check_finite=False)
         self._check_stateful_batches(len(xf), batch_size)
         n = len(xf)
@@ -1150,11 +1202,14 @@ class Model:
 
         if _dispatch._TAPES:
             return self._call_under_tape(x, bool(training))
-        return self.predict(x, batch_size=max(1, len(np.asarray(x))), verbose=0)
+        return self._predict(x, batch_size=max(1, len(np.asarray(x))))
 
     def _call_under_tape(self, x: Any, training: bool) -> Any:
         """`model(x)` while a GradientTape records: the whole model runs forward in the
-        engine as one recorded node, whose backward is the engine's own."""
+        engine as one recorded node, whose backward is the engine's (and passes the
+        gradient on to `x` when a tape tracks it: a GAN's generator output)."""
+        from ferrax.ops import _dispatch
+        from ferrax.symbolic import flatten
         from ferrax.tensor import Tensor
 
         if self._output_list() is not None or self._output_layer()._output_parts() is not None:
@@ -1169,21 +1224,200 @@ class Model:
         out = Tensor(flat.reshape((n, *self._engine_output_shapes()[0])))
         run = core.forward_runs
         variables = self.trainable_weights
+        # the input, when it carries a gradient (one tensor a tape tracks)
+        inputs = [t for t in flatten(x) if isinstance(t, Tensor)]
+        source = inputs[0] if len(inputs) == 1 and not isinstance(x, (list, tuple, dict)) \
+            else None
+        if source is None and any(tape._tracks(t) for tape in _dispatch._TAPES
+                                  for t in inputs):
+            raise NotImplementedError(f"Model '{self.name}': gradients with respect to a "
+                                      f"model's inputs are supported for one input tensor, "
+                                      f"not a list or dict of them")
 
-        def backward(dy: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+        def backward(dy: np.ndarray, want_input: bool) -> list[tuple[Any, np.ndarray]]:
             if core.forward_runs != run:
                 raise RuntimeError(
                     f"Model '{self.name}' ran again (another call, predict or fit) between "
                     f"this call under the GradientTape and gradient(); the engine keeps one "
                     f"call's activations: compute the gradient first")
-            grads = core.tape_backward(n, np.ascontiguousarray(dy, np.float32).reshape(n, -1))
-            return [(v, grads[v._index]) for v in variables]
-
-        from ferrax.ops import _dispatch
+            dy2 = np.ascontiguousarray(dy, np.float32).reshape(n, -1)
+            if not want_input:
+                grads = core.tape_backward(n, dy2)
+                return [(v, grads[v._index]) for v in variables]
+            *grads, dx = core.tape_backward_to_input(n, dy2)
+            assert source is not None
+            return [(v, grads[v._index]) for v in variables] + \
+                [(source, dx.reshape(source.shape))]
 
         for tape in _dispatch._TAPES:
-            tape._record_call(f"Model '{self.name}'", x, variables, out, backward)
+            tape._record_call(f"Model '{self.name}'", source, variables, out, backward)
         return self._pack_outputs(out)  # (in a list when outputs were given as one)
+
+    # --- custom steps: what a train_step override calls ---------------------------
+    def train_step(self, data: Any) -> dict[str, Any]:
+        """One training step on a batch, as `fit` runs it for a class that overrides
+        this (Keras's customizing-fit API). `data` is what fit was given, sliced to a
+        batch of tensors: `x`, `(x, y)` or `(x, y, sample_weight)`. It returns the
+        logs, a dict of metric values by name.
+
+        This default runs the model under a GradientTape, takes `compute_loss`, lets
+        the optimizer apply the gradients and returns `compute_metrics`; a model that
+        does not override any step never calls it (the engine's fused loop runs).
+
+        Example:
+
+        >>> class CustomModel(ferrax.Model):
+        ...     def train_step(self, data):
+        ...         x, y = data
+        ...         with ferrax.GradientTape() as tape:
+        ...             y_pred = self(x, training=True)
+        ...             loss = self.compute_loss(y=y, y_pred=y_pred)
+        ...         grads = tape.gradient(loss, self.trainable_variables)
+        ...         self.optimizer.apply(grads, self.trainable_variables)
+        ...         for metric in self.metrics:
+        ...             if metric.name == "loss":
+        ...                 metric.update_state(loss)
+        ...             else:
+        ...                 metric.update_state(y, y_pred)
+        ...         return {m.name: m.result() for m in self.metrics}
+        """
+        from ferrax.tape import GradientTape
+        from ferrax.utils import unpack_x_y_sample_weight
+
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        with GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+        self._track_loss(loss, x)
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        """One evaluation step on a batch (see `train_step`): the model's outputs in
+        inference mode, the loss tracked and the compiled metrics updated."""
+        from ferrax.utils import unpack_x_y_sample_weight
+
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self._track_loss(loss, x)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data: Any) -> Any:
+        """One prediction step on a batch (see `train_step`): the model's outputs."""
+        from ferrax.utils import unpack_x_y_sample_weight
+
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    def _track_loss(self, loss: Any, x: Any) -> None:
+        """The loss tracker's update, weighted by the batch's size as Keras weighs it."""
+        from ferrax.symbolic import flatten
+
+        if self._loss_tracker is not None:
+            self._loss_tracker.update_state(loss, sample_weight=len(flatten(x)[0]))
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> Any:
+        """The compiled loss of `y` and `y_pred` (each output's times its loss weight)
+        plus `model.losses`, as a scalar tensor (zero when there is neither).
+
+        Args:
+            x: The inputs (unused, as in Keras's default).
+            y: The targets.
+            y_pred: The model's outputs for `x`.
+            sample_weight: One weight per sample (or per output, a list or dict).
+            training: Whether this is a training step.
+
+        Example:
+
+        >>> loss = model.compute_loss(y=y, y_pred=model(x, training=True))
+        """
+        from ferrax import ops
+        from ferrax.models._compiled import compiled_loss
+
+        total = compiled_loss(self, y, y_pred, sample_weight)
+        for extra in self.losses:
+            total = extra if total is None else ops.add(total, extra)
+        return ops.convert_to_tensor(0.0) if total is None else total
+
+    def compiled_loss(self, y: Any, y_pred: Any, sample_weight: Any = None,
+                      regularization_losses: Any = None) -> Any:
+        """Keras 2's name: the compiled loss of `y` and `y_pred` plus the given
+        regularization losses (prefer `compute_loss`)."""
+        from ferrax import ops
+        from ferrax.models._compiled import compiled_loss
+
+        total = compiled_loss(self, y, y_pred, sample_weight)
+        for extra in regularization_losses or []:
+            total = extra if total is None else ops.add(total, extra)
+        return ops.convert_to_tensor(0.0) if total is None else total
+
+    @property
+    def compiled_metrics(self) -> Any:
+        """Keras 2's name: the compiled metrics, one object (`update_state(y, y_pred)`)."""
+        from ferrax.models._compiled import CompileMetrics
+
+        return self._compile_metrics or CompileMetrics(self)
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any,
+                        sample_weight: Any = None) -> dict[str, Any]:
+        """Update the compiled metrics with a batch and return every metric's result
+        (`get_metrics_result`).
+
+        Args:
+            x: The inputs (unused, as in Keras's default).
+            y: The targets.
+            y_pred: The model's outputs.
+            sample_weight: One weight per sample (or None).
+        """
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self) -> dict[str, Any]:
+        """Every metric's result by name (the compiled metrics' by their own names),
+        as Python floats."""
+        from ferrax.models._steps import pythonify
+
+        results: dict[str, Any] = {}
+        for m in self.metrics:
+            r = m.result()
+            if isinstance(r, dict):
+                results.update(r)
+            else:
+                results[m.name] = r
+        return pythonify(results, self, "get_metrics_result")
+
+    @property
+    def metrics(self) -> list[metrics_module.Metric]:
+        """The metrics a custom step updates, in Keras's order: the loss tracker and
+        the compiled metrics (after compile), then the Metric objects set as this
+        model's attributes. fit resets them at each epoch's start."""
+        out: list[metrics_module.Metric] = []
+        if self._loss_tracker is not None:
+            out.append(self._loss_tracker)
+        if self._compile_metrics is not None:
+            out.append(self._compile_metrics)
+        for key, value in self.__dict__.items():
+            if not key.startswith("_") and isinstance(value, metrics_module.Metric) and \
+                    all(value is not m for m in out):
+                out.append(value)
+        return out
+
+    def reset_metrics(self) -> None:
+        """Reset the state of every metric in `model.metrics`."""
+        for m in self.metrics:
+            m.reset_state()
+
+    @property
+    def losses(self) -> list[Any]:
+        """The regularization penalties of the trainable weights, as scalar tensors
+        made of ops (a GradientTape records them; `compute_loss` adds them)."""
+        from ferrax.models._compiled import regularization_losses
+
+        return regularization_losses(self)
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
                        sample_weight: npt.ArrayLike | None = None,
@@ -1316,3 +1550,26 @@ class _LossCall:
             return value
         return ops.mean(value)
 
+
+
+_FUNCTIONAL_SUBCLASSES: dict[type, type] = {}
+
+
+def _functional_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether Model's arguments are a functional model's (inputs, outputs)."""
+    return (len(args) == 2 or (len(args) == 1 and "outputs" in kwargs)
+            or ("inputs" in kwargs and "outputs" in kwargs))
+
+
+def _functional_subclass(cls: type) -> type:
+    """`cls` (a Model subclass without call()) combined with Functional, so that
+    `cls(inputs, outputs)` is a functional model that keeps the subclass's methods
+    (train_step, metrics), as Keras does for `CustomModel(inputs, outputs)`."""
+    from ferrax.models.functional import Functional
+
+    combined = _FUNCTIONAL_SUBCLASSES.get(cls)
+    if combined is None:
+        combined = type(cls.__name__, (cls, Functional), {"__module__": cls.__module__,
+                                                           "__qualname__": cls.__qualname__})
+        _FUNCTIONAL_SUBCLASSES[cls] = combined
+    return combined

@@ -470,6 +470,11 @@ impl Model {
         &self.shapes
     }
 
+    /// Values per sample of the input (several inputs side by side).
+    pub fn input_size(&self) -> usize {
+        self.sizes[0]
+    }
+
     /// Values per sample of all outputs together (predict writes them side by side).
     pub fn output_size(&self) -> usize {
         self.outputs.iter().map(|&v| self.sizes[v]).sum()
@@ -1306,6 +1311,21 @@ impl Model {
     /// is laid out as its outputs were. Regularization is not added (in Keras it is
     /// part of `model.losses`).
     pub fn tape_backward(&mut self, rows: usize, dy: &[f32]) -> Result<()> {
+        self.tape_backward_to(rows, dy, None)
+    }
+
+    /// `tape_backward`, and with `dx` the gradient with respect to the inputs too
+    /// (laid out as the input was given): what flows on into whatever made them.
+    pub fn tape_backward_to(
+        &mut self,
+        rows: usize,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let in_len = rows * self.sizes[0];
+        if dx.as_ref().is_some_and(|d| d.len() != in_len) {
+            crate::bail!("tape_backward: input gradient buffer of the wrong size");
+        }
         let out_size = self.output_size();
         if dy.len() != rows * out_size {
             crate::bail!(
@@ -1327,10 +1347,40 @@ impl Model {
         }
         // The output's gradient is the one given, not a fused loss's.
         self.set_fused_outputs(false);
-        self.backward_pass(rows, false);
+        if let Some(dx) = dx {
+            // The input counts as having weights upstream, so every layer on the way
+            // passes its input gradient back (restored after).
+            let weights_only = std::mem::take(&mut self.upstream_weights);
+            self.upstream_weights = self.upstream_of_input(&weights_only);
+            if self.grads[0].len() < in_len {
+                self.grads[0].resize(in_len, 0.0);
+            }
+            self.backward_pass(rows, false);
+            if self.grad_written[0] {
+                dx.copy_from_slice(&self.grads[0][..in_len]);
+            } else {
+                dx.fill(0.0); // (no output depends on the input)
+            }
+            self.upstream_weights = weights_only;
+        } else {
+            self.backward_pass(rows, false);
+        }
         self.gather_tied_grads();
         self.set_fused_outputs(true);
         Ok(())
+    }
+
+    /// `upstream_weights` with the input marked too: which values lie downstream of
+    /// a weight or of the input.
+    fn upstream_of_input(&self, weights_only: &[bool]) -> Vec<bool> {
+        let mut marked = weights_only.to_vec();
+        marked[0] = true;
+        for i in 0..self.layers.len() {
+            if self.inputs[i].iter().any(|&v| marked[v]) {
+                marked[i + 1] = true;
+            }
+        }
+        marked
     }
 
     /// Scores samples `start..end` in order, without training.

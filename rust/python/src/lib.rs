@@ -393,6 +393,28 @@ impl CoreModel {
             .collect())
     }
 
+    /// `tape_backward`, also returning the gradient with respect to the inputs, as
+    /// a (rows, input size) array, after the weights' gradients.
+    fn tape_backward_to_input<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: usize,
+        dy: PyReadonlyArrayDyn<'py, f32>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let dys = f32_slice(&dy)?;
+        let width = self.model.input_size();
+        let mut dx = vec![0.0f32; rows * width];
+        let model = &mut self.model;
+        run_core(py, || model.tape_backward_to(rows, dys, Some(&mut dx)))?;
+        let mut out: Vec<Bound<'py, PyAny>> = self
+            .model
+            .params()
+            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
+            .collect();
+        out.push(to_numpy(py, &dx, &[rows, width]));
+        Ok(out)
+    }
+
     /// Outputs for samples start..end, as a (rows, output size) float32 array.
     fn predict<'py>(
         &mut self,

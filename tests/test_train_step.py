@@ -1,0 +1,363 @@
+"""A Model subclass's own train_step / test_step / predict_step, run by fit, evaluate
+and predict as in Keras's guide to customizing fit: the guide's examples, the fused
+loop's weights for an equivalent step, metrics reset per epoch, validation, callbacks,
+sample weights, compute_loss with model.losses, and the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ferrax
+from ferrax import layers, ops
+
+R = np.random.default_rng(11)
+X = R.normal(size=(96, 6)).astype(np.float32)
+Y = (X @ R.normal(size=(6, 1)) + 0.1).astype(np.float32)
+
+
+class GuideModel(ferrax.Model):
+    """The guide's first example: compute_loss, then every metric updated by hand."""
+
+    def train_step(self, data):
+        x, y = data
+        with ferrax.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def _graph(cls=ferrax.Model):
+    ferrax.utils.set_random_seed(3)
+    inputs = ferrax.Input(shape=(6,))
+    hidden = layers.Dense(8, activation="tanh")(inputs)
+    return cls(inputs, layers.Dense(1)(hidden))
+
+
+def test_a_functional_subclass_keeps_its_class_and_is_functional():
+    model = _graph(GuideModel)
+    assert isinstance(model, GuideModel) and type(model).__name__ == "GuideModel"
+    assert len(model.layers) == 3 and model.output_shape == (None, 1)
+
+
+def test_the_guides_train_step_gives_the_weights_and_losses_of_the_fused_loop():
+    fused, custom = _graph(), _graph(GuideModel)
+    for m in (fused, custom):
+        m.compile(optimizer=ferrax.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    h_fused = fused.fit(X, Y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    h_custom = custom.fit(X, Y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(custom.get_weights(), fused.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert set(h_custom.history) == {"loss", "mae"}
+    for key in ("loss", "mae"):
+        np.testing.assert_allclose(h_custom.history[key], h_fused.history[key], rtol=1e-5)
+
+
+def test_the_default_train_step_called_through_super_trains_as_fit_does():
+    class Counting(ferrax.Model):
+        steps = 0
+
+        def train_step(self, data):
+            Counting.steps += 1
+            return super().train_step(data)
+
+    fused, custom = _graph(), _graph(Counting)
+    for m in (fused, custom):
+        m.compile(optimizer=ferrax.optimizers.SGD(0.05, momentum=0.9), loss="mse")
+    fused.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    history = custom.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    assert Counting.steps == 6 and list(history.history) == ["loss"]
+    for a, b in zip(custom.get_weights(), fused.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclassed_models_own_steps_run_with_its_call():
+    class Net(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = layers.Dense(8, activation="tanh"), layers.Dense(1)
+            self.seen: list[str] = []
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+        def train_step(self, data):
+            self.seen.append("train")
+            return super().train_step(data)
+
+        def predict_step(self, data):
+            self.seen.append("predict")
+            return self(data, training=False)
+
+    model = Net()
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.evaluate(X, Y, verbose=0)
+    model.fit(X, Y, batch_size=48, epochs=3, verbose=0)
+    assert model.predict(X[:5], verbose=0).shape == (5, 1)
+    assert model.seen == ["train"] * 6 + ["predict"]
+    assert model.evaluate(X, Y, verbose=0) < before
+
+
+class LowLevel(ferrax.Model):
+    """The guide's lower-level example: its own trackers, listed in `metrics` so fit
+    resets them each epoch; compile without a loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_tracker = ferrax.metrics.Mean(name="loss")
+        self.mae_metric = ferrax.metrics.MeanAbsoluteError(name="mae")
+        self.batch_losses: list[float] = []
+
+    def train_step(self, data):
+        x, y = data
+        with ferrax.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = ops.mean(ops.square(y_pred - y))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.loss_tracker.update_state(loss)
+        self.mae_metric.update_state(y, y_pred)
+        self.batch_losses.append(float(loss))
+        return {"loss": self.loss_tracker.result(), "mae": self.mae_metric.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.mae_metric]
+
+
+def test_metrics_listed_by_the_model_are_reset_at_each_epoch():
+    model = _graph(LowLevel)
+    model.compile(optimizer="adam")
+    history = model.fit(X, Y, batch_size=32, epochs=3, verbose=0)
+    per_epoch = np.array(model.batch_losses).reshape(3, 3).mean(axis=1)
+    np.testing.assert_allclose(history.history["loss"], per_epoch, rtol=1e-6)
+
+
+def test_tracked_metric_attributes_join_model_metrics_after_the_compiled_ones():
+    model = _graph(GuideModel)
+    model.extra = ferrax.metrics.Mean(name="extra")
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    assert [m.name for m in model.metrics] == ["loss", "compile_metrics", "extra"]
+    model.compute_metrics(None, Y[:4], Y[:4] + 1.0)
+    assert model.get_metrics_result() == {"loss": 0.0, "mae": 1.0, "extra": 0.0}
+    model.reset_metrics()
+    assert model.get_metrics_result()["mae"] == 0.0
+
+
+class WithTestStep(ferrax.Model):
+    def test_step(self, data):
+        x, y = data
+        y_pred = self(x, training=False)
+        self.compiled_metrics.update_state(y, y_pred)
+        return {"err": ops.mean(ops.abs(y_pred - y)), "n": float(len(x))}
+
+
+def test_evaluate_and_validation_run_an_overridden_test_step():
+    model = _graph(WithTestStep)
+    model.compile(optimizer="sgd", loss="mse")
+    logs = model.evaluate(X, Y, batch_size=96, verbose=0, return_dict=True)
+    want = float(np.mean(np.abs(model.predict(X, verbose=0) - Y)))
+    assert logs["err"] == pytest.approx(want, rel=1e-5) and logs["n"] == 96.0
+    history = model.fit(X[:64], Y[:64], batch_size=16, epochs=2, verbose=0,
+                        validation_data=(X[64:], Y[64:]))
+    assert set(history.history) == {"loss", "val_err", "val_n"}
+    # the last validation batch's logs (batches of 16, the fit batch size)
+    assert history.history["val_n"] == [16.0, 16.0]
+
+
+def test_sample_weights_reach_the_step_as_the_third_entry():
+    seen = []
+
+    class Weighted(ferrax.Model):
+        def train_step(self, data):
+            x, y, w = data
+            seen.append(np.asarray(w))
+            return super().train_step(data)
+
+    fused, custom = _graph(), _graph(Weighted)
+    for m in (fused, custom):
+        m.compile(optimizer="sgd", loss="mse")
+    w = R.uniform(0.5, 2.0, size=96).astype(np.float32)
+    fused.fit(X, Y, sample_weight=w, batch_size=32, shuffle=False, verbose=0)
+    custom.fit(X, Y, sample_weight=w, batch_size=32, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(np.concatenate(seen), w)
+    for a, b in zip(custom.get_weights(), fused.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_predict_runs_an_overridden_predict_step():
+    class Doubled(ferrax.Model):
+        def predict_step(self, data):
+            return 2.0 * self(data, training=False)
+
+    model = _graph(Doubled)
+    plain = ferrax.Model(model.input, model.output)
+    out = model.predict(X, batch_size=40, verbose=0)
+    assert out.shape == (96, 1)
+    np.testing.assert_allclose(out, 2.0 * plain.predict(X, verbose=0), rtol=1e-6)
+
+
+def test_callbacks_see_every_batch_and_can_stop_training():
+    class Stop(ferrax.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches.append((batch, set(logs)))
+            if len(self.batches) == 4:
+                self.model.stop_training = True
+
+    stop = Stop()
+    model = _graph(GuideModel)
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    history = model.fit(X, Y, batch_size=32, epochs=5, verbose=0, callbacks=[stop])
+    assert [b for b, _ in stop.batches] == [0, 1, 2, 0]
+    assert stop.batches[0][1] == {"loss", "mae"} and len(history.history["loss"]) == 2
+
+
+def test_shuffled_epochs_are_reproducible_under_the_global_seed():
+    def run():
+        model = _graph(GuideModel)
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(X, Y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(run(), run()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compute_loss_adds_the_weights_regularization_as_model_losses():
+    ferrax.utils.set_random_seed(4)
+    inputs = ferrax.Input((6,))
+    model = ferrax.Model(inputs, layers.Dense(2, kernel_regularizer=ferrax.regularizers.L2(0.1),
+                                              bias_regularizer=ferrax.regularizers.L1(0.2))(
+        inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    (l2,), (l1,) = [np.asarray(t).reshape(1) for t in model.losses]
+    assert l2 == pytest.approx(0.1 * np.sum(kernel ** 2), rel=1e-5)
+    assert l1 == pytest.approx(0.2 * np.sum(np.abs(bias)), rel=1e-5, abs=1e-7)
+    y = np.zeros((8, 2), np.float32)
+    with ferrax.GradientTape() as tape:
+        pred = model(X[:8], training=True)
+        loss = model.compute_loss(y=y, y_pred=pred)
+    grads = tape.gradient(loss, model.trainable_variables)
+    p = X[:8].astype(np.float64) @ kernel + bias
+    assert float(loss) == pytest.approx(np.mean(p ** 2) + l2 + l1, rel=1e-5)
+    d = 2 * p / p.size
+    np.testing.assert_allclose(np.asarray(grads[0]), X[:8].T @ d + 0.2 * kernel, rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grads[1]), d.sum(0) + 0.2 * np.sign(bias), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_a_model_that_overrides_no_step_keeps_the_fused_loop(monkeypatch):
+    def refuse(self, data):
+        raise AssertionError("the fused loop must not call train_step")
+
+    monkeypatch.setattr(ferrax.Model, "train_step", refuse)
+    monkeypatch.setattr(ferrax.Model, "test_step", refuse)
+    model = _graph()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, Y, epochs=1, verbose=0, validation_split=0.25)
+    model.evaluate(X, Y, verbose=0)
+
+
+def test_a_train_step_that_returns_no_dict_is_a_clear_error():
+    class Bad(ferrax.Model):
+        def train_step(self, data):
+            return 1.0
+
+    model = _graph(Bad)
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(TypeError, match="train_step\\(\\) must return a dict of metric values"):
+        model.fit(X, Y, verbose=0)
+
+
+def test_the_step_path_checks_its_data_and_compile():
+    model = _graph(GuideModel)
+    with pytest.raises(RuntimeError, match="You must call compile"):
+        model.fit(X, Y, verbose=0)
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="'x' holds 96 samples but 'y' holds 95"):
+        model.fit(X, Y[:95], verbose=0)
+    with pytest.raises(NotImplementedError, match="class_weight with a custom train_step"):
+        model.fit(X, Y, class_weight={0: 1.0}, verbose=0)
+
+
+def test_unpack_and_pack_x_y_sample_weight_follow_keras():
+    unpack = ferrax.utils.unpack_x_y_sample_weight
+    assert unpack(X) == (X, None, None)
+    assert unpack((X,)) == (X, None, None)
+    assert unpack((X, Y))[1] is Y and unpack([X, Y, 1.0])[2] == 1.0
+    with pytest.raises(ValueError, match="got one of 4"):
+        unpack((1, 2, 3, 4))
+    assert ferrax.utils.pack_x_y_sample_weight(X, Y) == (X, Y)
+
+
+class GAN(ferrax.Model):
+    """The Keras GAN example's shape: two models, two optimizers, two tapes; the
+    generator's gradient flows back through the discriminator's input."""
+
+    def __init__(self, discriminator, generator, latent_dim):
+        super().__init__()
+        self.discriminator, self.generator, self.latent_dim = discriminator, generator, \
+            latent_dim
+        self.seed_generator = ferrax.random.SeedGenerator(1337)
+        self.d_loss_tracker = ferrax.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = ferrax.metrics.Mean(name="g_loss")
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker]
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn):
+        super().compile()
+        self.d_optimizer, self.g_optimizer, self.loss_fn = d_optimizer, g_optimizer, loss_fn
+
+    def train_step(self, real):
+        batch_size = ops.shape(real)[0]
+        z = ferrax.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        fake = self.generator(z)
+        combined = ops.concatenate([fake, real], axis=0)
+        labels = ops.concatenate([ops.ones((batch_size, 1)), ops.zeros((batch_size, 1))], 0)
+        with ferrax.GradientTape() as tape:
+            d_loss = self.loss_fn(labels, self.discriminator(combined))
+        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+        z = ferrax.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        with ferrax.GradientTape() as tape:
+            g_loss = self.loss_fn(ops.zeros((batch_size, 1)),
+                                  self.discriminator(self.generator(z)))
+        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result()}
+
+
+def test_the_gan_example_trains_both_models_through_the_discriminators_input():
+    ferrax.utils.set_random_seed(0)
+    disc = ferrax.Sequential([ferrax.Input((4,)), layers.Dense(8, activation="relu"),
+                              layers.Dense(1)])
+    gen = ferrax.Sequential([ferrax.Input((3,)), layers.Dense(8, activation="relu"),
+                             layers.Dense(4)])
+    gan = GAN(disc, gen, latent_dim=3)
+    gan.compile(ferrax.optimizers.Adam(1e-3), ferrax.optimizers.Adam(1e-3),
+                ferrax.losses.BinaryCrossentropy(from_logits=True))
+    d0, g0 = disc.get_weights(), gen.get_weights()
+    real = R.normal(loc=2.0, size=(64, 4)).astype(np.float32)
+    history = gan.fit(real, batch_size=16, epochs=2, verbose=0)
+    assert set(history.history) == {"d_loss", "g_loss"}
+    assert all(np.isfinite(history.history["g_loss"]))
+    assert all(not np.array_equal(a, b) for a, b in zip(gen.get_weights(), g0))
+    assert all(not np.array_equal(a, b) for a, b in zip(disc.get_weights(), d0))
