@@ -57,10 +57,11 @@ def _length(data: Any, arg: str) -> int:
     return lengths.pop()
 
 
-def _batch(data: Any, idx: np.ndarray) -> Any:
+def _batch(data: Any, idx: np.ndarray | slice) -> Any:
+    """The samples `idx` of every array (a slice: views, no copy)."""
     if data is None:
         return None
-    return pack_like(data, [Tensor(np.ascontiguousarray(a[idx])) for a in flatten(data)])
+    return pack_like(data, [Tensor(a[idx]) for a in flatten(data)])
 
 
 def _pack(x: Any, y: Any, w: Any) -> Any:
@@ -98,7 +99,7 @@ class _Data:
             part.n = len(range(self.n)[rows])
         return head, tail
 
-    def batch(self, idx: np.ndarray) -> Any:
+    def batch(self, idx: np.ndarray | slice) -> Any:
         return _pack(_batch(self.x, idx), _batch(self.y, idx), _batch(self.w, idx))
 
 
@@ -152,11 +153,11 @@ def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epoch
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         cbs.on_epoch_begin(epoch, {})
-        order = (np.random.default_rng([seed, epoch]).permutation(data.n) if shuffle
-                 else np.arange(data.n))
+        order = np.random.default_rng([seed, epoch]).permutation(data.n) if shuffle else None
         for step in range(steps):
             cbs.on_train_batch_begin(step, {})
-            batch = data.batch(order[step * batch_size:(step + 1) * batch_size])
+            rows = slice(step * batch_size, (step + 1) * batch_size)
+            batch = data.batch(rows if order is None else order[rows])
             logs = pythonify(model.train_step(batch), model, "train_step")
             cbs.on_train_batch_end(step, logs)
             if model.stop_training:
@@ -187,8 +188,8 @@ def evaluate(model: Model, data: _Data, batch_size: int, cbs: CallbackList,
     logs: dict[str, Any] = {}
     for step in range(steps):
         cbs.on_test_batch_begin(step, {})
-        idx = np.arange(step * batch_size, min(data.n, (step + 1) * batch_size))
-        logs = pythonify(model.test_step(data.batch(idx)), model, "test_step")
+        rows = slice(step * batch_size, (step + 1) * batch_size)
+        logs = pythonify(model.test_step(data.batch(rows)), model, "test_step")
         cbs.on_test_batch_end(step, logs)
         if bar is not None:
             bar.update(step + 1, logs)
@@ -210,8 +211,7 @@ def predict(model: Model, x: Any, batch_size: int, cbs: CallbackList,
     parts: list[Any] = []
     for step in range(steps):
         cbs.on_predict_batch_begin(step, {})
-        idx = np.arange(step * batch_size, min(data.n, (step + 1) * batch_size))
-        out = model.predict_step(data.batch(idx))
+        out = model.predict_step(data.batch(slice(step * batch_size, (step + 1) * batch_size)))
         parts.append(out)
         cbs.on_predict_batch_end(step, {"outputs": out})
         if bar is not None:

@@ -167,6 +167,12 @@ class Optimizer:
                 raise ValueError(f"{owner}: the gradient of '{v.name}' has shape {a.shape}, "
                                  f"the variable {v.shape}")
             arrays.append(a)
+        owners = {id(v._model) for v in variables if isinstance(v, EngineWeight)}
+        if len(owners) == 1 and all(isinstance(v, EngineWeight) for v in variables):
+            # one model's weights (model.trainable_variables): updated in its engine
+            core = variables[0]._model._built_core()
+            self._eager.apply_to_model(core, [v._index for v in variables], arrays)
+            return self.iterations
         # a model's weights are read from its engine once, and written back once
         engines: dict[int, tuple[Any, list[Any]]] = {}
         for v in variables:

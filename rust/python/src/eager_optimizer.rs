@@ -4,7 +4,7 @@
 //! decay and schedule are the fused loop's own (`ferrax_core::optimizer`).
 
 use crate::arrays::{f32_slice, to_numpy};
-use crate::{parse, run_core_on};
+use crate::{parse, run_core_on, CoreModel};
 use ferrax_core::layers::{Param, Tensor};
 use ferrax_core::optimizer::Optimizer;
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -20,6 +20,8 @@ pub struct EagerOptimizer {
     /// One per variable, in the order of the first call: values and gradients
     /// are copied in, updated values copied out (slots stay here).
     params: Vec<Param>,
+    /// The variables' shapes, in order (see `check_shapes`).
+    shapes: Vec<Vec<usize>>,
 }
 
 #[pymethods]
@@ -31,6 +33,7 @@ impl EagerOptimizer {
         Ok(EagerOptimizer {
             optimizer,
             params: Vec::new(),
+            shapes: Vec::new(),
         })
     }
 
@@ -50,18 +53,13 @@ impl EagerOptimizer {
                 grads.len()
             )));
         }
+        let shapes: Vec<&[usize]> = values.iter().map(|v| v.shape()).collect();
+        self.check_shapes(&shapes)?;
         if self.params.is_empty() {
             self.params = values
                 .iter()
                 .map(|v| Param::from_value("variable", Tensor::zeros(v.shape().to_vec())))
                 .collect();
-        }
-        if self.params.len() != values.len() {
-            return Err(PyValueError::new_err(format!(
-                "the optimizer was built for {} variables, got {}",
-                self.params.len(),
-                values.len()
-            )));
         }
         for (k, ((p, v), g)) in self.params.iter_mut().zip(&values).zip(&grads).enumerate() {
             let g_shape = g.as_ref().map(|g| g.shape().to_vec());
@@ -98,6 +96,71 @@ impl EagerOptimizer {
             .collect())
     }
 
+    /// One step on weights of one model, updated in place in its engine (no copy
+    /// out and back): `indices` are the weights' positions in `get_weights`, each
+    /// with its gradient (None leaves it, and its slots, as they are). Another
+    /// step on other variables is an error, as for `apply`.
+    fn apply_to_model<'py>(
+        &mut self,
+        py: Python<'py>,
+        model: &Bound<'py, CoreModel>,
+        indices: Vec<usize>,
+        grads: Vec<Option<PyReadonlyArrayDyn<'py, f32>>>,
+    ) -> PyResult<()> {
+        if indices.len() != grads.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} weights but {} gradients",
+                indices.len(),
+                grads.len()
+            )));
+        }
+        let mut core = model.borrow_mut();
+        let mut slots: Vec<Option<&mut Param>> =
+            core.model.params_mut().into_iter().map(Some).collect();
+        let mut chosen: Vec<&mut Param> = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            match slots.get_mut(i).and_then(Option::take) {
+                Some(p) => chosen.push(p),
+                None => {
+                    return Err(PyValueError::new_err(format!(
+                        "weight {i} is not in the model, or given twice"
+                    )))
+                }
+            }
+        }
+        let shapes: Vec<&[usize]> = chosen.iter().map(|p| p.value.shape()).collect();
+        self.check_shapes(&shapes)?;
+        let mut frozen = Vec::with_capacity(chosen.len());
+        for (k, (p, g)) in chosen.iter_mut().zip(&grads).enumerate() {
+            frozen.push(p.frozen);
+            p.frozen = g.is_none();
+            let grad = p.grad.as_slice_mut().expect("contiguous");
+            match g {
+                Some(g) => {
+                    if g.shape() != p.value.shape() {
+                        return Err(PyValueError::new_err(format!(
+                            "weight {k}: a gradient of shape {:?} for a weight of shape {:?}",
+                            g.shape(),
+                            p.value.shape()
+                        )));
+                    }
+                    grad.copy_from_slice(f32_slice(g)?);
+                }
+                None => grad.fill(0.0),
+            }
+        }
+        let big = chosen.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
+        let optimizer = &mut self.optimizer;
+        let outcome = run_core_on(py, big, || {
+            optimizer.apply(&mut chosen);
+            Ok(())
+        });
+        for (p, f) in chosen.iter_mut().zip(frozen) {
+            p.frozen = f;
+        }
+        outcome
+    }
+
     #[getter]
     fn iterations(&self) -> u64 {
         self.optimizer.iterations
@@ -111,6 +174,33 @@ impl EagerOptimizer {
     #[setter]
     fn set_learning_rate(&mut self, value: f32) {
         self.optimizer.learning_rate = value;
+    }
+}
+
+impl EagerOptimizer {
+    /// The variables' shapes fixed at the first step (by either method); later
+    /// steps must bring the same ones, in the same order (the slots follow them).
+    fn check_shapes(&mut self, shapes: &[&[usize]]) -> PyResult<()> {
+        if self.shapes.is_empty() {
+            self.shapes = shapes.iter().map(|s| s.to_vec()).collect();
+        }
+        if self.shapes.len() != shapes.len()
+            || self
+                .shapes
+                .iter()
+                .zip(shapes)
+                .any(|(a, b)| a.as_slice() != *b)
+        {
+            return Err(PyValueError::new_err(format!(
+                "the optimizer was built for {} variables of shapes {:?}, got {} of shapes \
+                 {:?}",
+                self.shapes.len(),
+                self.shapes,
+                shapes.len(),
+                shapes
+            )));
+        }
+        Ok(())
     }
 }
 

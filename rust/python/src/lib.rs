@@ -96,8 +96,8 @@ fn dataset<'a>(
 
 /// A built model owned by the engine: layers, weights, optimizer state.
 #[pyclass(module = "ferrax._core")]
-struct CoreModel {
-    model: Model,
+pub(crate) struct CoreModel {
+    pub(crate) model: Model,
 }
 
 #[pymethods]
