@@ -74,14 +74,57 @@ def test_a_functional_model_and_ops_after_it_train_together():
     assert not np.array_equal(scale.numpy(), np.ones(4))
 
 
-def test_the_model_called_again_before_gradient_is_a_clear_error():
+def test_a_model_called_twice_under_one_tape_gets_both_calls_gradients():
     model = _mlp()
+    a, b = X[:4], X[4:12]
     with ferrax.GradientTape() as tape:
-        loss = ops.sum(model(X[:4]))
-        model(X[4:8])
-    with pytest.raises(RuntimeError, match="ran again .* between this call under the "
-                                           "GradientTape and gradient"):
-        tape.gradient(loss, model.trainable_variables)
+        loss = ops.sum(model(a, training=True)) + ops.sum(ops.square(model(b, training=True)))
+    grads = tape.gradient(loss, model.trainable_variables)
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
+
+    def reference(x, dout):
+        z = x @ w1 + b1
+        h = np.maximum(z, 0)
+        d = dout(h @ w2 + b2)
+        dz = (d @ w2.T) * (z > 0)
+        return [x.T @ dz, dz.sum(0), h.T @ d, d.sum(0)]
+
+    want = [p + q for p, q in zip(reference(a, np.ones_like), reference(b, lambda y: 2 * y))]
+    for g, w in zip(grads, want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-6)
+
+
+def test_two_calls_under_one_tape_replay_the_first_with_its_own_dropout_masks():
+    together, apart = _mlp(0.5), _mlp(0.5)
+    a, b = X[:8], X[8:16]
+    with ferrax.GradientTape() as tape:
+        loss = ops.sum(together(a, training=True)) + ops.sum(together(b, training=True))
+    joint = tape.gradient(loss, together.trainable_variables)
+    summed = None
+    for x in (a, b):
+        with ferrax.GradientTape() as tape:
+            loss = ops.sum(apart(x, training=True))
+        g = tape.gradient(loss, apart.trainable_variables)
+        summed = g if summed is None else [np.asarray(p) + np.asarray(q)
+                                           for p, q in zip(summed, g)]
+    for p, q in zip(joint, summed):
+        np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
+
+
+def test_a_replayed_call_leaves_the_moving_statistics_as_the_calls_made_them():
+    def bn_model():
+        ferrax.utils.set_random_seed(2)
+        return ferrax.Sequential([ferrax.Input((6,)), layers.Dense(5),
+                                  layers.BatchNormalization(), layers.Dense(1)])
+
+    replayed, plain = bn_model(), bn_model()
+    for m in (replayed, plain):
+        with ferrax.GradientTape() as tape:
+            loss = ops.sum(m(X[:8], training=True)) + ops.sum(m(X[8:16], training=True))
+        if m is replayed:
+            tape.gradient(loss, m.trainable_variables)
+    for p, q in zip(replayed.non_trainable_weights, plain.non_trainable_weights):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
 
 
 def test_the_gradient_reaches_a_watched_input_through_the_engine():

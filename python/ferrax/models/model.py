@@ -1207,7 +1207,10 @@ class Model:
     def _call_under_tape(self, x: Any, training: bool) -> Any:
         """`model(x)` while a GradientTape records: the whole model runs forward in the
         engine as one recorded node, whose backward is the engine's (and passes the
-        gradient on to `x` when a tape tracks it: a GAN's generator output)."""
+        gradient on to `x` when a tape tracks it: a GAN's generator output). A model
+        called several times under one tape runs an earlier call's forward again
+        before its backward (with the same dropout masks), at the weights of then:
+        update the weights after taking the gradients."""
         from ferrax.ops import _dispatch
         from ferrax.symbolic import flatten
         from ferrax.tensor import Tensor
@@ -1220,6 +1223,7 @@ class Model:
         core = self._engine_for(xf)
         x32 = np.ascontiguousarray(xf, dtype=np.float32)
         n = len(x32)
+        keys = core.random_keys  # (a replay draws the same dropout masks)
         flat = core.tape_forward(x32, training)
         out = Tensor(flat.reshape((n, *self._engine_output_shapes()[0])))
         run = core.forward_runs
@@ -1236,10 +1240,10 @@ class Model:
 
         def backward(dy: np.ndarray, want_input: bool) -> list[tuple[Any, np.ndarray]]:
             if core.forward_runs != run:
-                raise RuntimeError(
-                    f"Model '{self.name}' ran again (another call, predict or fit) between "
-                    f"this call under the GradientTape and gradient(); the engine keeps one "
-                    f"call's activations: compute the gradient first")
+                # The model ran again since (called twice under the tape: a GAN's
+                # discriminator on real and fake data): the engine keeps one call's
+                # activations, so this call's forward runs again first.
+                core.tape_replay(x32, training, keys)
             dy2 = np.ascontiguousarray(dy, np.float32).reshape(n, -1)
             if not want_input:
                 grads = core.tape_backward(n, dy2)

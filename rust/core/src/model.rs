@@ -147,7 +147,7 @@ pub struct Model {
     pub forward_runs: u64,
     /// Batches run forward outside training: key the masks of calls fixed to
     /// training (Monte Carlo dropout), so that each prediction draws new ones.
-    inference_batches: u64,
+    pub inference_batches: u64,
     pub compiled: Option<Compiled>,
 }
 
@@ -1304,6 +1304,37 @@ impl Model {
         }
         self.write_outputs(rows, None, out);
         Ok(rows)
+    }
+
+    /// Runs an earlier `tape_forward` again, with the random keys it had (`step`
+    /// and `inference_batches` as they were before it), so that its backward can
+    /// follow after another call replaced the kept activations. The layers' own
+    /// state (moving statistics) is left as it is now.
+    pub fn tape_replay(
+        &mut self,
+        x: &[f32],
+        training: bool,
+        step: u64,
+        inference_batches: u64,
+    ) -> Result<()> {
+        let keys_now = (self.step, self.inference_batches);
+        let state: Vec<Vec<f32>> = self
+            .params()
+            .filter(|p| !p.trainable)
+            .map(|p| p.value_slice().to_vec())
+            .collect();
+        (self.step, self.inference_batches) = (step, inference_batches);
+        let mut out = vec![0.0f32; self.samples_in(x.len())? * self.output_size()];
+        let ran = self.tape_forward(x, training, &mut out);
+        (self.step, self.inference_batches) = keys_now;
+        let kept = self.params_mut().into_iter().filter(|p| !p.trainable);
+        for (p, values) in kept.zip(state) {
+            p.value
+                .as_slice_mut()
+                .expect("contiguous")
+                .copy_from_slice(&values);
+        }
+        ran.map(|_| ())
     }
 
     /// The weights' gradients of Σ dy · outputs for the last `tape_forward` of

@@ -369,6 +369,27 @@ impl CoreModel {
         Ok(to_numpy(py, &out, &[rows, out_size]))
     }
 
+    /// `tape_forward` again for an earlier call (see `Model::tape_replay`): `keys`
+    /// are `random_keys` as they were just before it.
+    fn tape_replay(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        training: bool,
+        keys: (u64, u64),
+    ) -> PyResult<()> {
+        let xs = f32_slice(&x)?;
+        let model = &mut self.model;
+        run_core(py, || model.tape_replay(xs, training, keys.0, keys.1))
+    }
+
+    /// The counters that key the random draws of the next forward pass (training
+    /// steps, inference batches).
+    #[getter]
+    fn random_keys(&self) -> (u64, u64) {
+        (self.model.step, self.model.inference_batches)
+    }
+
     /// Forward passes run so far (any of them replaces the kept activations).
     #[getter]
     fn forward_runs(&self) -> u64 {
