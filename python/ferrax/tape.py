@@ -113,19 +113,25 @@ class GradientTape:
         self._tracked[id(out)] = out
         self._records.append((out, op, attrs, list(operands), arrays))
 
-    def _record_call(self, owner: str, source: Any, variables: list[Any], out: Tensor,
-                     backward: Any) -> None:
-        """Records a model's call as one node: `backward(dy, want_input)` gives
-        (weight, gradient) pairs from the engine's own backward pass, and (`source`,
-        its gradient) when asked (`source`: the call's input tensor, or None)."""
+    def _record_call(self, owner: str, sources: list[Any], variables: list[Any],
+                     outs: list[Tensor], backward: Any) -> None:
+        """Records a model's call as one node: `backward(dys, want)` takes the outputs'
+        gradients (None for an output without one) and gives (weight, gradient) pairs
+        from the engine's own backward pass, and (source, gradient) for each input
+        tensor in `sources` that `want` asks for."""
         if self.watch_accessed_variables:
             for v in variables:
                 self._tracked[variable_key(v)] = v
-        from_input = source is not None and self._tracks(source)
-        if not from_input and not any(variable_key(v) in self._tracked for v in variables):
+        for s in sources:  # a trainable Variable given as an input is watched too
+            if isinstance(s, Variable) and s.trainable and self.watch_accessed_variables:
+                self._tracked[variable_key(s)] = s
+                self._watched_variables[variable_key(s)] = s
+        want = [s is not None and self._tracks(s) for s in sources]
+        if not any(want) and not any(variable_key(v) in self._tracked for v in variables):
             return
-        self._tracked[id(out)] = out
-        self._records.append((out, "", backward, [source] if from_input else [], []))
+        for o in outs:
+            self._tracked[id(o)] = o
+        self._records.append((tuple(outs), "", backward, want, []))  # type: ignore[arg-type]
 
     def _tracks(self, t: Any) -> bool:
         """Whether `t` depends on something this tape watches."""
@@ -182,13 +188,16 @@ class GradientTape:
                 np.broadcast_to(np.asarray(seed, np.float32), t.shape)
             _accumulate(grads, t, np.array(start, order="C"))
         for out, op, attrs, operands, arrays in reversed(self._records):
-            g = grads.get(id(out))
-            if g is None:
-                continue
-            if not op:  # a model's call: the engine's backward (to its input if tracked)
-                for v, dv in attrs(g, bool(operands)):
+            if not op:  # a model's call: the engine's backward (to its inputs if tracked)
+                dys = [grads.get(id(o)) for o in out]
+                if all(d is None for d in dys):
+                    continue
+                for v, dv in attrs(dys, operands):
                     if variable_key(v) in self._tracked:
                         _accumulate(grads, v, dv)
+                continue
+            g = grads.get(id(out))
+            if g is None:
                 continue
             y = np.ascontiguousarray(out._value, dtype=np.float32)
             for o, dx in zip(operands, _core.op_vjp(op, attrs, arrays, y, g)):

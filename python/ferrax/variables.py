@@ -76,11 +76,12 @@ class Variable(Tensor):
 
 
 def variable_key(x: Any) -> Any:
-    """What a tape and an optimizer know a value by: a model's weight by (model,
-    index), since its Variable objects are made again when the model's weights move;
-    anything else by itself."""
+    """What a tape and an optimizer know a value by: a model's weight by its layer and
+    its place in the layer (its Variable objects are made again when the model's
+    weights move, and each model that runs the layer has its own), anything else by
+    itself."""
     if isinstance(x, EngineWeight):
-        return ("weight", id(x._model), x._index)
+        return x._key
     return id(x)
 
 

@@ -91,8 +91,11 @@ class Variable:
     """A weight of a built model, read from and written to the engine."""
 
     def __init__(self, model: Model, index: int, name: str, shape: Iterable[int],
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, key: Any = None) -> None:
         self._model, self._index = model, index
+        # what a tape and an optimizer know it by: its layer and its place there, the
+        # same in every model that runs the layer (see variables.variable_key)
+        self._key = ("weight", id(model), index) if key is None else key
         self.name, self.shape = name, tuple(shape)
         self.dtype = "float32"
         self.trainable = trainable

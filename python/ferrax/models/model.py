@@ -128,6 +128,9 @@ class Model:
         # set by compile, for custom steps: the loss's running mean and the metrics
         self._loss_tracker: metrics_module.Mean | None = None
         self._compile_metrics: Any = None
+        # a subclassed model whose call cannot be traced into one engine graph (several
+        # outputs): called, it runs call() eagerly
+        self._calls_eagerly = False
 
     @property
     def trainable(self) -> bool:
@@ -229,9 +232,10 @@ class Model:
                              f"it, or call build(input_shape) first")
         trace, result = trace_only(self, Input(shape=shape), {"training": None})
         if len(trace.outputs) != 1:
-            raise NotImplementedError(f"Model '{self.name}': call() returned "
-                                      f"{len(trace.outputs)} tensors; a subclassed model "
-                                      f"with several outputs is not supported yet")
+            raise _SeveralOutputs(f"Model '{self.name}': call() returned "
+                                  f"{len(trace.outputs)} tensors; a subclassed model with "
+                                  f"several outputs runs only when called (model(x), "
+                                  f"eagerly or under a GradientTape), not in fit's loop")
         builder = GraphBuilder()
         builder.outputs = trace.inline(builder, [0])
         if builder.outputs == [0]:
@@ -557,7 +561,7 @@ class Model:
                         for li, _, _ in info}
             self._variable_cache = [
                 Variable(self, j, layers[li]._weight_path(j - first_of[li], name), shape,
-                         trainable)
+                         trainable, key=("weight", id(layers[li]), j - first_of[li]))
                 for j, ((li, name, shape), trainable)
                 in enumerate(zip(info, core.weight_trainable()))
             ]
@@ -603,7 +607,22 @@ class Model:
 
     @property
     def weights(self) -> list[Variable]:
-        return list(self._variables()) if self.built else []
+        if self.built:
+            return list(self._variables())
+        if self._is_subclassed():  # its call runs eagerly: its sublayers hold them
+            from ferrax.layers._weights import tracked
+            from ferrax.layers.base import Layer as _Layer
+            from ferrax.variables import variable_key
+
+            out: list[Any] = list(self.__dict__.get("_own_variables", []))
+            seen = {variable_key(v) for v in out}
+            for layer in tracked(self, (_Layer, Model)):
+                for v in layer.weights:
+                    if variable_key(v) not in seen:
+                        seen.add(variable_key(v))
+                        out.append(v)
+            return out
+        return []
 
     variables = weights
 
@@ -1190,72 +1209,133 @@ class Model:
         Node(self, tensors, outs, as_list=isinstance(x, (list, tuple)))  # type: ignore[arg-type]
         return outs[0] if len(outs) == 1 else outs
 
-    def __call__(self, x: npt.ArrayLike, training: bool | None = None,
-                 mask: Any = None) -> Float32Array:
+    def __call__(self, x: npt.ArrayLike, *args: Any, training: bool | None = None,
+                 mask: Any = None, **kwargs: Any) -> Any:
+        """On symbolic tensors: records the call (a nested model). On arrays or eager
+        tensors: the outputs now. Under a GradientTape (or with `training=True`) the
+        model runs forward in the engine as one recorded node. A subclassed model
+        whose call takes more arguments (`model(x, hidden)`), or returns several
+        tensors, runs its `call` eagerly instead, each built-in layer in the engine."""
         from ferrax.layers.base import fixed_training, fixing_training
         from ferrax.symbolic import any_symbolic
 
         if any_symbolic(x):
+            if args or kwargs:
+                return self._run_call(x, args, kwargs, training)
             fixed = fixed_training(f"Model '{self.name}'", training)
             return fixing_training(self, fixed, lambda: self._call_symbolic(x, fixed))
         from ferrax.ops import _dispatch
 
-        if _dispatch._TAPES:
-            return self._call_under_tape(x, bool(training))
-        return self._predict(x, batch_size=max(1, len(np.asarray(x))))
+        if self._is_subclassed() and (args or kwargs or self._calls_eagerly
+                                      or isinstance(x, (list, tuple, dict))):
+            return self._run_call(x, args, kwargs, training)
+        try:
+            if _dispatch._TAPES or training:
+                return self._call_under_tape(x, bool(training))
+            return self._predict(x, batch_size=max(1, len(np.asarray(x))))
+        except _SeveralOutputs:
+            self._calls_eagerly = True
+            return self._run_call(x, args, kwargs, training)
+
+    def _run_call(self, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  training: bool | None) -> Any:
+        """A subclassed model's `call` run as Python, on what it was given: its layers
+        and ops compute (and a GradientTape records them) one by one."""
+        import inspect
+
+        from ferrax.layers import _eager
+
+        if not self._is_subclassed():
+            raise TypeError(f"Model '{self.name}': unexpected call arguments "
+                            f"{[*map(repr, args), *sorted(kwargs)]}")
+        params = inspect.signature(self.call).parameters
+        if "training" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                       for p in params.values()):
+            kwargs = {**kwargs, "training": training}
+        with _eager.training_mode(training):
+            return self.call(x, *args, **kwargs)
 
     def _call_under_tape(self, x: Any, training: bool) -> Any:
         """`model(x)` while a GradientTape records: the whole model runs forward in the
-        engine as one recorded node, whose backward is the engine's (and passes the
-        gradient on to `x` when a tape tracks it: a GAN's generator output). A model
-        called several times under one tape runs an earlier call's forward again
-        before its backward (with the same dropout masks), at the weights of then:
-        update the weights after taking the gradients."""
+        engine as one recorded node, whose backward is the engine's, and passes the
+        gradient on to any input tensor a tape tracks (a GAN's generator output, an
+        LSTM's initial state). A model called several times under one tape runs an
+        earlier call's forward again before its backward (with the same dropout
+        masks), at the weights of then: update the weights after taking the gradients.
+        Also how `model(x, training=True)` runs outside a tape (nothing recorded)."""
         from ferrax.ops import _dispatch
-        from ferrax.symbolic import flatten
         from ferrax.tensor import Tensor
 
-        if self._output_list() is not None or self._output_layer()._output_parts() is not None:
-            raise NotImplementedError(f"Model '{self.name}': a model with several outputs "
-                                      f"(or returned states) under a GradientTape is not "
-                                      f"supported yet")
-        xf = self._input_features(x)
+        xf = self._input_features(x)  # (builds the model: first, as the checks read it)
+        if self._output_list() is None and self._output_layer()._output_parts() is not None:
+            raise NotImplementedError(f"Model '{self.name}': a stack whose last layer returns "
+                                      f"its states cannot run under a GradientTape; build it "
+                                      f"as Model(inputs, outputs) with the states as outputs")
         core = self._engine_for(xf)
         x32 = np.ascontiguousarray(xf, dtype=np.float32)
         n = len(x32)
         keys = core.random_keys  # (a replay draws the same dropout masks)
         flat = core.tape_forward(x32, training)
-        out = Tensor(flat.reshape((n, *self._engine_output_shapes()[0])))
+        outs, at = [], 0
+        for shape in self._engine_output_shapes():
+            size = int(np.prod(shape, dtype=np.int64))
+            outs.append(Tensor(flat[:, at:at + size].reshape((n, *shape))))
+            at += size
         run = core.forward_runs
         variables = self.trainable_weights
-        # the input, when it carries a gradient (one tensor a tape tracks)
-        inputs = [t for t in flatten(x) if isinstance(t, Tensor)]
-        source = inputs[0] if len(inputs) == 1 and not isinstance(x, (list, tuple, dict)) \
-            else None
-        if source is None and any(tape._tracks(t) for tape in _dispatch._TAPES
-                                  for t in inputs):
-            raise NotImplementedError(f"Model '{self.name}': gradients with respect to a "
-                                      f"model's inputs are supported for one input tensor, "
-                                      f"not a list or dict of them")
+        sources, widths = self._input_parts(x, x32.shape[1])
 
-        def backward(dy: np.ndarray, want_input: bool) -> list[tuple[Any, np.ndarray]]:
+        def backward(dys: list[np.ndarray | None], want: list[bool]
+                     ) -> list[tuple[Any, np.ndarray]]:
             if core.forward_runs != run:
-                # The model ran again since (called twice under the tape: a GAN's
-                # discriminator on real and fake data): the engine keeps one call's
-                # activations, so this call's forward runs again first.
+                # The model ran again since: the engine keeps one call's activations.
                 core.tape_replay(x32, training, keys)
-            dy2 = np.ascontiguousarray(dy, np.float32).reshape(n, -1)
-            if not want_input:
-                grads = core.tape_backward(n, dy2)
+            parts = [np.zeros((n, int(np.prod(o.shape[1:], dtype=np.int64))), np.float32)
+                     if d is None else np.asarray(d, np.float32).reshape(n, -1)
+                     for o, d in zip(outs, dys)]
+            dy = np.ascontiguousarray(parts[0] if len(parts) == 1 else
+                                      np.concatenate(parts, axis=1))
+            if not any(want):
+                grads = core.tape_backward(n, dy)
                 return [(v, grads[v._index]) for v in variables]
-            *grads, dx = core.tape_backward_to_input(n, dy2)
-            assert source is not None
-            return [(v, grads[v._index]) for v in variables] + \
-                [(source, dx.reshape(source.shape))]
+            *grads, dx = core.tape_backward_to_input(n, dy)
+            pairs = [(v, grads[v._index]) for v in variables]
+            at = 0
+            for source, width, wanted in zip(sources, widths, want):
+                if wanted:
+                    pairs.append((source, dx[:, at:at + width].reshape(source.shape)))
+                at += width
+            return pairs
 
         for tape in _dispatch._TAPES:
-            tape._record_call(f"Model '{self.name}'", source, variables, out, backward)
-        return self._pack_outputs(out)  # (in a list when outputs were given as one)
+            tape._record_call(f"Model '{self.name}'", sources, variables, outs, backward)
+        return self._structure_outputs(outs)
+
+    def _input_parts(self, x: Any, width: int) -> tuple[list[Any], list[int]]:
+        """The tensors of a call's input, one per model input in the engine's order
+        (None where an input is no tensor), and each one's values per sample."""
+        from ferrax.tensor import Tensor
+
+        names = list(getattr(self, "input_names", []))
+        if isinstance(x, dict):
+            parts: list[Any] = [x.get(name) for name in names]
+        elif isinstance(x, (list, tuple)):
+            parts = list(x)
+        else:
+            parts = [x]
+        widths = [int(np.prod(np.shape(p)[1:], dtype=np.int64)) for p in parts]
+        if sum(widths) != width:  # (an input laid out otherwise: no input gradients)
+            return [None], [width]
+        return [p if isinstance(p, Tensor) else None for p in parts], widths
+
+    def _structure_outputs(self, outs: list[Any]) -> Any:
+        """A call's output tensors in the structure the model's outputs were given in."""
+        if len(outs) == 1:
+            return self._pack_outputs(outs[0])
+        struct = getattr(self, "_outputs_struct", None)
+        if isinstance(struct, dict):
+            return dict(zip(struct, outs))
+        return outs
 
     # --- custom steps: what a train_step override calls ---------------------------
     def train_step(self, data: Any) -> dict[str, Any]:
@@ -1554,6 +1634,11 @@ class _LossCall:
             return value
         return ops.mean(value)
 
+
+
+class _SeveralOutputs(NotImplementedError):
+    """A subclassed model's call returned several tensors: the engine graph of a model
+    has one output for it, so its call runs eagerly."""
 
 
 _FUNCTIONAL_SUBCLASSES: dict[type, type] = {}
