@@ -361,3 +361,24 @@ def test_the_gan_example_trains_both_models_through_the_discriminators_input():
     assert all(np.isfinite(history.history["g_loss"]))
     assert all(not np.array_equal(a, b) for a, b in zip(gen.get_weights(), g0))
     assert all(not np.array_equal(a, b) for a, b in zip(disc.get_weights(), d0))
+
+
+def test_compile_takes_metrics_the_fused_loop_lacks_and_fit_runs_them_step_by_step():
+    from sklearn.metrics import precision_score, roc_auc_score
+
+    r = np.random.default_rng(2)
+    x = r.normal(size=(200, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * r.normal(size=200) > 0).astype(np.float32)
+    ferrax.utils.set_random_seed(5)
+    model = ferrax.Sequential([ferrax.Input((4,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=ferrax.optimizers.Adam(0.05), loss="binary_crossentropy",
+                  metrics=[ferrax.metrics.AUC(num_thresholds=1000), "precision", "accuracy"])
+    history = model.fit(x, y, batch_size=50, epochs=3, verbose=0)
+    assert set(history.history) == {"loss", "auc", "precision", "accuracy"}
+    logs = model.evaluate(x, y, batch_size=200, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0).ravel()
+    assert logs["auc"] == pytest.approx(roc_auc_score(y, p), abs=2e-3)
+    assert logs["precision"] == pytest.approx(precision_score(y, p > 0.5), rel=1e-6)
+    assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == y), rel=1e-6)
+    assert logs["loss"] == pytest.approx(
+        -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-4)

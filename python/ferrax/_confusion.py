@@ -43,9 +43,13 @@ class _Counting(Metric):
         self.fn += (~above & positive) @ wv
         self.tn += (~above & ~positive) @ wv
 
+    # fit and evaluate with it in compile's metrics run step by step (update_state)
+    _in_engine = False
+
     def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
-        raise ValueError(f"metric '{self.name}': {type(self).__name__} is for custom loops "
-                         f"for now (update_state); compile does not take it yet")
+        raise ValueError(f"metric '{self.name}': {type(self).__name__} is not run by the "
+                         f"engine's fused loop (train_on_batch / test_on_batch); fit and "
+                         f"evaluate update it step by step")
 
     @property
     def variables(self) -> list[Any]:
@@ -247,9 +251,12 @@ class F1Score(Metric):
             f1 = (f1 * self.support).sum() / (self.support.sum() + _EPSILON)
         return Tensor(np.asarray(f1, np.float32))
 
+    _in_engine = False
+
     def _core_spec(self, y_rank: int, y_last: int, out_last: int, loss: object) -> Config:
-        raise ValueError(f"metric '{self.name}': F1Score is for custom loops for now "
-                         f"(update_state); compile does not take it yet")
+        raise ValueError(f"metric '{self.name}': F1Score is not run by the engine's fused "
+                         f"loop (train_on_batch / test_on_batch); fit and evaluate update it "
+                         f"step by step")
 
 
 def _only_defaults(owner: str, **args: Any) -> None:

@@ -37,6 +37,9 @@ class Metric:
     >>> float(acc.result())   # 0.5
     """
 
+    # whether the engine's fused loop computes it (else fit runs step by step)
+    _in_engine = True
+
     def __init__(self, kind: str, name: str | None = None, **args: Any) -> None:
         self.kind, self.name, self.args = kind, name or kind, args
         self._total, self._count = 0.0, 0.0
@@ -289,6 +292,9 @@ def get(identifier: str | Metric | Callable[..., Any]) -> Metric:
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             return Metric("accuracy", identifier)
+        confusion = {"auc": AUC, "precision": Precision, "recall": Recall}
+        if identifier.lower() in confusion:
+            return confusion[identifier.lower()]()
         if identifier in _ENGINE_NAMES:
             table: dict[str, dict[str, Any]] = {
                 "top_k_categorical_accuracy": {"k": 5},
@@ -296,7 +302,8 @@ def get(identifier: str | Metric | Callable[..., Any]) -> Metric:
                 "binary_accuracy": {"threshold": 0.5}}
             defaults = table.get(identifier, {})
             return Metric(identifier, identifier, **defaults)
-        raise ValueError(f"Unknown metric {identifier!r}. Expected 'accuracy' or one of: "
+        raise ValueError(f"Unknown metric {identifier!r}. Expected 'accuracy', 'auc', "
+                         f"'precision', 'recall' or one of: "
                          f"{', '.join(sorted(_ENGINE_NAMES))}")
     raise TypeError(f"metric must be a name like 'accuracy' or a ferrax.metrics object, "
                     f"got {describe(identifier)}")

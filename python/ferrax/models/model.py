@@ -732,6 +732,15 @@ class Model:
             return _heads.metric_names(self._heads)
         return ["loss"] + [m.name for m in self._compile_config["metrics"]]
 
+    def _metrics_outside_engine(self) -> bool:
+        """Whether compile's metrics include one the fused loop does not compute (AUC,
+        Precision, ...): fit and evaluate then run the default steps, which update it."""
+        if self._compile_config is None:
+            return False
+        listed = (list(self._compile_config["metrics"]) if self._heads is None
+                  else [m for h in self._heads for m in h.metrics])
+        return any(not m._in_engine for m in listed)
+
     def _require_compiled(self, what: str) -> None:
         last = self._output_layer() if self._engine_layers() else None
         if self._heads is None and last is not None and getattr(last, "return_state", False):
@@ -910,7 +919,8 @@ class Model:
         """
         from ferrax.models import _steps
 
-        custom = _steps.overrides(self, "train_step") or _steps.overrides(self, "test_step")
+        custom = (_steps.overrides(self, "train_step") or _steps.overrides(self, "test_step")
+                  or self._metrics_outside_engine())
         if custom:
             if self._compile_config is None:
                 raise RuntimeError(f"You must call compile() on model '{self.name}' before "
@@ -1030,7 +1040,7 @@ class Model:
         from ferrax.models import _steps
 
         batch_size = _data.check_batch_size(batch_size)
-        if _steps.overrides(self, "test_step"):
+        if _steps.overrides(self, "test_step") or self._metrics_outside_engine():
             if self._compile_config is None:
                 raise RuntimeError(f"You must call compile() on model '{self.name}' before "
                                    f"evaluating it")
