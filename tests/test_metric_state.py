@@ -164,10 +164,73 @@ def test_confusion_metric_arguments_are_checked():
         metrics.AUC(num_thresholds=1)
     with pytest.raises(NotImplementedError, match="only summation_method='interpolation'"):
         metrics.AUC(summation_method="minoring")
-    with pytest.raises(NotImplementedError, match="multi_label not supported yet"):
-        metrics.AUC(multi_label=True)
-    with pytest.raises(NotImplementedError, match="top_k not supported yet"):
-        metrics.Precision(top_k=2)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1, got 0"):
+        metrics.Precision(top_k=0)
+    with pytest.raises(ValueError, match="class_id 4 needs predictions of shape"):
+        metrics.Recall(class_id=4).update_state(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="2 label_weights for predictions of shape"):
+        metrics.AUC(label_weights=[1.0, 2.0]).update_state(np.ones((2, 3)), np.ones((2, 3)))
     with pytest.raises(ValueError, match="average must be None, 'micro', 'macro' or "
                                          "'weighted'"):
         metrics.F1Score(average="samples")
+
+
+def _multilabel_data():
+    r = np.random.default_rng(9)
+    y = (r.uniform(size=(60, 3)) < 0.4).astype(np.float32)
+    p = np.clip(0.5 * y + 0.6 * r.uniform(size=(60, 3)), 0, 1).astype(np.float32)
+    return y, p
+
+
+def test_precision_and_recall_of_one_class_match_sklearn():
+    from sklearn.metrics import precision_score, recall_score
+
+    y, p = _multilabel_data()
+    for c in range(3):
+        prec, rec = metrics.Precision(class_id=c), metrics.Recall(class_id=c)
+        for m in (prec, rec):
+            m.update_state(y[:30], p[:30])
+            m.update_state(y[30:], p[30:])
+        assert float(prec.result()) == pytest.approx(precision_score(y[:, c], p[:, c] > 0.5))
+        assert float(rec.result()) == pytest.approx(recall_score(y[:, c], p[:, c] > 0.5))
+
+
+def test_top_k_counts_each_samples_k_highest_predictions_as_positive():
+    y, p = _multilabel_data()
+    top2 = np.zeros(p.shape, bool)
+    np.put_along_axis(top2, np.argsort(-p, axis=1)[:, :2], True, axis=1)
+    prec, rec = metrics.Precision(top_k=2), metrics.Recall(top_k=2)
+    for m in (prec, rec):
+        m.update_state(y, p)
+    hits = np.sum(top2 & (y > 0.5))
+    assert float(prec.result()) == pytest.approx(hits / top2.sum())
+    assert float(rec.result()) == pytest.approx(hits / np.sum(y > 0.5))
+    # with class_id too: that class counts where it is among the top 2
+    one = metrics.Precision(top_k=2, class_id=1)
+    one.update_state(y, p)
+    assert float(one.result()) == pytest.approx(np.sum(top2[:, 1] & (y[:, 1] > 0.5))
+                                                / top2[:, 1].sum())
+
+
+@pytest.mark.parametrize("label_weights", [None, [1.0, 2.0, 0.5]])
+def test_multi_label_auc_averages_each_labels_area_as_sklearn(label_weights):
+    from sklearn.metrics import roc_auc_score
+
+    y, p = _multilabel_data()
+    m = metrics.AUC(num_thresholds=2000, multi_label=True, label_weights=label_weights)
+    m.update_state(y[:25], p[:25])
+    m.update_state(y[25:], p[25:])
+    areas = np.array([roc_auc_score(y[:, c], p[:, c]) for c in range(3)])
+    w = np.ones(3) if label_weights is None else np.asarray(label_weights)
+    assert float(m.result()) == pytest.approx(np.sum(areas * w) / w.sum(), abs=2e-3)
+
+
+def test_label_weights_without_multi_label_weigh_each_labels_values():
+    from sklearn.metrics import roc_auc_score
+
+    y, p = _multilabel_data()
+    w = np.array([1.0, 3.0, 0.0])
+    m = metrics.AUC(num_thresholds=2000, label_weights=w)
+    m.update_state(y, p)
+    want = roc_auc_score(y.ravel(), p.ravel(), sample_weight=np.tile(w, len(y)))
+    assert float(m.result()) == pytest.approx(want, abs=2e-3)

@@ -1,6 +1,7 @@
 """Metrics built on counts of true and false positives (Keras's confusion metrics):
-Precision, Recall, F1Score and AUC, for custom loops (`update_state`, `result`,
-`reset_state`). Their state is counts, so they are kept here, not in the engine."""
+Precision, Recall, F1Score and AUC, with Keras's Metric API (`update_state`, `result`,
+`reset_state`); fit and evaluate update them step by step. Their state is counts, so
+they are kept here, not in the engine."""
 
 from __future__ import annotations
 
@@ -16,17 +17,28 @@ _EPSILON = 1e-7
 
 
 class _Counting(Metric):
-    """Base: true/false positives and negatives at one or more thresholds."""
+    """Base: true/false positives and negatives at one or more thresholds; per label
+    (the last axis) when `per_label`, else over all values."""
 
-    def __init__(self, kind: str, name: str | None, thresholds: Any) -> None:
+    def __init__(self, kind: str, name: str | None, thresholds: Any,
+                 per_label: bool = False) -> None:
         super().__init__(kind, name)
         self.thresholds = np.atleast_1d(np.asarray(0.5 if thresholds is None else thresholds,
                                                    np.float64))
+        self.per_label = per_label
+        self._labels: int | None = None
         self.reset_state()
 
     def reset_state(self) -> None:
-        n = len(self.thresholds)
-        self.tp, self.fp, self.fn, self.tn = (np.zeros(n) for _ in range(4))
+        shape: tuple[int, ...] = (len(self.thresholds),)
+        if self.per_label and self._labels is not None:
+            shape += (self._labels,)
+        self.tp, self.fp, self.fn, self.tn = (np.zeros(shape) for _ in range(4))
+
+    def _prepared(self, truth: np.ndarray, pred: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The values counted (a subclass picks a class or the top k)."""
+        return truth, pred
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         truth = _array(y_true).astype(np.float64)
@@ -35,13 +47,33 @@ class _Counting(Metric):
         w = np.ones(pred.shape) if sample_weight is None else np.broadcast_to(
             np.asarray(_array(sample_weight), np.float64).reshape(
                 (-1,) + (1,) * (pred.ndim - 1)), pred.shape)
-        positive = (truth > 0.5).ravel()
-        wv = w.ravel()
-        above = pred.ravel()[None, :] > self.thresholds[:, None]
-        self.tp += (above & positive) @ wv
-        self.fp += (above & ~positive) @ wv
-        self.fn += (~above & positive) @ wv
-        self.tn += (~above & ~positive) @ wv
+        w = w * self._label_weights(pred)
+        truth, pred = self._prepared(truth, pred)
+        if w.shape != pred.shape:
+            w = w[..., 0] if pred.ndim < w.ndim else np.broadcast_to(w, pred.shape)
+        if self.per_label:
+            labels = pred.shape[-1] if pred.ndim > 1 else 1
+            if self._labels is None:
+                self._labels = labels
+                self.reset_state()
+            elif labels != self._labels:
+                raise ValueError(f"metric '{self.name}': {labels} labels, but it counted "
+                                 f"{self._labels} so far")
+            flat = (lambda a: a.reshape(-1, labels))  # noqa: E731
+        else:
+            flat = (lambda a: a.reshape(-1, 1))  # noqa: E731
+        positive, wv, p = flat(truth > 0.5), flat(w), flat(pred)
+        # (thresholds, values, labels): above each threshold?
+        above = p[None, :, :] > self.thresholds[:, None, None]
+        counts = [((above & positive) * wv).sum(axis=1), ((above & ~positive) * wv).sum(axis=1),
+                  ((~above & positive) * wv).sum(axis=1), ((~above & ~positive) * wv).sum(1)]
+        if not self.per_label:
+            counts = [c[:, 0] for c in counts]
+        self.tp, self.fp, self.fn, self.tn = (a + c for a, c in zip(
+            (self.tp, self.fp, self.fn, self.tn), counts))
+
+    def _label_weights(self, pred: np.ndarray) -> Any:
+        return 1.0
 
     # fit and evaluate with it in compile's metrics run step by step (update_state)
     _in_engine = False
@@ -66,13 +98,37 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class _RatioAtThresholds(_Counting):
     """Base of Precision and Recall: true positives over true positives plus the
-    other count (`_misses`), at each threshold."""
+    other count (`_misses`), at each threshold; with `top_k` only each sample's k
+    highest predictions count as predicted positive, with `class_id` only that class."""
 
     def __init__(self, kind: str, name: str, thresholds: Any, top_k: Any,
                  class_id: Any) -> None:
-        _only_defaults(name, top_k=top_k, class_id=class_id)
+        for arg, value in (("top_k", top_k), ("class_id", class_id)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, np.integer)) or value < (1 if arg == "top_k" else 0)):
+                raise ValueError(f"metric '{name}': {arg} must be an integer >= "
+                                 f"{1 if arg == 'top_k' else 0}, got {value!r}")
+        self.top_k, self.class_id = top_k, class_id
         self._one = thresholds is None or np.ndim(thresholds) == 0
+        if thresholds is None and top_k is not None:
+            thresholds = -np.inf  # (the top k are the predicted positives)
         super().__init__(kind, name, thresholds)
+
+    def _prepared(self, truth: np.ndarray, pred: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        if self.top_k is not None:
+            # all but each sample's k highest predictions (ties: the first) to -inf
+            order = np.argsort(-pred, axis=-1, kind="stable")
+            kept = np.zeros(pred.shape, bool)
+            np.put_along_axis(kept, order[..., :self.top_k], True, axis=-1)
+            pred = np.where(kept, pred, -np.inf)
+        if self.class_id is not None:
+            if pred.ndim < 2 or self.class_id >= pred.shape[-1]:
+                raise ValueError(f"metric '{self.name}': class_id {self.class_id} needs "
+                                 f"predictions of shape (batch, more than {self.class_id} "
+                                 f"classes), got {pred.shape}")
+            truth, pred = truth[..., self.class_id], pred[..., self.class_id]
+        return truth, pred
 
     def _misses(self) -> np.ndarray:
         raise NotImplementedError
@@ -86,7 +142,10 @@ class Precision(_RatioAtThresholds):
     """The fraction of predicted positives (above `thresholds`) that are positive.
 
     Args:
-        thresholds: A threshold, or a list of them (one result each); 0.5 by default.
+        thresholds: A threshold, or a list of them (one result each); 0.5 by default
+            (with `top_k`, none: the k highest are the predicted positives).
+        top_k: Count only each sample's k highest predictions as positive.
+        class_id: Score only this class (the last axis).
         name: Its name in the logs.
 
     Example:
@@ -108,7 +167,10 @@ class Recall(_RatioAtThresholds):
     """The fraction of positives predicted positive (above `thresholds`).
 
     Args:
-        thresholds: A threshold, or a list of them (one result each); 0.5 by default.
+        thresholds: A threshold, or a list of them (one result each); 0.5 by default
+            (with `top_k`, none: the k highest are the predicted positives).
+        top_k: Count only each sample's k highest predictions as positive.
+        class_id: Score only this class (the last axis).
         name: Its name in the logs.
 
     Example:
@@ -134,6 +196,11 @@ class AUC(_Counting):
         num_thresholds: How many thresholds (at least 2).
         curve: "ROC" or "PR".
         name: Its name in the logs.
+        multi_label: Each label (the last axis) its own curve, the areas averaged;
+            otherwise all values count as one curve.
+        label_weights: Per label: with multi_label the weights of the average, else
+            weights of each label's values in the counts.
+        from_logits: Whether the predictions are logits.
 
     Example:
 
@@ -155,13 +222,24 @@ class AUC(_Counting):
         if summation_method != "interpolation":
             raise NotImplementedError(f"AUC '{name}': only summation_method='interpolation' "
                                       f"is supported")
-        _only_defaults(name, multi_label=multi_label or None, num_labels=num_labels,
-                       label_weights=label_weights)
         self.curve, self.from_logits = curve, from_logits
+        self.multi_label = bool(multi_label)
+        self.label_weights = None if label_weights is None else np.asarray(
+            label_weights, np.float64).reshape(-1)
         inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
         edges = [0.0 - _EPSILON] + inner + [1.0 + _EPSILON]
         super().__init__("auc", name, edges if thresholds is None else
-                         [0.0 - _EPSILON, *thresholds, 1.0 + _EPSILON])
+                         [0.0 - _EPSILON, *thresholds, 1.0 + _EPSILON],
+                         per_label=self.multi_label)
+
+    def _label_weights(self, pred: np.ndarray) -> Any:
+        # (with multi_label they weigh each label's area instead, in result)
+        if self.label_weights is None or self.multi_label:
+            return 1.0
+        if pred.ndim < 2 or pred.shape[-1] != len(self.label_weights):
+            raise ValueError(f"AUC '{self.name}': {len(self.label_weights)} label_weights "
+                             f"for predictions of shape {pred.shape}")
+        return self.label_weights
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         pred = _array(y_pred).astype(np.float64)
@@ -170,23 +248,35 @@ class AUC(_Counting):
         super().update_state(y_true, pred, sample_weight)
 
     def result(self) -> Tensor:
-        tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
-        if self.curve == "ROC":
-            # the trapezoids between consecutive thresholds of (false positive rate, recall)
-            x, y = _ratio(fp, fp + tn), _ratio(tp, tp + fn)
-            return Tensor(np.float32(np.sum((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2)))
-        # precision-recall: precision interpolated linearly in the counts between
-        # thresholds (Davis and Goadrich), as Keras does
-        d_tp = tp[:-1] - tp[1:]
-        p = tp + fp
-        d_p = np.maximum(p[:-1] - p[1:], 0)
-        slope = _ratio(d_tp, d_p)
-        intercept = tp[1:] - slope * p[1:]
-        both = (p[:-1] > 0) & (p[1:] > 0)
-        ratio = np.where(both, _ratio(p[:-1], np.maximum(p[1:], 0)), 1.0)
-        log_ratio = np.log(np.where(ratio > 0, ratio, 1.0))
-        increment = slope * (d_tp + intercept * log_ratio)
-        return Tensor(np.float32(np.sum(_ratio(increment, np.maximum(tp[1:] + fn[1:], 0)))))
+        areas = _areas(self.curve, self.tp, self.fp, self.fn, self.tn)
+        if not self.multi_label:
+            return Tensor(np.float32(areas))
+        if self.label_weights is None:
+            return Tensor(np.float32(np.mean(areas)))
+        w = self.label_weights
+        return Tensor(np.float32(np.sum(areas * w) / np.sum(w)))
+
+
+def _areas(curve: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray
+           ) -> np.ndarray:
+    """The area under the curve from counts at the thresholds (axis 0; a label each
+    along axis 1 when there are several)."""
+    if curve == "ROC":
+        # the trapezoids between consecutive thresholds of (false positive rate, recall)
+        x, y = _ratio(fp, fp + tn), _ratio(tp, tp + fn)
+        return np.asarray(np.sum((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2, axis=0))
+    # precision-recall: precision interpolated linearly in the counts between
+    # thresholds (Davis and Goadrich), as Keras does
+    d_tp = tp[:-1] - tp[1:]
+    p = tp + fp
+    d_p = np.maximum(p[:-1] - p[1:], 0)
+    slope = _ratio(d_tp, d_p)
+    intercept = tp[1:] - slope * p[1:]
+    both = (p[:-1] > 0) & (p[1:] > 0)
+    ratio = np.where(both, _ratio(p[:-1], np.maximum(p[1:], 0)), 1.0)
+    log_ratio = np.log(np.where(ratio > 0, ratio, 1.0))
+    increment = slope * (d_tp + intercept * log_ratio)
+    return np.asarray(np.sum(_ratio(increment, np.maximum(tp[1:] + fn[1:], 0)), axis=0))
 
 
 class F1Score(Metric):
@@ -257,9 +347,3 @@ class F1Score(Metric):
         raise ValueError(f"metric '{self.name}': F1Score is not run by the engine's fused "
                          f"loop (train_on_batch / test_on_batch); fit and evaluate update it "
                          f"step by step")
-
-
-def _only_defaults(owner: str, **args: Any) -> None:
-    given = [k for k, v in args.items() if v is not None]
-    if given:
-        raise NotImplementedError(f"metric '{owner}': {', '.join(given)} not supported yet")
