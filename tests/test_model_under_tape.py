@@ -263,3 +263,36 @@ def test_gradients_reach_each_of_several_model_inputs():
     d = 2 * (np.concatenate([X[:4, :2], X[:4, 2:5]], 1) @ kernel + bias)
     assert ga is None  # not watched
     np.testing.assert_allclose(np.asarray(gb), d @ kernel[2:].T, rtol=1e-5, atol=1e-6)
+
+
+class _Scale(layers.Layer):
+    def build(self, input_shape):
+        self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return ops.tanh(x * self.s)
+
+
+def test_a_custom_layer_called_eagerly_under_the_tape_trains_its_own_weights():
+    layer = _Scale()
+    x = X[:5, :3]
+    with ferrax.GradientTape() as tape:
+        loss = ops.sum(layer(x))
+    (grad,) = tape.gradient(loss, layer.trainable_weights)
+    x64 = x.astype(np.float64)
+    want = (x64 * (1 - np.tanh(x64) ** 2)).sum(0)
+    np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-5, atol=1e-6)
+    ferrax.optimizers.SGD(0.5).apply_gradients(zip([grad], layer.trainable_weights))
+    np.testing.assert_allclose(layer.s.numpy(), 1 - 0.5 * want, rtol=1e-5)
+
+
+def test_a_custom_layers_weight_read_by_ops_and_by_its_call_sums_both_gradients():
+    layer = _Scale()
+    x = X[:5, :3]
+    layer(x)  # built
+    with ferrax.GradientTape() as tape:
+        loss = ops.sum(layer(x)) + ops.sum(ops.square(layer.s))
+    (grad,) = tape.gradient(loss, [layer.s])
+    x64 = x.astype(np.float64)
+    want = (x64 * (1 - np.tanh(x64) ** 2)).sum(0) + 2.0
+    np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-5, atol=1e-6)

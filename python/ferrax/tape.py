@@ -103,7 +103,8 @@ class GradientTape:
             key = variable_key(o)
             if key in self._tracked:
                 depends = True
-            elif isinstance(o, (Variable, EngineWeight)) and o.trainable and \
+            elif (isinstance(o, (Variable, EngineWeight)) or _is_engine_weight(o)) and \
+                    o.trainable and \
                     self.watch_accessed_variables:
                 self._tracked[key] = o
                 self._watched_variables[key] = o
@@ -216,7 +217,10 @@ class GradientTape:
 
 
 def _is_engine_weight(x: Any) -> bool:
-    return isinstance(x, EngineWeight)
+    """A weight held in an engine: a model's, or a custom layer's `add_weight`."""
+    from ferrax.ops._nodes import LayerVariable
+
+    return isinstance(x, (EngineWeight, LayerVariable))
 
 
 def _accumulate(grads: dict[Any, np.ndarray], t: Any, g: np.ndarray) -> None:

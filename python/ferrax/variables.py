@@ -82,6 +82,10 @@ def variable_key(x: Any) -> Any:
     itself."""
     if isinstance(x, EngineWeight):
         return x._key
+    from ferrax.ops._nodes import LayerVariable
+
+    if isinstance(x, LayerVariable):  # a custom layer's weight: its holder's only one
+        return ("weight", id(x._holder), 0)
     return id(x)
 
 

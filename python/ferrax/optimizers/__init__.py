@@ -131,9 +131,17 @@ class Optimizer:
         from ferrax.variables import Variable, variable_key
 
         owner = f"{type(self).__name__}.apply_gradients"
+        from ferrax.ops._nodes import LayerVariable
+
         grads = list(grads)
         variables = list(self._eager_variables if trainable_variables is None
                          else trainable_variables)
+        for k, v in enumerate(variables):
+            if isinstance(v, LayerVariable):  # a custom layer's weight: where it is held
+                if not v._holder.built:
+                    raise ValueError(f"{owner}: variable {k} ('{v.path}') belongs to a layer "
+                                     f"that has not run yet")
+                variables[k] = v._holder.weights[0]
         if len(grads) != len(variables):
             raise ValueError(f"{owner}: {len(grads)} gradients for {len(variables)} variables")
         if not variables:
