@@ -94,3 +94,73 @@ def test_bad_seeds_and_shapes_are_refused():
         fr.normal((2, -1))
     with pytest.raises(ValueError, match="dtype must be a float type"):
         fr.uniform((2,), dtype="int32")
+
+
+class _Sampling(ferrax.layers.Layer):
+    """The Keras VAE example's sampling layer: z = mean + exp(log_var / 2) * eps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = ferrax.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        batch, dim = ferrax.ops.shape(z_mean)[0], ferrax.ops.shape(z_mean)[1]
+        epsilon = ferrax.random.normal(shape=(batch, dim), seed=self.seed_generator)
+        return z_mean + ferrax.ops.exp(0.5 * z_log_var) * epsilon
+
+
+def _sampling_model(seed=0):
+    ferrax.utils.set_random_seed(seed)
+    inp = ferrax.Input((3,))
+    mean = ferrax.layers.Dense(4, name="mean")(inp)
+    log_var = ferrax.layers.Dense(4, name="log_var")(inp)
+    return ferrax.Model(inp, _Sampling()([mean, log_var]))
+
+
+def test_random_draws_in_a_traced_call_are_new_each_batch_and_reproducible():
+    model = _sampling_model()
+    x = np.zeros((2000, 3), np.float32)
+    a, b = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    assert not np.array_equal(a, b)
+    again = _sampling_model()
+    np.testing.assert_array_equal(again.predict(x, verbose=0), a)
+    # zero inputs: mean = bias = 0 and log_var = 0, so z is the unit normal itself
+    assert abs(a.mean()) < 0.05 and abs(a.std() - 1.0) < 0.05
+    assert len({tuple(row) for row in a[:100]}) == 100  # every sample its own draw
+
+
+def test_the_gradient_flows_through_a_traced_sampling_layer():
+    model = _sampling_model(1)
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    with ferrax.GradientTape() as tape:
+        z = model(x, training=True)
+        loss = ferrax.ops.sum(z)
+    grads = tape.gradient(loss, model.trainable_variables)
+    wm, bm = (w.astype(np.float64) for w in model.get_weights()[:2])
+    mean = x @ wm + bm
+    # d sum(z) / d log_var = exp(log_var / 2) eps / 2 = (z - mean) / 2
+    d_log_var = (np.asarray(z, np.float64) - mean) / 2
+    np.testing.assert_allclose(np.asarray(grads[0]), x.T @ np.ones((6, 4)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grads[2]), x.T @ d_log_var, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grads[3]), d_log_var.sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_and_uniform_inside_a_traced_call():
+    class Noisy(ferrax.layers.Layer):
+        def call(self, x):
+            shift = ferrax.random.uniform((None, 1), minval=2.0, maxval=3.0, seed=4)
+            return ferrax.random.dropout(x, rate=0.25, seed=5) + 0 * shift, shift
+
+    inp = ferrax.Input((400,))
+    dropped, shift = Noisy()(inp)
+    model = ferrax.Model(inp, [dropped, shift])
+    out, s = model.predict(np.ones((50, 400), np.float32), verbose=0)
+    assert set(np.unique(out).tolist()) <= {0.0, float(np.float32(1.0 / 0.75))}
+    assert abs(np.mean(out == 0) - 0.25) < 0.02
+    assert s.shape == (50, 1) and np.all((s >= 2.0) & (s < 3.0))
+
+
+def test_a_random_shape_may_leave_only_the_batch_axis_unknown():
+    with pytest.raises(ValueError, match="only the first \\(batch\\) axis"):
+        ferrax.random.normal((None, None))

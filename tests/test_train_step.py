@@ -382,3 +382,60 @@ def test_compile_takes_metrics_the_fused_loop_lacks_and_fit_runs_them_step_by_st
     assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == y), rel=1e-6)
     assert logs["loss"] == pytest.approx(
         -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-4)
+
+
+class _Sampling(layers.Layer):
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = ferrax.random.normal(shape=(ops.shape(z_mean)[0], ops.shape(z_mean)[1]))
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+class VAE(ferrax.Model):
+    """The shape of Keras's VAE example: a plain Model holding an encoder with three
+    outputs (one of them sampled in a custom layer) and a decoder, its loss and
+    trackers written in train_step."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.total_loss_tracker = ferrax.metrics.Mean(name="total_loss")
+        self.kl_loss_tracker = ferrax.metrics.Mean(name="kl_loss")
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, self.kl_loss_tracker]
+
+    def train_step(self, data):
+        with ferrax.GradientTape() as tape:
+            z_mean, z_log_var, z = self.encoder(data)
+            reconstruction = self.decoder(z)
+            # (per sample: the sum over the 16 values, as the example sums over pixels)
+            rec = 16 * ops.mean(ferrax.losses.binary_crossentropy(data, reconstruction))
+            kl = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+            kl = ops.mean(ops.sum(kl, axis=1))
+            total = rec + kl
+        grads = tape.gradient(total, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        self.total_loss_tracker.update_state(total)
+        self.kl_loss_tracker.update_state(kl)
+        return {"loss": self.total_loss_tracker.result(), "kl_loss": self.kl_loss_tracker.result()}
+
+
+def test_the_vae_example_trains_its_encoder_and_decoder():
+    ferrax.utils.set_random_seed(6)
+    enc_in = ferrax.Input((16,))
+    h = layers.Dense(8, activation="relu")(enc_in)
+    z_mean, z_log_var = layers.Dense(2)(h), layers.Dense(2)(h)
+    encoder = ferrax.Model(enc_in, [z_mean, z_log_var, _Sampling()([z_mean, z_log_var])])
+    dec_in = ferrax.Input((2,))
+    decoder = ferrax.Model(dec_in, layers.Dense(16, activation="sigmoid")(
+        layers.Dense(8, activation="relu")(dec_in)))
+    vae = VAE(encoder, decoder)
+    vae.compile(optimizer=ferrax.optimizers.Adam(0.01))
+    assert len(vae.trainable_weights) == 10
+    r = np.random.default_rng(3)
+    data = (r.uniform(size=(256, 16)) < np.linspace(0.1, 0.9, 16)).astype(np.float32)
+    history = vae.fit(data, epochs=6, batch_size=32, verbose=0)
+    assert set(history.history) == {"loss", "kl_loss"}
+    assert history.history["loss"][-1] < 0.9 * history.history["loss"][0]

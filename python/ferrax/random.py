@@ -88,6 +88,30 @@ def _draw(spec: dict[str, Any], fn: str, shape: Any, seed: Any) -> np.ndarray:
     return np.asarray(_core.initializer_sample(json.dumps(spec), dims, _seed_of(seed)))
 
 
+def _in_graph(shape: Any) -> bool:
+    """Whether a draw is a graph node: in a traced call, or for a shape whose batch
+    axis is unknown (`ops.shape(x)[0]` of a symbolic tensor)."""
+    from ferrax.ops import _dispatch
+
+    dims = shape if isinstance(shape, Sequence) else (shape,)
+    return _dispatch.tracing() or any(d is None for d in dims)
+
+
+def _symbolic_draw(fn: str, config: dict[str, Any], shape: Any, seed: Any) -> Any:
+    """A graph node that draws anew at every batch (both in training and inference, as
+    Keras's random ops in a call do)."""
+    from ferrax.ops._nodes import _RandomLayer
+
+    dims = list(shape if isinstance(shape, Sequence) else (shape,))
+    batched = bool(dims) and dims[0] is None
+    rest = dims[1:] if batched else dims
+    if any(d is None for d in rest):
+        raise ValueError(f"random.{fn}: only the first (batch) axis of the shape may be "
+                         f"unknown, got {describe(shape)}")
+    fixed = _shape(fn, rest)
+    return _RandomLayer(config, tuple(fixed), batched, _seed_of(seed) % 2**63)._symbolic()
+
+
 def _typed(fn: str, value: np.ndarray, dtype: Any) -> Tensor:
     if dtype is not None and np.dtype(dtype) != np.float32:
         if np.dtype(dtype).kind != "f":
@@ -111,6 +135,9 @@ def normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None
 
     >>> noise = ferrax.random.normal((32, 10), stddev=0.1, seed=1)
     """
+    if _in_graph(shape):
+        return _symbolic_draw("normal", {"distribution": "normal", "mean": float(mean),
+                                         "stddev": float(stddev)}, shape, seed)
     spec = {"name": "random_normal", "mean": float(mean), "stddev": float(stddev)}
     return _typed("normal", _draw(spec, "normal", shape, seed), dtype)
 
@@ -130,6 +157,9 @@ def uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = N
 
     >>> u = ferrax.random.uniform((4,), minval=-1.0, maxval=1.0, seed=2)
     """
+    if _in_graph(shape):
+        return _symbolic_draw("uniform", {"distribution": "uniform", "minval": float(minval),
+                                          "maxval": float(maxval)}, shape, seed)
     spec = {"name": "random_uniform", "minval": float(minval), "maxval": float(maxval)}
     return _typed("uniform", _draw(spec, "uniform", shape, seed), dtype)
 
@@ -149,6 +179,10 @@ def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: 
 
     >>> w = ferrax.random.truncated_normal((784, 128), stddev=0.05, seed=3)
     """
+    if _in_graph(shape):
+        return _symbolic_draw("truncated_normal", {"distribution": "truncated_normal",
+                                                   "mean": float(mean),
+                                                   "stddev": float(stddev)}, shape, seed)
     spec = {"name": "truncated_normal", "mean": float(mean), "stddev": float(stddev)}
     return _typed("truncated_normal", _draw(spec, "truncated_normal", shape, seed), dtype)
 
@@ -197,7 +231,11 @@ def dropout(inputs: Any, rate: float, noise_shape: Any = None, seed: Any = None)
     if not 0 <= rate < 1:
         raise ValueError(f"random.dropout: rate must be in [0, 1), got {rate}")
     shape = noise_shape if noise_shape is not None else ops.shape(inputs)
-    keep = uniform(shape, seed=seed).numpy() >= rate
+    draw = uniform(shape, seed=seed)
+    if not isinstance(draw, Tensor):  # a graph node: the mask made of ops
+        keep = ops.cast(ops.greater_equal(draw, float(rate)), "float32")
+        return ops.multiply(inputs, ops.multiply(keep, 1.0 / (1.0 - rate)))
+    keep = draw.numpy() >= rate
     return ops.multiply(inputs, (keep / (1.0 - rate)).astype(np.float32))
 
 

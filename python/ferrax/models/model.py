@@ -209,6 +209,14 @@ class Model:
         raise NotImplementedError(f"Model '{self.name}': a Model subclass must define "
                                   f"call(), or be built as Model(inputs, outputs)")
 
+    def _holds_layers(self) -> bool:
+        """A subclass whose layers are its attributes (not a Sequential's stack or a
+        functional graph): its call runs them, or its train_step does."""
+        from ferrax.models.functional import Functional
+        from ferrax.models.sequential import Sequential
+
+        return not isinstance(self, (Functional, Sequential))
+
     def _is_subclassed(self) -> bool:
         return type(self).call is not Model.call
 
@@ -609,7 +617,7 @@ class Model:
     def weights(self) -> list[Variable]:
         if self.built:
             return list(self._variables())
-        if self._is_subclassed():  # its call runs eagerly: its sublayers hold them
+        if self._holds_layers():  # its sublayers and submodels hold them (a GAN, a VAE)
             from ferrax.layers._weights import tracked
             from ferrax.layers.base import Layer as _Layer
             from ferrax.variables import variable_key

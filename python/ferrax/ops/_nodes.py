@@ -96,6 +96,30 @@ class _ConstantLayer(_SourceNode):
                            "value": [float(v) for v in self.value.ravel()]}}
 
 
+class _RandomLayer(_SourceNode):
+    """Values drawn anew at every batch (`ferrax.random.normal` and friends in traced
+    code, such as a VAE's sampling layer): one row of draws per sample when batched."""
+
+    def __init__(self, config: Config, shape: tuple[int, ...], batched: bool,
+                 seed: int) -> None:
+        super().__init__(name=unique_name("random"))
+        self.config = {**config, "shape": list(shape), "batched": batched, "seed": seed}
+        self._batched = batched
+        self._full_shape = tuple(shape)
+
+    def _core_spec(self) -> Config:
+        return {"class_name": "Random",
+                "config": {"name": self.name, "trainable": False, **self.config}}
+
+    def _symbolic(self) -> KerasTensor:
+        if not self._inbound_nodes:
+            full: tuple[int | None, ...] = ((None,) if self._batched else ()) + \
+                self._full_shape
+            t = KerasTensor(full, "float32", batched=self._batched)
+            Node(self, [], [t], as_list=False)
+        return self._inbound_nodes[0].output_tensors[0]
+
+
 class _TargetsLayer(_SourceNode):
     """The targets of a model's output, as a graph value (y_true of a loss function)."""
 

@@ -202,7 +202,7 @@ pub fn fans(shape: &[usize]) -> (f64, f64) {
 }
 
 /// A unit normal redrawn until it lies within two standard deviations.
-fn truncated_normal(key: Key, i: usize) -> f64 {
+pub(crate) fn truncated_normal(key: Key, i: usize) -> f64 {
     let k = key.fold(i as u64);
     for attempt in 0..64 {
         let z = k.normal_f64(attempt);

@@ -714,15 +714,18 @@ impl Model {
                     _ => &acts[alias[v]][..len],
                 }
             };
-            let first = self.inputs[i][0];
+            // (a node that draws random values reads nothing)
+            let first = self.inputs[i].first().copied();
             let flow = layer.mask_flow();
-            if flow == MaskFlow::FromInput {
+            if let (MaskFlow::FromInput, Some(first)) = (flow, first) {
                 let steps = self.shapes[first][0];
                 out_mask.resize(rows * steps, true);
                 layer.compute_mask(value(first), rows, &mut out_mask[..rows * steps]);
             }
             let frozen = layer.params().first().is_some_and(|p| p.frozen);
-            let in_mask = self.has_mask[first].then(|| &self.masks[first][..]);
+            let in_mask = first
+                .filter(|&f| self.has_mask[f])
+                .map(|f| &self.masks[f][..]);
             let mode = self.fixed_training[i].unwrap_or(training);
             let ctx = Ctx {
                 training: mode && !(frozen && layer.inference_when_frozen()),
@@ -737,6 +740,7 @@ impl Model {
             };
             let y_out = &mut y[..out_len];
             match &self.inputs[i][..] {
+                [] => layer.forward(&[], y_out, rows, &ctx),
                 [only] => layer.forward(value(*only), y_out, rows, &ctx),
                 many if many.len() <= INLINE_INPUTS => {
                     let mut xs: [&[f32]; INLINE_INPUTS] = [&[]; INLINE_INPUTS];

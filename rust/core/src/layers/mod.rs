@@ -26,6 +26,7 @@ mod merge;
 mod op;
 mod permute;
 mod pool2d;
+mod random;
 mod recurrent;
 mod repeat_vector;
 mod rescaling;
@@ -55,6 +56,7 @@ pub use merge::{Concatenate, Elementwise, MergeOp};
 pub use op::OpLayer;
 pub use permute::Permute;
 pub use pool2d::{Pool2D, PoolKind};
+pub use random::Random;
 pub use recurrent::{Bidirectional, CellKind, Recurrent};
 pub use repeat_vector::RepeatVector;
 pub use rescaling::Rescaling;
@@ -422,7 +424,7 @@ pub(crate) fn sample_axis(name: &str, axis: &Value, input_shape: &[usize]) -> Re
 
 /// The classes of nodes that read no value (a traced layer's weights and constants).
 pub fn is_source_class(class: &str) -> bool {
-    matches!(class, "Variable" | "Constant" | "Targets")
+    matches!(class, "Variable" | "Constant" | "Targets" | "Random")
 }
 
 /// Build the layer of one graph node for inputs shaped as `inputs`: an op node
@@ -441,6 +443,7 @@ pub fn build_graph_node(
         "Variable" => return Ok(Box::new(Variable::build(name, config, key)?)),
         "Constant" => return Ok(Box::new(Constant::build(name, config)?)),
         "Targets" => return Ok(Box::new(Targets::build(name, config)?)),
+        "Random" => return Ok(Box::new(Random::build(name, config)?)),
         _ => {}
     }
     if let Some(fixed) = inputs.iter().find(|o| !o.batched) {
