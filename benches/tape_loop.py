@@ -1,12 +1,18 @@
 """A GradientTape loop over W1 (784-128-10, batch 32) and a train_step override run
 by fit, against fit's fused loop on the same model and data, per epoch, in one run.
 
-    python benches/tape_loop.py [--samples 20000] [--rounds 3]
+    python benches/tape_loop.py [--samples 20000] [--rounds 3] [--torch-python PATH]
+
+With --torch-python (a Python that has torch), PyTorch's plain loop on the same model,
+data and batch order runs too (benches/_torch_tape_loop.py), alternating with ferrax's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import time
 
 import numpy as np
@@ -52,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--torch-python", default=None)
     args = parser.parse_args()
     r = np.random.default_rng(0)
     x = r.uniform(size=(args.samples, 784)).astype(np.float32)
@@ -60,8 +67,18 @@ def main() -> None:
     for m in (fitted, stepped):
         m.compile(optimizer="adam", loss=LOSS)
     looped, optimizer = model(), ferrax.optimizers.Adam()
-    fit_times, tape_times, step_times = [], [], []
+    fit_times, tape_times, step_times, torch_times = [], [], [], []
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_tape_loop.py")
+    threads = int(os.environ.get("FERRAX_NUM_THREADS", os.cpu_count() or 1))
+    torch_version = ""
     for _ in range(args.rounds):
+        if args.torch_python:
+            # (two epochs a process: the second, warm, is the one that counts)
+            out = subprocess.run([args.torch_python, worker, str(args.samples), "2",
+                                  str(threads)], check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout)
+            torch_times.append(result["epoch_s"])
+            torch_version = f"torch {result['torch']}, {result['threads']} threads"
         start = time.perf_counter()
         fitted.fit(x, y, batch_size=32, epochs=1, verbose=0)
         fit_times.append(time.perf_counter() - start)
@@ -76,6 +93,10 @@ def main() -> None:
           f"ms/step), {min(tape_times) / min(fit_times):.1f}x fit")
     print(f"train_step fit:  {min(step_times):.3f} s ({1e3 * min(step_times) / steps:.3f} "
           f"ms/step), {min(step_times) / min(tape_times):.2f}x the tape loop")
+    if torch_times:
+        print(f"torch loop:      {min(torch_times):.3f} s ({1e3 * min(torch_times) / steps:.3f} "
+              f"ms/step; {torch_version}): the tape loop is "
+              f"{min(torch_times) / min(tape_times):.2f}x as fast")
 
 
 if __name__ == "__main__":

@@ -218,9 +218,7 @@ class GradientTape:
 
 def _is_engine_weight(x: Any) -> bool:
     """A weight held in an engine: a model's, or a custom layer's `add_weight`."""
-    from ferrax.ops._nodes import LayerVariable
-
-    return isinstance(x, (EngineWeight, LayerVariable))
+    return getattr(x, "_tape_key", None) is not None
 
 
 def _accumulate(grads: dict[Any, np.ndarray], t: Any, g: np.ndarray) -> None:

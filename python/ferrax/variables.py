@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ferrax._serial import describe
-from ferrax.layers.base import Variable as EngineWeight
 from ferrax.tensor import Tensor
 
 _NAMES = itertools.count()
@@ -80,13 +79,10 @@ def variable_key(x: Any) -> Any:
     its place in the layer (its Variable objects are made again when the model's
     weights move, and each model that runs the layer has its own), anything else by
     itself."""
-    if isinstance(x, EngineWeight):
-        return x._key
-    from ferrax.ops._nodes import LayerVariable
-
-    if isinstance(x, LayerVariable):  # a custom layer's weight: its holder's only one
-        return ("weight", id(x._holder), 0)
-    return id(x)
+    # (a model's weight and a custom layer's `add_weight` variable carry theirs; one
+    # getattr, as the tape asks for every operand of every op)
+    key = getattr(x, "_tape_key", None)
+    return id(x) if key is None else key
 
 
 def _initial_value(initializer: Any, shape: Any, dtype: Any, name: str | None) -> np.ndarray:

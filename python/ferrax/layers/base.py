@@ -95,7 +95,7 @@ class Variable:
         self._model, self._index = model, index
         # what a tape and an optimizer know it by: its layer and its place there, the
         # same in every model that runs the layer (see variables.variable_key)
-        self._key = ("weight", id(model), index) if key is None else key
+        self._tape_key = ("weight", id(model), index) if key is None else key
         self.name, self.shape = name, tuple(shape)
         self.dtype = "float32"
         self.trainable = trainable

@@ -181,6 +181,12 @@ class LayerVariable(TensorOperators):
                                            _next_seed())
         self._holder = _VariableLayer(self, initializer, regularizer, initial)
 
+    @property
+    def _tape_key(self) -> tuple[str, int, int]:
+        """What a tape and an optimizer know it by: its holder's only weight, the
+        same in every model that runs the layer (see variables.variable_key)."""
+        return ("weight", id(self._holder), 0)
+
     def numpy(self) -> Float32Array:
         holder = self._holder
         if holder.built:
