@@ -97,3 +97,14 @@ def test_cnn_script_learns_the_sample(tmp_path):
     _, (x_test, y_test) = mnist.load_sample()
     probs = model.predict(x_test[..., None] / 255.0, verbose=0)
     assert abs(np.mean(probs.argmax(1) == y_test) - accuracy) < 1e-3
+
+
+def test_the_custom_loop_example_learns_both_ways():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_loop.py"), "--epochs", "2"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    loop = float(result.stdout.split("loop validation accuracy:")[1].split()[0])
+    fitted = float(result.stdout.split("test accuracy:")[1].split()[0])
+    assert loop > 0.8 and fitted > 0.8, result.stdout
+    assert "val_accuracy" in result.stdout  # fit's progress line, with validation
