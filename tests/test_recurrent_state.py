@@ -140,3 +140,25 @@ def test_layers_inside_an_eager_call_follow_the_models_training_mode():
     np.testing.assert_array_equal(np.asarray(inference), 2 * x)
     values = set(np.unique(np.asarray(training)).tolist())
     assert values == {0.0, 4.0}
+
+
+def test_a_stack_whose_last_layer_returns_its_states_runs_under_the_tape():
+    ferrax.utils.set_random_seed(6)
+    model = ferrax.Sequential([ferrax.Input((6, 2)),
+                               layers.LSTM(4, return_sequences=True, return_state=True)])
+    x = ops.convert_to_tensor(X)
+    d_seq = R.normal(size=(3, 6, 4)).astype(np.float32)
+    d_c = R.normal(size=(3, 4)).astype(np.float32)
+    with ferrax.GradientTape() as tape:
+        tape.watch(x)
+        seq, h, c = model(x, training=True)
+        loss = ops.sum(seq * d_seq) + ops.sum(c * d_c)
+    grads = tape.gradient(loss, [x, *model.trainable_variables])
+    want_y, dx, dw, _ = ref.rnn_forward_backward(
+        "LSTM", X, model.get_weights(), [d_seq, None, d_c], return_sequences=True,
+        return_state=True)
+    for got, want in zip((seq, h, c), want_y):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(grads[0]), dx, rtol=1e-4, atol=1e-5)
+    for g, w in zip(grads[1:], dw):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4, atol=1e-5)

@@ -439,3 +439,17 @@ def test_the_vae_example_trains_its_encoder_and_decoder():
     history = vae.fit(data, epochs=6, batch_size=32, verbose=0)
     assert set(history.history) == {"loss", "kl_loss"}
     assert history.history["loss"][-1] < 0.9 * history.history["loss"][0]
+
+
+def test_model_losses_with_add_loss_terms_is_refused_rather_than_left_out():
+    class Penalized(layers.Layer):
+        def call(self, x):
+            self.add_loss(ops.sum(ops.square(x)))
+            return x
+
+    inp = ferrax.Input((6,))
+    model = ferrax.Model(inp, layers.Dense(1)(Penalized()(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, Y, epochs=1, verbose=0)  # the fused loop trains the term
+    with pytest.raises(NotImplementedError, match="add_loss terms are not in model.losses"):
+        _ = model.losses

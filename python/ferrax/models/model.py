@@ -131,6 +131,7 @@ class Model:
         # a subclassed model whose call cannot be traced into one engine graph (several
         # outputs): called, it runs call() eagerly
         self._calls_eagerly = False
+        self._has_added_losses = False  # whether a call in the graph uses add_loss
 
     @property
     def trainable(self) -> bool:
@@ -158,7 +159,9 @@ class Model:
         """The layers the engine runs, in order, with what each reads (nested models
         inlined, a shared layer once per call); made again after `_forget_graph`."""
         if self._graph is None:
-            self._graph = self._with_traced_loss(self._make_engine_graph())
+            graph = self._make_engine_graph()
+            self._has_added_losses = bool(graph.added_losses)  # (add_loss in a call)
+            self._graph = self._with_traced_loss(graph)
         return self._graph
 
     def _with_traced_loss(self, graph: EngineGraph) -> EngineGraph:
@@ -1285,17 +1288,15 @@ class Model:
         from ferrax.tensor import Tensor
 
         xf = self._input_features(x)  # (builds the model: first, as the checks read it)
-        if self._output_list() is None and self._output_layer()._output_parts() is not None:
-            raise NotImplementedError(f"Model '{self.name}': a stack whose last layer returns "
-                                      f"its states cannot run under a GradientTape; build it "
-                                      f"as Model(inputs, outputs) with the states as outputs")
+        # a stack whose last layer returns its states: [output, states...] side by side
+        parts = self._output_layer()._output_parts() if self._output_list() is None else None
         core = self._engine_for(xf)
         x32 = np.ascontiguousarray(xf, dtype=np.float32)
         n = len(x32)
         keys = core.random_keys  # (a replay draws the same dropout masks)
         flat = core.tape_forward(x32, training)
         outs, at = [], 0
-        for shape in self._engine_output_shapes():
+        for shape in parts or self._engine_output_shapes():
             size = int(np.prod(shape, dtype=np.int64))
             outs.append(Tensor(flat[:, at:at + size].reshape((n, *shape))))
             at += size
@@ -1519,6 +1520,11 @@ class Model:
         made of ops (a GradientTape records them; `compute_loss` adds them)."""
         from ferrax.models._compiled import regularization_losses
 
+        if self.built and self._engine_layers() and self._has_added_losses:
+            raise NotImplementedError(
+                f"Model '{self.name}': a layer's add_loss terms are not in model.losses "
+                f"outside fit's loop yet (they train under fit and train_on_batch); in a "
+                f"custom loop, compute the term from the layer's outputs instead")
         return regularization_losses(self)
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
