@@ -441,15 +441,46 @@ def test_the_vae_example_trains_its_encoder_and_decoder():
     assert history.history["loss"][-1] < 0.9 * history.history["loss"][0]
 
 
-def test_model_losses_with_add_loss_terms_is_refused_rather_than_left_out():
-    class Penalized(layers.Layer):
-        def call(self, x):
-            self.add_loss(ops.sum(ops.square(x)))
-            return x
+class _Penalized(layers.Layer):
+    """Keras's ActivityRegularizationLayer: adds 0.01 * sum(x^2) of its input."""
 
+    def call(self, x):
+        self.add_loss(0.01 * ops.sum(ops.square(x)))
+        return x
+
+
+def _penalized_model():
+    ferrax.utils.set_random_seed(9)
     inp = ferrax.Input((6,))
-    model = ferrax.Model(inp, layers.Dense(1)(Penalized()(inp)))
-    model.compile(optimizer="sgd", loss="mse")
-    model.fit(X, Y, epochs=1, verbose=0)  # the fused loop trains the term
-    with pytest.raises(NotImplementedError, match="add_loss terms are not in model.losses"):
+    return ferrax.Model(inp, layers.Dense(1)(_Penalized()(layers.Dense(4)(inp))))
+
+
+def test_a_tape_loop_with_sum_of_model_losses_trains_as_fit_with_add_loss():
+    fitted = _penalized_model()
+    fitted.compile(optimizer=ferrax.optimizers.SGD(0.05), loss="mse")
+    fitted.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    model, optimizer = _penalized_model(), ferrax.optimizers.SGD(0.05)
+    loss_fn = ferrax.losses.MeanSquaredError()
+    for _ in range(2):
+        for i in range(0, 96, 32):
+            with ferrax.GradientTape() as tape:
+                pred = model(X[i:i + 32], training=True)
+                loss = loss_fn(Y[i:i + 32], pred) + ops.sum(ops.stack(model.losses))
+            grads = tape.gradient(loss, model.trainable_weights)
+            optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    for a, b in zip(model.get_weights(), fitted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    with ferrax.GradientTape():
+        model(X[:10], training=True)
+    (term,) = model.losses
+    kernel, bias = (w.astype(np.float64) for w in model.get_weights()[:2])
+    assert float(term) == pytest.approx(0.01 * np.sum((X[:10] @ kernel + bias) ** 2),
+                                        rel=1e-5)
+
+
+def test_model_losses_before_any_call_under_the_tape_says_when_it_is_filled():
+    model = _penalized_model()
+    model.predict(X[:2], verbose=0)
+    with pytest.raises(ValueError, match="model.losses holds them after a call under a "
+                                         "GradientTape"):
         _ = model.losses

@@ -132,6 +132,7 @@ class Model:
         # outputs): called, it runs call() eagerly
         self._calls_eagerly = False
         self._has_added_losses = False  # whether a call in the graph uses add_loss
+        self._call_losses: list[Any] | None = None  # their values from the last call
 
     @property
     def trainable(self) -> bool:
@@ -1300,6 +1301,9 @@ class Model:
             size = int(np.prod(shape, dtype=np.int64))
             outs.append(Tensor(flat[:, at:at + size].reshape((n, *shape))))
             at += size
+        # the losses its layers' calls added (add_loss): model.losses until the next call
+        call_losses = [Tensor(np.float32(v)) for v in core.tape_call_losses()]
+        self._call_losses = call_losses
         run = core.forward_runs
         variables = self.trainable_weights
         sources, widths = self._input_parts(x, x32.shape[1])
@@ -1309,15 +1313,17 @@ class Model:
             if core.forward_runs != run:
                 # The model ran again since: the engine keeps one call's activations.
                 core.tape_replay(x32, training, keys)
+            loss_dys = [0.0 if d is None else float(np.asarray(d))
+                        for d in dys[len(outs):]] if call_losses else None
             parts = [np.zeros((n, int(np.prod(o.shape[1:], dtype=np.int64))), np.float32)
                      if d is None else np.asarray(d, np.float32).reshape(n, -1)
                      for o, d in zip(outs, dys)]
             dy = np.ascontiguousarray(parts[0] if len(parts) == 1 else
                                       np.concatenate(parts, axis=1))
             if not any(want):
-                grads = core.tape_backward(n, dy)
+                grads = core.tape_backward(n, dy, loss_dys)
                 return [(v, grads[v._index]) for v in variables]
-            *grads, dx = core.tape_backward_to_input(n, dy)
+            *grads, dx = core.tape_backward_to_input(n, dy, loss_dys)
             pairs = [(v, grads[v._index]) for v in variables]
             at = 0
             for source, width, wanted in zip(sources, widths, want):
@@ -1327,7 +1333,8 @@ class Model:
             return pairs
 
         for tape in _dispatch._TAPES:
-            tape._record_call(f"Model '{self.name}'", sources, variables, outs, backward)
+            tape._record_call(f"Model '{self.name}'", sources, variables,
+                              outs + call_losses, backward)
         return self._structure_outputs(outs)
 
     def _input_parts(self, x: Any, width: int) -> tuple[list[Any], list[int]]:
@@ -1517,15 +1524,24 @@ class Model:
     @property
     def losses(self) -> list[Any]:
         """The regularization penalties of the trainable weights, as scalar tensors
-        made of ops (a GradientTape records them; `compute_loss` adds them)."""
+        made of ops, then the losses the layers added (add_loss) in the model's last
+        call under a GradientTape: a tape records them all, and `compute_loss` adds
+        them, as in Keras."""
         from ferrax.models._compiled import regularization_losses
 
-        if self.built and self._engine_layers() and self._has_added_losses:
-            raise NotImplementedError(
-                f"Model '{self.name}': a layer's add_loss terms are not in model.losses "
-                f"outside fit's loop yet (they train under fit and train_on_batch); in a "
-                f"custom loop, compute the term from the layer's outputs instead")
-        return regularization_losses(self)
+        if not self.built and self._holds_layers():  # a GAN's, a VAE's: its submodels'
+            from ferrax.layers._weights import tracked
+
+            return [t for m in tracked(self, Model) for t in m.losses]
+        out = regularization_losses(self)
+        if self._engine_layers() and self._has_added_losses:
+            if self._call_losses is None:
+                raise ValueError(
+                    f"Model '{self.name}': its layers add losses (add_loss) when called; "
+                    f"model.losses holds them after a call under a GradientTape (or with "
+                    f"training=True), and this model has not been called so yet")
+            out += self._call_losses
+        return out
 
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
                        sample_weight: npt.ArrayLike | None = None,

@@ -121,6 +121,9 @@ pub struct Model {
     outputs: Vec<usize>,
     /// Scalar values added to the loss as they are (a traced layer's `add_loss`).
     added_losses: Vec<usize>,
+    /// For the next tape backward: the gradients of the losses the calls added
+    /// (`call_losses`, in order); empty otherwise.
+    call_loss_seeds: Vec<f32>,
     /// Per output: the value holding each sample's loss when a loss function traced
     /// into the graph scores it (weighted and averaged like a built-in loss).
     head_values: Vec<Option<usize>>,
@@ -392,6 +395,7 @@ impl Model {
             head_losses: vec![0.0; outputs.len()],
             outputs,
             added_losses,
+            call_loss_seeds: Vec::new(),
             head_values,
             metric_values,
             target_values,
@@ -786,6 +790,17 @@ impl Model {
             .filter(|_| with_loss);
         for &v in self.outputs.iter().chain(loss_values) {
             self.grad_written[self.alias[v]] = true;
+        }
+        if !with_loss && !self.call_loss_seeds.is_empty() {
+            let seeded: Vec<(usize, f32)> = self
+                .call_losses()
+                .zip(self.call_loss_seeds.clone())
+                .collect();
+            for (v, g) in seeded {
+                let b = self.alias[v];
+                self.grads[b][0] = g;
+                self.grad_written[b] = true;
+            }
         }
         for &v in &self.unread {
             let b = self.alias[v];
@@ -1341,6 +1356,35 @@ impl Model {
         ran.map(|_| ())
     }
 
+    /// The losses the layers' calls added (add_loss) that a forward pass without the
+    /// targets computes: those of a compiled loss function read the targets.
+    fn call_losses(&self) -> impl Iterator<Item = usize> + '_ {
+        self.added_losses
+            .iter()
+            .copied()
+            .filter(|&v| !(v > 0 && self.loss_only[v - 1]))
+    }
+
+    /// The values of `call_losses` after `tape_forward`.
+    pub fn tape_call_losses(&self) -> Vec<f32> {
+        self.call_losses()
+            .map(|v| self.acts[self.alias[v]][0])
+            .collect()
+    }
+
+    /// The gradients of `call_losses` for the next `tape_backward` (one each).
+    pub fn seed_call_losses(&mut self, seeds: &[f32]) -> Result<()> {
+        let n = self.call_losses().count();
+        if seeds.len() != n {
+            crate::bail!(
+                "tape_backward: {} loss gradients for {n} added losses",
+                seeds.len()
+            );
+        }
+        self.call_loss_seeds = seeds.to_vec();
+        Ok(())
+    }
+
     /// The weights' gradients of Σ dy · outputs for the last `tape_forward` of
     /// `rows` samples, left in their `grad` (read them through `params()`); `dy`
     /// is laid out as its outputs were. Regularization is not added (in Keras it is
@@ -1402,6 +1446,7 @@ impl Model {
         }
         self.gather_tied_grads();
         self.set_fused_outputs(true);
+        self.call_loss_seeds.clear();
         Ok(())
     }
 

@@ -390,6 +390,11 @@ impl CoreModel {
         (self.model.step, self.model.inference_batches)
     }
 
+    /// The losses the layers' calls added (add_loss) in the last `tape_forward`.
+    fn tape_call_losses(&self) -> Vec<f32> {
+        self.model.tape_call_losses()
+    }
+
     /// Forward passes run so far (any of them replaces the kept activations).
     #[getter]
     fn forward_runs(&self) -> u64 {
@@ -398,15 +403,23 @@ impl CoreModel {
 
     /// The weights' gradients (as `get_weights` lists them) for output gradients
     /// `dy` of the last `tape_forward`.
+    /// `loss_dys`: the gradients of the losses the calls added (`tape_call_losses`).
+    #[pyo3(signature = (rows, dy, loss_dys=None))]
     fn tape_backward<'py>(
         &mut self,
         py: Python<'py>,
         rows: usize,
         dy: PyReadonlyArrayDyn<'py, f32>,
+        loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let dys = f32_slice(&dy)?;
         let model = &mut self.model;
-        run_core(py, || model.tape_backward(rows, dys))?;
+        run_core(py, || {
+            if let Some(seeds) = &loss_dys {
+                model.seed_call_losses(seeds)?;
+            }
+            model.tape_backward(rows, dys)
+        })?;
         Ok(self
             .model
             .params()
@@ -416,17 +429,24 @@ impl CoreModel {
 
     /// `tape_backward`, also returning the gradient with respect to the inputs, as
     /// a (rows, input size) array, after the weights' gradients.
+    #[pyo3(signature = (rows, dy, loss_dys=None))]
     fn tape_backward_to_input<'py>(
         &mut self,
         py: Python<'py>,
         rows: usize,
         dy: PyReadonlyArrayDyn<'py, f32>,
+        loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let dys = f32_slice(&dy)?;
         let width = self.model.input_size();
         let mut dx = vec![0.0f32; rows * width];
         let model = &mut self.model;
-        run_core(py, || model.tape_backward_to(rows, dys, Some(&mut dx)))?;
+        run_core(py, || {
+            if let Some(seeds) = &loss_dys {
+                model.seed_call_losses(seeds)?;
+            }
+            model.tape_backward_to(rows, dys, Some(&mut dx))
+        })?;
         let mut out: Vec<Bound<'py, PyAny>> = self
             .model
             .params()
