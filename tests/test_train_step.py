@@ -193,6 +193,24 @@ def test_sample_weights_reach_the_step_as_the_third_entry():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_class_weight_reaches_the_step_folded_into_the_sample_weights():
+    seen = []
+
+    class Weighted(ferrax.Model):
+        def train_step(self, data):
+            x, y, w = data
+            seen.append((np.asarray(y), np.asarray(w)))
+            return super().train_step(data)
+
+    labels = (X[:, 0] > 0).astype(np.float32)
+    model = _graph(Weighted)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, labels, class_weight={0: 1.0, 1: 3.0}, batch_size=32, verbose=0)
+    y = np.concatenate([a for a, _ in seen])
+    w = np.concatenate([b for _, b in seen])
+    np.testing.assert_array_equal(w, np.where(y == 1, 3.0, 1.0))
+
+
 def test_predict_runs_an_overridden_predict_step():
     class Doubled(ferrax.Model):
         def predict_step(self, data):
@@ -290,8 +308,6 @@ def test_the_step_path_checks_its_data_and_compile():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="'x' holds 96 samples but 'y' holds 95"):
         model.fit(X, Y[:95], verbose=0)
-    with pytest.raises(NotImplementedError, match="class_weight with a custom train_step"):
-        model.fit(X, Y, class_weight={0: 1.0}, verbose=0)
 
 
 def test_unpack_and_pack_x_y_sample_weight_follow_keras():
@@ -484,3 +500,139 @@ def test_model_losses_before_any_call_under_the_tape_says_when_it_is_filled():
     with pytest.raises(ValueError, match="model.losses holds them after a call under a "
                                          "GradientTape"):
         _ = model.losses
+
+
+# --- review fixes -----------------------------------------------------------------------
+def test_a_loss_object_gives_the_targets_their_gradient_when_the_tape_tracks_them():
+    t = ferrax.Variable(Y[:8])
+    p = ferrax.Variable(Y[8:16])
+    with ferrax.GradientTape() as tape:
+        loss = ferrax.losses.MeanSquaredError()(t, p)
+    dt, dp = tape.gradient(loss, [t, p])
+    diff = (Y[8:16] - Y[:8]).astype(np.float64)
+    np.testing.assert_allclose(np.asarray(dp), 2 * diff / diff.size, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(dt), -2 * diff / diff.size, rtol=1e-5)
+
+
+@pytest.mark.parametrize("wrapped", ["bidirectional", "time_distributed", "separable"])
+def test_model_losses_hold_wrapped_layers_regularizers_as_the_engine_does(wrapped):
+    l2 = ferrax.regularizers.L2(0.1)
+    ferrax.utils.set_random_seed(1)
+    if wrapped == "bidirectional":
+        inp = ferrax.Input((5, 3))
+        out = layers.Bidirectional(layers.LSTM(2, kernel_regularizer=l2))(inp)
+    elif wrapped == "time_distributed":
+        inp = ferrax.Input((5, 3))
+        out = layers.TimeDistributed(layers.Dense(2, kernel_regularizer=l2))(inp)
+    else:
+        inp = ferrax.Input((6, 6, 2))
+        out = layers.SeparableConv2D(3, 3, depthwise_regularizer=l2,
+                                     pointwise_regularizer=l2)(inp)
+    model = ferrax.Model(inp, out)
+    model.build((None, *inp.shape[1:]))
+    terms = [float(t) for t in model.losses]
+    names = [w.name for w in model.trainable_weights]
+    want = [0.1 * float(np.sum(w.numpy().astype(np.float64) ** 2))
+            for w in model.trainable_weights
+            if w.name.rsplit("/", 1)[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")]
+    assert len(terms) == {"bidirectional": 2, "time_distributed": 1, "separable": 2}[wrapped]
+    assert terms == pytest.approx(want, rel=1e-5), names
+
+
+def test_an_eager_mask_argument_is_refused_rather_than_dropped():
+    with pytest.raises(NotImplementedError, match="a mask= argument on arrays"):
+        layers.LSTM(3)(np.ones((2, 4, 3), np.float32), mask=np.ones((2, 4), bool))
+
+
+def test_a_nested_model_inside_an_eager_call_follows_the_training_mode():
+    class Outer(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.enc = ferrax.Sequential([ferrax.Input((50,)), layers.Dropout(0.5)])
+
+        def call(self, x, shift):
+            return self.enc(x) + shift
+
+    model = Outer()
+    x = np.ones((4, 50), np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x, 0.0)), x)
+    assert set(np.unique(np.asarray(model(x, 0.0, training=True))).tolist()) == {0.0, 2.0}
+
+
+def test_several_inputs_without_targets_reach_the_step_whole():
+    seen = []
+
+    class Pair(ferrax.Model):
+        def train_step(self, data):
+            x, y, _ = ferrax.utils.unpack_x_y_sample_weight(data)
+            seen.append((len(x), y))
+            return {"n": float(len(x))}
+
+    a, b = ferrax.Input((2,)), ferrax.Input((3,))
+    model = Pair([a, b], layers.Dense(1)(layers.concatenate([a, b])))
+    model.compile(optimizer="sgd")
+    model.fit([X[:, :2], X[:, 2:5]], batch_size=48, verbose=0)
+    assert seen == [(2, None), (2, None)]
+    # and a model of several inputs called on arrays predicts
+    out = model([X[:4, :2], X[:4, 2:5]])
+    assert np.asarray(out).shape == (4, 1)
+
+
+def test_a_functional_subclass_saves_and_loads_as_a_functional_model(tmp_path):
+    model = _graph(GuideModel)
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(X, Y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.ferrax")
+    loaded = ferrax.models.load_model(tmp_path / "m.ferrax")
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0),
+                               rtol=1e-6)
+
+
+def test_backup_and_restore_resumes_a_fit_that_runs_the_steps(tmp_path):
+    class Stop(ferrax.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("Interrupting!")
+
+    model = _graph(GuideModel)
+    model.compile(optimizer="adam", loss="mse")
+    backup = ferrax.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="Interrupting"):
+        model.fit(X, Y, epochs=4, verbose=0, callbacks=[backup, Stop()])
+    history = model.fit(X, Y, epochs=4, verbose=0, callbacks=[backup])
+    assert history.epoch == [2, 3]
+
+
+def test_predict_of_a_subclassed_model_with_several_outputs_returns_them_all():
+    class TwoHeads(ferrax.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = layers.Dense(2), layers.Dense(3)
+
+        def call(self, x):
+            return self.a(x), self.b(x)
+
+    model = TwoHeads()
+    first, second = model.predict(X, batch_size=40, verbose=0)
+    assert first.shape == (96, 2) and second.shape == (96, 3)
+    np.testing.assert_allclose(first, np.asarray(model.a(X)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean_with_sample_weight",
+                                       "sum_over_batch_size"])
+def test_loss_reductions_follow_keras(reduction):
+    w = np.linspace(0.5, 2.0, 8).astype(np.float32)
+    t, p = Y[:8], Y[8:16]
+    per = ((p - t).astype(np.float64) ** 2).mean(axis=1) * w
+    want = {"none": per, "sum": per.sum(), "mean_with_sample_weight": per.sum() / w.sum(),
+            "sum_over_batch_size": per.mean()}[reduction]
+    got = ferrax.losses.MeanSquaredError(reduction=reduction)(t, p, sample_weight=w)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+
+
+def test_compile_refuses_a_loss_reduction_fit_does_not_apply():
+    model = _graph()
+    with pytest.raises(NotImplementedError, match="reduction='sum'"):
+        model.compile(optimizer="sgd", loss=ferrax.losses.MeanSquaredError(reduction="sum"))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        ferrax.losses.Huber(reduction="median")

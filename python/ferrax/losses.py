@@ -26,13 +26,14 @@ class Loss:
     sparse = False
     _args: tuple[str, ...] = ()
 
+    reduction = "sum_over_batch_size"
+
     def get_config(self) -> Config:
-        return {"name": self.name, **{a: getattr(self, a) for a in self._args}}
+        return {"name": self.name, "reduction": self.reduction,
+                **{a: getattr(self, a) for a in self._args}}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        config = dict(config)
-        config.pop("reduction", None)
         return cls(**config)
 
     def _core_spec(self) -> Config:
@@ -55,8 +56,12 @@ class Loss:
         from ferrax.symbolic import any_symbolic
 
         if any_symbolic([y_true, y_pred, sample_weight]) or _dispatch.tracing() or (
-                np.ndim(y_pred) > 2 and isinstance(self, _ClassAxisLoss)):
-            return _reduce(self.name, self._per_sample(y_true, y_pred), sample_weight)
+                np.ndim(y_pred) > 2 and isinstance(self, _ClassAxisLoss)) or \
+                self.reduction not in _BATCH_MEAN or _tracked(y_true):
+            # (ops: also when a tape tracks the targets, whose gradient the engine's
+            # kernel does not give)
+            return _reduce(self.name, self._per_sample(y_true, y_pred), sample_weight,
+                           self.reduction)
         pred = _eager_pred(y_pred)
         if pred.ndim == 0:
             raise ValueError(f"{self.name}: y_pred must have a batch axis, got a scalar")
@@ -84,6 +89,7 @@ class MeanSquaredError(Loss):
     def __init__(self, reduction: str = "sum_over_batch_size",
                  name: str = "mean_squared_error") -> None:
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return mean_squared_error(y_true, y_pred)
@@ -93,6 +99,7 @@ class MeanAbsoluteError(Loss):
     def __init__(self, reduction: str = "sum_over_batch_size",
                  name: str = "mean_absolute_error") -> None:
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return mean_absolute_error(y_true, y_pred)
@@ -105,6 +112,7 @@ class Huber(Loss):
                  name: str = "huber_loss") -> None:
         self.delta = float(check_number("Huber", "delta", delta, low=0, low_open=True))
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return huber(y_true, y_pred, delta=self.delta)
@@ -120,6 +128,7 @@ class BinaryCrossentropy(Loss):
         self.label_smoothing = float(check_number("BinaryCrossentropy", "label_smoothing",
                                                   label_smoothing, low=0, high=1))
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return binary_crossentropy(y_true, y_pred, from_logits=self.from_logits,
@@ -141,6 +150,7 @@ class CategoricalCrossentropy(_ClassAxisLoss):
         self.label_smoothing = float(check_number("CategoricalCrossentropy", "label_smoothing",
                                                   label_smoothing, low=0, high=1))
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits,
@@ -159,6 +169,7 @@ class SparseCategoricalCrossentropy(_ClassAxisLoss):
                                       "supported yet")
         self.from_logits = bool(from_logits)
         self.name = name
+        self.reduction = _reduction(self.name, reduction)
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         return sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
@@ -368,12 +379,71 @@ def _weights_for(name: str, sample_weight: Any, n: int) -> np.ndarray:
     return w.reshape(n)
 
 
-def _reduce(name: str, per_sample: Any, sample_weight: Any) -> Any:
-    """Keras's sum_over_batch_size: the (weighted) sum over the number of values."""
+_REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
+# the reductions that divide by the number of values: the engine's kernel's
+_BATCH_MEAN = ("sum_over_batch_size", "mean")
+
+
+def _reduction(name: str, reduction: Any) -> str:
+    reduction = "none" if reduction is None else reduction
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {', '.join(_REDUCTIONS)} or None, "
+                         f"got {reduction!r}")
+    return str(reduction)
+
+
+def check_fit_reduction(loss: Loss) -> None:
+    """fit's loop reduces as Keras's default does; another reduction is for calls."""
+    if loss.reduction not in _BATCH_MEAN:
+        raise NotImplementedError(f"compile: the loss '{loss.name}' has reduction="
+                                  f"{loss.reduction!r}; fit reduces as Keras's default "
+                                  f"('sum_over_batch_size'), so give compile a loss with it")
+
+
+def _tracked(y_true: Any) -> bool:
+    """Whether an open tape would take the gradient of the targets: it tracks them,
+    or they are a trainable Variable it watches when read."""
+    from ferrax.ops import _dispatch
+    from ferrax.variables import Variable
+
+    if not isinstance(y_true, Tensor) or not _dispatch._TAPES:
+        return False
+    return any(t._tracks(y_true) or (isinstance(y_true, Variable) and y_true.trainable
+                                     and t.watch_accessed_variables)
+               for t in _dispatch._TAPES)
+
+
+def _reduce(name: str, per_sample: Any, sample_weight: Any,
+            reduction: str = "sum_over_batch_size") -> Any:
+    """Keras's reductions of the (weighted) per-sample losses: over the number of
+    values (sum_over_batch_size, mean), the sum, over the weights' sum, or none."""
     from ferrax import ops
 
-    if sample_weight is None:
-        return ops.mean(per_sample)
+    weighted = per_sample if sample_weight is None else _weighted(name, per_sample,
+                                                                   sample_weight)
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return ops.sum(weighted)
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        w = ops.multiply(ops.ones_like(per_sample), _weights_like(per_sample, sample_weight))
+        return ops.divide(ops.sum(weighted), ops.sum(w))
+    return ops.mean(weighted)
+
+
+def _weights_like(per_sample: Any, sample_weight: Any) -> Any:
+    """The weights with trailing axes of 1 to broadcast against the losses."""
+    from ferrax import ops
+
+    rank = len(ops.shape(per_sample))
+    if np.ndim(sample_weight) == 1 and rank > 1:
+        return ops.reshape(sample_weight, (-1,) + (1,) * (rank - 1))
+    return sample_weight
+
+
+def _weighted(name: str, per_sample: Any, sample_weight: Any) -> Any:
+    from ferrax import ops
+
     rank = len(ops.shape(per_sample))
     if rank == 0:
         raise ValueError(f"{name}: the loss is one number for the whole batch, so "
@@ -383,9 +453,7 @@ def _reduce(name: str, per_sample: Any, sample_weight: Any) -> Any:
     if have and None not in have + want and have != want:
         raise ValueError(f"{name}: sample_weight holds {have[0]} weights for {want[0]} "
                          f"samples")
-    if np.ndim(w) == 1 and rank > 1:
-        w = ops.reshape(w, (-1,) + (1,) * (rank - 1))
-    return ops.mean(ops.multiply(per_sample, w))
+    return ops.multiply(per_sample, _weights_like(per_sample, w))
 
 
 class LossFunctionWrapper(Loss):
@@ -416,6 +484,7 @@ class LossFunctionWrapper(Loss):
             raise TypeError(f"LossFunctionWrapper: 'fn' must be callable, got {describe(fn)}")
         self.fn = fn
         self.name = str(name or getattr(fn, "__name__", "loss"))
+        self.reduction = _reduction(self.name, reduction)
 
     def get_config(self) -> Config:
         return {"name": self.name, "fn": getattr(self.fn, "__name__", "")}
@@ -442,7 +511,7 @@ class LossFunctionWrapper(Loss):
         if not any_symbolic([y_true, y_pred]):
             y_true, y_pred = (t if isinstance(t, Tensor) else ops.convert_to_tensor(t)
                               for t in (y_true, y_pred))
-        return _reduce(self.name, self.fn(y_true, y_pred), sample_weight)
+        return _reduce(self.name, self.fn(y_true, y_pred), sample_weight, self.reduction)
 
 
 def get(identifier: str | dict[str, Any] | Loss | Callable[..., Any]) -> Loss:

@@ -184,6 +184,12 @@ def _model_class_name(model: Model) -> str:
     for name, cls in _model_classes().items():
         if type(model) is cls:
             return name
+    from ferrax.models.functional import Functional
+
+    if isinstance(model, Functional):
+        # CustomModel(inputs, outputs): its graph saves as a functional model's (it
+        # loads as one; its own train_step lives in its class, not in the file)
+        return "Functional"
     if model._is_subclassed():
         return get_registered_name(model)
     raise ValueError(f"Model '{model.name}': only Sequential, functional and subclassed "

@@ -40,7 +40,10 @@ def call_eager(layer: Any, inputs: Any, args: Any, kwargs: dict[str, Any]) -> An
     if training is None and _TRAINING:
         training = _TRAINING[-1]
     initial_state = kwargs.pop("initial_state", None)
-    kwargs.pop("mask", None)  # (masks come from the layers that make them)
+    if kwargs.pop("mask", None) is not None:
+        raise NotImplementedError(f"{owner}: a mask= argument on arrays is not supported; "
+                                  f"masks come from the layers that make them (Embedding "
+                                  f"with mask_zero=True, Masking) inside a model")
     if args or kwargs:
         extra = [repr(a) for a in args] + sorted(kwargs)
         raise NotImplementedError(f"{owner}: call arguments {', '.join(extra)} are not "

@@ -95,27 +95,26 @@ def compiled_loss(model: Model, y: Any, y_pred: Any, sample_weight: Any) -> Any:
     return None if loss is None else loss(y, y_pred, sample_weight)
 
 
-# a weight's name (after its layer's) -> the layer's argument that regularizes it
-_REGULARIZER_OF = {
-    "kernel": "kernel_regularizer", "bias": "bias_regularizer",
-    "recurrent_kernel": "recurrent_regularizer", "embeddings": "embeddings_regularizer",
-    "gamma": "gamma_regularizer", "beta": "beta_regularizer", "alpha": "alpha_regularizer",
-    "pointwise_kernel": "pointwise_regularizer",
-}
-
-
 def regularization_losses(model: Model) -> list[Any]:
-    """Each regularized trainable weight's penalty, as a scalar tensor made of ops on
-    the weight (a GradientTape records it)."""
+    """Each regularized trainable weight's penalty, l1·Σ|w| + l2·Σw² as the engine
+    has it (a wrapped layer's weights too), as a scalar tensor made of ops on the
+    weight (a GradientTape records it)."""
+    from ferrax import ops
+
+    if not model.built:
+        return []
     out: list[Any] = []
-    seen: set[int] = set()
-    for layer in model._engine_layers() if model.built else []:
-        if id(layer) in seen:
-            continue  # a shared layer: its weights once
-        seen.add(id(layer))
-        for w in layer.trainable_weights:
-            attr = _REGULARIZER_OF.get(w.name.rsplit("/", 1)[-1])
-            reg = getattr(layer, attr, None) if attr else getattr(w, "regularizer", None)
-            if reg is not None:
-                out.append(reg(w))
+    regularizers = model._built_core().weight_regularizers()
+    for v in model.trainable_weights:
+        reg = regularizers[v._index]
+        if reg is None:
+            continue
+        l1, l2 = reg
+        total = None
+        for factor, term in ((l1, ops.abs), (l2, ops.square)):
+            if factor:
+                part = ops.multiply(factor, ops.sum(term(v)))
+                total = part if total is None else ops.add(total, part)
+        if total is not None:
+            out.append(total)
     return out

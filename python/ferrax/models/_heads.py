@@ -65,7 +65,9 @@ def resolve(model: str, outputs: list[tuple[str, tuple[int | None, ...]]], loss:
             raise TypeError(f"Model '{model}': the loss weight of output '{name}' must be a "
                             f"number, got {describe(w)}")
         ms = [ms] if isinstance(ms, (str, metrics_module.Metric)) else list(ms)
-        heads.append(Head(name, shape, losses_module.get(l), float(w),
+        loss_obj = losses_module.get(l)
+        losses_module.check_fit_reduction(loss_obj)
+        heads.append(Head(name, shape, loss_obj, float(w),
                           [metrics_module.get(m) for m in ms]))
     return heads
 

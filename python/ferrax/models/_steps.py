@@ -65,9 +65,10 @@ def _batch(data: Any, idx: np.ndarray | slice) -> Any:
 
 
 def _pack(x: Any, y: Any, w: Any) -> Any:
-    """What a step receives, as Keras packs it: x alone, (x, y) or (x, y, w)."""
+    """What a step receives, as Keras packs it: x alone, (x, y) or (x, y, w); several
+    inputs without targets as (x,), so that unpacking them gives x whole."""
     if y is None and w is None:
-        return x
+        return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if w is None else (x, y, w)
 
 
@@ -124,11 +125,18 @@ def pythonify(logs: Any, model: Model, step: str) -> dict[str, Any]:
 def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epochs: int,
         verbosity: int, callbacks: Sequence[Callback] | None, validation_split: float,
         validation_data: Any, shuffle: bool, initial_epoch: int, validation_freq: int,
-        validation_batch_size: int | None) -> History:
+        validation_batch_size: int | None, class_weight: dict[int, float] | None = None
+        ) -> History:
     from ferrax.models import _data
     from ferrax.utils import _next_seed
 
     data = _Data(x, y, sample_weight)
+    if class_weight is not None:  # folded into the samples' weights, as Keras does
+        if data.y is None or isinstance(data.y, (list, tuple, dict)):
+            raise ValueError(f"Model '{model.name}': class_weight needs the targets of one "
+                             f"output (y as one array)")
+        ids = _data.class_ids(data.y)
+        data.w = _data.sample_weights(data.w, class_weight, ids, data.n)
     val: Any = None
     if validation_data is None and validation_split:
         data, val = data.split(validation_split)
@@ -149,6 +157,8 @@ def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epoch
     model.stop_training = False
     seed = _next_seed()  # each epoch's order: from the global seed and the epoch
     cbs.on_train_begin({})
+    if isinstance(model._initial_epoch, int):  # a callback resumes an interrupted run
+        initial_epoch, model._initial_epoch = model._initial_epoch, None
     logs: dict[str, Any] = {}
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()

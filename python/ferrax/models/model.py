@@ -719,6 +719,8 @@ class Model:
             return
         self._heads = None
         loss_obj = None if loss is None else losses_module.get(loss)
+        if loss_obj is not None:
+            losses_module.check_fit_reduction(loss_obj)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, (str, metrics_module.Metric)):
@@ -949,14 +951,11 @@ class Model:
                              f"{validation_split!r}")
         verbosity = _verbosity(verbose)
         if custom:
-            if class_weight is not None:
-                raise NotImplementedError(f"Model '{self.name}': class_weight with a custom "
-                                          f"train_step is not supported; weigh the samples "
-                                          f"in the step")
             _check_int("validation_freq", validation_freq, 1)
             return _steps.fit(self, x, y, sample_weight, batch_size, epochs, verbosity,
                               callbacks, validation_split, validation_data, shuffle,
-                              initial_epoch, validation_freq, validation_batch_size)
+                              initial_epoch, validation_freq, validation_batch_size,
+                              class_weight)
         xa = _data.as_array(self._unpack_x(x), "x")
         ya = _data.as_array(self._unpack_targets(y), "y")
         _data.check_lengths(xa, ya)
@@ -1052,7 +1051,8 @@ class Model:
         from ferrax.models import _steps
 
         batch_size = _data.check_batch_size(batch_size)
-        if _steps.overrides(self, "test_step") or self._metrics_outside_engine():
+        if (_steps.overrides(self, "test_step") or self._metrics_outside_engine()
+                or self._calls_eagerly):
             if self._compile_config is None:
                 raise RuntimeError(f"You must call compile() on model '{self.name}' before "
                                    f"evaluating it")
@@ -1121,12 +1121,16 @@ class Model:
         from ferrax.models import _steps
 
         batch_size = _data.check_batch_size(batch_size)
-        if _steps.overrides(self, "predict_step"):
+        if _steps.overrides(self, "predict_step") or self._calls_eagerly:
             verbosity = _verbosity(verbose)
             return _steps.predict(self, x, batch_size,
                                   CallbackList(callbacks or [], self, {"verbose": verbosity}),
                                   verbosity)
-        return self._predict(x, batch_size, verbose, callbacks)
+        try:
+            return self._predict(x, batch_size, verbose, callbacks)
+        except _SeveralOutputs:  # its call returns several tensors: run it step by step
+            self._calls_eagerly = True
+            return self.predict(x, batch_size, verbose, steps, callbacks)
 
     def _predict(self, x: npt.ArrayLike, batch_size: int, verbose: int | str = 0,
                  callbacks: Sequence[Callback] | None = None) -> Float32Array:
@@ -1246,15 +1250,21 @@ class Model:
                 return self._run_call(x, args, kwargs, training)
             fixed = fixed_training(f"Model '{self.name}'", training)
             return fixing_training(self, fixed, lambda: self._call_symbolic(x, fixed))
+        from ferrax.layers import _eager
         from ferrax.ops import _dispatch
+        from ferrax.symbolic import flatten
 
+        if training is None and _eager._TRAINING:  # inside a call run eagerly
+            training = _eager._TRAINING[-1]
         if self._is_subclassed() and (args or kwargs or self._calls_eagerly
                                       or isinstance(x, (list, tuple, dict))):
             return self._run_call(x, args, kwargs, training)
         try:
             if _dispatch._TAPES or training:
                 return self._call_under_tape(x, bool(training))
-            return self._predict(x, batch_size=max(1, len(np.asarray(x))))
+            leaves = flatten(x)
+            rows = len(leaves[0]) if leaves and np.ndim(leaves[0]) else 1
+            return self._predict(x, batch_size=max(1, rows))
         except _SeveralOutputs:
             self._calls_eagerly = True
             return self._run_call(x, args, kwargs, training)

@@ -152,6 +152,15 @@ impl CoreModel {
     }
 
     /// Whether each weight is trained by the optimizer (moving statistics are not).
+    /// Each weight's regularizer as (l1, l2), None for a weight without one (in
+    /// `get_weights` order: a wrapped layer's weights included).
+    fn weight_regularizers(&self) -> Vec<Option<(f32, f32)>> {
+        self.model
+            .params()
+            .map(|p| p.regularizer.map(|r| (r.l1, r.l2)))
+            .collect()
+    }
+
     fn weight_trainable(&self) -> Vec<bool> {
         self.model.params().map(|p| p.is_trained()).collect()
     }
