@@ -29,6 +29,9 @@ class EagerOptimizer:
     def __init__(self, spec_json: str) -> None: ...
     def apply(self, values: Sequence[_F32], grads: Sequence[_F32 | None]) -> list[_F32]:
         """The variables' values after one step (a None gradient: left as it is)."""
+    def apply_to_model(self, model: CoreModel, indices: Sequence[int],
+                       grads: Sequence[_F32 | None]) -> None:
+        """One step on weights of one model (their get_weights positions), in place."""
 
 class CoreModel:
     """A built model owned by the engine: layers, weights, optimizer state."""
@@ -39,8 +42,20 @@ class CoreModel:
 
     def tape_forward(self, x: _F32, training: bool) -> _F32:
         """A custom loop's forward pass; activations kept for tape_backward."""
-    def tape_backward(self, rows: int, dy: _F32) -> list[_F32]:
-        """The weights' gradients for the outputs' gradients dy."""
+    def tape_backward(self, rows: int, dy: _F32,
+                      loss_dys: Sequence[float] | None = None) -> list[_F32]:
+        """The weights' gradients for the outputs' gradients dy (and those of the
+        losses the calls added, loss_dys)."""
+    def tape_backward_to_input(self, rows: int, dy: _F32,
+                               loss_dys: Sequence[float] | None = None) -> list[_F32]:
+        """tape_backward's gradients, then the input's, (rows, input size)."""
+    def tape_replay(self, x: _F32, training: bool, keys: tuple[int, int]) -> None:
+        """An earlier tape_forward again, with the random keys it had."""
+    def tape_call_losses(self) -> list[float]:
+        """The losses the layers' calls added (add_loss) in the last tape_forward."""
+    random_keys: tuple[int, int]
+    def weight_regularizers(self) -> list[tuple[float, float] | None]:
+        """Each weight's (l1, l2) regularizer, or None."""
     def output_shapes(self) -> list[list[int]]:
         """Per-sample output shape of every layer."""
     def weight_info(self) -> list[tuple[int, str, list[int]]]:
