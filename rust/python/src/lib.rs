@@ -100,6 +100,33 @@ pub(crate) struct CoreModel {
     pub(crate) model: Model,
 }
 
+impl CoreModel {
+    /// The tape's backward pass (to the input too when `dx` is given): the weights'
+    /// gradients, as `get_weights` lists them.
+    fn backward_for_tape<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: usize,
+        dy: &PyReadonlyArrayDyn<'py, f32>,
+        loss_dys: Option<Vec<f32>>,
+        dx: Option<&mut [f32]>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let dys = f32_slice(dy)?;
+        let model = &mut self.model;
+        run_core(py, || {
+            if let Some(seeds) = &loss_dys {
+                model.seed_call_losses(seeds)?;
+            }
+            model.tape_backward_to(rows, dys, dx)
+        })?;
+        Ok(self
+            .model
+            .params()
+            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
+            .collect())
+    }
+}
+
 #[pymethods]
 impl CoreModel {
     #[new]
@@ -421,19 +448,7 @@ impl CoreModel {
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let dys = f32_slice(&dy)?;
-        let model = &mut self.model;
-        run_core(py, || {
-            if let Some(seeds) = &loss_dys {
-                model.seed_call_losses(seeds)?;
-            }
-            model.tape_backward(rows, dys)
-        })?;
-        Ok(self
-            .model
-            .params()
-            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
-            .collect())
+        self.backward_for_tape(py, rows, &dy, loss_dys, None)
     }
 
     /// `tape_backward`, also returning the gradient with respect to the inputs, as
@@ -446,21 +461,9 @@ impl CoreModel {
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let dys = f32_slice(&dy)?;
         let width = self.model.input_size();
         let mut dx = vec![0.0f32; rows * width];
-        let model = &mut self.model;
-        run_core(py, || {
-            if let Some(seeds) = &loss_dys {
-                model.seed_call_losses(seeds)?;
-            }
-            model.tape_backward_to(rows, dys, Some(&mut dx))
-        })?;
-        let mut out: Vec<Bound<'py, PyAny>> = self
-            .model
-            .params()
-            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
-            .collect();
+        let mut out = self.backward_for_tape(py, rows, &dy, loss_dys, Some(&mut dx))?;
         out.push(to_numpy(py, &dx, &[rows, width]));
         Ok(out)
     }
