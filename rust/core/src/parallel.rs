@@ -1,6 +1,7 @@
 //! The thread pool and helpers that go parallel only when it pays.
 
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// Below this many elements, elementwise work runs serially: waking threads
@@ -31,9 +32,50 @@ pub fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
+// Between engine calls (a custom loop's Python between tape_forward, tape_backward
+// and the optimizer) rayon's workers fall asleep, and waking them costs each call tens
+// of µs. After a call they spin for a while instead, as OpenMP's threads do, until the
+// next call arrives or the time is up. (No effect on results: only on who waits how.)
+static STOP_SPINNING: AtomicBool = AtomicBool::new(false);
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How long the workers stay awake after a call, in µs: `FERRAX_SPIN_US` (0: not at
+/// all), 300 by default.
+fn spin_us() -> u64 {
+    static SPIN: OnceLock<u64> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var("FERRAX_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(300)
+    })
+}
+
 /// Run `f` inside the engine's pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    pool().install(f)
+    let pool = pool();
+    let spin = spin_us();
+    if spin == 0 || pool.current_thread_index().is_some() {
+        return pool.install(f); // (a call from inside the pool runs in place)
+    }
+    // Spinning workers leave their spin as soon as they see this, and take the call.
+    STOP_SPINNING.store(true, Ordering::SeqCst);
+    let out = pool.install(f);
+    STOP_SPINNING.store(false, Ordering::SeqCst);
+    for _ in 0..pool.current_num_threads() {
+        if SPINNING.fetch_add(1, Ordering::SeqCst) >= pool.current_num_threads() {
+            SPINNING.fetch_sub(1, Ordering::SeqCst); // (enough are spinning already)
+            break;
+        }
+        pool.spawn(move || {
+            let end = std::time::Instant::now() + std::time::Duration::from_micros(spin);
+            while !STOP_SPINNING.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+            SPINNING.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    out
 }
 
 /// Apply `f` to `rows` chunks of `width` elements, in parallel when big enough.
