@@ -1308,7 +1308,7 @@ class Model:
         flat = core.tape_forward(x32, training)
         outs, at = [], 0
         for shape in parts or self._engine_output_shapes():
-            size = int(np.prod(shape, dtype=np.int64))
+            size = math.prod(shape)
             outs.append(Tensor(flat[:, at:at + size].reshape((n, *shape))))
             at += size
         # the losses its layers' calls added (add_loss): model.losses until the next call
@@ -1325,7 +1325,7 @@ class Model:
                 core.tape_replay(x32, training, keys)
             loss_dys = [0.0 if d is None else float(np.asarray(d))
                         for d in dys[len(outs):]] if call_losses else None
-            parts = [np.zeros((n, int(np.prod(o.shape[1:], dtype=np.int64))), np.float32)
+            parts = [np.zeros((n, math.prod(o.shape[1:])), np.float32)
                      if d is None else np.asarray(d, np.float32).reshape(n, -1)
                      for o, d in zip(outs, dys)]
             dy = np.ascontiguousarray(parts[0] if len(parts) == 1 else
@@ -1359,7 +1359,8 @@ class Model:
             parts = list(x)
         else:
             parts = [x]
-        widths = [int(np.prod(np.shape(p)[1:], dtype=np.int64)) for p in parts]
+        # (math.prod: a few µs a call less than NumPy's, on the tape's per-step path)
+        widths = [math.prod(np.shape(p)[1:]) for p in parts]
         if sum(widths) != width:  # (an input laid out otherwise: no input gradients)
             return [None], [width]
         return [p if isinstance(p, Tensor) else None for p in parts], widths
