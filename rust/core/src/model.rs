@@ -1388,13 +1388,8 @@ impl Model {
     /// The weights' gradients of Σ dy · outputs for the last `tape_forward` of
     /// `rows` samples, left in their `grad` (read them through `params()`); `dy`
     /// is laid out as its outputs were. Regularization is not added (in Keras it is
-    /// part of `model.losses`).
-    pub fn tape_backward(&mut self, rows: usize, dy: &[f32]) -> Result<()> {
-        self.tape_backward_to(rows, dy, None)
-    }
-
-    /// `tape_backward`, and with `dx` the gradient with respect to the inputs too
-    /// (laid out as the input was given): what flows on into whatever made them.
+    /// part of `model.losses`). With `dx`, the gradient with respect to the inputs
+    /// too (laid out as the input was given): what flows on into whatever made them.
     pub fn tape_backward_to(
         &mut self,
         rows: usize,
