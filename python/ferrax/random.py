@@ -112,6 +112,15 @@ def _symbolic_draw(fn: str, config: dict[str, Any], shape: Any, seed: Any) -> An
     return _RandomLayer(config, tuple(fixed), batched, _seed_of(seed) % 2**63)._symbolic()
 
 
+def _random(fn: str, initializer: str, params: dict[str, float], shape: Any, seed: Any,
+            dtype: Any) -> Any:
+    """Draw `fn` (its distribution's name) with `params`: a graph node in traced code,
+    else now, by the initializer of that distribution."""
+    if _in_graph(shape):
+        return _symbolic_draw(fn, {"distribution": fn, **params}, shape, seed)
+    return _typed(fn, _draw({"name": initializer, **params}, fn, shape, seed), dtype)
+
+
 def _typed(fn: str, value: np.ndarray, dtype: Any) -> Tensor:
     if dtype is not None and np.dtype(dtype) != np.float32:
         if np.dtype(dtype).kind != "f":
@@ -135,11 +144,8 @@ def normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None
 
     >>> noise = ferrax.random.normal((32, 10), stddev=0.1, seed=1)
     """
-    if _in_graph(shape):
-        return _symbolic_draw("normal", {"distribution": "normal", "mean": float(mean),
-                                         "stddev": float(stddev)}, shape, seed)
-    spec = {"name": "random_normal", "mean": float(mean), "stddev": float(stddev)}
-    return _typed("normal", _draw(spec, "normal", shape, seed), dtype)
+    return _random("normal", "random_normal", {"mean": float(mean), "stddev": float(stddev)},
+                   shape, seed, dtype)
 
 
 def uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = None,
@@ -157,11 +163,8 @@ def uniform(shape: Any, minval: float = 0.0, maxval: float = 1.0, dtype: Any = N
 
     >>> u = ferrax.random.uniform((4,), minval=-1.0, maxval=1.0, seed=2)
     """
-    if _in_graph(shape):
-        return _symbolic_draw("uniform", {"distribution": "uniform", "minval": float(minval),
-                                          "maxval": float(maxval)}, shape, seed)
-    spec = {"name": "random_uniform", "minval": float(minval), "maxval": float(maxval)}
-    return _typed("uniform", _draw(spec, "uniform", shape, seed), dtype)
+    return _random("uniform", "random_uniform",
+                   {"minval": float(minval), "maxval": float(maxval)}, shape, seed, dtype)
 
 
 def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: Any = None,
@@ -179,12 +182,8 @@ def truncated_normal(shape: Any, mean: float = 0.0, stddev: float = 1.0, dtype: 
 
     >>> w = ferrax.random.truncated_normal((784, 128), stddev=0.05, seed=3)
     """
-    if _in_graph(shape):
-        return _symbolic_draw("truncated_normal", {"distribution": "truncated_normal",
-                                                   "mean": float(mean),
-                                                   "stddev": float(stddev)}, shape, seed)
-    spec = {"name": "truncated_normal", "mean": float(mean), "stddev": float(stddev)}
-    return _typed("truncated_normal", _draw(spec, "truncated_normal", shape, seed), dtype)
+    return _random("truncated_normal", "truncated_normal",
+                   {"mean": float(mean), "stddev": float(stddev)}, shape, seed, dtype)
 
 
 def randint(shape: Any, minval: int, maxval: int, dtype: Any = "int32",

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from ferrax._serial import describe
-from ferrax.layers.base import Variable as EngineWeight
 from ferrax.ops import _dispatch
 from ferrax.symbolic import flatten, pack_like
 from ferrax.tensor import Tensor
@@ -98,18 +97,8 @@ class GradientTape:
     def _record(self, op: str, attrs: str, operands: list[Any], arrays: list[np.ndarray],
                 out: Tensor) -> None:
         """Called for each eager op while the tape records (see `_dispatch`)."""
-        depends = False
-        for o in operands:
-            key = variable_key(o)
-            if key in self._tracked:
-                depends = True
-            elif (isinstance(o, (Variable, EngineWeight)) or _is_engine_weight(o)) and \
-                    o.trainable and \
-                    self.watch_accessed_variables:
-                self._tracked[key] = o
-                self._watched_variables[key] = o
-                depends = True
-        if not depends or out._value.dtype != np.float32:
+        depends = [self._depends(o) for o in operands]  # (each read variable watched)
+        if not any(depends) or out._value.dtype != np.float32:
             return  # (an integer or boolean result carries no gradient)
         self._tracked[id(out)] = out
         self._records.append((out, op, attrs, list(operands), arrays))
@@ -123,16 +112,26 @@ class GradientTape:
         if self.watch_accessed_variables:
             for v in variables:
                 self._tracked[variable_key(v)] = v
-        for s in sources:  # a trainable Variable given as an input is watched too
-            if isinstance(s, Variable) and s.trainable and self.watch_accessed_variables:
-                self._tracked[variable_key(s)] = s
-                self._watched_variables[variable_key(s)] = s
-        want = [s is not None and self._tracks(s) for s in sources]
+        want = [s is not None and self._depends(s) for s in sources]
         if not any(want) and not any(variable_key(v) in self._tracked for v in variables):
             return
         for o in outs:
             self._tracked[id(o)] = o
         self._records.append((tuple(outs), "", backward, want, []))  # type: ignore[arg-type]
+
+    def _depends(self, x: Any) -> bool:
+        """Whether an op's operand or a call's input carries a gradient on this tape:
+        it depends on a watched value, or it is a trainable variable, watched as it is
+        read."""
+        key = variable_key(x)
+        if key in self._tracked:
+            return True
+        if self.watch_accessed_variables and (isinstance(x, Variable) or _is_engine_weight(x)) \
+                and x.trainable:
+            self._tracked[key] = x
+            self._watched_variables[key] = x
+            return True
+        return False
 
     def _tracks(self, t: Any) -> bool:
         """Whether `t` depends on something this tape watches."""

@@ -96,25 +96,13 @@ def compiled_loss(model: Model, y: Any, y_pred: Any, sample_weight: Any) -> Any:
 
 
 def regularization_losses(model: Model) -> list[Any]:
-    """Each regularized trainable weight's penalty, l1·Σ|w| + l2·Σw² as the engine
-    has it (a wrapped layer's weights too), as a scalar tensor made of ops on the
+    """Each regularized trainable weight's penalty, with the regularizer the engine
+    has for it (a wrapped layer's weights too), as a scalar tensor made of ops on the
     weight (a GradientTape records it)."""
-    from ferrax import ops
+    from ferrax.regularizers import L1L2
 
     if not model.built:
         return []
-    out: list[Any] = []
     regularizers = model._built_core().weight_regularizers()
-    for v in model.trainable_weights:
-        reg = regularizers[v._index]
-        if reg is None:
-            continue
-        l1, l2 = reg
-        total = None
-        for factor, term in ((l1, ops.abs), (l2, ops.square)):
-            if factor:
-                part = ops.multiply(factor, ops.sum(term(v)))
-                total = part if total is None else ops.add(total, part)
-        if total is not None:
-            out.append(total)
-    return out
+    return [L1L2(*reg)(v) for v in model.trainable_weights
+            if (reg := regularizers[v._index]) is not None and any(reg)]

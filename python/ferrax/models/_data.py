@@ -102,6 +102,15 @@ def by_name(model: str, data: dict[str, Any], arg: str, names: list[str], kind: 
     return [data[n] for n in names]
 
 
+def validation_parts(validation_data: Any) -> tuple[Any, Any, Any]:
+    """fit's `validation_data` as (x_val, y_val, val_sample_weight or None)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("'validation_data' must be a tuple (x_val, y_val) or "
+                         "(x_val, y_val, val_sample_weight)")
+    return (validation_data[0], validation_data[1],
+            validation_data[2] if len(validation_data) == 3 else None)
+
+
 def check_lengths(x: np.ndarray, y: np.ndarray, x_arg: str = "x", y_arg: str = "y") -> None:
     if len(x) != len(y):
         raise ValueError(f"'{x_arg}' and '{y_arg}' must hold the same number of samples: "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ferrax._serial import describe
-from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
+from ferrax.callbacks import Callback, CallbackList, History
 from ferrax.symbolic import flatten, pack_like
 from ferrax.tensor import Tensor
 
@@ -128,6 +128,7 @@ def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epoch
         validation_batch_size: int | None, class_weight: dict[int, float] | None = None
         ) -> History:
     from ferrax.models import _data
+    from ferrax.models.model import begin_fit
     from ferrax.utils import _next_seed
 
     data = _Data(x, y, sample_weight)
@@ -141,24 +142,11 @@ def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epoch
     if validation_data is None and validation_split:
         data, val = data.split(validation_split)
     elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("'validation_data' must be a tuple (x_val, y_val) or "
-                             "(x_val, y_val, val_sample_weight)")
-        val = _Data(*validation_data) if len(validation_data) == 3 else \
-            _Data(validation_data[0], validation_data[1], None)
+        val = _Data(*_data.validation_parts(validation_data))
     steps = math.ceil(data.n / batch_size)
-    history = History()
-    cb_list: list[Callback] = list(callbacks or []) + [history]
-    if verbosity:
-        cb_list.append(ProgbarLogger(verbosity))
-    cbs = CallbackList(cb_list, model, {"verbose": verbosity, "epochs": epochs,
-                                         "steps": steps})
-    model.history = history
-    model.stop_training = False
     seed = _next_seed()  # each epoch's order: from the global seed and the epoch
-    cbs.on_train_begin({})
-    if isinstance(model._initial_epoch, int):  # a callback resumes an interrupted run
-        initial_epoch, model._initial_epoch = model._initial_epoch, None
+    cbs, history, initial_epoch = begin_fit(model, callbacks, verbosity, epochs, steps,
+                                            initial_epoch)
     logs: dict[str, Any] = {}
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()

@@ -981,20 +981,9 @@ class Model:
             val = self._prepare_validation(validation_data)
         n = len(xf)
         steps = math.ceil(n / batch_size)
-        history = History()
-        # As in Keras, History and the progress bar come last: they see what the
-        # user's callbacks added to the logs (e.g. learning_rate).
-        cb_list: list[Callback] = list(callbacks or []) + [history]
-        if verbosity:
-            cb_list.append(ProgbarLogger(verbosity))
-        cbs = CallbackList(cb_list, self, {"verbose": verbosity, "epochs": epochs,
-                                           "steps": steps})
+        cbs, history, initial_epoch = begin_fit(self, callbacks, verbosity, epochs, steps,
+                                                initial_epoch)
         per_batch = cbs.wants_batches
-        self.history = history
-        self.stop_training = False
-        cbs.on_train_begin({})
-        if isinstance(self._initial_epoch, int):  # a callback resumes an interrupted run
-            initial_epoch, self._initial_epoch = self._initial_epoch, None
         chunk = 1
         logs: Logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -1034,11 +1023,7 @@ class Model:
 
     def _prepare_validation(self, validation_data: Any
                             ) -> tuple[np.ndarray, Float32Array, Float32Array | None]:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("'validation_data' must be a tuple (x_val, y_val) or "
-                             "(x_val, y_val, val_sample_weight)")
-        vx, vy = validation_data[0], validation_data[1]
-        vw = validation_data[2] if len(validation_data) == 3 else None
+        vx, vy, vw = _data.validation_parts(validation_data)
         return self._prepare(vx, vy, vw, None, "x_val", "y_val")
 
     def evaluate(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None,
@@ -1312,7 +1297,8 @@ class Model:
             outs.append(Tensor(flat[:, at:at + size].reshape((n, *shape))))
             at += size
         # the losses its layers' calls added (add_loss): model.losses until the next call
-        call_losses = [Tensor(np.float32(v)) for v in core.tape_call_losses()]
+        call_losses = ([Tensor(np.float32(v)) for v in core.tape_call_losses()]
+                       if self._has_added_losses else [])
         self._call_losses = call_losses
         run = core.forward_runs
         variables = self.trainable_weights
@@ -1455,13 +1441,7 @@ class Model:
 
         >>> loss = model.compute_loss(y=y, y_pred=model(x, training=True))
         """
-        from ferrax import ops
-        from ferrax.models._compiled import compiled_loss
-
-        total = compiled_loss(self, y, y_pred, sample_weight)
-        for extra in self.losses:
-            total = extra if total is None else ops.add(total, extra)
-        return ops.convert_to_tensor(0.0) if total is None else total
+        return self.compiled_loss(y, y_pred, sample_weight, self.losses)
 
     def compiled_loss(self, y: Any, y_pred: Any, sample_weight: Any = None,
                       regularization_losses: Any = None) -> Any:
@@ -1633,6 +1613,26 @@ class Model:
 # predict makes a single engine call (no progress, no chunks) up to this many input values:
 # large enough for MNIST's test set, small enough that Ctrl-C still answers quickly.
 _ONE_CALL_VALUES = 1 << 24
+
+
+def begin_fit(model: Model, callbacks: Sequence[Callback] | None, verbosity: int, epochs: int,
+              steps: int, initial_epoch: int) -> tuple[CallbackList, History, int]:
+    """fit's callbacks, History and progress bar, started (`on_train_begin`), and the
+    epoch to start at (a callback such as BackupAndRestore may resume a run)."""
+    history = History()
+    # As in Keras, History and the progress bar come last: they see what the user's
+    # callbacks added to the logs (e.g. learning_rate).
+    cb_list: list[Callback] = list(callbacks or []) + [history]
+    if verbosity:
+        cb_list.append(ProgbarLogger(verbosity))
+    cbs = CallbackList(cb_list, model, {"verbose": verbosity, "epochs": epochs,
+                                        "steps": steps})
+    model.history = history
+    model.stop_training = False
+    cbs.on_train_begin({})
+    if isinstance(model._initial_epoch, int):
+        initial_epoch, model._initial_epoch = model._initial_epoch, None
+    return cbs, history, initial_epoch
 
 
 def _check_int(arg: str, value: Any, low: int) -> None:
