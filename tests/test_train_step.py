@@ -636,3 +636,59 @@ def test_compile_refuses_a_loss_reduction_fit_does_not_apply():
         model.compile(optimizer="sgd", loss=ferrax.losses.MeanSquaredError(reduction="sum"))
     with pytest.raises(ValueError, match="reduction must be one of"):
         ferrax.losses.Huber(reduction="median")
+
+
+# --- error paths of the step-by-step loops, the loss objects and the metrics ------------
+class _Passing(ferrax.Model):
+    """A step that only reports its batch: what the data checks let through."""
+
+    def train_step(self, data):
+        return {"n": 1.0}
+
+    def predict_step(self, data):
+        return data
+
+
+def _passing():
+    inp = ferrax.Input((6,))
+    model = _Passing(inp, layers.Dense(1)(inp))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_the_step_path_names_what_is_wrong_with_its_data():
+    model = _passing()
+    with pytest.raises(ValueError, match="'x' is required: the data to pass to the step"):
+        model.fit(None, Y, verbose=0)
+    with pytest.raises(ValueError, match="'x' must be an array with a leading batch axis"):
+        model.fit(3.0, verbose=0)
+    with pytest.raises(ValueError, match="the arrays of 'x' hold different numbers of "
+                                         "samples: \\[4, 5\\]"):
+        model.fit([X[:4], X[:5]], verbose=0)
+    with pytest.raises(ValueError, match="class_weight needs the targets of one output"):
+        model.fit(X, [Y, Y], class_weight={0: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match="predict: 'x' holds no samples"):
+        model.predict(X[:0], verbose=0)
+
+
+def test_calls_with_extra_arguments_and_losses_of_a_scalar_are_refused_clearly():
+    model = _graph()
+    with pytest.raises(TypeError, match="unexpected call arguments"):
+        model(X[:2], X[:2])
+    with pytest.raises(ValueError, match="y_pred must have a batch axis, got a scalar"):
+        ferrax.losses.MeanSquaredError()(1.0, 2.0)
+
+
+def test_compiled_metrics_of_several_outputs_need_a_prediction_per_output():
+    inp = ferrax.Input((6,))
+    model = ferrax.Model(inp, {"a": layers.Dense(1)(inp), "b": layers.Dense(2)(inp)})
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    with pytest.raises(ValueError, match="y_pred must be a list of 2 or a dict by output"):
+        model.compute_metrics(None, {"a": Y[:4], "b": X[:4, :2]}, Y[:4])
+
+
+def test_a_multi_label_auc_refuses_another_number_of_labels():
+    m = ferrax.metrics.AUC(multi_label=True)
+    m.update_state(np.ones((2, 3)), np.full((2, 3), 0.7))
+    with pytest.raises(ValueError, match="2 labels, but it counted 3 so far"):
+        m.update_state(np.ones((2, 2)), np.full((2, 2), 0.7))

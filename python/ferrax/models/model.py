@@ -1241,9 +1241,9 @@ class Model:
 
         if training is None and _eager._TRAINING:  # inside a call run eagerly
             training = _eager._TRAINING[-1]
-        if self._is_subclassed() and (args or kwargs or self._calls_eagerly
-                                      or isinstance(x, (list, tuple, dict))):
-            return self._run_call(x, args, kwargs, training)
+        if args or kwargs or (self._is_subclassed() and (
+                self._calls_eagerly or isinstance(x, (list, tuple, dict)))):
+            return self._run_call(x, args, kwargs, training)  # (refuses them unless subclassed)
         try:
             if _dispatch._TAPES or training:
                 return self._call_under_tape(x, bool(training))
