@@ -1402,7 +1402,21 @@ class Model:
 
     def test_step(self, data: Any) -> dict[str, Any]:
         """One evaluation step on a batch (see `train_step`): the model's outputs in
-        inference mode, the loss tracked and the compiled metrics updated."""
+        inference mode, the loss tracked and the compiled metrics updated.
+
+        Args:
+            data: The batch as evaluate packs it: `x`, `(x, y)` or `(x, y, sample_weight)`.
+
+        Returns:
+            The logs, a dict of metric values by name.
+
+        Example:
+
+        >>> class Scored(ferrax.Model):
+        ...     def test_step(self, data):
+        ...         x, y = data
+        ...         return {"error": ferrax.ops.mean(ferrax.ops.abs(self(x) - y))}
+        """
         from ferrax.utils import unpack_x_y_sample_weight
 
         x, y, sample_weight = unpack_x_y_sample_weight(data)
@@ -1412,7 +1426,17 @@ class Model:
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data: Any) -> Any:
-        """One prediction step on a batch (see `train_step`): the model's outputs."""
+        """One prediction step on a batch (see `train_step`): the model's outputs.
+
+        Args:
+            data: The batch of `x` that predict was given.
+
+        Example:
+
+        >>> class Doubled(ferrax.Model):
+        ...     def predict_step(self, data):
+        ...         return 2.0 * self(data, training=False)
+        """
         from ferrax.utils import unpack_x_y_sample_weight
 
         x, _, _ = unpack_x_y_sample_weight(data)
@@ -1446,7 +1470,18 @@ class Model:
     def compiled_loss(self, y: Any, y_pred: Any, sample_weight: Any = None,
                       regularization_losses: Any = None) -> Any:
         """Keras 2's name: the compiled loss of `y` and `y_pred` plus the given
-        regularization losses (prefer `compute_loss`)."""
+        regularization losses (prefer `compute_loss`).
+
+        Args:
+            y: The targets.
+            y_pred: The model's outputs.
+            sample_weight: One weight per sample (or per output, a list or dict).
+            regularization_losses: Scalar tensors added to the loss.
+
+        Example:
+
+        >>> loss = model.compiled_loss(y, y_pred, regularization_losses=model.losses)
+        """
         from ferrax import ops
         from ferrax.models._compiled import compiled_loss
 
@@ -1472,6 +1507,10 @@ class Model:
             y: The targets.
             y_pred: The model's outputs.
             sample_weight: One weight per sample (or None).
+
+        Example:
+
+        >>> logs = model.compute_metrics(x, y, y_pred)   # {"loss": ..., "mae": ...}
         """
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(y, y_pred, sample_weight)
@@ -1479,7 +1518,12 @@ class Model:
 
     def get_metrics_result(self) -> dict[str, Any]:
         """Every metric's result by name (the compiled metrics' by their own names),
-        as Python floats."""
+        as Python floats.
+
+        Example:
+
+        >>> model.get_metrics_result()   # {"loss": 0.25, "mae": 0.4}
+        """
         from ferrax.models._steps import pythonify
 
         results: dict[str, Any] = {}
@@ -1508,7 +1552,13 @@ class Model:
         return out
 
     def reset_metrics(self) -> None:
-        """Reset the state of every metric in `model.metrics`."""
+        """Reset the state of every metric in `model.metrics` (fit does it at each
+        epoch's start).
+
+        Example:
+
+        >>> model.reset_metrics()
+        """
         for m in self.metrics:
             m.reset_state()
 
