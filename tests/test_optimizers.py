@@ -190,3 +190,40 @@ def test_reference_adagrad_rmsprop_by_hand():
         "RMSprop", [np.array([1.0])], [[np.array([2.0])]], learning_rate=0.1, rho=0.9, epsilon=0.0
     )
     np.testing.assert_allclose(hist[0][0], 1.0 - 0.1 * 2.0 / np.sqrt(0.4), rtol=1e-12)
+
+
+# Every optimizer on a variable big enough (40,000 values, past the engine's 32,768) for
+# its update to be split across threads; saved per thread count.
+_THREADED_UPDATE = """
+import sys
+import numpy as np
+import ferrax
+r = np.random.default_rng(0)
+w0 = r.normal(size=(200, 200)).astype(np.float32)
+g = r.normal(size=(200, 200)).astype(np.float32)
+out = {}
+for k, (name, kw) in enumerate([("SGD", {}), ("SGD", {"momentum": 0.9}), ("Adam", {}),
+                                ("RMSprop", {}), ("Adagrad", {}), ("Nadam", {})]):
+    w = ferrax.Variable(w0)
+    opt = getattr(ferrax.optimizers, name)(**kw)
+    for _ in range(2):
+        opt.apply_gradients([(g, w)])
+    out[f"w_{k}"] = np.asarray(w)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_updates_split_across_threads_reach_every_weight(tmp_path):
+    # (plain SGD, which keeps no state, skipped every block of such a variable on 2+ threads)
+    from threads import weights_at_threads
+
+    one, two = weights_at_threads(_THREADED_UPDATE, tmp_path, counts=(1, 2))
+    r = np.random.default_rng(0)
+    w0 = r.normal(size=(200, 200)).astype(np.float32)
+    g = r.normal(size=(200, 200)).astype(np.float32)
+    sgd = w0 - np.float32(0.01) * g - np.float32(0.01) * g  # two steps, float32 as the engine
+    np.testing.assert_array_equal(one[0], sgd)
+    np.testing.assert_array_equal(two[0], sgd)
+    for k, (a, b) in enumerate(zip(one, two)):
+        assert np.array_equal(a, b), f"optimizer {k} differs between 1 and 2 threads"
+        assert not np.array_equal(a, w0), f"optimizer {k} left the variable as it was"

@@ -305,7 +305,13 @@ impl Optimizer {
                 clip: clipvalue.unwrap_or(f32::INFINITY),
                 decay,
             };
-            if value.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
+            if value.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 && ns == 0 {
+                // (no state: zipped with the empty slots, the blocks would be skipped)
+                value
+                    .par_chunks_mut(SLOT_BLOCK)
+                    .zip(grad.par_chunks(SLOT_BLOCK))
+                    .for_each(|(p, g)| update_block(step, prep, p, g, &mut []));
+            } else if value.len() >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1 {
                 value
                     .par_chunks_mut(SLOT_BLOCK)
                     .zip(grad.par_chunks(SLOT_BLOCK))
