@@ -296,3 +296,42 @@ def test_a_custom_layers_weight_read_by_ops_and_by_its_call_sums_both_gradients(
     x64 = x.astype(np.float64)
     want = (x64 * (1 - np.tanh(x64) ** 2)).sum(0) + 2.0
     np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-5, atol=1e-6)
+
+
+def _step_gradients(model: ferrax.Model, rows: slice) -> list:
+    with ferrax.GradientTape() as tape:
+        loss = ops.mean(ops.square(model(X[rows], training=True) - Y[rows]))
+    return tape.gradient(loss, model.trainable_variables)
+
+
+def test_gradients_a_loop_keeps_are_not_overwritten_by_later_steps():
+    # (the engine reuses the arrays of gradients nothing refers to any more)
+    model = _mlp()
+    kept = [_step_gradients(model, slice(8 * k, 8 * k + 8)) for k in range(3)]
+    model2 = _mlp()
+    fresh = [[np.array(g, copy=True) for g in _step_gradients(model2, slice(8 * k, 8 * k + 8))]
+             for k in range(3)]
+    view = np.asarray(kept[0][0])[:2]  # a view of an array no tensor holds any more
+    del kept[0][0]
+    _step_gradients(model, slice(0, 8))
+    np.testing.assert_array_equal(view, fresh[0][0][:2])
+    for got, want in zip(kept, fresh):
+        for g, w in zip(got[-3:], want[-3:]):
+            np.testing.assert_array_equal(np.asarray(g), w)
+    assert not np.array_equal(fresh[0][0], fresh[1][0])  # (the steps' gradients differ)
+
+
+def test_a_steps_gradients_are_freed_without_the_garbage_collector():
+    import gc
+    import weakref
+
+    model = _mlp()
+    _step_gradients(model, slice(0, 8))
+    gc.disable()
+    try:
+        grads = _step_gradients(model, slice(8, 16))
+        refs = [weakref.ref(g) for g in grads]
+        del grads
+        assert all(r() is None for r in refs), "a reference cycle keeps the gradients alive"
+    finally:
+        gc.enable()

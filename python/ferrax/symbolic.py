@@ -123,15 +123,17 @@ def _leaves(structure: Any) -> Iterator[Any]:
 
 def pack_like(structure: Any, leaves: Iterable[Any]) -> Any:
     """`leaves` (in `flatten`'s order) put back into the nesting of `structure`."""
-    it = iter(leaves)
+    return _pack(structure, iter(leaves))
 
-    def pack(s: Any) -> Any:
-        if isinstance(s, (list, tuple)):
-            return type(s)(pack(u) for u in s)
-        if isinstance(s, dict):
-            return {k: pack(u) for k, u in s.items()}
-        return next(it)
-    return pack(structure)
+
+def _pack(s: Any, it: Iterator[Any]) -> Any:
+    # (a function of the module, not a closure: a recursive closure is a reference
+    # cycle, which kept every step's gradients alive until the garbage collector ran)
+    if isinstance(s, (list, tuple)):
+        return type(s)(_pack(u, it) for u in s)
+    if isinstance(s, dict):
+        return {k: _pack(u, it) for k, u in s.items()}
+    return next(it)
 
 
 def any_symbolic(structure: Any) -> bool:

@@ -6,6 +6,7 @@ mod arrays;
 mod eager_optimizer;
 mod files;
 mod ops;
+mod recycled;
 mod testing;
 
 use arrays::{f32_slice, features, to_numpy};
@@ -15,6 +16,7 @@ use ferrax_core::parallel;
 use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use recycled::RecycledArrays;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Run `f` with the GIL released, inside the pool; map errors and panics.
@@ -98,6 +100,8 @@ fn dataset<'a>(
 #[pyclass(module = "ferrax._core")]
 pub(crate) struct CoreModel {
     pub(crate) model: Model,
+    /// The arrays `tape_backward` gives the weights' gradients in, reused.
+    grad_arrays: RecycledArrays,
 }
 
 impl CoreModel {
@@ -119,10 +123,19 @@ impl CoreModel {
             }
             model.tape_backward_to(rows, dys, dx)
         })?;
+        let arrays = &mut self.grad_arrays;
         Ok(self
             .model
             .params()
-            .map(|p| to_numpy(py, p.grad.as_slice().expect("contiguous"), p.value.shape()))
+            .enumerate()
+            .map(|(i, p)| {
+                arrays.fill(
+                    py,
+                    i,
+                    p.grad.as_slice().expect("contiguous"),
+                    p.value.shape(),
+                )
+            })
             .collect())
     }
 }
@@ -133,7 +146,10 @@ impl CoreModel {
     fn new(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
         let spec = parse(spec_json)?;
         let model = run_core(py, || Model::from_spec(&spec))?;
-        Ok(CoreModel { model })
+        Ok(CoreModel {
+            model,
+            grad_arrays: RecycledArrays::default(),
+        })
     }
 
     fn compile(&mut self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
