@@ -51,16 +51,11 @@ def as_array(value: Any, arg: str, check_finite: bool = True) -> np.ndarray:
     return a
 
 
-# Below this many values NumPy's sum is quicker than handing the scan to the engine's pool.
-_ENGINE_SCAN_MIN = 1 << 16
-
-
 def _first_non_finite(a: np.ndarray) -> int | None:
     """Flat index of the first NaN/inf of a float array, or None."""
-    if (a.size >= _ENGINE_SCAN_MIN and a.dtype in (np.float32, np.float64)
-            and a.flags.c_contiguous):
-        return _core.first_non_finite(a)  # one vectorised pass, on the engine's threads
-    # Small or other arrays: a finite sum proves every value finite without a temporary.
+    if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous:
+        return _core.first_non_finite(a)  # one vectorised pass (big arrays on the pool)
+    # Other arrays: a finite sum proves every value finite without a temporary.
     if np.isfinite(np.sum(a)):
         return None
     bad = ~np.isfinite(a).ravel()

@@ -19,24 +19,60 @@ pub fn configured_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+fn builder() -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(configured_threads())
+        .thread_name(|i| format!("ferrax-{i}"))
+        .start_handler(|_| crate::denormals::flush_on_this_thread())
+}
+
 /// The engine's pool, created on first use. Calls enter it once (`install`) and
 /// every kernel below runs on it.
 pub fn pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(configured_threads())
-            .thread_name(|i| format!("ferrax-{i}"))
-            .start_handler(|_| crate::denormals::flush_on_this_thread())
+        builder()
             .build()
             .expect("failed to start the ferrax thread pool")
     })
+}
+
+thread_local! {
+    /// Whether this thread is the pool's own worker 0 (see `adopt_this_thread`), and
+    /// whether it is inside an engine call now.
+    static OWNER: std::cell::Cell<(bool, bool)> = const { std::cell::Cell::new((false, false)) };
+}
+
+/// Makes the calling thread (Python's main thread, at import) worker 0 of the pool,
+/// beside `configured_threads() - 1` others, if the pool does not exist yet and has
+/// more than one thread. Its calls then run on it in place: handing a call to another
+/// thread and sleeping until it ends costs about 20 µs in a virtual machine (two
+/// wake-ups), which a custom loop pays several times a step. Calls from other
+/// threads are taken by the other workers, as before.
+pub fn adopt_this_thread() {
+    if configured_threads() < 2 {
+        return; // (a pool of one thread would have no one for other threads' calls)
+    }
+    let mut adopted = false;
+    POOL.get_or_init(|| {
+        adopted = true;
+        builder()
+            .use_current_thread()
+            .build()
+            .expect("failed to start the ferrax thread pool")
+    });
+    if adopted {
+        // (its float mode is set per call: between calls it runs Python)
+        OWNER.set((true, false));
+        OWNER_EXISTS.store(true, Ordering::Relaxed);
+    }
 }
 
 // Between engine calls (a custom loop's Python between tape_forward, tape_backward
 // and the optimizer) rayon's workers fall asleep, and waking them costs each call tens
 // of µs. After a call they spin for a while instead, as OpenMP's threads do, until the
 // next call arrives or the time is up. (No effect on results: only on who waits how.)
-static STOP_SPINNING: AtomicBool = AtomicBool::new(false);
+/// Engine calls running now: spinning workers stop as soon as one starts.
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the workers stay awake after a call, in µs: `FERRAX_SPIN_US` (0: not at
@@ -54,28 +90,78 @@ fn spin_us() -> u64 {
 /// Run `f` inside the engine's pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let pool = pool();
+    let (owner, in_call) = OWNER.get();
+    if owner && !in_call {
+        // The pool's worker 0 starts a call: in place, in the engine's float mode.
+        let out = {
+            let _call = Call::start(true);
+            crate::denormals::on_this_thread(|| pool.install(f))
+        };
+        keep_awake(pool, pool.current_num_threads() - 1);
+        return out;
+    }
     let spin = spin_us();
     if spin == 0 || pool.current_thread_index().is_some() {
         return pool.install(f); // (a call from inside the pool runs in place)
     }
-    // Spinning workers leave their spin as soon as they see this, and take the call.
-    STOP_SPINNING.store(true, Ordering::SeqCst);
-    let out = pool.install(f);
-    STOP_SPINNING.store(false, Ordering::SeqCst);
-    for _ in 0..pool.current_num_threads() {
-        if SPINNING.fetch_add(1, Ordering::SeqCst) >= pool.current_num_threads() {
+    let out = {
+        let _call = Call::start(false);
+        pool.install(f)
+    };
+    let others = pool.current_num_threads() - usize::from(OWNER_EXISTS.load(Ordering::Relaxed));
+    keep_awake(pool, others);
+    out
+}
+
+/// One engine call in progress, counted in `CALLS` (and, made by worker 0, marked
+/// in `OWNER`) until dropped, also on a panic.
+struct Call {
+    by_owner: bool,
+}
+
+impl Call {
+    fn start(by_owner: bool) -> Self {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        if by_owner {
+            OWNER.set((true, true));
+        }
+        Call { by_owner }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.by_owner {
+            OWNER.set((true, false));
+        }
+        CALLS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether worker 0 is a thread that runs Python between calls (it never spins).
+static OWNER_EXISTS: AtomicBool = AtomicBool::new(false);
+
+/// Has up to `workers` workers spin for `spin_us` (until the next call).
+fn keep_awake(pool: &rayon::ThreadPool, workers: usize) {
+    let spin = spin_us();
+    if spin == 0 {
+        return;
+    }
+    for _ in 0..workers {
+        if SPINNING.fetch_add(1, Ordering::SeqCst) >= workers {
             SPINNING.fetch_sub(1, Ordering::SeqCst); // (enough are spinning already)
             break;
         }
         pool.spawn(move || {
             let end = std::time::Instant::now() + std::time::Duration::from_micros(spin);
-            while !STOP_SPINNING.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+            // (worker 0, running Python between calls, never spins)
+            let owner = OWNER.get().0;
+            while !owner && CALLS.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < end {
                 std::hint::spin_loop();
             }
             SPINNING.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    out
 }
 
 /// Apply `f` to `rows` chunks of `width` elements, in parallel when big enough.

@@ -534,7 +534,11 @@ fn layer_output_shape(
 #[pyfunction]
 fn first_non_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
     let (features, _) = arrays::features(x)?;
-    run_core(py, || Ok(features.first_non_finite(0, features.len())))
+    // A small array is scanned on the calling thread (a custom loop checks each batch).
+    let in_pool = features.len() >= 8 * parallel::PARALLEL_THRESHOLD;
+    run_core_on(py, in_pool, || {
+        Ok(features.first_non_finite(0, features.len()))
+    })
 }
 
 #[pyfunction]
@@ -573,6 +577,15 @@ fn cpu_features() -> Vec<&'static str> {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Imported on Python's main thread (as nearly always), it becomes the pool's
+    // worker 0, so that its calls skip the hand-over (see `parallel::adopt_this_thread`).
+    let threading = m.py().import("threading")?;
+    if threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?)
+    {
+        parallel::adopt_this_thread();
+    }
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
