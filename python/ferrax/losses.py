@@ -6,6 +6,7 @@ weights) divided by the batch size.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ class Loss:
     _args: tuple[str, ...] = ()
 
     reduction = "sum_over_batch_size"
+    # (the engine's spec of this loss, and its JSON)
+    _spec_json: tuple[Config | None, str] = (None, "")
 
     def get_config(self) -> Config:
         return {"name": self.name, "reduction": self.reduction,
@@ -51,13 +54,12 @@ class Loss:
             y_pred: The predictions, samples first.
             sample_weight: One weight per sample (or None).
         """
-        from ferrax import ops
         from ferrax.ops import _dispatch
         from ferrax.symbolic import any_symbolic
 
-        if any_symbolic([y_true, y_pred, sample_weight]) or _dispatch.tracing() or (
-                np.ndim(y_pred) > 2 and isinstance(self, _ClassAxisLoss)) or \
-                self.reduction not in _BATCH_MEAN or _tracked(y_true):
+        if self.reduction not in _BATCH_MEAN or _dispatch.tracing() or \
+                any_symbolic((y_true, y_pred, sample_weight)) or _tracked(y_true) or (
+                np.ndim(y_pred) > 2 and isinstance(self, _ClassAxisLoss)):
             # (ops: also when a tape tracks the targets, whose gradient the engine's
             # kernel does not give)
             return _reduce(self.name, self._per_sample(y_true, y_pred), sample_weight,
@@ -71,11 +73,17 @@ class Loss:
         if true.ndim == 0 or len(true) != n:
             raise ValueError(f"{self.name}: y_true has shape {true.shape} but y_pred has "
                              f"{n} samples (shape {tuple(pred.shape)})")
-        operands: list[Any] = [true.reshape(n, -1),
-                               pred if pred.ndim == 2 else ops.reshape(pred, (n, -1))]
+        if pred.ndim != 2:
+            from ferrax import ops
+
+            pred = ops.reshape(pred, (n, -1))
+        operands: list[Any] = [true.reshape(n, -1), pred]
         if sample_weight is not None:
             operands.append(_weights_for(self.name, sample_weight, n))
-        return _dispatch.apply("loss", {"loss": self._core_spec()}, operands)
+        spec = self._core_spec()
+        if self._spec_json[0] != spec:  # (serialized once, not every step)
+            self._spec_json = (spec, json.dumps({"loss": spec}))
+        return _dispatch._eager("loss", {"loss": spec}, operands, None, self._spec_json[1])
 
     def _per_sample(self, y_true: Any, y_pred: Any) -> Any:
         """Each sample's loss (each position's, for sequences), made of ops."""

@@ -107,18 +107,22 @@ class Node:
 
 def flatten(structure: Any) -> list[Any]:
     """The leaves of nested lists, tuples and dicts (dict values in key order as given)."""
-    return list(_leaves(structure))
+    if not isinstance(structure, (list, tuple, dict)):
+        return [structure]  # (the common case on a custom loop's per-step path)
+    leaves: list[Any] = []
+    _collect(structure, leaves)
+    return leaves
 
 
-def _leaves(structure: Any) -> Iterator[Any]:
+def _collect(structure: Any, leaves: list[Any]) -> None:
     if isinstance(structure, (list, tuple)):
         for item in structure:
-            yield from _leaves(item)
+            _collect(item, leaves)
     elif isinstance(structure, dict):
         for item in structure.values():
-            yield from _leaves(item)
+            _collect(item, leaves)
     else:
-        yield structure
+        leaves.append(structure)
 
 
 def pack_like(structure: Any, leaves: Iterable[Any]) -> Any:
@@ -137,7 +141,17 @@ def _pack(s: Any, it: Iterator[Any]) -> Any:
 
 
 def any_symbolic(structure: Any) -> bool:
-    return any(isinstance(t, KerasTensor) for t in flatten(structure))
+    """Whether a KerasTensor is among the leaves of `structure`."""
+    if isinstance(structure, KerasTensor):
+        return True
+    if isinstance(structure, dict):
+        structure = list(structure.values())
+    elif not isinstance(structure, (list, tuple)):
+        return False
+    for item in structure:  # noqa: SIM110 (a loop, not any(): it runs on every op and call)
+        if any_symbolic(item):
+            return True
+    return False
 
 
 def _user_line() -> str:

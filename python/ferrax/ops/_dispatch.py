@@ -66,11 +66,15 @@ def _symbolic(op: str, attrs: Config, operands: list[Any], dtype: str | None) ->
     return _OpLayer(op, attrs, dtype=dtype)._record(tensors)
 
 
-def _eager(op: str, attrs: Config, operands: list[Any], dtype: str | None) -> Tensor:
+def _eager(op: str, attrs: Config, operands: list[Any], dtype: str | None,
+           attrs_json: str | None = None) -> Tensor:
+    """`op` run now; `attrs_json`: `attrs` already serialized (a caller that runs the
+    same op every step keeps it)."""
     from ferrax import _core
 
     arrays = [_as_array(op, o) for o in operands]
-    attrs_json = json.dumps(attrs)
+    if attrs_json is None:
+        attrs_json = json.dumps(attrs)
     value = _core.op_eval(op, attrs_json, arrays)
     if dtype is not None:
         value = value.astype(dtype)
