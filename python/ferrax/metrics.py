@@ -54,6 +54,10 @@ class Metric:
     def _add(self, values: np.ndarray, sample_weight: Any) -> None:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim == 0:
+            if sample_weight is None:  # (a custom loop's loss, every step)
+                self._total += float(values)
+                self._count += 1.0
+                return
             values = values.reshape(1)
         if sample_weight is None:
             self._total += float(values.sum())

@@ -104,5 +104,7 @@ def regularization_losses(model: Model) -> list[Any]:
     if not model.built:
         return []
     regularizers = model._built_core().weight_regularizers()
+    if all(reg is None or not any(reg) for reg in regularizers):
+        return []  # (most models: nothing to build, every step)
     return [L1L2(*reg)(v) for v in model.trainable_weights
             if (reg := regularizers[v._index]) is not None and any(reg)]

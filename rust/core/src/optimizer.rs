@@ -259,6 +259,17 @@ impl Optimizer {
 
     /// One update of every parameter from its `grad`.
     pub fn apply(&mut self, params: &mut [&mut Param]) {
+        self.apply_from(params, None);
+    }
+
+    /// `apply` with each parameter's gradient given apart (`grads[k]` for
+    /// `params[k]`, in place of its `grad`): a custom loop's gradients, read where they
+    /// are instead of copied in first. A parameter that is not trained may have an
+    /// empty one.
+    pub fn apply_from(&mut self, params: &mut [&mut Param], grads: Option<&[&[f32]]>) {
+        if let Some(g) = grads {
+            assert_eq!(g.len(), params.len(), "one gradient per parameter");
+        }
         self.ensure_slots(params.iter().map(|p| p.value.len()));
         if let Some(schedule) = &self.schedule {
             self.learning_rate = schedule.at(self.iterations) as f32;
@@ -268,7 +279,11 @@ impl Optimizer {
         let global_scale = self.global_clipnorm.filter(|&c| c > 0.0).map(|clip| {
             let norm = params
                 .iter()
-                .map(|p| sum_squares(p.grad.as_slice().expect("contiguous")))
+                .enumerate()
+                .map(|(k, p)| match grads {
+                    Some(g) => sum_squares(g[k]),
+                    None => sum_squares(p.grad.as_slice().expect("contiguous")),
+                })
                 .sum::<f64>()
                 .sqrt();
             clip_scale(norm, clip)
@@ -288,13 +303,17 @@ impl Optimizer {
             .weight_decay
             .filter(|&w| w != 0.0)
             .map_or(0.0, |w| w * lr);
-        for (param, slots) in params.iter_mut().zip(self.slots.iter_mut()) {
+        for (k, (param, slots)) in params.iter_mut().zip(self.slots.iter_mut()).enumerate() {
             if !param.is_trained() {
                 continue; // moving statistics, or a frozen layer's weights
             }
             let Param { value, grad, .. } = &mut **param;
             let value = value.as_slice_mut().expect("contiguous");
-            let grad = grad.as_slice().expect("contiguous");
+            let grad = match grads {
+                Some(g) => g[k],
+                None => grad.as_slice().expect("contiguous"),
+            };
+            assert_eq!(grad.len(), value.len(), "a gradient per value");
             let scale = match (self.clipnorm.filter(|&c| c > 0.0), global_scale) {
                 (Some(clip), _) => clip_scale(sum_squares(grad).sqrt(), clip),
                 (None, Some(s)) => s,

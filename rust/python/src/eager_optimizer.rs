@@ -130,29 +130,31 @@ impl EagerOptimizer {
         }
         let shapes: Vec<&[usize]> = chosen.iter().map(|p| p.value.shape()).collect();
         self.check_shapes(&shapes)?;
+        // The gradients are read where they are (no copy into the weights' `grad`),
+        // all checked before any weight is touched.
+        let mut given: Vec<&[f32]> = Vec::with_capacity(chosen.len());
+        for (k, (p, g)) in chosen.iter().zip(&grads).enumerate() {
+            match g {
+                Some(g) if g.shape() != p.value.shape() => {
+                    return Err(PyValueError::new_err(format!(
+                        "weight {k}: a gradient of shape {:?} for a weight of shape {:?}",
+                        g.shape(),
+                        p.value.shape()
+                    )));
+                }
+                Some(g) => given.push(f32_slice(g)?),
+                None => given.push(&[]), // (left as it is: frozen for this step, not read)
+            }
+        }
         let mut frozen = Vec::with_capacity(chosen.len());
-        for (k, (p, g)) in chosen.iter_mut().zip(&grads).enumerate() {
+        for (p, g) in chosen.iter_mut().zip(&grads) {
             frozen.push(p.frozen);
             p.frozen = g.is_none();
-            let grad = p.grad.as_slice_mut().expect("contiguous");
-            match g {
-                Some(g) => {
-                    if g.shape() != p.value.shape() {
-                        return Err(PyValueError::new_err(format!(
-                            "weight {k}: a gradient of shape {:?} for a weight of shape {:?}",
-                            g.shape(),
-                            p.value.shape()
-                        )));
-                    }
-                    grad.copy_from_slice(f32_slice(g)?);
-                }
-                None => grad.fill(0.0),
-            }
         }
         let big = chosen.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
         let optimizer = &mut self.optimizer;
         let outcome = run_core_on(py, big, || {
-            optimizer.apply(&mut chosen);
+            optimizer.apply_from(&mut chosen, Some(&given));
             Ok(())
         });
         for (p, f) in chosen.iter_mut().zip(frozen) {
