@@ -185,24 +185,25 @@ class GradientTape:
                 raise TypeError(f"GradientTape.gradient: the target must be a tensor computed "
                                 f"under the tape, got {describe(t)}")
             start = np.ones(t.shape, np.float32) if seed is None else \
-                np.broadcast_to(np.asarray(seed, np.float32), t.shape)
-            _accumulate(grads, t, np.array(start, order="C"))
+                np.array(np.broadcast_to(np.asarray(seed, np.float32), t.shape), order="C")
+            _accumulate(grads, variable_key(t), start)
+        tracked = self._tracked
         for out, op, attrs, operands, arrays in reversed(self._records):
             if not op:  # a model's call: the engine's backward (to its inputs if tracked)
                 dys = [grads.get(id(o)) for o in out]
                 if all(d is None for d in dys):
                     continue
                 for v, dv in attrs(dys, operands):
-                    if variable_key(v) in self._tracked:
-                        _accumulate(grads, v, dv)
+                    if (key := variable_key(v)) in tracked:
+                        _accumulate(grads, key, dv)
                 continue
             g = grads.get(id(out))
             if g is None:
                 continue
             y = np.ascontiguousarray(out._value, dtype=np.float32)
             for o, dx in zip(operands, _core.op_vjp(op, attrs, arrays, y, g)):
-                if variable_key(o) in self._tracked:
-                    _accumulate(grads, o, dx)
+                if (key := variable_key(o)) in tracked:
+                    _accumulate(grads, key, dx)
         if not self.persistent:
             self._used = True
             self._records, self._tracked = [], {}
@@ -220,6 +221,7 @@ def _is_engine_weight(x: Any) -> bool:
     return getattr(x, "_tape_key", None) is not None
 
 
-def _accumulate(grads: dict[Any, np.ndarray], t: Any, g: np.ndarray) -> None:
-    have = grads.get(variable_key(t))
-    grads[variable_key(t)] = g if have is None else have + g
+def _accumulate(grads: dict[Any, np.ndarray], key: Any, g: np.ndarray) -> None:
+    """Adds `g` to the gradient of the value known by `key` (`variable_key`)."""
+    have = grads.get(key)
+    grads[key] = g if have is None else have + g

@@ -19,8 +19,10 @@ from ferrax import optimizers as optimizers_module
 from ferrax._serial import describe
 from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
 from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
-from ferrax.layers.base import Variable, _shape_only, unique_name
+from ferrax.layers.base import Variable, _shape_only, fixed_training, fixing_training, unique_name
 from ferrax.models import _data, _heads
+from ferrax.symbolic import any_symbolic, flatten
+from ferrax.tensor import Tensor
 
 if TYPE_CHECKING:
     from ferrax.layers.base import Layer
@@ -1227,8 +1229,6 @@ class Model:
         model runs forward in the engine as one recorded node. A subclassed model
         whose call takes more arguments (`model(x, hidden)`), or returns several
         tensors, runs its `call` eagerly instead, each built-in layer in the engine."""
-        from ferrax.layers.base import fixed_training, fixing_training
-        from ferrax.symbolic import any_symbolic
 
         if any_symbolic(x):
             if args or kwargs:
@@ -1237,7 +1237,6 @@ class Model:
             return fixing_training(self, fixed, lambda: self._call_symbolic(x, fixed))
         from ferrax.layers import _eager
         from ferrax.ops import _dispatch
-        from ferrax.symbolic import flatten
 
         if training is None and _eager._TRAINING:  # inside a call run eagerly
             training = _eager._TRAINING[-1]
@@ -1281,7 +1280,6 @@ class Model:
         masks), at the weights of then: update the weights after taking the gradients.
         Also how `model(x, training=True)` runs outside a tape (nothing recorded)."""
         from ferrax.ops import _dispatch
-        from ferrax.tensor import Tensor
 
         xf = self._input_features(x)  # (builds the model: first, as the checks read it)
         # a stack whose last layer returns its states: [output, states...] side by side
@@ -1336,15 +1334,13 @@ class Model:
     def _input_parts(self, x: Any, width: int) -> tuple[list[Any], list[int]]:
         """The tensors of a call's input, one per model input in the engine's order
         (None where an input is no tensor), and each one's values per sample."""
-        from ferrax.tensor import Tensor
 
-        names = list(getattr(self, "input_names", []))
         if isinstance(x, dict):
-            parts: list[Any] = [x.get(name) for name in names]
-        elif isinstance(x, (list, tuple)):
-            parts = list(x)
+            parts: list[Any] = [x.get(name) for name in getattr(self, "input_names", [])]
+        elif not isinstance(x, (list, tuple)):  # one input, laid out as given
+            return [x if isinstance(x, Tensor) else None], [width]
         else:
-            parts = [x]
+            parts = list(x)
         # (math.prod: a few µs a call less than NumPy's, on the tape's per-step path)
         widths = [math.prod(np.shape(p)[1:]) for p in parts]
         if sum(widths) != width:  # (an input laid out otherwise: no input gradients)
@@ -1444,7 +1440,6 @@ class Model:
 
     def _track_loss(self, loss: Any, x: Any) -> None:
         """The loss tracker's update, weighted by the batch's size as Keras weighs it."""
-        from ferrax.symbolic import flatten
 
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(loss, sample_weight=len(flatten(x)[0]))
