@@ -93,3 +93,26 @@ def test_mismatched_empty_and_foreign_lists_are_refused():
         optimizer.apply_gradients([(np.ones(3), v)])
     with pytest.raises(TypeError, match="expected \\(gradient, variable\\) pairs"):
         optimizer.apply_gradients([np.ones(2)])
+
+
+def test_a_models_weights_stepped_again_are_still_checked():
+    # (the same weights as the last step take a shorter path: its checks must hold too)
+    ferrax.utils.set_random_seed(0)
+    model = ferrax.Sequential([ferrax.Input((3,)), ferrax.layers.Dense(2)])
+    model.predict(np.ones((1, 3), np.float32), verbose=0)
+    weights = model.trainable_variables
+    kernel, bias = (np.array(w) for w in model.get_weights())
+    optimizer = ferrax.optimizers.SGD(learning_rate=0.5)
+    grads = [np.full((3, 2), 0.25, np.float32), np.full((2,), 0.5, np.float32)]
+    for step in range(2):
+        optimizer.apply_gradients(zip(grads, weights))
+        np.testing.assert_allclose(model.get_weights()[0], kernel - 0.125 * (step + 1), rtol=1e-6)
+        np.testing.assert_allclose(model.get_weights()[1], bias - 0.25 * (step + 1), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"the gradient of '.*' has shape \(2,\), the "
+                                         r"variable \(3, 2\)"):
+        optimizer.apply_gradients(zip([grads[1], grads[1]], weights))
+    with pytest.raises(ValueError, match="no gradient for any variable"):
+        optimizer.apply_gradients(zip([None, None], weights))
+    with pytest.raises(ValueError, match="built for the variables"):
+        optimizer.apply_gradients(zip(grads[::-1], weights[::-1]))
+    np.testing.assert_allclose(model.get_weights()[1], bias - 0.5, rtol=1e-6)  # untouched

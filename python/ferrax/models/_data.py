@@ -6,7 +6,7 @@ that names the argument and says what was expected and what came.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,12 +63,15 @@ def _first_non_finite(a: np.ndarray) -> int | None:
 
 
 def features(x: np.ndarray, expected_shape: Sequence[int | None] | None, model_name: str,
-             arg: str = "x", first_layer: str | None = None) -> np.ndarray:
+             arg: str = "x", first_layer: Callable[[], str | None] | None = None
+             ) -> np.ndarray:
     """(n, width) C-contiguous uint8/float32/float64 view (or copy) of `x`; None in
-    `expected_shape` accepts any length there."""
+    `expected_shape` accepts any length there. `first_layer` gives the name of the
+    model's first layer, for the error (asked for only then)."""
     if expected_shape is not None and tuple(x.shape[1:]) != tuple(expected_shape) \
             and not _fits(tuple(x.shape[1:]), tuple(expected_shape)):
-        where = f" (first layer '{first_layer}')" if first_layer else ""
+        layer = first_layer() if first_layer is not None else None
+        where = f" (first layer '{layer}')" if layer else ""
         raise ValueError(
             f"Input of model '{model_name}'{where} is incompatible: expected '{arg}' of shape "
             f"(None, {', '.join(map(str, expected_shape))}) "

@@ -852,7 +852,7 @@ class Model:
         _data.check_lengths(xa, ya, x_arg, y_arg)
         expected = self._expected_input()
         xf = self._prepared(_data.features(xa, expected, self.name, x_arg,
-                                           self._first_layer_name()))
+                                           self._first_layer_name))
         self._check_inputs(xa, x_arg)
         self._ensure_built(xa)
         if self._heads is not None:  # y: the outputs' targets side by side already
@@ -1163,7 +1163,7 @@ class Model:
         """`x` checked and laid out as the engine reads it, the model built for it."""
         xa = _data.as_array(self._unpack_x(x), "x", check_finite=check_finite)
         xf = self._prepared(_data.features(xa, self._expected_input(), self.name,
-                                           first_layer=self._first_layer_name()))
+                                           first_layer=self._first_layer_name))
         self._check_inputs(xa, "x")
         self._ensure_built(xa)
         return xf

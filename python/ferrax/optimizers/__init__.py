@@ -57,6 +57,9 @@ class Optimizer:
         # a custom loop's state (apply_gradients), and the variables it was built for
         self._eager: Any = None
         self._eager_variables: list[Any] = []
+        # The variables of the last update, when they were one model's weights, and
+        # their places in its engine: the same list again skips the checks that passed.
+        self._model_step: tuple[Any, ...] | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -136,6 +139,14 @@ class Optimizer:
         grads = list(grads)
         variables = list(self._eager_variables if trainable_variables is None
                          else trainable_variables)
+        known = self._model_step
+        if known is not None and len(grads) == len(variables) == len(known) and all(
+                a is b for a, b in zip(variables, known)):
+            # (a custom loop's every step: the same weights of one model as last time)
+            arrays = _gradient_arrays(owner, grads, variables)
+            self._eager.apply_to_model(variables[0]._model._built_core(),
+                                       [v._index for v in variables], arrays)
+            return self.iterations
         for k, v in enumerate(variables):
             if isinstance(v, LayerVariable):  # a custom layer's weight: where it is held
                 if not v._holder.built:
@@ -152,10 +163,7 @@ class Optimizer:
             if not isinstance(v, Variable) or v.dtype != "float32":
                 raise TypeError(f"{owner}: variable {k} must be a float32 ferrax.Variable or "
                                 f"a model's weight, got {describe(v)}")
-        if all(g is None for g in grads):
-            names = ", ".join(v.name for v in variables)
-            raise ValueError(f"{owner}: no gradient for any variable ({names}); does the loss "
-                             f"depend on them, and was it computed under the GradientTape?")
+        arrays = _gradient_arrays(owner, grads, variables)
         if self._eager is None:
             self._eager = _core.EagerOptimizer(json.dumps(self._core_spec()))
             self._eager_variables = list(variables)
@@ -165,21 +173,13 @@ class Optimizer:
             built = ", ".join(v.name for v in self._eager_variables)
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
-        arrays: list[Any] = []
-        for g, v in zip(grads, variables):
-            if g is None:
-                arrays.append(None)
-                continue
-            a = np.ascontiguousarray(g, dtype=np.float32)
-            if a.shape != v.shape:
-                raise ValueError(f"{owner}: the gradient of '{v.name}' has shape {a.shape}, "
-                                 f"the variable {v.shape}")
-            arrays.append(a)
         owners = {id(v._model) for v in variables if isinstance(v, EngineWeight)}
         if len(owners) == 1 and all(isinstance(v, EngineWeight) for v in variables):
             # one model's weights (model.trainable_variables): updated in its engine
             core = variables[0]._model._built_core()
-            self._eager.apply_to_model(core, [v._index for v in variables], arrays)
+            indices = [v._index for v in variables]
+            self._eager.apply_to_model(core, indices, arrays)
+            self._model_step = tuple(variables)
             return self.iterations
         # a model's weights are read from its engine once, and written back once
         engines: dict[int, tuple[Any, list[Any]]] = {}
@@ -321,3 +321,25 @@ def get(identifier: str | dict[str, Any] | Optimizer) -> Optimizer:
 
 def serialize(opt: Optimizer) -> Config:
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def _gradient_arrays(owner: str, grads: list[Any], variables: list[Any]) -> list[Any]:
+    """Each gradient as a C-contiguous float32 array of its variable's shape (None
+    kept: that variable is left as it is)."""
+    import numpy as np
+
+    if all(g is None for g in grads):
+        names = ", ".join(v.name for v in variables)
+        raise ValueError(f"{owner}: no gradient for any variable ({names}); does the loss "
+                         f"depend on them, and was it computed under the GradientTape?")
+    arrays: list[Any] = []
+    for g, v in zip(grads, variables):
+        if g is None:
+            arrays.append(None)
+            continue
+        a = np.ascontiguousarray(g, dtype=np.float32)
+        if a.shape != v.shape:
+            raise ValueError(f"{owner}: the gradient of '{v.name}' has shape {a.shape}, "
+                             f"the variable {v.shape}")
+        arrays.append(a)
+    return arrays
