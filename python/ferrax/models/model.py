@@ -20,7 +20,7 @@ from ferrax._serial import describe
 from ferrax._typing import Config, Float32Array, Logs, PathLike, Shape
 from ferrax.callbacks import Callback, CallbackList, History, ProgbarLogger
 from ferrax.layers.base import Variable, _shape_only, fixed_training, fixing_training, unique_name
-from ferrax.models import _data, _heads
+from ferrax.models import _claims, _data, _heads
 from ferrax.symbolic import any_symbolic, flatten
 from ferrax.tensor import Tensor
 
@@ -920,6 +920,7 @@ class Model:
         return logs
 
     # --- training ----------------------------------------------------------
+    @_claims.trains
     def fit(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None,
             batch_size: int | None = None, epochs: int = 1, verbose: int | str = "auto",
             callbacks: Sequence[Callback] | None = None, validation_split: float = 0.0,
@@ -1579,6 +1580,7 @@ class Model:
             out += self._call_losses
         return out
 
+    @_claims.trains
     def train_on_batch(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None,
                        sample_weight: npt.ArrayLike | None = None,
                        class_weight: dict[int, float] | None = None,

@@ -134,6 +134,7 @@ class Optimizer:
         from ferrax.variables import Variable, variable_key
 
         owner = f"{type(self).__name__}.apply_gradients"
+        from ferrax.models import _claims
         from ferrax.ops._nodes import LayerVariable
 
         grads = list(grads)
@@ -143,6 +144,7 @@ class Optimizer:
         if known is not None and len(grads) == len(variables) == len(known) and all(
                 a is b for a, b in zip(variables, known)):
             # (a custom loop's every step: the same weights of one model as last time)
+            _claims.check_free(variables[0]._model, owner)
             arrays = _gradient_arrays(owner, grads, variables)
             self._eager.apply_to_model(variables[0]._model._built_core(),
                                        [v._index for v in variables], arrays)
@@ -174,6 +176,9 @@ class Optimizer:
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
         owners = {id(v._model) for v in variables if isinstance(v, EngineWeight)}
+        for v in variables:
+            if isinstance(v, EngineWeight):
+                _claims.check_free(v._model, owner)
         if len(owners) == 1 and all(isinstance(v, EngineWeight) for v in variables):
             # one model's weights (model.trainable_variables): updated in its engine
             core = variables[0]._model._built_core()

@@ -114,9 +114,9 @@ impl EagerOptimizer {
                 grads.len()
             )));
         }
-        let mut core = model.borrow_mut();
+        let mut engine = model.get().lock(py);
         let mut slots: Vec<Option<&mut Param>> =
-            core.model.params_mut().into_iter().map(Some).collect();
+            engine.model.params_mut().into_iter().map(Some).collect();
         let mut chosen: Vec<&mut Param> = Vec::with_capacity(indices.len());
         for &i in &indices {
             match slots.get_mut(i).and_then(Option::take) {

@@ -18,6 +18,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use recycled::RecycledArrays;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Run `f` with the GIL released, inside the pool; map errors and panics.
 pub(crate) fn run_core<R: Send>(
@@ -97,14 +98,40 @@ fn dataset<'a>(
 }
 
 /// A built model owned by the engine: layers, weights, optimizer state.
-#[pyclass(module = "ferrax._core")]
+///
+/// One model may be used from several Python threads: its calls take turns (each
+/// waits, the GIL released, for the one running to end), so none sees another's
+/// half-made state.
+#[pyclass(module = "ferrax._core", frozen)]
 pub(crate) struct CoreModel {
+    engine: Mutex<Engine>,
+}
+
+/// What a CoreModel holds, behind its lock.
+pub(crate) struct Engine {
     pub(crate) model: Model,
     /// The arrays `tape_backward` gives the weights' gradients in, reused.
     grad_arrays: RecycledArrays,
 }
 
 impl CoreModel {
+    /// The model, once no other thread's call holds it. The wait releases the GIL
+    /// (the running call needs it to return).
+    pub(crate) fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Engine> {
+        loop {
+            match self.engine.try_lock() {
+                Ok(engine) => return engine,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // (waits for the holder to finish, then takes it with the GIL held)
+                    py.allow_threads(|| drop(self.engine.lock()));
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
     /// The tape's backward pass (to the input too when `dx` is given): the weights'
     /// gradients, as `get_weights` lists them.
     fn backward_for_tape<'py>(
@@ -147,30 +174,35 @@ impl CoreModel {
         let spec = parse(spec_json)?;
         let model = run_core(py, || Model::from_spec(&spec))?;
         Ok(CoreModel {
-            model,
-            grad_arrays: RecycledArrays::default(),
+            engine: Mutex::new(Engine {
+                model,
+                grad_arrays: RecycledArrays::default(),
+            }),
         })
     }
 
-    fn compile(&mut self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
+    fn compile(&self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
+        let mut this = self.lock(py);
         let spec = parse(spec_json)?;
-        let model = &mut self.model;
+        let model = &mut this.model;
         run_core(py, || model.compile(&spec))
     }
 
     /// Freeze or unfreeze one layer's weights (`layer.trainable = False`).
-    fn set_layer_frozen(&mut self, layer: usize, frozen: bool) -> PyResult<()> {
-        self.model
+    fn set_layer_frozen(&self, py: Python<'_>, layer: usize, frozen: bool) -> PyResult<()> {
+        let mut this = self.lock(py);
+        this.model
             .set_layer_frozen(layer, frozen)
             .map_err(|e| PyValueError::new_err(e.0))
     }
 
     /// Zero the state carried between batches by one layer (or all, given None).
     #[pyo3(signature = (layer=None))]
-    fn reset_states(&mut self, layer: Option<usize>) -> PyResult<()> {
+    fn reset_states(&self, py: Python<'_>, layer: Option<usize>) -> PyResult<()> {
+        let mut this = self.lock(py);
         match layer {
-            None => self.model.reset_states(),
-            Some(i) => self
+            None => this.model.reset_states(),
+            Some(i) => this
                 .model
                 .reset_layer_states(i)
                 .map_err(|e| PyValueError::new_err(e.0))?,
@@ -179,14 +211,16 @@ impl CoreModel {
     }
 
     /// Per-sample output shape of every layer.
-    fn output_shapes(&self) -> Vec<Vec<usize>> {
-        self.model.shapes()[1..].to_vec()
+    fn output_shapes(&self, py: Python<'_>) -> Vec<Vec<usize>> {
+        let this = self.lock(py);
+        this.model.shapes()[1..].to_vec()
     }
 
     /// (layer index, weight name, shape) for every weight, in order.
-    fn weight_info(&self) -> Vec<(usize, String, Vec<usize>)> {
+    fn weight_info(&self, py: Python<'_>) -> Vec<(usize, String, Vec<usize>)> {
+        let this = self.lock(py);
         let mut out = Vec::new();
-        for (i, l) in self.model.weight_layers() {
+        for (i, l) in this.model.weight_layers() {
             for p in l.params() {
                 out.push((i, p.name.to_string(), p.value.shape().to_vec()));
             }
@@ -197,27 +231,35 @@ impl CoreModel {
     /// Whether each weight is trained by the optimizer (moving statistics are not).
     /// Each weight's regularizer as (l1, l2), None for a weight without one (in
     /// `get_weights` order: a wrapped layer's weights included).
-    fn weight_regularizers(&self) -> Vec<Option<(f32, f32)>> {
-        self.model
+    fn weight_regularizers(&self, py: Python<'_>) -> Vec<Option<(f32, f32)>> {
+        let this = self.lock(py);
+        this.model
             .params()
             .map(|p| p.regularizer.map(|r| (r.l1, r.l2)))
             .collect()
     }
 
-    fn weight_trainable(&self) -> Vec<bool> {
-        self.model.params().map(|p| p.is_trained()).collect()
+    fn weight_trainable(&self, py: Python<'_>) -> Vec<bool> {
+        let this = self.lock(py);
+        this.model.params().map(|p| p.is_trained()).collect()
     }
 
     fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
-        self.model
+        let this = self.lock(py);
+        this.model
             .params()
             .map(|p| to_numpy(py, p.value_slice(), p.value.shape()))
             .collect()
     }
 
     /// Replace all weights; shapes are checked before anything changes.
-    fn set_weights(&mut self, weights: Vec<PyReadonlyArrayDyn<'_, f32>>) -> PyResult<()> {
-        let mut params = self.model.params_mut();
+    fn set_weights(
+        &self,
+        py: Python<'_>,
+        weights: Vec<PyReadonlyArrayDyn<'_, f32>>,
+    ) -> PyResult<()> {
+        let mut this = self.lock(py);
+        let mut params = this.model.params_mut();
         if weights.len() != params.len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} weight arrays, got {}",
@@ -242,16 +284,18 @@ impl CoreModel {
     }
 
     #[getter]
-    fn learning_rate(&self) -> Option<f32> {
-        self.model
+    fn learning_rate(&self, py: Python<'_>) -> Option<f32> {
+        let this = self.lock(py);
+        this.model
             .compiled
             .as_ref()
             .map(|c| c.optimizer.learning_rate)
     }
 
     #[setter]
-    fn set_learning_rate(&mut self, lr: f32) -> PyResult<()> {
-        match self.model.compiled.as_mut() {
+    fn set_learning_rate(&self, py: Python<'_>, lr: f32) -> PyResult<()> {
+        let mut this = self.lock(py);
+        match this.model.compiled.as_mut() {
             Some(c) => {
                 c.optimizer.learning_rate = lr;
                 Ok(())
@@ -261,8 +305,9 @@ impl CoreModel {
     }
 
     #[getter]
-    fn iterations(&self) -> u64 {
-        self.model
+    fn iterations(&self, py: Python<'_>) -> u64 {
+        let this = self.lock(py);
+        this.model
             .compiled
             .as_ref()
             .map_or(0, |c| c.optimizer.iterations)
@@ -270,13 +315,15 @@ impl CoreModel {
 
     /// Training steps run so far (keys dropout masks); saved with the model.
     #[getter]
-    fn step(&self) -> u64 {
-        self.model.step
+    fn step(&self, py: Python<'_>) -> u64 {
+        let this = self.lock(py);
+        this.model.step
     }
 
     #[setter]
-    fn set_step(&mut self, step: u64) {
-        self.model.step = step;
+    fn set_step(&self, py: Python<'_>, step: u64) {
+        let mut this = self.lock(py);
+        this.model.step = step;
     }
 
     /// (iterations, nadam u_product, slot names, [[slot array per slot] per weight]),
@@ -286,14 +333,15 @@ impl CoreModel {
         &self,
         py: Python<'py>,
     ) -> Option<(u64, f64, Vec<String>, Vec<Vec<Bound<'py, PyAny>>>)> {
-        let opt = &self.model.compiled.as_ref()?.optimizer;
+        let this = self.lock(py);
+        let opt = &this.model.compiled.as_ref()?.optimizer;
         let names: Vec<String> = opt
             .kind
             .slot_names()
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let slots = self
+        let slots = this
             .model
             .params()
             .enumerate()
@@ -311,12 +359,14 @@ impl CoreModel {
 
     /// Restore what `optimizer_state` returned (slots may be empty: not started yet).
     fn set_optimizer_state(
-        &mut self,
+        &self,
+        py: Python<'_>,
         iterations: u64,
         u_product: f64,
         slots: Vec<Vec<PyReadonlyArrayDyn<'_, f32>>>,
     ) -> PyResult<()> {
-        let sizes: Vec<usize> = self.model.params().map(|p| p.value.len()).collect();
+        let mut this = self.lock(py);
+        let sizes: Vec<usize> = this.model.params().map(|p| p.value.len()).collect();
         let values: Vec<Vec<Vec<f32>>> = slots
             .iter()
             .map(|per| {
@@ -325,7 +375,7 @@ impl CoreModel {
                     .collect()
             })
             .collect();
-        let Some(compiled) = self.model.compiled.as_mut() else {
+        let Some(compiled) = this.model.compiled.as_mut() else {
             return Err(PyRuntimeError::new_err("the model is not compiled"));
         };
         let opt = &mut compiled.optimizer;
@@ -347,7 +397,8 @@ impl CoreModel {
         n: usize,
         epoch: u64,
     ) -> Bound<'py, PyArray1<u32>> {
-        PyArray1::from_vec(py, self.model.shuffled_order(n, epoch))
+        let this = self.lock(py);
+        PyArray1::from_vec(py, this.model.shuffled_order(n, epoch))
     }
 
     /// Train on the samples `order` (a slice of an epoch's order), batch by batch,
@@ -355,7 +406,7 @@ impl CoreModel {
     #[pyo3(signature = (x, y, sample_weight, order, batch_size, totals=None))]
     #[allow(clippy::too_many_arguments)]
     fn train(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: PyReadonlyArrayDyn<'_, f32>,
@@ -364,6 +415,7 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
+        let mut this = self.lock(py);
         let data = dataset(x, &y, sample_weight.as_ref())?;
         let order = order
             .as_slice()
@@ -374,7 +426,7 @@ impl CoreModel {
                 data.n
             )));
         }
-        let model = &mut self.model;
+        let model = &mut this.model;
         let mut totals = totals_from_py(totals);
         run_core(py, || model.train(&data, order, batch_size, &mut totals))?;
         Ok(totals_to_py(&totals))
@@ -384,7 +436,7 @@ impl CoreModel {
     #[pyo3(signature = (x, y, sample_weight, start, end, batch_size, totals=None))]
     #[allow(clippy::too_many_arguments)]
     fn evaluate(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: PyReadonlyArrayDyn<'_, f32>,
@@ -394,8 +446,9 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
+        let mut this = self.lock(py);
         let data = dataset(x, &y, sample_weight.as_ref())?;
-        let model = &mut self.model;
+        let model = &mut this.model;
         let mut totals = totals_from_py(totals);
         run_core(py, || {
             model.evaluate(&data, start, end, batch_size, &mut totals)
@@ -407,16 +460,17 @@ impl CoreModel {
     /// the outputs as a (rows, output size) array; activations kept for
     /// `tape_backward`.
     fn tape_forward<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: PyReadonlyArrayDyn<'py, f32>,
         training: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let mut this = self.lock(py);
         let xs = f32_slice(&x)?;
-        let out_size = self.model.output_size();
+        let out_size = this.model.output_size();
         let rows = x.shape().first().copied().unwrap_or(0);
         let mut out = vec![0.0f32; rows * out_size];
-        let model = &mut self.model;
+        let model = &mut this.model;
         run_core(py, || model.tape_forward(xs, training, &mut out))?;
         Ok(to_numpy(py, &out, &[rows, out_size]))
     }
@@ -424,33 +478,37 @@ impl CoreModel {
     /// `tape_forward` again for an earlier call (see `Model::tape_replay`): `keys`
     /// are `random_keys` as they were just before it.
     fn tape_replay(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         training: bool,
         keys: (u64, u64),
     ) -> PyResult<()> {
+        let mut this = self.lock(py);
         let xs = f32_slice(&x)?;
-        let model = &mut self.model;
+        let model = &mut this.model;
         run_core(py, || model.tape_replay(xs, training, keys.0, keys.1))
     }
 
     /// The counters that key the random draws of the next forward pass (training
     /// steps, inference batches).
     #[getter]
-    fn random_keys(&self) -> (u64, u64) {
-        (self.model.step, self.model.inference_batches)
+    fn random_keys(&self, py: Python<'_>) -> (u64, u64) {
+        let this = self.lock(py);
+        (this.model.step, this.model.inference_batches)
     }
 
     /// The losses the layers' calls added (add_loss) in the last `tape_forward`.
-    fn tape_call_losses(&self) -> Vec<f32> {
-        self.model.tape_call_losses()
+    fn tape_call_losses(&self, py: Python<'_>) -> Vec<f32> {
+        let this = self.lock(py);
+        this.model.tape_call_losses()
     }
 
     /// Forward passes run so far (any of them replaces the kept activations).
     #[getter]
-    fn forward_runs(&self) -> u64 {
-        self.model.forward_runs
+    fn forward_runs(&self, py: Python<'_>) -> u64 {
+        let this = self.lock(py);
+        this.model.forward_runs
     }
 
     /// The weights' gradients (as `get_weights` lists them) for output gradients
@@ -458,47 +516,50 @@ impl CoreModel {
     /// `loss_dys`: the gradients of the losses the calls added (`tape_call_losses`).
     #[pyo3(signature = (rows, dy, loss_dys=None))]
     fn tape_backward<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         rows: usize,
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        self.backward_for_tape(py, rows, &dy, loss_dys, None)
+        let mut this = self.lock(py);
+        this.backward_for_tape(py, rows, &dy, loss_dys, None)
     }
 
     /// `tape_backward`, also returning the gradient with respect to the inputs, as
     /// a (rows, input size) array, after the weights' gradients.
     #[pyo3(signature = (rows, dy, loss_dys=None))]
     fn tape_backward_to_input<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         rows: usize,
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let width = self.model.input_size();
+        let mut this = self.lock(py);
+        let width = this.model.input_size();
         let mut dx = vec![0.0f32; rows * width];
-        let mut out = self.backward_for_tape(py, rows, &dy, loss_dys, Some(&mut dx))?;
+        let mut out = this.backward_for_tape(py, rows, &dy, loss_dys, Some(&mut dx))?;
         out.push(to_numpy(py, &dx, &[rows, width]));
         Ok(out)
     }
 
     /// Outputs for samples start..end, as a (rows, output size) float32 array.
     fn predict<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         start: usize,
         end: usize,
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let mut this = self.lock(py);
         let (xf, _) = features(x)?;
-        let out_size = self.model.output_size();
+        let out_size = this.model.output_size();
         let rows = end.saturating_sub(start);
         let mut out = vec![0.0f32; rows * out_size];
-        let in_pool = !self.model.is_serial_work(rows.min(batch_size));
-        let model = &mut self.model;
+        let in_pool = !this.model.is_serial_work(rows.min(batch_size));
+        let model = &mut this.model;
         run_core_on(py, in_pool, || {
             model.predict(xf, start, end, batch_size, &mut out)
         })?;
