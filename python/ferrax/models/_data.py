@@ -6,6 +6,7 @@ that names the argument and says what was expected and what came.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -183,8 +184,11 @@ def target_view(y_shape: Sequence[int], output_shape: Sequence[int], width: int
 
 
 def sample_weights(sample_weight: npt.ArrayLike | None, class_weight: dict[int, float] | None,
-                   y_ids: np.ndarray | None, n: int) -> Float32Array | None:
-    """Per-sample float32 weights from sample_weight and/or class_weight, or None."""
+                   y_ids: np.ndarray | None, n: int, classes: int | None = None
+                   ) -> Float32Array | None:
+    """Per-sample float32 weights from sample_weight and/or class_weight, or None.
+    `classes`: how many classes the output has (class_weight's keys are checked
+    against it)."""
     w = None
     if sample_weight is not None:
         w = as_array(sample_weight, "sample_weight").astype(np.float32).reshape(-1)
@@ -194,16 +198,46 @@ def sample_weights(sample_weight: npt.ArrayLike | None, class_weight: dict[int, 
         if (w < 0).any():
             raise ValueError("'sample_weight' must be non-negative")
     if class_weight is not None:
-        if not isinstance(class_weight, dict):
-            raise TypeError(f"'class_weight' must be a dict mapping class ids to weights, "
-                            f"got {type(class_weight).__name__}")
         assert y_ids is not None  # computed whenever class_weight is given
-        table = np.ones(int(max(max(class_weight, default=0), y_ids.max())) + 1, np.float32)
-        for k, v in class_weight.items():
-            table[int(k)] = float(v)
+        table = class_weight_table(class_weight, classes, int(y_ids.max()) + 1)
         cw = table[y_ids.astype(np.int64)]
         w = cw if w is None else w * cw
     return None if w is None else np.ascontiguousarray(w, dtype=np.float32)
+
+
+def output_classes(out_shape: Sequence[int] | None) -> int | None:
+    """How many classes an output of this per-sample shape tells apart (2 for one
+    sigmoid unit), or None when unknown."""
+    if not out_shape:
+        return None
+    last = int(out_shape[-1])
+    return 2 if last == 1 else last
+
+
+def class_weight_table(class_weight: Any, classes: int | None, seen: int) -> Float32Array:
+    """Each class's weight (1 where class_weight names none), from a dict of class
+    index -> finite weight >= 0; an index the output does not have is an error."""
+    import numbers
+
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"'class_weight' must be a dict mapping class ids to weights, "
+                        f"got {type(class_weight).__name__}")
+    have = f"the output's classes are 0..{classes - 1}" if classes else "class ids are >= 0"
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"'class_weight' keys must be integer class indices, got {k!r}")
+        if int(k) < 0 or (classes is not None and int(k) >= classes):
+            raise ValueError(f"'class_weight' has key {k}, which is no class of the output "
+                             f"({have})")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
+                or v < 0:
+            raise ValueError(f"'class_weight' for class {k} must be a finite number >= 0, "
+                             f"got {v!r}")
+    size = max(classes or 0, seen, max(class_weight, default=-1) + 1)
+    table = np.ones(size, np.float32)
+    for k, v in class_weight.items():
+        table[int(k)] = float(v)
+    return table
 
 
 def class_ids(y: np.ndarray) -> npt.NDArray[np.integer[Any]]:

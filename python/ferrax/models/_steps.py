@@ -137,7 +137,9 @@ def fit(model: Model, x: Any, y: Any, sample_weight: Any, batch_size: int, epoch
             raise ValueError(f"Model '{model.name}': class_weight needs the targets of one "
                              f"output (y as one array)")
         ids = _data.class_ids(data.y)
-        data.w = _data.sample_weights(data.w, class_weight, ids, data.n)
+        shapes = model._engine_output_shapes() if model.built else [None]
+        data.w = _data.sample_weights(data.w, class_weight, ids, data.n,
+                                      _data.output_classes(shapes[0]))
     val: Any = None
     if validation_data is None and validation_split:
         data, val = data.split(validation_split)

@@ -877,7 +877,8 @@ class Model:
         self._target_views = [_data.target_view(ya.shape[1:], out_shape, yf.shape[1])]
         self._compile_engine(ya.ndim, ya.shape[-1] if ya.ndim > 1 else 1)
         ids = _data.class_ids(ya) if class_weight is not None else None
-        w = _data.sample_weights(sample_weight, class_weight, ids, len(xa))
+        w = _data.sample_weights(sample_weight, class_weight, ids, len(xa),
+                                 _data.output_classes(out_shape))
         self._check_weighable(w is not None)
         return xf, yf, w
 
