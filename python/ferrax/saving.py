@@ -47,9 +47,11 @@ WEIGHTS_SUFFIX = ".weights.safetensors"
 
 def atomic_write(path: PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`:
-    a crash or kill mid-write leaves the previous file intact."""
+    a crash or kill mid-write leaves the previous file intact. Temporary files of
+    `path` that a killed save left behind are removed first."""
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    remove_stale_temporaries(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -59,6 +61,50 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# Where the writer's process cannot be asked about (Windows), a temporary file this
+# old is taken for a killed save's.
+_STALE_AFTER_S = 3600.0
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Removes the temporary files of saves to `target` whose process is gone (killed
+    mid-save); a save still running in another process keeps its own. Returns them."""
+    import glob
+    import time
+
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        middle = tmp.name[len(target.name) + 2:-len(".tmp")].split(".")
+        pid = int(middle[0]) if len(middle) == 2 and middle[0].isdigit() else None
+        try:
+            if pid is not None and os.name == "posix":
+                stale = not _process_alive(pid)
+            else:  # (an earlier version's name, without the pid; or no way to ask)
+                stale = pid is None or time.time() - tmp.stat().st_mtime > _STALE_AFTER_S
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue  # (gone already, or not ours to remove)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # (another thread of this process may be saving)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # (someone else's process)
+    return True
 
 
 def _check_suffix(path: PathLike, suffix: str, what: str, other: str) -> None:
