@@ -64,11 +64,13 @@ def test_a_running_saves_temporary_file_is_kept(tmp_path):
         dead_tmp = tmp_path / f".{path.name}.{2**22 + 7}.0123456789ab.tmp"
         old_style = tmp_path / f".{path.name}.0123456789ab.tmp"
         other = tmp_path / ".other.ferrax.99.0123456789ab.tmp"
-        for p in (live_tmp, dead_tmp, old_style, other):
+        # (another target's, "m.weights.safetensors.bak": its name matches the pattern)
+        longer = tmp_path / f".{path.name}.bak.{2**22 + 7}.0123456789ab.tmp"
+        for p in (live_tmp, dead_tmp, old_style, other, longer):
             p.write_bytes(b"partial")
         os.utime(old_style, (time.time() - 7200, time.time() - 7200))
         _model().save_weights(path)
-        assert _temporaries(path) == sorted([live_tmp.name, other.name])
+        assert _temporaries(path) == sorted([live_tmp.name, other.name, longer.name])
     finally:
         running.kill()
         running.wait()

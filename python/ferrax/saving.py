@@ -50,7 +50,7 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     a crash or kill mid-write leaves the previous file intact. Temporary files of
     `path` that a killed save left behind are removed first."""
     target = Path(path)
-    remove_stale_temporaries(target)
+    _remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -68,7 +68,7 @@ def atomic_write(path: PathLike, data: bytes) -> None:
 _STALE_AFTER_S = 3600.0
 
 
-def remove_stale_temporaries(target: Path) -> list[Path]:
+def _remove_stale_temporaries(target: Path) -> list[Path]:
     """Removes the temporary files of saves to `target` whose process is gone (killed
     mid-save); a save still running in another process keeps its own. Returns them."""
     import glob
@@ -80,8 +80,13 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     except OSError:
         return removed
     for tmp in candidates:
+        # ".{name}.{pid}.{12 hex}.tmp", or ".{name}.{12 hex}.tmp" (before the pid): any
+        # other name matching the pattern is another target's (".{name}.x.{pid}...")
         middle = tmp.name[len(target.name) + 2:-len(".tmp")].split(".")
-        pid = int(middle[0]) if len(middle) == 2 and middle[0].isdigit() else None
+        if not _is_save_id(middle[-1]) or len(middle) > 2 or (
+                len(middle) == 2 and not middle[0].isdigit()):
+            continue
+        pid = int(middle[0]) if len(middle) == 2 else None
         try:
             if pid is not None and os.name == "posix":
                 stale = not _process_alive(pid)
@@ -93,6 +98,11 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
         except OSError:
             continue  # (gone already, or not ours to remove)
     return removed
+
+
+def _is_save_id(part: str) -> bool:
+    """Whether `part` is a temporary file's random id (12 hex digits)."""
+    return len(part) == 12 and all(c in "0123456789abcdef" for c in part)
 
 
 def _process_alive(pid: int) -> bool:
