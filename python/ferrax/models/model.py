@@ -1231,7 +1231,6 @@ class Model:
         model runs forward in the engine as one recorded node. A subclassed model
         whose call takes more arguments (`model(x, hidden)`), or returns several
         tensors, runs its `call` eagerly instead, each built-in layer in the engine."""
-
         if any_symbolic(x):
             if args or kwargs:
                 return self._run_call(x, args, kwargs, training)
@@ -1336,7 +1335,6 @@ class Model:
     def _input_parts(self, x: Any, width: int) -> tuple[list[Any], list[int]]:
         """The tensors of a call's input, one per model input in the engine's order
         (None where an input is no tensor), and each one's values per sample."""
-
         if isinstance(x, dict):
             parts: list[Any] = [x.get(name) for name in getattr(self, "input_names", [])]
         elif not isinstance(x, (list, tuple)):  # one input, laid out as given
@@ -1442,7 +1440,6 @@ class Model:
 
     def _track_loss(self, loss: Any, x: Any) -> None:
         """The loss tracker's update, weighted by the batch's size as Keras weighs it."""
-
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(loss, sample_weight=len(flatten(x)[0]))
 

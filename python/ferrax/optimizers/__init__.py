@@ -57,8 +57,8 @@ class Optimizer:
         # a custom loop's state (apply_gradients), and the variables it was built for
         self._eager: Any = None
         self._eager_variables: list[Any] = []
-        # The variables of the last update, when they were one model's weights, and
-        # their places in its engine: the same list again skips the checks that passed.
+        # The variables of the last update, when they were one model's weights: the
+        # same objects again skip the checks that passed.
         self._model_step: tuple[Any, ...] | None = None
 
     @property
@@ -175,15 +175,13 @@ class Optimizer:
             built = ", ".join(v.name for v in self._eager_variables)
             raise ValueError(f"{owner}: this optimizer was built for the variables [{built}]; "
                              f"give those, in that order (make another optimizer for others)")
-        owners = {id(v._model) for v in variables if isinstance(v, EngineWeight)}
-        for v in variables:
-            if isinstance(v, EngineWeight):
-                _claims.check_free(v._model, owner)
+        owners = {id(v._model): v._model for v in variables if isinstance(v, EngineWeight)}
+        for model in owners.values():
+            _claims.check_free(model, owner)
         if len(owners) == 1 and all(isinstance(v, EngineWeight) for v in variables):
             # one model's weights (model.trainable_variables): updated in its engine
             core = variables[0]._model._built_core()
-            indices = [v._index for v in variables]
-            self._eager.apply_to_model(core, indices, arrays)
+            self._eager.apply_to_model(core, [v._index for v in variables], arrays)
             self._model_step = tuple(variables)
             return self.iterations
         # a model's weights are read from its engine once, and written back once

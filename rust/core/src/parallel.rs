@@ -97,7 +97,7 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             let _call = Call::start(true);
             crate::denormals::on_this_thread(|| pool.install(f))
         };
-        keep_awake(pool, pool.current_num_threads() - 1);
+        keep_awake(pool);
         return out;
     }
     let spin = spin_us();
@@ -108,8 +108,7 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         let _call = Call::start(false);
         pool.install(f)
     };
-    let others = pool.current_num_threads() - usize::from(OWNER_EXISTS.load(Ordering::Relaxed));
-    keep_awake(pool, others);
+    keep_awake(pool);
     out
 }
 
@@ -141,12 +140,14 @@ impl Drop for Call {
 /// Whether worker 0 is a thread that runs Python between calls (it never spins).
 static OWNER_EXISTS: AtomicBool = AtomicBool::new(false);
 
-/// Has up to `workers` workers spin for `spin_us` (until the next call).
-fn keep_awake(pool: &rayon::ThreadPool, workers: usize) {
+/// Has the workers that do not run Python between calls (all but an adopted worker 0)
+/// spin for `spin_us`, until the next call.
+fn keep_awake(pool: &rayon::ThreadPool) {
     let spin = spin_us();
     if spin == 0 {
         return;
     }
+    let workers = pool.current_num_threads() - usize::from(OWNER_EXISTS.load(Ordering::Relaxed));
     for _ in 0..workers {
         if SPINNING.fetch_add(1, Ordering::SeqCst) >= workers {
             SPINNING.fetch_sub(1, Ordering::SeqCst); // (enough are spinning already)
