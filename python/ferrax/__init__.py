@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ferrax import (
+    _memory,
     activations,
     callbacks,
     initializers,
@@ -28,6 +29,8 @@ from ferrax.symbolic import KerasTensor
 from ferrax.tape import GradientTape
 from ferrax.tensor import Tensor
 from ferrax.variables import Variable
+
+_memory.configure()
 
 if TYPE_CHECKING:
     from ferrax import datasets as datasets  # imported lazily at run time, see __getattr__

@@ -114,6 +114,15 @@ class CoreModel:
 def first_non_finite(x: _Features) -> int | None:
     """Flat index of the first NaN or infinity of a C-contiguous array, or None."""
 
+def panic_for_test(place: str) -> None:
+    """Panics in the binding or the engine (tests: a panic is a RuntimeError)."""
+
+def set_memory_limit(bytes: int) -> None:
+    """Bytes one allocation, one model's weights or one batch may take (0: none)."""
+
+def memory_limit() -> int:
+    """The limit set_memory_limit set, in bytes."""
+
 def num_threads() -> int:
     """Threads the engine uses (FERRAX_NUM_THREADS or the machine's cores)."""
 
@@ -128,7 +137,8 @@ def op_vjp(name: str, attrs_json: str, arrays: Sequence[_F32], y: _F32,
            dy: _F32) -> list[_F32]:
     """The gradients of an op's inputs given its result and the result's gradient."""
 
-def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]]
+def layer_output_shape(spec_json: str, input_shapes: Sequence[Sequence[int]],
+                       weight_budget: int | None = None
                        ) -> tuple[list[int], list[list[int]]]:
     """Per-sample output shape of a layer called on inputs of these per-sample shapes, and
     the shapes of the weights it builds for them."""

@@ -33,6 +33,8 @@ def check_number(owner: str, arg: str, value: Any, *, low: float | None = None,
         raise TypeError(f"{owner}: '{arg}' must be {kind}, got {describe(value)}")
     if value != value:  # NaN
         raise ValueError(f"{owner}: '{arg}' must be {kind}, got nan")
+    if value in (float("inf"), float("-inf")):  # (a spec cannot carry it, nor a step use it)
+        raise ValueError(f"{owner}: '{arg}' must be a finite number, got {value}")
     if low is not None and (value <= low if low_open else value < low):
         bound = f"> {low}" if low_open else f">= {low}"
         raise ValueError(f"{owner}: '{arg}' must be {bound}, got {value}")

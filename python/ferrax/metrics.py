@@ -26,6 +26,9 @@ _ENGINE_NAMES = {
     "mean_absolute_error": "mean_absolute_error",
 }
 
+# The kinds a saved model's metrics may name (anything else in a file is refused).
+SAVED_KINDS = frozenset(_ENGINE_NAMES) | {"accuracy", "acc", "mean"}
+
 
 class Metric:
     """A metric chosen by name; `k` / `threshold` where Keras has them.

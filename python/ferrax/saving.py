@@ -12,14 +12,16 @@ safetensors reader.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ferrax import _core
+from ferrax import _core, _memory
 from ferrax._registry import (
     custom_object_scope,
     get_custom_objects,
@@ -147,12 +149,40 @@ def _read(path: PathLike, what: str
     return file, dict(tensors), metadata
 
 
+# Limits on the JSON a file carries: real configs are a few KB and nest a few
+# levels per layer; a hostile file must not exhaust the parser's stack or memory.
+MAX_JSON_CHARS = 64 << 20
+MAX_RANK = 8  # (axes of a per-sample shape; the engine's limit)
+MAX_JSON_DEPTH = 200
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """How deep the lists and objects of JSON `text` nest (linear time, no recursion)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if not brackets:
+        return 0
+    steps = np.frombuffer(brackets.encode(), np.uint8)
+    opens = (steps == ord("[")) | (steps == ord("{"))
+    return int(np.cumsum(np.where(opens, 1, -1)).max())
+
+
 def _json(path: Path, metadata: dict[str, str], key: str) -> Any:
     try:
-        return json.loads(metadata[key])
+        text = metadata[key]
     except KeyError:
         raise ValueError(f"{path}: missing '{key}' in the file's metadata") from None
-    except json.JSONDecodeError as e:
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{path}: '{key}' in the metadata is {len(text)} characters long; "
+                         f"files hold at most {MAX_JSON_CHARS}")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{path}: '{key}' in the metadata nests {depth} levels deep; "
+                         f"files nest at most {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: '{key}' in the metadata is not valid JSON ({e})") from None
 
 
@@ -269,16 +299,20 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
                          f"{sorted(_model_classes())}, subclassed models that are "
                          f"registered with ferrax.saving.register_keras_serializable, and "
                          f"those passed as custom_objects")
+    # (the weights the architecture builds cannot hold more than the file's tensors)
+    stored = sum(t.nbytes for k, t in tensors.items() if k.startswith("weights/"))
+    input_shape = _input_shape(path, meta)
     try:
-        with custom_object_scope(custom_objects):
+        with custom_object_scope(custom_objects), _memory.weights_from_file(stored):
             model = model_cls.from_config(config)
-        model._seed = int(meta["seed"])
-        # (with axes of unknown length the saved shape is the last call's; each call sets
-        # its own, so the model is built as its config declares it)
-        model.build(None if model._variable_axes() else
-                    (None, *_json(path, meta, "input_shape")))
-    except (KeyError, TypeError, ValueError, NotImplementedError) as e:
-        raise ValueError(f"{path}: the saved architecture cannot be rebuilt: {e}") from None
+            model._seed = int(meta["seed"])
+            # (with axes of unknown length the saved shape is the last call's; each call
+            # sets its own, so the model is built as its config declares it)
+            model.build(None if model._variable_axes() else
+                        (None, *input_shape))
+    except _MALFORMED as e:
+        raise ValueError(f"{path}: the saved architecture cannot be rebuilt: "
+                         f"{_malformed(e)}") from None
     names = [v.name for v in model._variables()]
     if model._is_subclassed():
         # its layers' names come from a counter, so they differ between processes: by
@@ -301,15 +335,50 @@ def load_model(filepath: PathLike, custom_objects: dict[str, Any] | None = None,
     if extra:
         raise ValueError(f"{path}: the file has weights no layer uses: {', '.join(extra)}")
     model.set_weights(weights)
-    try:
-        model._built_core().step = int(meta.get("step", "0"))
-        model._epochs_run = int(meta.get("epochs_run", "0"))
-    except ValueError as e:
-        raise ValueError(f"{path}: invalid training counters in metadata: {e}") from None
+    model._built_core().step = _counter(path, meta, "step")
+    model._epochs_run = _counter(path, meta, "epochs_run")
     if compile and "compile_config" in meta:
         with custom_object_scope(custom_objects):  # (a loss function among them)
             _restore_compile(model, path, meta, tensors)
     return model
+
+
+# What a malformed config raises while it is rebuilt (a list where a dict belongs,
+# a missing key, an index past the end ...): all of them say the file is bad.
+_MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+              NotImplementedError, RecursionError)
+
+
+def _malformed(e: BaseException) -> str:
+    """A malformed config's error as a message: ferrax's own as they are, Python's named."""
+    if type(e) in (ValueError, NotImplementedError):
+        return str(e)
+    return f"malformed config ({type(e).__name__}: {e})"
+
+
+def _counter(path: Path, meta: dict[str, str], key: str) -> int:
+    """A training counter from the metadata: an integer from 0 to 2**63 - 1."""
+    text = meta.get(key, "0")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{path}: '{key}' in the metadata must be an integer from 0 to "
+                         f"2**63 - 1, got {text[:40]!r}")
+    return value
+
+
+def _input_shape(path: Path, meta: dict[str, str]) -> list[int]:
+    """The saved per-sample input shape: a list of positive integers."""
+    shape = _json(path, meta, "input_shape")
+    if not (isinstance(shape, list) and len(shape) <= MAX_RANK and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        text = json.dumps(shape)
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        raise ValueError(f"{path}: 'input_shape' in the metadata must be a list of at most "
+                         f"{MAX_RANK} positive integers, got {shown}")
+    return shape
 
 
 def _restore_compile(model: Model, path: Path, meta: dict[str, str],
@@ -321,6 +390,11 @@ def _restore_compile(model: Model, path: Path, meta: dict[str, str],
     def metric(m: dict[str, Any]) -> metrics.Metric:
         if m["kind"] == "traced":  # a metric function: found by name, never loaded
             return metrics.MetricFunctionWrapper.from_name(m["name"])
+        if not (isinstance(m.get("name"), str) and isinstance(m.get("args", {}), dict)):
+            raise ValueError(f"a metric needs a name (a string) and args (a dict), got {m}")
+        if m["kind"] not in metrics.SAVED_KINDS:
+            raise ValueError(f"unknown metric kind {m['kind']!r} (of metric {m.get('name')!r}); "
+                             f"files hold {sorted(metrics.SAVED_KINDS)}")
         return metrics.Metric(m["kind"], m["name"], **m["args"])
 
     try:
@@ -335,7 +409,7 @@ def _restore_compile(model: Model, path: Path, meta: dict[str, str],
                 loss=None if cfg["loss"] is None else losses.get(cfg["loss"]),
                 metrics=[metric(m) for m in cfg["metrics"]],
             )
-    except (KeyError, TypeError, ValueError) as e:
+    except _MALFORMED as e:
         raise ValueError(f"{path}: the saved compile settings are invalid: {e}") from None
     if "optimizer_state" not in meta:
         return
@@ -343,7 +417,10 @@ def _restore_compile(model: Model, path: Path, meta: dict[str, str],
     try:
         slot_names = list(state["slots"])
         iterations, u_product = int(state["iterations"]), float(state["u_product"])
-    except (KeyError, TypeError, ValueError) as e:
+        if not (0 <= iterations < 2**63 and math.isfinite(u_product)):
+            raise ValueError(f"iterations must be an integer from 0 to 2**63 - 1 and u_product "
+                             f"a finite number, got {iterations} and {u_product}")
+    except _MALFORMED as e:
         raise ValueError(f"{path}: invalid optimizer state: {e}") from None
     slots: list[list[Float32Array]] = []
     for v in model._variables():

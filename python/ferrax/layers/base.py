@@ -302,7 +302,7 @@ class Layer:
         Returns the output, or [output, states...] for a layer with return_state."""
         import json
 
-        from ferrax import _core
+        from ferrax import _core, _memory
 
         owner = f"{type(self).__name__} '{self.name}'"
         if self._takes_list:
@@ -327,7 +327,9 @@ class Layer:
         # that follow the length are unknown too, and the weights must not depend on it.
         spec = json.dumps(_shape_only(self._core_spec()))
         try:
-            runs = at_probe_lengths(shapes, lambda s: _core.layer_output_shape(spec, s))
+            budget = _memory.weight_budget()
+            runs = at_probe_lengths(shapes,
+                                    lambda s: _core.layer_output_shape(spec, s, budget))
         except ValueError as e:
             text = str(e)
             where = "" if self.name in text else f"{owner}: "

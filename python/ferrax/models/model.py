@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from ferrax import _core
+from ferrax import _core, _memory
 from ferrax import losses as losses_module
 from ferrax import metrics as metrics_module
 from ferrax import optimizers as optimizers_module
@@ -516,8 +516,10 @@ class Model:
         if self._seed is None:
             self._seed = _next_seed()
         try:
-            core = _core.CoreModel(json.dumps(self._engine_spec(input_shape, graph,
-                                                                self._seed)))
+            spec = self._engine_spec(input_shape, graph, self._seed)
+            if _memory.weight_budget() is not None:
+                spec["weight_budget"] = _memory.weight_budget()
+            core = _core.CoreModel(json.dumps(spec))
         except ValueError as e:
             raise ValueError(f"Model '{self.name}' could not be built for input shape "
                              f"(None, {', '.join(map(str, input_shape))}): {e}") from None

@@ -15,7 +15,7 @@ fn main() {
     let shapes: [&[usize]; 4] = [&[784, 128], &[128], &[128, 10], &[10]];
     let mut params: Vec<Param> = shapes
         .iter()
-        .map(|s| Param::new("w", s, &zeros, Key::new(0), None))
+        .map(|s| Param::new("w", s, &zeros, Key::new(0), None).expect("small weights fit"))
         .collect();
     for p in &mut params {
         for (i, g) in p.grad.iter_mut().enumerate() {

@@ -131,10 +131,21 @@ impl InitSpec {
     }
 
     /// Values for a parameter of `shape`; `key` is the model's key for this parameter.
-    pub fn sample(&self, shape: &[usize], key: Key) -> Vec<f32> {
+    /// An error, before anything is allocated, when the values would not fit in memory.
+    pub fn sample(&self, shape: &[usize], key: Key) -> Result<Vec<f32>> {
         let key = self.seed.map_or(key, |s| Key::new(s).fold(0x1417));
-        let n: usize = shape.iter().product();
-        match self.init {
+        let what = crate::sizing::current_layer().map_or_else(
+            || "an initializer's tensor".to_string(),
+            |l| format!("{l}: a weight"),
+        );
+        // (Orthogonal works on an f64 copy: twice the bytes again)
+        let copies = if matches!(self.init, Initializer::Orthogonal { .. }) {
+            3
+        } else {
+            1
+        };
+        let n = crate::sizing::tensor(&what, shape, copies, 0)?;
+        Ok(match self.init {
             Initializer::Zeros => vec![0.0; n],
             Initializer::Ones => vec![1.0; n],
             Initializer::Constant(c) => vec![c; n],
@@ -181,7 +192,7 @@ impl InitSpec {
                 }
             }
             Initializer::Orthogonal { gain } => orthogonal(shape, gain, key),
-        }
+        })
     }
 }
 
@@ -275,7 +286,8 @@ mod tests {
         for shape in [[6usize, 4], [4, 6], [5, 5]] {
             let w = InitSpec::from_spec(&Value::String("orthogonal".into()))
                 .unwrap()
-                .sample(&shape, Key::new(1));
+                .sample(&shape, Key::new(1))
+                .unwrap();
             let (r, c) = (shape[0], shape[1]);
             let small = r.min(c);
             for p in 0..small {
@@ -300,7 +312,8 @@ mod tests {
     fn glorot_uniform_limit() {
         let w = InitSpec::from_spec(&Value::String("glorot_uniform".into()))
             .unwrap()
-            .sample(&[784, 128], Key::new(2));
+            .sample(&[784, 128], Key::new(2))
+            .unwrap();
         let limit = (6.0f64 / (784.0 + 128.0)).sqrt() as f32;
         assert!(w.iter().all(|v| v.abs() <= limit));
         assert!(w.iter().any(|v| v.abs() > 0.9 * limit));

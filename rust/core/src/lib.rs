@@ -24,6 +24,7 @@ pub mod regularizer;
 pub mod rng;
 pub mod schedule;
 pub mod short_k;
+pub mod sizing;
 pub mod small_k;
 
 pub use error::{Error, Result};

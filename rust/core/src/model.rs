@@ -170,6 +170,7 @@ impl Model {
                     spec["input_shape"]
                 ))
             })?;
+        crate::sizing::shape("the model's input", &input_shape)?;
         let seed = spec.get("seed").and_then(Value::as_u64).unwrap_or(0);
         let key = Key::new(seed);
         let specs = spec
@@ -183,6 +184,10 @@ impl Model {
         let mut batched = vec![true];
         let mut has_mask = vec![false];
         let mut built: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
+        // bytes the weights built so far hold (each checked before it is allocated)
+        let mut weight_bytes = 0u64;
+        // a model read from a file: its weights cannot take more than the file holds
+        let budget = spec.get("weight_budget").and_then(Value::as_u64);
         for (i, s) in specs.iter().enumerate() {
             let operands: Vec<Operand> = inputs[i]
                 .iter()
@@ -191,7 +196,16 @@ impl Model {
                     batched: batched[v],
                 })
                 .collect();
-            let mut layer = layers::build_graph_node(s, &operands, key.fold(i as u64))?;
+            let (layer, held) =
+                crate::sizing::building(layer_name(s), weight_bytes, budget, || {
+                    layers::build_graph_node(s, &operands, key.fold(i as u64))
+                });
+            let mut layer = layer?;
+            weight_bytes = held;
+            crate::sizing::shape(
+                &format!("{}: the output", layer_name(s)),
+                layer.output_shape(),
+            )?;
             if s["config"]["trainable"] == Value::Bool(false) {
                 layer.params_mut().iter_mut().for_each(|p| p.frozen = true);
             }
@@ -611,6 +625,37 @@ impl Model {
     /// The epoch's shuffled sample order.
     pub fn shuffled_order(&self, n: usize, epoch: u64) -> Vec<u32> {
         permutation(self.key.fold(0x0054_ff1e).fold(epoch), n)
+    }
+
+    /// An error unless the buffers of a batch of `rows` samples (activations,
+    /// their gradients when `training`) fit in memory: checked before the first
+    /// batch, so that a batch size too large is a message, not an abort.
+    fn check_batch_memory(&self, rows: usize, training: bool) -> Result<()> {
+        let copies = if training { 2u64 } else { 1 };
+        let mut bytes = 0u64;
+        let mut widest = (0, 0);
+        for i in 0..self.sizes.len() {
+            if self.alias[i] != i || self.dead[i] {
+                continue;
+            }
+            let len = (self.value_len(i, 1) as u64).saturating_mul(rows as u64);
+            bytes = bytes.saturating_add(len.saturating_mul(4 * copies));
+            if len > widest.1 {
+                widest = (i, len);
+            }
+        }
+        if bytes > crate::sizing::limit() {
+            crate::bail!(
+                "a batch of {rows} samples needs {} of activations{}, more than the {} this \
+                 machine can give (its memory; the widest value has shape {:?} per sample); \
+                 use a smaller batch_size",
+                crate::sizing::human(bytes as u128),
+                if training { " and gradients" } else { "" },
+                crate::sizing::human(crate::sizing::limit() as u128),
+                self.shapes[widest.0]
+            );
+        }
+        Ok(())
     }
 
     fn reserve(&mut self, rows: usize) {
@@ -1246,6 +1291,7 @@ impl Model {
         totals: &mut Totals,
     ) -> Result<()> {
         self.check_data(data)?;
+        self.check_batch_memory(batch_size.max(1).min(order.len()), true)?;
         let mut idx = std::mem::take(&mut self.idx_batch);
         for batch in order.chunks(batch_size.max(1)) {
             idx.clear();
@@ -1313,6 +1359,7 @@ impl Model {
         if out.len() != rows * self.output_size() {
             crate::bail!("tape_forward: output buffer of the wrong size");
         }
+        self.check_batch_memory(rows, true)?;
         self.reserve(rows);
         self.acts[0][..x.len()].copy_from_slice(x);
         self.check_batch(rows, None)?;
@@ -1468,6 +1515,7 @@ impl Model {
         totals: &mut Totals,
     ) -> Result<()> {
         self.check_data(data)?;
+        self.check_batch_memory(batch_size.max(1).min(end.saturating_sub(start)), false)?;
         self.sync_tied_weights();
         let reg = self.regularization();
         let order: Vec<u32> = (start as u32..end.min(data.n) as u32).collect();
@@ -1497,6 +1545,7 @@ impl Model {
         if out.len() < (end.saturating_sub(start)) * out_size {
             crate::bail!("predict: output buffer too small");
         }
+        self.check_batch_memory(batch_size.max(1).min(end.saturating_sub(start)), false)?;
         let order: Vec<u32> = (start as u32..end as u32).collect();
         self.sync_tied_weights();
         // NaN/inf in x: a first layer that can flags them among its pre-activations
@@ -1678,7 +1727,7 @@ fn add_into(dst: &mut [f32], src: &[f32]) {
 }
 
 /// A layer's name for messages: `Dense 'dense_1'`.
-fn layer_name(spec: &Value) -> String {
+pub fn layer_name(spec: &Value) -> String {
     let class = spec["class_name"].as_str().unwrap_or("layer");
     match spec["config"]["name"].as_str() {
         Some(name) => format!("{class} '{name}'"),

@@ -4,6 +4,7 @@
 //! decay and schedule are the fused loop's own (`ferrax_core::optimizer`).
 
 use crate::arrays::{f32_slice, to_numpy};
+use crate::guard;
 use crate::{parse, run_core_on, CoreModel};
 use ferrax_core::layers::{Param, Tensor};
 use ferrax_core::optimizer::Optimizer;
@@ -28,12 +29,14 @@ pub struct EagerOptimizer {
 impl EagerOptimizer {
     #[new]
     fn new(spec_json: &str) -> PyResult<Self> {
-        let optimizer =
-            Optimizer::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
-        Ok(EagerOptimizer {
-            optimizer,
-            params: Vec::new(),
-            shapes: Vec::new(),
+        guard(|| {
+            let optimizer =
+                Optimizer::from_spec(&parse(spec_json)?).map_err(|e| PyValueError::new_err(e.0))?;
+            Ok(EagerOptimizer {
+                optimizer,
+                params: Vec::new(),
+                shapes: Vec::new(),
+            })
         })
     }
 
@@ -46,54 +49,57 @@ impl EagerOptimizer {
         values: Vec<PyReadonlyArrayDyn<'py, f32>>,
         grads: Vec<Option<PyReadonlyArrayDyn<'py, f32>>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        if values.len() != grads.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} variables but {} gradients",
-                values.len(),
-                grads.len()
-            )));
-        }
-        let shapes: Vec<&[usize]> = values.iter().map(|v| v.shape()).collect();
-        self.check_shapes(&shapes)?;
-        if self.params.is_empty() {
-            self.params = values
-                .iter()
-                .map(|v| Param::from_value("variable", Tensor::zeros(v.shape().to_vec())))
-                .collect();
-        }
-        for (k, ((p, v), g)) in self.params.iter_mut().zip(&values).zip(&grads).enumerate() {
-            let g_shape = g.as_ref().map(|g| g.shape().to_vec());
-            if p.value.shape() != v.shape() || g_shape.as_ref().is_some_and(|s| s != v.shape()) {
+        guard(|| {
+            if values.len() != grads.len() {
                 return Err(PyValueError::new_err(format!(
-                    "variable {k}: built for shape {:?}, got a value of shape {:?} and a \
-                     gradient of shape {:?}",
-                    p.value.shape(),
-                    v.shape(),
-                    g_shape.unwrap_or_default()
+                    "{} variables but {} gradients",
+                    values.len(),
+                    grads.len()
                 )));
             }
-            let value = p.value.as_slice_mut().expect("contiguous");
-            value.copy_from_slice(f32_slice(v)?);
-            // (a frozen parameter is skipped by the update)
-            p.frozen = g.is_none();
-            let grad = p.grad.as_slice_mut().expect("contiguous");
-            match g {
-                Some(g) => grad.copy_from_slice(f32_slice(g)?),
-                None => grad.fill(0.0), // (out of a global norm)
+            let shapes: Vec<&[usize]> = values.iter().map(|v| v.shape()).collect();
+            self.check_shapes(&shapes)?;
+            if self.params.is_empty() {
+                self.params = values
+                    .iter()
+                    .map(|v| Param::from_value("variable", Tensor::zeros(v.shape().to_vec())))
+                    .collect();
             }
-        }
-        let big = self.params.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
-        let (optimizer, params) = (&mut self.optimizer, &mut self.params);
-        run_core_on(py, big, || {
-            let mut refs: Vec<&mut Param> = params.iter_mut().collect();
-            optimizer.apply(&mut refs);
-            Ok(())
-        })?;
-        Ok(self
-            .params
-            .iter()
-            .map(|p| to_numpy(py, p.value.as_slice().expect("contiguous"), p.value.shape()))
-            .collect())
+            for (k, ((p, v), g)) in self.params.iter_mut().zip(&values).zip(&grads).enumerate() {
+                let g_shape = g.as_ref().map(|g| g.shape().to_vec());
+                if p.value.shape() != v.shape() || g_shape.as_ref().is_some_and(|s| s != v.shape())
+                {
+                    return Err(PyValueError::new_err(format!(
+                        "variable {k}: built for shape {:?}, got a value of shape {:?} and a \
+                     gradient of shape {:?}",
+                        p.value.shape(),
+                        v.shape(),
+                        g_shape.unwrap_or_default()
+                    )));
+                }
+                let value = p.value.as_slice_mut().expect("contiguous");
+                value.copy_from_slice(f32_slice(v)?);
+                // (a frozen parameter is skipped by the update)
+                p.frozen = g.is_none();
+                let grad = p.grad.as_slice_mut().expect("contiguous");
+                match g {
+                    Some(g) => grad.copy_from_slice(f32_slice(g)?),
+                    None => grad.fill(0.0), // (out of a global norm)
+                }
+            }
+            let big = self.params.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
+            let (optimizer, params) = (&mut self.optimizer, &mut self.params);
+            run_core_on(py, big, || {
+                let mut refs: Vec<&mut Param> = params.iter_mut().collect();
+                optimizer.apply(&mut refs);
+                Ok(())
+            })?;
+            Ok(self
+                .params
+                .iter()
+                .map(|p| to_numpy(py, p.value.as_slice().expect("contiguous"), p.value.shape()))
+                .collect())
+        })
     }
 
     /// One step on weights of one model, updated in place in its engine (no copy
@@ -107,75 +113,80 @@ impl EagerOptimizer {
         indices: Vec<usize>,
         grads: Vec<Option<PyReadonlyArrayDyn<'py, f32>>>,
     ) -> PyResult<()> {
-        if indices.len() != grads.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} weights but {} gradients",
-                indices.len(),
-                grads.len()
-            )));
-        }
-        let mut engine = model.get().lock(py);
-        let mut slots: Vec<Option<&mut Param>> =
-            engine.model.params_mut().into_iter().map(Some).collect();
-        let mut chosen: Vec<&mut Param> = Vec::with_capacity(indices.len());
-        for &i in &indices {
-            match slots.get_mut(i).and_then(Option::take) {
-                Some(p) => chosen.push(p),
-                None => {
-                    return Err(PyValueError::new_err(format!(
-                        "weight {i} is not in the model, or given twice"
-                    )))
+        guard(|| {
+            if indices.len() != grads.len() {
+                return Err(PyValueError::new_err(format!(
+                    "{} weights but {} gradients",
+                    indices.len(),
+                    grads.len()
+                )));
+            }
+            let mut engine = model.get().lock(py);
+            let mut slots: Vec<Option<&mut Param>> =
+                engine.model.params_mut().into_iter().map(Some).collect();
+            let mut chosen: Vec<&mut Param> = Vec::with_capacity(indices.len());
+            for &i in &indices {
+                match slots.get_mut(i).and_then(Option::take) {
+                    Some(p) => chosen.push(p),
+                    None => {
+                        return Err(PyValueError::new_err(format!(
+                            "weight {i} is not in the model, or given twice"
+                        )))
+                    }
                 }
             }
-        }
-        let shapes: Vec<&[usize]> = chosen.iter().map(|p| p.value.shape()).collect();
-        self.check_shapes(&shapes)?;
-        // The gradients are read where they are (no copy into the weights' `grad`),
-        // all checked before any weight is touched.
-        let mut given: Vec<&[f32]> = Vec::with_capacity(chosen.len());
-        for (k, (p, g)) in chosen.iter().zip(&grads).enumerate() {
-            match g {
-                Some(g) if g.shape() != p.value.shape() => {
-                    return Err(PyValueError::new_err(format!(
-                        "weight {k}: a gradient of shape {:?} for a weight of shape {:?}",
-                        g.shape(),
-                        p.value.shape()
-                    )));
+            let shapes: Vec<&[usize]> = chosen.iter().map(|p| p.value.shape()).collect();
+            self.check_shapes(&shapes)?;
+            // The gradients are read where they are (no copy into the weights' `grad`),
+            // all checked before any weight is touched.
+            let mut given: Vec<&[f32]> = Vec::with_capacity(chosen.len());
+            for (k, (p, g)) in chosen.iter().zip(&grads).enumerate() {
+                match g {
+                    Some(g) if g.shape() != p.value.shape() => {
+                        return Err(PyValueError::new_err(format!(
+                            "weight {k}: a gradient of shape {:?} for a weight of shape {:?}",
+                            g.shape(),
+                            p.value.shape()
+                        )));
+                    }
+                    Some(g) => given.push(f32_slice(g)?),
+                    None => given.push(&[]), // (left as it is: frozen for this step, not read)
                 }
-                Some(g) => given.push(f32_slice(g)?),
-                None => given.push(&[]), // (left as it is: frozen for this step, not read)
             }
-        }
-        let mut frozen = Vec::with_capacity(chosen.len());
-        for (p, g) in chosen.iter_mut().zip(&grads) {
-            frozen.push(p.frozen);
-            p.frozen = g.is_none();
-        }
-        let big = chosen.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
-        let optimizer = &mut self.optimizer;
-        let outcome = run_core_on(py, big, || {
-            optimizer.apply_from(&mut chosen, Some(&given));
-            Ok(())
-        });
-        for (p, f) in chosen.iter_mut().zip(frozen) {
-            p.frozen = f;
-        }
-        outcome
+            let mut frozen = Vec::with_capacity(chosen.len());
+            for (p, g) in chosen.iter_mut().zip(&grads) {
+                frozen.push(p.frozen);
+                p.frozen = g.is_none();
+            }
+            let big = chosen.iter().map(|p| p.value.len()).sum::<usize>() > POOL_ELEMENTS;
+            let optimizer = &mut self.optimizer;
+            let outcome = run_core_on(py, big, || {
+                optimizer.apply_from(&mut chosen, Some(&given));
+                Ok(())
+            });
+            for (p, f) in chosen.iter_mut().zip(frozen) {
+                p.frozen = f;
+            }
+            outcome
+        })
     }
 
     #[getter]
-    fn iterations(&self) -> u64 {
-        self.optimizer.iterations
+    fn iterations(&self) -> PyResult<u64> {
+        guard(|| Ok(self.optimizer.iterations))
     }
 
     #[getter]
-    fn learning_rate(&self) -> f32 {
-        self.optimizer.learning_rate
+    fn learning_rate(&self) -> PyResult<f32> {
+        guard(|| Ok(self.optimizer.learning_rate))
     }
 
     #[setter]
-    fn set_learning_rate(&mut self, value: f32) {
-        self.optimizer.learning_rate = value;
+    fn set_learning_rate(&mut self, value: f32) -> PyResult<()> {
+        guard(|| {
+            self.optimizer.learning_rate = value;
+            Ok(())
+        })
     }
 }
 

@@ -20,6 +20,23 @@ use recycled::RecycledArrays;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+/// Runs a binding's body, a panic becoming ferrax's RuntimeError: left alone, pyo3
+/// would raise PanicException, a BaseException that `except Exception` misses.
+/// Every entry point runs under it (argument and array conversions included).
+pub(crate) fn guard<R>(f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(internal_error(panic)))
+}
+
+/// The RuntimeError a panic becomes.
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> PyErr {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    PyRuntimeError::new_err(format!("internal error in the ferrax engine: {msg}"))
+}
+
 /// Run `f` with the GIL released, inside the pool; map errors and panics.
 pub(crate) fn run_core<R: Send>(
     py: Python<'_>,
@@ -48,17 +65,16 @@ pub(crate) fn run_core_on<R: Send>(
     match outcome {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!(
-                "internal error in the ferrax engine: {msg}"
-            )))
-        }
+        Err(panic) => Err(internal_error(panic)),
     }
+}
+
+/// Zeros for `rows` samples of the model's outputs; a ValueError, not an abort,
+/// when they would not fit in memory.
+fn output_buffer(rows: usize, out_size: usize) -> PyResult<Vec<f32>> {
+    let n = ferrax_core::sizing::tensor("the predictions", &[rows, out_size], 1, 0)
+        .map_err(|e| PyValueError::new_err(e.0))?;
+    Ok(vec![0.0f32; n])
 }
 
 pub(crate) fn parse(json: &str) -> PyResult<serde_json::Value> {
@@ -171,85 +187,113 @@ impl Engine {
 impl CoreModel {
     #[new]
     fn new(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
-        let spec = parse(spec_json)?;
-        let model = run_core(py, || Model::from_spec(&spec))?;
-        Ok(CoreModel {
-            engine: Mutex::new(Engine {
-                model,
-                grad_arrays: RecycledArrays::default(),
-            }),
+        guard(|| {
+            let spec = parse(spec_json)?;
+            let model = run_core(py, || Model::from_spec(&spec))?;
+            Ok(CoreModel {
+                engine: Mutex::new(Engine {
+                    model,
+                    grad_arrays: RecycledArrays::default(),
+                }),
+            })
         })
     }
 
     fn compile(&self, py: Python<'_>, spec_json: &str) -> PyResult<()> {
-        let mut this = self.lock(py);
-        let spec = parse(spec_json)?;
-        let model = &mut this.model;
-        run_core(py, || model.compile(&spec))
+        guard(|| {
+            let mut this = self.lock(py);
+            let spec = parse(spec_json)?;
+            let model = &mut this.model;
+            run_core(py, || model.compile(&spec))
+        })
     }
 
     /// Freeze or unfreeze one layer's weights (`layer.trainable = False`).
     fn set_layer_frozen(&self, py: Python<'_>, layer: usize, frozen: bool) -> PyResult<()> {
-        let mut this = self.lock(py);
-        this.model
-            .set_layer_frozen(layer, frozen)
-            .map_err(|e| PyValueError::new_err(e.0))
+        guard(|| {
+            let mut this = self.lock(py);
+            this.model
+                .set_layer_frozen(layer, frozen)
+                .map_err(|e| PyValueError::new_err(e.0))
+        })
     }
 
     /// Zero the state carried between batches by one layer (or all, given None).
     #[pyo3(signature = (layer=None))]
     fn reset_states(&self, py: Python<'_>, layer: Option<usize>) -> PyResult<()> {
-        let mut this = self.lock(py);
-        match layer {
-            None => this.model.reset_states(),
-            Some(i) => this
-                .model
-                .reset_layer_states(i)
-                .map_err(|e| PyValueError::new_err(e.0))?,
-        }
-        Ok(())
+        guard(|| {
+            let mut this = self.lock(py);
+            match layer {
+                None => this.model.reset_states(),
+                Some(i) => this
+                    .model
+                    .reset_layer_states(i)
+                    .map_err(|e| PyValueError::new_err(e.0))?,
+            }
+            Ok(())
+        })
     }
 
     /// Per-sample output shape of every layer.
-    fn output_shapes(&self, py: Python<'_>) -> Vec<Vec<usize>> {
-        let this = self.lock(py);
-        this.model.shapes()[1..].to_vec()
+    fn output_shapes(&self, py: Python<'_>) -> PyResult<Vec<Vec<usize>>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model.shapes()[1..].to_vec()
+            })
+        })
     }
 
     /// (layer index, weight name, shape) for every weight, in order.
-    fn weight_info(&self, py: Python<'_>) -> Vec<(usize, String, Vec<usize>)> {
-        let this = self.lock(py);
-        let mut out = Vec::new();
-        for (i, l) in this.model.weight_layers() {
-            for p in l.params() {
-                out.push((i, p.name.to_string(), p.value.shape().to_vec()));
-            }
-        }
-        out
+    fn weight_info(&self, py: Python<'_>) -> PyResult<Vec<(usize, String, Vec<usize>)>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                let mut out = Vec::new();
+                for (i, l) in this.model.weight_layers() {
+                    for p in l.params() {
+                        out.push((i, p.name.to_string(), p.value.shape().to_vec()));
+                    }
+                }
+                out
+            })
+        })
     }
 
     /// Whether each weight is trained by the optimizer (moving statistics are not).
     /// Each weight's regularizer as (l1, l2), None for a weight without one (in
     /// `get_weights` order: a wrapped layer's weights included).
-    fn weight_regularizers(&self, py: Python<'_>) -> Vec<Option<(f32, f32)>> {
-        let this = self.lock(py);
-        this.model
-            .params()
-            .map(|p| p.regularizer.map(|r| (r.l1, r.l2)))
-            .collect()
+    fn weight_regularizers(&self, py: Python<'_>) -> PyResult<Vec<Option<(f32, f32)>>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model
+                    .params()
+                    .map(|p| p.regularizer.map(|r| (r.l1, r.l2)))
+                    .collect()
+            })
+        })
     }
 
-    fn weight_trainable(&self, py: Python<'_>) -> Vec<bool> {
-        let this = self.lock(py);
-        this.model.params().map(|p| p.is_trained()).collect()
+    fn weight_trainable(&self, py: Python<'_>) -> PyResult<Vec<bool>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model.params().map(|p| p.is_trained()).collect()
+            })
+        })
     }
 
-    fn get_weights<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
-        let this = self.lock(py);
-        this.model
-            .params()
-            .map(|p| to_numpy(py, p.value_slice(), p.value.shape()))
-            .collect()
+    fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model
+                    .params()
+                    .map(|p| to_numpy(py, p.value_slice(), p.value.shape()))
+                    .collect()
+            })
+        })
     }
 
     /// Replace all weights; shapes are checked before anything changes.
@@ -258,72 +302,90 @@ impl CoreModel {
         py: Python<'_>,
         weights: Vec<PyReadonlyArrayDyn<'_, f32>>,
     ) -> PyResult<()> {
-        let mut this = self.lock(py);
-        let mut params = this.model.params_mut();
-        if weights.len() != params.len() {
-            return Err(PyValueError::new_err(format!(
-                "expected {} weight arrays, got {}",
-                params.len(),
-                weights.len()
-            )));
-        }
-        for (i, (p, w)) in params.iter().zip(&weights).enumerate() {
-            if p.value.shape() != w.shape() {
+        guard(|| {
+            let mut this = self.lock(py);
+            let mut params = this.model.params_mut();
+            if weights.len() != params.len() {
                 return Err(PyValueError::new_err(format!(
-                    "weight {i} ({}): expected shape {:?}, got {:?}",
-                    p.name,
-                    p.value.shape(),
-                    w.shape()
+                    "expected {} weight arrays, got {}",
+                    params.len(),
+                    weights.len()
                 )));
             }
-        }
-        for (p, w) in params.iter_mut().zip(&weights) {
-            p.value.assign(&w.as_array());
-        }
-        Ok(())
+            for (i, (p, w)) in params.iter().zip(&weights).enumerate() {
+                if p.value.shape() != w.shape() {
+                    return Err(PyValueError::new_err(format!(
+                        "weight {i} ({}): expected shape {:?}, got {:?}",
+                        p.name,
+                        p.value.shape(),
+                        w.shape()
+                    )));
+                }
+            }
+            for (p, w) in params.iter_mut().zip(&weights) {
+                p.value.assign(&w.as_array());
+            }
+            Ok(())
+        })
     }
 
     #[getter]
-    fn learning_rate(&self, py: Python<'_>) -> Option<f32> {
-        let this = self.lock(py);
-        this.model
-            .compiled
-            .as_ref()
-            .map(|c| c.optimizer.learning_rate)
+    fn learning_rate(&self, py: Python<'_>) -> PyResult<Option<f32>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model
+                    .compiled
+                    .as_ref()
+                    .map(|c| c.optimizer.learning_rate)
+            })
+        })
     }
 
     #[setter]
     fn set_learning_rate(&self, py: Python<'_>, lr: f32) -> PyResult<()> {
-        let mut this = self.lock(py);
-        match this.model.compiled.as_mut() {
-            Some(c) => {
-                c.optimizer.learning_rate = lr;
-                Ok(())
+        guard(|| {
+            let mut this = self.lock(py);
+            match this.model.compiled.as_mut() {
+                Some(c) => {
+                    c.optimizer.learning_rate = lr;
+                    Ok(())
+                }
+                None => Err(PyRuntimeError::new_err("the model is not compiled")),
             }
-            None => Err(PyRuntimeError::new_err("the model is not compiled")),
-        }
+        })
     }
 
     #[getter]
-    fn iterations(&self, py: Python<'_>) -> u64 {
-        let this = self.lock(py);
-        this.model
-            .compiled
-            .as_ref()
-            .map_or(0, |c| c.optimizer.iterations)
+    fn iterations(&self, py: Python<'_>) -> PyResult<u64> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model
+                    .compiled
+                    .as_ref()
+                    .map_or(0, |c| c.optimizer.iterations)
+            })
+        })
     }
 
     /// Training steps run so far (keys dropout masks); saved with the model.
     #[getter]
-    fn step(&self, py: Python<'_>) -> u64 {
-        let this = self.lock(py);
-        this.model.step
+    fn step(&self, py: Python<'_>) -> PyResult<u64> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model.step
+            })
+        })
     }
 
     #[setter]
-    fn set_step(&self, py: Python<'_>, step: u64) {
-        let mut this = self.lock(py);
-        this.model.step = step;
+    fn set_step(&self, py: Python<'_>, step: u64) -> PyResult<()> {
+        guard(|| {
+            self.lock(py).model.step = step;
+            Ok(())
+        })
     }
 
     /// (iterations, nadam u_product, slot names, [[slot array per slot] per weight]),
@@ -332,29 +394,33 @@ impl CoreModel {
     fn optimizer_state<'py>(
         &self,
         py: Python<'py>,
-    ) -> Option<(u64, f64, Vec<String>, Vec<Vec<Bound<'py, PyAny>>>)> {
-        let this = self.lock(py);
-        let opt = &this.model.compiled.as_ref()?.optimizer;
-        let names: Vec<String> = opt
-            .kind
-            .slot_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let slots = this
-            .model
-            .params()
-            .enumerate()
-            .map(|(i, p)| {
-                (0..names.len())
-                    .filter_map(|s| {
-                        opt.slot_values(i, s)
-                            .map(|v| to_numpy(py, &v, p.value.shape()))
+    ) -> PyResult<Option<(u64, f64, Vec<String>, Vec<Vec<Bound<'py, PyAny>>>)>> {
+        guard(|| {
+            Ok((|| {
+                let this = self.lock(py);
+                let opt = &this.model.compiled.as_ref()?.optimizer;
+                let names: Vec<String> = opt
+                    .kind
+                    .slot_names()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let slots = this
+                    .model
+                    .params()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        (0..names.len())
+                            .filter_map(|s| {
+                                opt.slot_values(i, s)
+                                    .map(|v| to_numpy(py, &v, p.value.shape()))
+                            })
+                            .collect()
                     })
-                    .collect()
-            })
-            .collect();
-        Some((opt.iterations, opt.u_product, names, slots))
+                    .collect();
+                Some((opt.iterations, opt.u_product, names, slots))
+            })())
+        })
     }
 
     /// Restore what `optimizer_state` returned (slots may be empty: not started yet).
@@ -365,29 +431,31 @@ impl CoreModel {
         u_product: f64,
         slots: Vec<Vec<PyReadonlyArrayDyn<'_, f32>>>,
     ) -> PyResult<()> {
-        let mut this = self.lock(py);
-        let sizes: Vec<usize> = this.model.params().map(|p| p.value.len()).collect();
-        let values: Vec<Vec<Vec<f32>>> = slots
-            .iter()
-            .map(|per| {
-                per.iter()
-                    .map(|a| a.as_array().iter().copied().collect())
-                    .collect()
-            })
-            .collect();
-        let Some(compiled) = this.model.compiled.as_mut() else {
-            return Err(PyRuntimeError::new_err("the model is not compiled"));
-        };
-        let opt = &mut compiled.optimizer;
-        if values.iter().all(|v| v.is_empty()) {
-            opt.slots.clear();
-        } else {
-            opt.set_slot_values(&sizes, &values)
-                .map_err(|e| PyValueError::new_err(e.0))?;
-        }
-        opt.iterations = iterations;
-        opt.u_product = u_product;
-        Ok(())
+        guard(|| {
+            let mut this = self.lock(py);
+            let sizes: Vec<usize> = this.model.params().map(|p| p.value.len()).collect();
+            let values: Vec<Vec<Vec<f32>>> = slots
+                .iter()
+                .map(|per| {
+                    per.iter()
+                        .map(|a| a.as_array().iter().copied().collect())
+                        .collect()
+                })
+                .collect();
+            let Some(compiled) = this.model.compiled.as_mut() else {
+                return Err(PyRuntimeError::new_err("the model is not compiled"));
+            };
+            let opt = &mut compiled.optimizer;
+            if values.iter().all(|v| v.is_empty()) {
+                opt.slots.clear();
+            } else {
+                opt.set_slot_values(&sizes, &values)
+                    .map_err(|e| PyValueError::new_err(e.0))?;
+            }
+            opt.iterations = iterations;
+            opt.u_product = u_product;
+            Ok(())
+        })
     }
 
     /// The shuffled sample order of `epoch` (depends only on the seed).
@@ -396,9 +464,13 @@ impl CoreModel {
         py: Python<'py>,
         n: usize,
         epoch: u64,
-    ) -> Bound<'py, PyArray1<u32>> {
-        let this = self.lock(py);
-        PyArray1::from_vec(py, this.model.shuffled_order(n, epoch))
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                PyArray1::from_vec(py, this.model.shuffled_order(n, epoch))
+            })
+        })
     }
 
     /// Train on the samples `order` (a slice of an epoch's order), batch by batch,
@@ -415,21 +487,23 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
-        let mut this = self.lock(py);
-        let data = dataset(x, &y, sample_weight.as_ref())?;
-        let order = order
-            .as_slice()
-            .map_err(|_| PyValueError::new_err("order must be contiguous"))?;
-        if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.n) {
-            return Err(PyValueError::new_err(format!(
-                "sample index {bad} out of range for {} samples",
-                data.n
-            )));
-        }
-        let model = &mut this.model;
-        let mut totals = totals_from_py(totals);
-        run_core(py, || model.train(&data, order, batch_size, &mut totals))?;
-        Ok(totals_to_py(&totals))
+        guard(|| {
+            let mut this = self.lock(py);
+            let data = dataset(x, &y, sample_weight.as_ref())?;
+            let order = order
+                .as_slice()
+                .map_err(|_| PyValueError::new_err("order must be contiguous"))?;
+            if let Some(&bad) = order.iter().find(|&&i| i as usize >= data.n) {
+                return Err(PyValueError::new_err(format!(
+                    "sample index {bad} out of range for {} samples",
+                    data.n
+                )));
+            }
+            let model = &mut this.model;
+            let mut totals = totals_from_py(totals);
+            run_core(py, || model.train(&data, order, batch_size, &mut totals))?;
+            Ok(totals_to_py(&totals))
+        })
     }
 
     /// Score samples start..end in order, adding to `totals`. Same return as `train`.
@@ -446,14 +520,16 @@ impl CoreModel {
         batch_size: usize,
         totals: Option<PyTotals>,
     ) -> PyResult<PyTotals> {
-        let mut this = self.lock(py);
-        let data = dataset(x, &y, sample_weight.as_ref())?;
-        let model = &mut this.model;
-        let mut totals = totals_from_py(totals);
-        run_core(py, || {
-            model.evaluate(&data, start, end, batch_size, &mut totals)
-        })?;
-        Ok(totals_to_py(&totals))
+        guard(|| {
+            let mut this = self.lock(py);
+            let data = dataset(x, &y, sample_weight.as_ref())?;
+            let model = &mut this.model;
+            let mut totals = totals_from_py(totals);
+            run_core(py, || {
+                model.evaluate(&data, start, end, batch_size, &mut totals)
+            })?;
+            Ok(totals_to_py(&totals))
+        })
     }
 
     /// A custom loop's forward pass on every sample of `x` (float32, C order):
@@ -465,14 +541,16 @@ impl CoreModel {
         x: PyReadonlyArrayDyn<'py, f32>,
         training: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut this = self.lock(py);
-        let xs = f32_slice(&x)?;
-        let out_size = this.model.output_size();
-        let rows = x.shape().first().copied().unwrap_or(0);
-        let mut out = vec![0.0f32; rows * out_size];
-        let model = &mut this.model;
-        run_core(py, || model.tape_forward(xs, training, &mut out))?;
-        Ok(to_numpy(py, &out, &[rows, out_size]))
+        guard(|| {
+            let mut this = self.lock(py);
+            let xs = f32_slice(&x)?;
+            let out_size = this.model.output_size();
+            let rows = x.shape().first().copied().unwrap_or(0);
+            let mut out = output_buffer(rows, out_size)?;
+            let model = &mut this.model;
+            run_core(py, || model.tape_forward(xs, training, &mut out))?;
+            Ok(to_numpy(py, &out, &[rows, out_size]))
+        })
     }
 
     /// `tape_forward` again for an earlier call (see `Model::tape_replay`): `keys`
@@ -484,31 +562,45 @@ impl CoreModel {
         training: bool,
         keys: (u64, u64),
     ) -> PyResult<()> {
-        let mut this = self.lock(py);
-        let xs = f32_slice(&x)?;
-        let model = &mut this.model;
-        run_core(py, || model.tape_replay(xs, training, keys.0, keys.1))
+        guard(|| {
+            let mut this = self.lock(py);
+            let xs = f32_slice(&x)?;
+            let model = &mut this.model;
+            run_core(py, || model.tape_replay(xs, training, keys.0, keys.1))
+        })
     }
 
     /// The counters that key the random draws of the next forward pass (training
     /// steps, inference batches).
     #[getter]
-    fn random_keys(&self, py: Python<'_>) -> (u64, u64) {
-        let this = self.lock(py);
-        (this.model.step, this.model.inference_batches)
+    fn random_keys(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                (this.model.step, this.model.inference_batches)
+            })
+        })
     }
 
     /// The losses the layers' calls added (add_loss) in the last `tape_forward`.
-    fn tape_call_losses(&self, py: Python<'_>) -> Vec<f32> {
-        let this = self.lock(py);
-        this.model.tape_call_losses()
+    fn tape_call_losses(&self, py: Python<'_>) -> PyResult<Vec<f32>> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model.tape_call_losses()
+            })
+        })
     }
 
     /// Forward passes run so far (any of them replaces the kept activations).
     #[getter]
-    fn forward_runs(&self, py: Python<'_>) -> u64 {
-        let this = self.lock(py);
-        this.model.forward_runs
+    fn forward_runs(&self, py: Python<'_>) -> PyResult<u64> {
+        guard(|| {
+            Ok({
+                let this = self.lock(py);
+                this.model.forward_runs
+            })
+        })
     }
 
     /// The weights' gradients (as `get_weights` lists them) for output gradients
@@ -522,8 +614,10 @@ impl CoreModel {
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let mut this = self.lock(py);
-        this.backward_for_tape(py, rows, &dy, loss_dys, None)
+        guard(|| {
+            let mut this = self.lock(py);
+            this.backward_for_tape(py, rows, &dy, loss_dys, None)
+        })
     }
 
     /// `tape_backward`, also returning the gradient with respect to the inputs, as
@@ -536,12 +630,14 @@ impl CoreModel {
         dy: PyReadonlyArrayDyn<'py, f32>,
         loss_dys: Option<Vec<f32>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let mut this = self.lock(py);
-        let width = this.model.input_size();
-        let mut dx = vec![0.0f32; rows * width];
-        let mut out = this.backward_for_tape(py, rows, &dy, loss_dys, Some(&mut dx))?;
-        out.push(to_numpy(py, &dx, &[rows, width]));
-        Ok(out)
+        guard(|| {
+            let mut this = self.lock(py);
+            let width = this.model.input_size();
+            let mut dx = vec![0.0f32; rows * width];
+            let mut out = this.backward_for_tape(py, rows, &dy, loss_dys, Some(&mut dx))?;
+            out.push(to_numpy(py, &dx, &[rows, width]));
+            Ok(out)
+        })
     }
 
     /// Outputs for samples start..end, as a (rows, output size) float32 array.
@@ -553,17 +649,19 @@ impl CoreModel {
         end: usize,
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut this = self.lock(py);
-        let (xf, _) = features(x)?;
-        let out_size = this.model.output_size();
-        let rows = end.saturating_sub(start);
-        let mut out = vec![0.0f32; rows * out_size];
-        let in_pool = !this.model.is_serial_work(rows.min(batch_size));
-        let model = &mut this.model;
-        run_core_on(py, in_pool, || {
-            model.predict(xf, start, end, batch_size, &mut out)
-        })?;
-        Ok(to_numpy(py, &out, &[rows, out_size]))
+        guard(|| {
+            let mut this = self.lock(py);
+            let (xf, _) = features(x)?;
+            let out_size = this.model.output_size();
+            let rows = end.saturating_sub(start);
+            let mut out = output_buffer(rows, out_size)?;
+            let in_pool = !this.model.is_serial_work(rows.min(batch_size));
+            let model = &mut this.model;
+            run_core_on(py, in_pool, || {
+                model.predict(xf, start, end, batch_size, &mut out)
+            })?;
+            Ok(to_numpy(py, &out, &[rows, out_size]))
+        })
     }
 }
 
@@ -572,21 +670,33 @@ impl CoreModel {
 /// them: the engine's shape rule, for symbolic calls. The message of a ValueError
 /// says why the layer cannot take those inputs.
 #[pyfunction]
+#[pyo3(signature = (spec_json, input_shapes, weight_budget=None))]
 fn layer_output_shape(
     py: Python<'_>,
     spec_json: &str,
     input_shapes: Vec<Vec<usize>>,
+    weight_budget: Option<u64>,
 ) -> PyResult<(Vec<usize>, Vec<Vec<usize>>)> {
-    let spec = parse(spec_json)?;
-    run_core(py, || {
-        let shapes: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
-        let layer = ferrax_core::layers::build_node(&spec, &shapes, ferrax_core::rng::Key::new(0))?;
-        let weights = layer
-            .params()
-            .iter()
-            .map(|p| p.value.shape().to_vec())
-            .collect();
-        Ok((layer.output_shape().to_vec(), weights))
+    guard(|| {
+        let spec = parse(spec_json)?;
+        run_core(py, || {
+            let name = ferrax_core::model::layer_name(&spec);
+            for shape in &input_shapes {
+                ferrax_core::sizing::shape(&format!("{name}: an input"), shape)?;
+            }
+            let shapes: Vec<&[usize]> = input_shapes.iter().map(Vec::as_slice).collect();
+            let (layer, _) = ferrax_core::sizing::building(name.clone(), 0, weight_budget, || {
+                ferrax_core::layers::build_node(&spec, &shapes, ferrax_core::rng::Key::new(0))
+            });
+            let layer = layer?;
+            ferrax_core::sizing::shape(&format!("{name}: the output"), layer.output_shape())?;
+            let weights = layer
+                .params()
+                .iter()
+                .map(|p| p.value.shape().to_vec())
+                .collect();
+            Ok((layer.output_shape().to_vec(), weights))
+        })
     })
 }
 
@@ -594,46 +704,68 @@ fn layer_output_shape(
 /// float64 array, or None: the engine's scan, on the whole pool for big arrays.
 #[pyfunction]
 fn first_non_finite(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
-    let (features, _) = arrays::features(x)?;
-    // A small array is scanned on the calling thread (a custom loop checks each batch).
-    let in_pool = features.len() >= 8 * parallel::PARALLEL_THRESHOLD;
-    run_core_on(py, in_pool, || {
-        Ok(features.first_non_finite(0, features.len()))
+    guard(|| {
+        let (features, _) = arrays::features(x)?;
+        // A small array is scanned on the calling thread (a custom loop checks each batch).
+        let in_pool = features.len() >= 8 * parallel::PARALLEL_THRESHOLD;
+        run_core_on(py, in_pool, || {
+            Ok(features.first_non_finite(0, features.len()))
+        })
     })
 }
 
 #[pyfunction]
-fn num_threads() -> usize {
-    parallel::pool().current_num_threads()
+fn num_threads() -> PyResult<usize> {
+    guard(|| Ok(parallel::pool().current_num_threads()))
 }
 
 /// SIMD features of this CPU that the engine's kernels can use (chosen at run time).
 #[pyfunction]
-fn cpu_features() -> Vec<&'static str> {
-    let mut found = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("sse4.2") {
-            found.push("sse4.2");
-        }
-        if std::arch::is_x86_feature_detected!("avx") {
-            found.push("avx");
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            found.push("avx2");
-        }
-        if std::arch::is_x86_feature_detected!("fma") {
-            found.push("fma");
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            found.push("avx512f");
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        found.push("neon");
-    }
-    found
+fn cpu_features() -> PyResult<Vec<&'static str>> {
+    guard(|| {
+        Ok({
+            let mut found = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("sse4.2") {
+                    found.push("sse4.2");
+                }
+                if std::arch::is_x86_feature_detected!("avx") {
+                    found.push("avx");
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    found.push("avx2");
+                }
+                if std::arch::is_x86_feature_detected!("fma") {
+                    found.push("fma");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    found.push("avx512f");
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                found.push("neon");
+            }
+            found
+        })
+    })
+}
+
+/// Sets the bytes one allocation, one model's weights or one batch's buffers may
+/// take (the machine's memory; 0: no limit but what can be addressed).
+#[pyfunction]
+fn set_memory_limit(bytes: u64) -> PyResult<()> {
+    guard(|| {
+        ferrax_core::sizing::set_limit(bytes);
+        Ok(())
+    })
+}
+
+/// The limit `set_memory_limit` set, in bytes.
+#[pyfunction]
+fn memory_limit() -> PyResult<u64> {
+    guard(|| Ok(ferrax_core::sizing::limit()))
 }
 
 #[pymodule]
@@ -652,6 +784,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(layer_output_shape, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
+    m.add_function(wrap_pyfunction!(set_memory_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
     testing::register(m)?;
     files::register(m)?;
     ops::register(m)?;

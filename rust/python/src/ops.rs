@@ -3,6 +3,7 @@
 //! graph runs, so eager and traced results agree bit for bit.
 
 use crate::arrays::{f32_slice, to_numpy};
+use crate::guard;
 use crate::{parse, run_core_on};
 use ferrax_core::ops::{self, Operand};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -25,14 +26,16 @@ fn op_shape(
     attrs_json: &str,
     shapes: Vec<(Vec<usize>, bool)>,
 ) -> PyResult<(Vec<usize>, bool)> {
-    let attrs = parse(attrs_json)?;
-    let inputs: Vec<Operand> = shapes
-        .into_iter()
-        .map(|(shape, batched)| Operand { shape, batched })
-        .collect();
-    run_core_on(py, false, || {
-        let out = ops::build(name, &attrs, &inputs)?.output().clone();
-        Ok((out.shape, out.batched))
+    guard(|| {
+        let attrs = parse(attrs_json)?;
+        let inputs: Vec<Operand> = shapes
+            .into_iter()
+            .map(|(shape, batched)| Operand { shape, batched })
+            .collect();
+        run_core_on(py, false, || {
+            let out = ops::build(name, &attrs, &inputs)?.output().clone();
+            Ok((out.shape, out.batched))
+        })
     })
 }
 
@@ -44,18 +47,20 @@ fn op_eval<'py>(
     attrs_json: &str,
     arrays: Vec<PyReadonlyArrayDyn<'py, f32>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let attrs = parse(attrs_json)?;
-    let inputs = operands(&arrays);
-    let xs = arrays.iter().map(f32_slice).collect::<PyResult<Vec<_>>>()?;
-    let big = inputs.iter().map(|o| o.size()).sum::<usize>() > POOL_ELEMENTS;
-    let (y, shape) = run_core_on(py, big, || {
-        let mut op = ops::build(name, &attrs, &inputs)?;
-        let out = op.output().clone();
-        let mut y = vec![0.0f32; out.size()];
-        op.forward(&xs, &mut y, 1);
-        Ok((y, out.shape))
-    })?;
-    Ok(to_numpy(py, &y, &shape))
+    guard(|| {
+        let attrs = parse(attrs_json)?;
+        let inputs = operands(&arrays);
+        let xs = arrays.iter().map(f32_slice).collect::<PyResult<Vec<_>>>()?;
+        let big = inputs.iter().map(|o| o.size()).sum::<usize>() > POOL_ELEMENTS;
+        let (y, shape) = run_core_on(py, big, || {
+            let mut op = ops::build(name, &attrs, &inputs)?;
+            let out = op.output().clone();
+            let mut y = vec![0.0f32; out.size()];
+            op.forward(&xs, &mut y, 1);
+            Ok((y, out.shape))
+        })?;
+        Ok(to_numpy(py, &y, &shape))
+    })
 }
 
 /// The gradients of op `name`'s inputs, given its inputs, its result `y` and the
@@ -69,33 +74,35 @@ fn op_vjp<'py>(
     y: PyReadonlyArrayDyn<'py, f32>,
     dy: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    let attrs = parse(attrs_json)?;
-    let inputs = operands(&arrays);
-    let xs = arrays.iter().map(f32_slice).collect::<PyResult<Vec<_>>>()?;
-    let (y_s, dy_s) = (f32_slice(&y)?, f32_slice(&dy)?);
-    let big = inputs.iter().map(|o| o.size()).sum::<usize>() > POOL_ELEMENTS;
-    let grads = run_core_on(py, big, || {
-        let mut op = ops::build(name, &attrs, &inputs)?;
-        let out = op.output().clone();
-        if y_s.len() != out.size() || dy_s.len() != out.size() {
-            ferrax_core::bail!(
-                "{name}: the result and its gradient need {} elements, got {} and {}",
-                out.size(),
-                y_s.len(),
-                dy_s.len()
-            );
-        }
-        let mut grads: Vec<Vec<f32>> = inputs.iter().map(|o| vec![0.0; o.size()]).collect();
-        let mut dxs: Vec<Option<&mut [f32]>> =
-            grads.iter_mut().map(|g| Some(g.as_mut_slice())).collect();
-        op.backward(&xs, y_s, dy_s, &mut dxs, 1);
-        Ok(grads)
-    })?;
-    Ok(grads
-        .iter()
-        .zip(&inputs)
-        .map(|(g, o)| to_numpy(py, g, &o.shape))
-        .collect())
+    guard(|| {
+        let attrs = parse(attrs_json)?;
+        let inputs = operands(&arrays);
+        let xs = arrays.iter().map(f32_slice).collect::<PyResult<Vec<_>>>()?;
+        let (y_s, dy_s) = (f32_slice(&y)?, f32_slice(&dy)?);
+        let big = inputs.iter().map(|o| o.size()).sum::<usize>() > POOL_ELEMENTS;
+        let grads = run_core_on(py, big, || {
+            let mut op = ops::build(name, &attrs, &inputs)?;
+            let out = op.output().clone();
+            if y_s.len() != out.size() || dy_s.len() != out.size() {
+                ferrax_core::bail!(
+                    "{name}: the result and its gradient need {} elements, got {} and {}",
+                    out.size(),
+                    y_s.len(),
+                    dy_s.len()
+                );
+            }
+            let mut grads: Vec<Vec<f32>> = inputs.iter().map(|o| vec![0.0; o.size()]).collect();
+            let mut dxs: Vec<Option<&mut [f32]>> =
+                grads.iter_mut().map(|g| Some(g.as_mut_slice())).collect();
+            op.backward(&xs, y_s, dy_s, &mut dxs, 1);
+            Ok(grads)
+        })?;
+        Ok(grads
+            .iter()
+            .zip(&inputs)
+            .map(|(g, o)| to_numpy(py, g, &o.shape))
+            .collect())
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

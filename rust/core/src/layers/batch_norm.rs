@@ -63,7 +63,7 @@ impl BatchNorm {
                 &init_field(config, "gamma_initializer", "ones")?,
                 key.fold(0),
                 Regularizer::from_spec(field(config, "gamma_regularizer"))?,
-            )))
+            )?))
         } else {
             None
         };
@@ -74,7 +74,7 @@ impl BatchNorm {
                 &init_field(config, "beta_initializer", "zeros")?,
                 key.fold(1),
                 Regularizer::from_spec(field(config, "beta_regularizer"))?,
-            )))
+            )?))
         } else {
             None
         };
@@ -84,7 +84,7 @@ impl BatchNorm {
             &init_field(config, "moving_mean_initializer", "zeros")?,
             key.fold(2),
             None,
-        )
+        )?
         .non_trainable());
         let moving_var = add(Param::new(
             "moving_variance",
@@ -92,7 +92,7 @@ impl BatchNorm {
             &init_field(config, "moving_variance_initializer", "ones")?,
             key.fold(3),
             None,
-        )
+        )?
         .non_trainable());
         Ok(BatchNorm {
             output_shape: input_shape.to_vec(),

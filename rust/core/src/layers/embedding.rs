@@ -43,7 +43,7 @@ impl Embedding {
             &init,
             key.fold(0),
             Regularizer::from_spec(field(config, "embeddings_regularizer"))?,
-        )];
+        )?];
         let mut output_shape = input_shape.to_vec();
         output_shape.push(output_dim);
         Ok(Embedding {

@@ -67,7 +67,7 @@ impl LayerNorm {
                 &init_field(config, "gamma_initializer", "ones")?,
                 key.fold(0),
                 Regularizer::from_spec(field(config, "gamma_regularizer"))?,
-            ));
+            )?);
         }
         if flag("center") {
             beta = Some(params.len());
@@ -77,7 +77,7 @@ impl LayerNorm {
                 &init_field(config, "beta_initializer", "zeros")?,
                 key.fold(1),
                 Regularizer::from_spec(field(config, "beta_regularizer"))?,
-            ));
+            )?);
         }
         Ok(LayerNorm {
             output_shape: input_shape.to_vec(),

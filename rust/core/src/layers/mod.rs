@@ -98,9 +98,10 @@ impl Param {
         init: &InitSpec,
         key: Key,
         regularizer: Option<Regularizer>,
-    ) -> Self {
-        let data = init.sample(shape, key);
-        Param {
+    ) -> Result<Self> {
+        crate::sizing::weight(name, shape)?;
+        let data = init.sample(shape, key)?;
+        Ok(Param {
             name,
             value: Tensor::from_shape_vec(shape.to_vec(), data)
                 .expect("initializer size matches shape"),
@@ -108,7 +109,7 @@ impl Param {
             regularizer,
             trainable: true,
             frozen: false,
-        }
+        })
     }
 
     /// A trainable weight holding `value`, its gradient zero, without regularizer.
@@ -353,17 +354,23 @@ pub(crate) fn f32_field(config: &Value, layer: &str, key: &str, default: f32) ->
     }
 }
 
+/// (At most `MAX_DIM`: products of two such sizes, times a few gates, cannot
+/// overflow, and no layer of a model that fits in memory needs more.)
 pub(crate) fn usize_field(config: &Value, layer: &str, key: &str) -> Result<usize> {
     field(config, key)
         .as_u64()
+        .filter(|&v| v <= MAX_DIM as u64)
         .map(|v| v as usize)
         .ok_or_else(|| {
             Error(format!(
-                "{layer}: '{key}' must be a non-negative integer, got {}",
+                "{layer}: '{key}' must be an integer from 0 to {MAX_DIM}, got {}",
                 field(config, key)
             ))
         })
 }
+
+/// The largest size a layer's integer argument (units, filters, ...) may have.
+pub const MAX_DIM: usize = 1 << 31;
 
 /// The initializer `config[key]`, or `default` (a Keras name) when absent.
 pub(crate) fn init_field(config: &Value, key: &str, default: &str) -> Result<InitSpec> {
@@ -389,7 +396,7 @@ pub(crate) fn kernel_and_bias(
         &init("kernel_initializer", "glorot_uniform")?,
         key.fold(0),
         Regularizer::from_spec(field(config, "kernel_regularizer"))?,
-    )];
+    )?];
     if use_bias {
         params.push(Param::new(
             "bias",
@@ -397,7 +404,7 @@ pub(crate) fn kernel_and_bias(
             &init("bias_initializer", "zeros")?,
             key.fold(1),
             Regularizer::from_spec(field(config, "bias_regularizer"))?,
-        ));
+        )?);
     }
     Ok(params)
 }

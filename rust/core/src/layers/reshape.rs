@@ -37,7 +37,13 @@ impl Reshape {
                 }
             }
         }
-        let known: usize = dims.iter().product();
+        // (checked: a product that wraps, such as (2**62 + 1) * 4, must not pass for 4)
+        let known = crate::sizing::product(&dims).ok_or_else(|| {
+            Error(format!(
+                "{name}: cannot reshape input of shape {input_shape:?} ({size} values) to \
+                 {dims:?}: more values than can be counted"
+            ))
+        })?;
         if let Some(i) = unknown {
             if known == 0 || !size.is_multiple_of(known) {
                 return Err(Error(format!(

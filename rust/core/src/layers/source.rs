@@ -26,6 +26,10 @@ fn shape_field(name: &str, config: &Value) -> Result<Vec<usize>> {
                 field(config, "shape")
             ))
         })
+        .and_then(|dims| {
+            crate::sizing::shape(&format!("{name}: 'shape'"), &dims)?;
+            Ok(dims)
+        })
 }
 
 /// A weight of a custom layer, with its initializer and regularizer.
@@ -41,7 +45,7 @@ impl Variable {
             .map_err(|e| Error(format!("{name}: {e}")))?;
         let regularizer = Regularizer::from_spec(field(config, "regularizer"))
             .map_err(|e| Error(format!("{name}: {e}")))?;
-        let mut param = Param::new("variable", &shape, &init, key.fold(0), regularizer);
+        let mut param = Param::new("variable", &shape, &init, key.fold(0), regularizer)?;
         if field(config, "trainable_weight") == &Value::Bool(false) {
             param = param.non_trainable();
         }

@@ -87,7 +87,11 @@ impl Reshape {
             } else if d < 0 {
                 crate::bail!("the target shape {target:?} has a bad size {d}");
             } else {
-                known *= d as usize;
+                known = known.checked_mul(d as usize).ok_or_else(|| {
+                    crate::error::Error(format!(
+                        "the target shape {target:?} has more elements than can be counted"
+                    ))
+                })?;
             }
         }
         let mut shape: Vec<usize> = rest.iter().map(|&d| d.max(0) as usize).collect();
@@ -548,6 +552,18 @@ struct Tile {
     acc: Vec<f64>,
 }
 
+/// A tile or repeat whose result has more elements than can be counted.
+fn too_many(shape: &[usize], repeats: &[i64]) -> crate::error::Error {
+    crate::error::Error(format!(
+        "repeating {shape:?} by {repeats:?} gives more elements than can be counted"
+    ))
+}
+
+/// An operand's full shape (batch axis 1), for messages.
+fn full_before(x: &Operand) -> Vec<usize> {
+    x.dims(1).as_slice().to_vec()
+}
+
 impl Tile {
     fn build(name: &str, attrs: &Value, inputs: &[Operand]) -> Result<Self> {
         expect_inputs(name, inputs, 1)?;
@@ -568,7 +584,9 @@ impl Tile {
                 crate::bail!("cannot tile the batch axis (axis 0): its count must be 1");
             }
             for (d, r) in full.iter_mut().zip(&reps) {
-                *d *= r;
+                *d = d
+                    .checked_mul(*r)
+                    .ok_or_else(|| too_many(&full_before(x), &given))?;
             }
             (reps, None)
         } else {
@@ -580,7 +598,9 @@ impl Tile {
             if x.batched && axis == 0 {
                 crate::bail!("cannot repeat along the batch axis (axis 0)");
             }
-            full[axis] *= r as usize;
+            full[axis] = full[axis]
+                .checked_mul(r as usize)
+                .ok_or_else(|| too_many(&full_before(x), &[r]))?;
             (vec![r as usize], Some(axis))
         };
         Ok(Tile {

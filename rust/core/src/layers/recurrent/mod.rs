@@ -129,14 +129,14 @@ pub(crate) fn rnn_params(config: &Value, spec: &RnnSpec, key: Key) -> Result<Vec
             &init("kernel_initializer", "glorot_uniform")?,
             key.fold(0),
             reg("kernel_regularizer")?,
-        ),
+        )?,
         Param::new(
             "recurrent_kernel",
             &[u, width],
             &init("recurrent_initializer", "orthogonal")?,
             key.fold(1),
             reg("recurrent_regularizer")?,
-        ),
+        )?,
     ];
     if spec.use_bias {
         let shape: &[usize] = if spec.cell.kind == CellKind::Gru {
@@ -150,7 +150,7 @@ pub(crate) fn rnn_params(config: &Value, spec: &RnnSpec, key: Key) -> Result<Vec
             &init("bias_initializer", "zeros")?,
             key.fold(2),
             reg("bias_regularizer")?,
-        );
+        )?;
         if spec.cell.kind == CellKind::Lstm && flag(config, "unit_forget_bias", true) {
             // Keras starts the forget gate open: its bias block is ones.
             let b = bias.value.as_slice_mut().expect("contiguous");
