@@ -10,6 +10,7 @@ pub mod denormals;
 pub mod error;
 pub mod fastmath;
 pub mod init;
+pub mod interrupt;
 pub mod io;
 pub mod layers;
 pub mod loss;

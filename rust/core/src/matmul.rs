@@ -7,6 +7,12 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+/// One kernel call does at most this many multiply-adds (unless that is fewer
+/// than `MIN_CALL_ROWS` rows): about 10-50 ms on one core, so that Ctrl-C is seen
+/// within a huge product; repacking B once per call costs ~1/rows of the work.
+const CALL_FLOPS: usize = 1 << 30;
+const MIN_CALL_ROWS: usize = 64;
+
 /// Products smaller than this many multiply-adds run on one thread.
 pub const PARALLEL_FLOPS: usize = 1 << 18;
 
@@ -144,33 +150,44 @@ impl Gemm {
             SendPtr(b.as_ptr() as *mut f32),
             SendPtr(c.as_mut_ptr()),
         );
-        // One block of output rows [i0, i1) and columns [j0, j1) of C.
+        // One block of output rows [i0, i1) and columns [j0, j1) of C, in kernel
+        // calls of at most CALL_FLOPS (rows fixed by the shape: reproducible), with
+        // a poll for Ctrl-C before each (a huge product answers within ~50 ms).
         let block = |(i0, i1): (usize, usize), (j0, j1): (usize, usize)| {
-            // SAFETY: the asserts above bound every index gemm touches: the strides
-            // describe the m×k, k×n and m×n row-major buffers, and blocks of C are
-            // disjoint, so concurrent blocks never write the same element.
-            unsafe {
-                gemm(
-                    i1 - i0,
-                    j1 - j0,
-                    k,
-                    c.get().add(i0 * n + j0),
-                    1,
-                    n as isize,
-                    accumulate,
-                    a.get().offset(i0 as isize * a_rs),
-                    a_cs,
-                    a_rs,
-                    b.get().offset(j0 as isize * b_cs),
-                    b_cs,
-                    b_rs,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
+            let step = (CALL_FLOPS / (k * (j1 - j0)).max(1)).max(MIN_CALL_ROWS);
+            let mut r0 = i0;
+            while r0 < i1 {
+                if crate::interrupt::poll() {
+                    return; // (the call fails: C's values do not matter)
+                }
+                let r1 = (r0 + step).min(i1);
+                // SAFETY: the asserts above bound every index gemm touches: the
+                // strides describe the m×k, k×n and m×n row-major buffers, and blocks
+                // of C are disjoint, so concurrent blocks never write the same element.
+                unsafe {
+                    gemm(
+                        r1 - r0,
+                        j1 - j0,
+                        k,
+                        c.get().add(r0 * n + j0),
+                        1,
+                        n as isize,
+                        accumulate,
+                        a.get().offset(r0 as isize * a_rs),
+                        a_cs,
+                        a_rs,
+                        b.get().offset(j0 as isize * b_cs),
+                        b_cs,
+                        b_rs,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                r0 = r1;
             }
         };
         let big = m.max(n);

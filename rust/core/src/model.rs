@@ -658,7 +658,10 @@ impl Model {
         Ok(())
     }
 
-    fn reserve(&mut self, rows: usize) {
+    /// Grows the batch buffers to `rows` samples. Fresh memory is zero-filled in
+    /// chunks with an interrupt check between them: the first fill of a huge batch
+    /// faults in gigabytes of pages, seconds on some machines.
+    fn reserve(&mut self, rows: usize) -> Result<()> {
         let output_is_input = self.outputs.iter().any(|&v| self.alias[v] == 0);
         for i in 0..self.sizes.len() {
             if self.alias[i] != i || self.dead[i] {
@@ -667,10 +670,10 @@ impl Model {
             let len = self.value_len(i, rows);
             // (a source's value stays in its layer)
             if !(i > 0 && self.source[i - 1]) && self.acts[i].len() < len {
-                self.acts[i].resize(len, 0.0);
+                grow(&mut self.acts[i], len)?;
             }
             if (i > 0 || output_is_input) && self.grads[i].len() < len {
-                self.grads[i].resize(len, 0.0);
+                grow(&mut self.grads[i], len)?;
             }
         }
         let widest_fanout = (0..self.sizes.len())
@@ -683,16 +686,17 @@ impl Model {
             .max()
             .unwrap_or(0);
         if self.fanout_dx.len() < widest_fanout {
-            self.fanout_dx.resize(widest_fanout, 0.0);
+            grow(&mut self.fanout_dx, widest_fanout)?;
         }
         for i in 0..self.inputs.len() {
             for k in 0..self.merge_dx[i].len() {
                 let len = self.value_len(self.inputs[i][k], rows);
                 if self.merge_dx[i][k].len() < len {
-                    self.merge_dx[i][k].resize(len, 0.0);
+                    grow(&mut self.merge_dx[i][k], len)?;
                 }
             }
         }
+        Ok(())
     }
 
     /// Elements of value `v` for a batch of `rows` samples.
@@ -729,6 +733,9 @@ impl Model {
             self.inference_batches | 1 << 63
         };
         for i in 0..self.layers.len() {
+            if crate::interrupt::poll() {
+                return; // (the caller's next check stops the call)
+            }
             if self.layers[i].is_reshape() || self.absorbed[i] || self.source[i] {
                 continue;
             }
@@ -856,6 +863,9 @@ impl Model {
             }
         }
         for i in (0..self.layers.len()).rev() {
+            if crate::interrupt::poll() {
+                return; // (the caller's next check stops the call)
+            }
             // Nothing to do where no layer with weights lies at or before this one.
             if !self.upstream_weights[i + 1] {
                 continue;
@@ -1021,9 +1031,9 @@ impl Model {
     }
 
     /// Loads the samples `idx` into the input, target and weight buffers.
-    fn load_batch(&mut self, data: &Dataset, idx: &[u32]) -> bool {
+    fn load_batch(&mut self, data: &Dataset, idx: &[u32]) -> Result<bool> {
         let rows = idx.len();
-        self.reserve(rows);
+        self.reserve(rows)?;
         data.x.gather(data.x_width, idx, &mut self.acts[0]);
         self.y_batch.resize(rows * data.y_width, 0.0);
         data.gather_y(idx, &mut self.y_batch);
@@ -1061,7 +1071,7 @@ impl Model {
                 }
             }
         }
-        weighted
+        Ok(weighted)
     }
 
     /// Target values per sample of output `k`: class ids (one per step) for a
@@ -1281,6 +1291,24 @@ impl Model {
         }
     }
 
+    /// The state training passes update themselves (BatchNormalization's moving
+    /// statistics), kept to be put back when a step stops halfway; small.
+    fn layer_state(&self) -> Vec<Vec<f32>> {
+        let params = self.layers.iter().flat_map(|l| l.params());
+        params
+            .filter(|p| !p.trainable)
+            .map(|p| p.value_slice().to_vec())
+            .collect()
+    }
+
+    /// Puts back what `layer_state` kept.
+    fn restore_layer_state(&mut self, state: Vec<Vec<f32>>) {
+        let params = self.layers.iter_mut().flat_map(|l| l.params_mut());
+        for (p, kept) in params.filter(|p| !p.trainable).zip(state) {
+            p.value_slice_mut().copy_from_slice(&kept);
+        }
+    }
+
     /// Trains on the samples in `order`, `batch_size` at a time (the last batch
     /// may be smaller): forward, loss, backward, update for each.
     pub fn train(
@@ -1298,8 +1326,10 @@ impl Model {
             idx.extend_from_slice(batch);
             let rows = idx.len();
             let mut clock = phases::Clock::start();
-            let weighted = self.load_batch(data, &idx);
+            crate::interrupt::check()?;
+            let weighted = self.load_batch(data, &idx)?;
             self.check_batch(rows, None)?;
+            let state = self.layer_state();
             self.sync_tied_weights();
             clock.lap(phases::GATHER);
             self.forward(rows, true, None, true);
@@ -1307,6 +1337,12 @@ impl Model {
             let data_loss = self.batch_loss(rows, weighted, true);
             clock.lap(phases::LOSS);
             self.backward(rows);
+            if crate::interrupt::poll() {
+                // before the optimizer: the weights stay as the last whole step left them
+                self.restore_layer_state(state);
+                self.idx_batch = idx;
+                return Err(crate::interrupt::interrupted());
+            }
             self.gather_tied_grads();
             clock.lap(phases::BACKWARD);
             let reg = self.regularization();
@@ -1360,11 +1396,16 @@ impl Model {
             crate::bail!("tape_forward: output buffer of the wrong size");
         }
         self.check_batch_memory(rows, true)?;
-        self.reserve(rows);
+        self.reserve(rows)?;
         self.acts[0][..x.len()].copy_from_slice(x);
         self.check_batch(rows, None)?;
+        let state = if training { self.layer_state() } else { vec![] };
         self.sync_tied_weights();
         self.forward(rows, training, None, false);
+        if crate::interrupt::poll() {
+            self.restore_layer_state(state); // (the pass may have stopped halfway)
+            return Err(crate::interrupt::interrupted());
+        }
         if training {
             self.step += 1; // the next call draws other dropout masks
         }
@@ -1489,7 +1530,7 @@ impl Model {
         self.gather_tied_grads();
         self.set_fused_outputs(true);
         self.call_loss_seeds.clear();
-        Ok(())
+        crate::interrupt::check()
     }
 
     /// `upstream_weights` with the input marked too: which values lie downstream of
@@ -1521,9 +1562,10 @@ impl Model {
         let order: Vec<u32> = (start as u32..end.min(data.n) as u32).collect();
         for idx in order.chunks(batch_size.max(1)) {
             let rows = idx.len();
-            let weighted = self.load_batch(data, idx);
+            let weighted = self.load_batch(data, idx)?;
             self.check_batch(rows, None)?;
             self.forward(rows, false, None, true);
+            crate::interrupt::check()?;
             let loss = self.batch_loss(rows, weighted, false);
             self.score_batch(rows, loss + reg, totals);
         }
@@ -1595,7 +1637,7 @@ impl Model {
                     return Err(non_finite(i));
                 }
             }
-            self.reserve(rows);
+            self.reserve(rows)?;
             // float32 rows in order are read where they are; other dtypes are converted.
             let direct = match x {
                 Features::F32(v) => Some(&v[idx[0] as usize * width..][..rows * width]),
@@ -1606,6 +1648,7 @@ impl Model {
             };
             self.check_batch(rows, direct)?;
             self.forward(rows, false, direct, false);
+            crate::interrupt::check()?;
             if watcher.is_some_and(|i| self.layers[i].saw_non_finite()) {
                 if let Some(i) = scan() {
                     return Err(non_finite(i));
@@ -1904,6 +1947,21 @@ fn inbound_values(spec: &Value, layers: &[Value]) -> Result<Vec<Vec<usize>>> {
             })
         })
         .collect()
+}
+
+/// Elements zero-filled between two interrupt checks when a buffer grows (64 MB).
+const GROW_CHUNK: usize = 1 << 24;
+
+/// Grows `buf` to `len` zeros past its contents: one exact allocation, filled in
+/// chunks with an interrupt check before each.
+fn grow(buf: &mut Vec<f32>, len: usize) -> Result<()> {
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    while buf.len() < len {
+        crate::interrupt::check()?;
+        let next = len.min(buf.len() + GROW_CHUNK);
+        buf.resize(next, 0.0);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -2244,7 +2302,7 @@ mod tests {
             t.loss_sum / t.samples
         };
         let mut model = build();
-        model.load_batch(data, &idx);
+        model.load_batch(data, &idx).unwrap();
         model.sync_tied_weights();
         model.forward(rows, true, None, true);
         model.batch_loss(rows, false, true);

@@ -37,6 +37,30 @@ fn internal_error(panic: Box<dyn std::any::Any + Send>) -> PyErr {
     PyRuntimeError::new_err(format!("internal error in the ferrax engine: {msg}"))
 }
 
+/// The exception a signal handler raised while the engine polled (KeyboardInterrupt
+/// for Ctrl-C): the interrupted call raises it.
+static SIGNAL_ERROR: Mutex<Option<PyErr>> = Mutex::new(None);
+
+thread_local! {
+    /// Python's main thread, the only one that runs signal handlers.
+    static ON_PYTHON_MAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The engine's interrupt checker (see `ferrax_core::interrupt`): on Python's main
+/// thread, takes the GIL for a moment and runs pending signal handlers.
+fn signal_pending() -> bool {
+    if !ON_PYTHON_MAIN.with(std::cell::Cell::get) {
+        return false;
+    }
+    Python::with_gil(|py| match py.check_signals() {
+        Ok(()) => false,
+        Err(e) => {
+            *SIGNAL_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            true
+        }
+    })
+}
+
 /// Run `f` with the GIL released, inside the pool; map errors and panics.
 pub(crate) fn run_core<R: Send>(
     py: Python<'_>,
@@ -52,6 +76,7 @@ pub(crate) fn run_core_on<R: Send>(
     in_pool: bool,
     f: impl FnOnce() -> ferrax_core::Result<R> + Send,
 ) -> PyResult<R> {
+    let interrupts_before = ferrax_core::interrupt::count();
     let outcome = py.allow_threads(|| {
         catch_unwind(AssertUnwindSafe(|| {
             if in_pool {
@@ -62,6 +87,28 @@ pub(crate) fn run_core_on<R: Send>(
             }
         }))
     });
+    // A signal handler that raised during the call: its exception is the call's
+    // outcome (the engine stopped at its next check, the weights whole).
+    if ON_PYTHON_MAIN.with(std::cell::Cell::get) {
+        if ferrax_core::interrupt::take() {
+            if let Some(e) = SIGNAL_ERROR
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return Err(e);
+            }
+        }
+    } else if ferrax_core::interrupt::count() != interrupts_before
+        || ferrax_core::interrupt::pending()
+    {
+        // (the pool's threads, shared with the main thread's call, may have cut
+        // this call's work short too: not a result to return)
+        return Err(PyRuntimeError::new_err(
+            "this engine call overlapped one that Ctrl-C interrupted in the main \
+             thread, and may not have finished: run it again",
+        ));
+    }
     match outcome {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
@@ -778,6 +825,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .is(&threading.call_method0("main_thread")?)
     {
         parallel::adopt_this_thread();
+        ON_PYTHON_MAIN.with(|on| on.set(true));
+        ferrax_core::interrupt::set_checker(signal_pending);
     }
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
