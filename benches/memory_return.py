@@ -3,7 +3,8 @@
     python benches/memory_return.py [--rounds 200] [--repeats 3] [--trim auto|engine|python|off]
 
 Each round builds Input(784) - Dense(1200, relu) - Dense(10, softmax) (955,210 weights),
-fits it for one epoch on 2,000 random samples at batch 128, predicts them, and drops it.
+fits it for one epoch on 2,000 fresh random samples at a random batch size (32-256),
+evaluates them at batch 2,000, predicts them at a random batch size (500-2,000), and drops it.
 Each run is a fresh interpreter; it prints the resident set size (``/proc/self/statm``,
 Linux only) after a first warm-up round, and then every 50 rounds, so what is left after
 the last round is measured against the warm start.
@@ -35,15 +36,17 @@ def rss_mb():
         return int(f.read().split()[1]) * page / 2**20
 
 rng = np.random.default_rng(0)
-x = rng.standard_normal((2000, 784), dtype=np.float32)
-y = rng.integers(0, 10, 2000)
 
 def one_round():
+    # fresh data each round, and batch sizes that give each buffer another size
+    x = rng.standard_normal((2000, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 2000)
     model = keras.Sequential([layers.Input((784,)), layers.Dense(1200, activation="relu"),
                               layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=128, epochs=1, verbose=0)
-    model.predict(x, verbose=0)
+    model.fit(x, y, batch_size=int(rng.integers(32, 257)), epochs=1, verbose=0)
+    model.evaluate(x, y, batch_size=2000, verbose=0)
+    model.predict(x, batch_size=int(rng.integers(500, 2001)), verbose=0)
     del model
     gc.collect()
     if trim == "python":

@@ -1291,6 +1291,29 @@ impl Model {
         }
     }
 
+    /// Bytes the model holds in its weights, gradients, optimizer state and batch
+    /// buffers (capacities, so what a drop gives back).
+    pub fn held_bytes(&self) -> usize {
+        let vecs = |v: &[Vec<f32>]| v.iter().map(Vec::capacity).sum::<usize>();
+        let weights: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| l.params())
+            .map(|p| p.value.len() + p.grad.len())
+            .sum();
+        let slots = self
+            .compiled
+            .as_ref()
+            .map_or(0, |c| vecs(&c.optimizer.slots));
+        let merge: usize = self.merge_dx.iter().map(|m| vecs(m)).sum();
+        4 * (weights
+            + slots
+            + merge
+            + vecs(&self.acts)
+            + vecs(&self.grads)
+            + self.fanout_dx.capacity())
+    }
+
     /// The state training passes update themselves (BatchNormalization's moving
     /// statistics), kept to be put back when a step stops halfway; small.
     fn layer_state(&self) -> Vec<Vec<f32>> {

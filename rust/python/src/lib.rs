@@ -5,6 +5,7 @@
 mod arrays;
 mod eager_optimizer;
 mod files;
+mod memory;
 mod ops;
 mod recycled;
 mod testing;
@@ -168,6 +169,15 @@ fn dataset<'a>(
 #[pyclass(module = "ferrax._core", frozen)]
 pub(crate) struct CoreModel {
     engine: Mutex<Engine>,
+    /// (after `engine`: runs once the model's memory is freed)
+    trim: memory::TrimAfterDrop,
+}
+
+impl Drop for CoreModel {
+    fn drop(&mut self) {
+        let engine = self.engine.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.trim.bytes = engine.model.held_bytes();
+    }
 }
 
 /// What a CoreModel holds, behind its lock.
@@ -242,6 +252,7 @@ impl CoreModel {
                     model,
                     grad_arrays: RecycledArrays::default(),
                 }),
+                trim: memory::TrimAfterDrop::default(),
             })
         })
     }
