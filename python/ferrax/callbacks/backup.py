@@ -107,7 +107,8 @@ class BackupAndRestore(Callback):
             if getattr(model.optimizer, "_schedule", None) is None and getattr(
                     saved.optimizer, "_schedule", None) is None:
                 # A rate changed during the run (ReduceLROnPlateau, LearningRateScheduler).
-                model.optimizer.learning_rate = saved.optimizer.learning_rate
+                rate = saved._compiled_optimizer("BackupAndRestore").learning_rate
+                model._compiled_optimizer("BackupAndRestore").learning_rate = rate
 
     # --- saving --------------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:

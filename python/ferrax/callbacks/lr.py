@@ -24,6 +24,11 @@ def _current_lr(model: Any, owner: str) -> float:
     return float(optimizer.learning_rate)
 
 
+def _set_lr(model: Any, rate: float) -> None:
+    # (a model whose optimizer _current_lr has already checked)
+    model.optimizer.learning_rate = rate
+
+
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by `factor` when `monitor` has not improved (by more than
     `min_delta`) for `patience` epochs, then wait `cooldown` epochs before counting again;
@@ -83,7 +88,7 @@ class ReduceLROnPlateau(Callback):
                 # already at min_lr would keep being "reduced".
                 if old_lr > float(np.float32(self.min_lr)):
                     new_lr = max(old_lr * self.factor, self.min_lr)
-                    self.model.optimizer.learning_rate = new_lr
+                    _set_lr(self.model, new_lr)
                     if self.verbose > 0:
                         print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning "
                               f"rate to {new_lr}.")

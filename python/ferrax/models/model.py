@@ -76,7 +76,7 @@ class Model:
         return super().__new__(cls)
 
     # Set by compile.
-    optimizer: optimizers_module.Optimizer
+    optimizer: optimizers_module.Optimizer | None
     loss: losses_module.Loss | None
     # Per-sample input shape; set by build.
     _input_shape: tuple[int, ...]
@@ -121,6 +121,8 @@ class Model:
         self._compile_config: _CompileConfig | None = None
         self._engine_compile_spec: str | None = None
         self.history: History | None = None
+        self.optimizer = None  # (Keras's: None until compile)
+        self.loss: Any = None
         self.stop_training = False
         self._seed: int | None = None  # the engine's seed: drawn at build, kept by save/load
         self._epochs_run = 0  # epochs trained so far: keys each epoch's shuffle
@@ -759,6 +761,12 @@ class Model:
                   else [m for h in self._heads for m in h.metrics])
         return any(not m._in_engine for m in listed)
 
+    def _compiled_optimizer(self, what: str) -> optimizers_module.Optimizer:
+        """The optimizer compile set; a RuntimeError naming `what` before compile."""
+        if self.optimizer is None:
+            raise RuntimeError(f"You must call compile() on model '{self.name}' before {what}")
+        return self.optimizer
+
     def _require_compiled(self, what: str) -> None:
         last = self._output_layer() if self._engine_layers() else None
         if self._heads is None and last is not None and getattr(last, "return_state", False):
@@ -1395,7 +1403,8 @@ class Model:
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         self._track_loss(loss, x)
         variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self._compiled_optimizer("train_step").apply(tape.gradient(loss, variables),
+                                                      variables)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def test_step(self, data: Any) -> dict[str, Any]:

@@ -141,6 +141,50 @@ class Sequential(Model):
             self._chain_trace = cached
         return cached[1]
 
+    def _symbolic_chain(self) -> tuple[KerasTensor, KerasTensor]:
+        """The stack called on a symbolic Input of its input shape, as Keras's
+        Sequential keeps a functional twin: its input, its output, and through the
+        calls each layer's ``input``/``output`` (for feature extraction)."""
+        from ferrax.layers.core import Input
+
+        shape = self._input_shape if self.built else self._declared_input_shape()
+        if shape is None or not self._layers:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined inputs yet "
+                                 f"(start it with ferrax.Input(shape), or build it first)")
+        key = (tuple(shape), tuple(id(l) for l in self._layers))
+        cached = self.__dict__.get("_symbolic")
+        if cached is None or cached[0] != key:
+            # (the user's own Input where the stack starts with one)
+            x = (self._input_layer.output if self._input_layer is not None
+                 else Input(shape=self._declared_input_dims() or tuple(shape)))
+            y: Any = x
+            for layer in self._layers:
+                y = layer(y)
+            cached = (key, x, y)
+            self._symbolic = cached
+        return cached[1], cached[2]
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        """The symbolic input, in a list (once the input shape is known)."""
+        return [self._symbolic_chain()[0]]
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The symbolic output, in a list (once the input shape is known)."""
+        return [self._symbolic_chain()[1]]
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input: ``keras.Model(model.input, model.layers[1].output)``
+        extracts the features a Sequential model computes."""
+        return self._symbolic_chain()[0]
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output."""
+        return self._symbolic_chain()[1]
+
     def _declared_input_dims(self) -> tuple[int | None, ...] | None:
         if self._input_layer is not None:
             return self._input_layer._input_dims
