@@ -34,7 +34,7 @@ def build_model():
     return model
 
 
-def save_digit_grid(x, y_true, y_pred, path, classes):
+def save_digit_grid(x, y_true, y_pred, path, classes, title="Test digits"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +58,7 @@ def save_digit_grid(x, y_true, y_pred, path, classes):
         ax.set_yticks([])
     for ax in list(axes.flat)[len(picks):]:
         ax.axis("off")
-    fig.suptitle("Test digits: predicted vs true (mistakes in red)")
+    fig.suptitle(f"{title}: predicted vs true (mistakes in red)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -98,7 +98,8 @@ def main(argv=None):
                    ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                     "Sneaker", "Bag", "Boot"])
         y_pred = model.predict(x_test, verbose=0).argmax(axis=1)
-        save_digit_grid(x_test, y_test, y_pred, args.out_dir / "test_digits.png", classes)
+        save_digit_grid(x_test, y_test, y_pred, args.out_dir / "test_digits.png", classes,
+                        "Fashion-MNIST test images" if used == "fashion_mnist" else "Test digits")
         print(f"saved learning_curves.png and test_digits.png to {args.out_dir}")
     except ImportError as e:
         print(f"no pictures: {e}")

@@ -671,3 +671,27 @@ def test_only_callbacks_that_need_single_batches_make_fit_step_one_batch_at_a_ti
     assert wants(C.LambdaCallback(on_train_batch_end=print))
     assert wants(C.LambdaCallback(on_batch_begin=print))
     assert not wants(C.LambdaCallback(on_epoch_end=print))
+
+
+def test_on_batch_end_is_kerass_alias_of_on_train_batch_end():
+    # Keras calls on_batch_begin/on_batch_end from the default on_train_batch_* hooks
+    class Counter(C.Callback):
+        def __init__(self):
+            super().__init__()
+            self.begun, self.ended = [], []
+
+        def on_batch_begin(self, batch, logs=None):
+            self.begun.append(batch)
+
+        def on_batch_end(self, batch, logs=None):
+            self.ended.append((batch, sorted(logs)))
+
+    x = np.random.default_rng(0).standard_normal((40, 3)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((40, 1)).astype("float32")
+    model = ferrax.Sequential([ferrax.Input((3,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    counter = Counter()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[counter])
+    assert counter.begun == [0, 1, 2, 3, 4] * 2
+    assert [b for b, _ in counter.ended] == [0, 1, 2, 3, 4] * 2
+    assert all("loss" in keys for _, keys in counter.ended)

@@ -78,6 +78,7 @@ def test_main_script_falls_back_to_the_sample_when_mnist_is_missing(tmp_path):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert "not available" in first and "sample" in first
+    assert ".)" not in first and ". " in first, first  # one sentence each, no ".)" run-on
 
 
 def test_cnn_script_learns_the_sample(tmp_path):

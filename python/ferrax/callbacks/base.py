@@ -33,8 +33,18 @@ class Callback:
     def on_train_end(self, logs: Logs | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras's older name of `on_train_batch_begin`, which calls it."""
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        """Keras's older name of `on_train_batch_end`, which calls it."""
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs: Logs | None = None) -> None: ...
     def on_test_end(self, logs: Logs | None = None) -> None: ...
     def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None: ...
@@ -55,7 +65,8 @@ def _overrides(callback: Callback, *hooks: str) -> bool:
 def wants_batches(callback: Callback) -> bool:
     """Whether a callback overrides a per-batch training hook (then fit steps one batch
     at a time; otherwise the engine runs many batches per call)."""
-    return _overrides(callback, "on_train_batch_begin", "on_train_batch_end")
+    return _overrides(callback, "on_train_batch_begin", "on_train_batch_end",
+                      "on_batch_begin", "on_batch_end")
 
 
 class History(Callback):

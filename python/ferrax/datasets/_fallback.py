@@ -26,7 +26,7 @@ def load_or_sample(name: str, out: TextIO | None = None
     try:
         return loader.load_data(), name
     except (OSError, ValueError) as e:
-        reason = str(e).splitlines()[0]
-        print(f"{name} is not available here ({reason}); training on the bundled "
+        reason = str(e).splitlines()[0].rstrip(".")
+        print(f"{name} is not available here: {reason}. Training on the bundled "
               f"MNIST sample instead.", file=out or sys.stdout, flush=True)
         return mnist.load_sample(), "sample"
