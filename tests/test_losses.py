@@ -280,3 +280,35 @@ def _reference_loss_fd_check(kind, kw, y_true, y_pred, w):
     ref.assert_close(
         g, num, rtol=1e-6, atol=1e-8, what=f"reference {kind} {kw} gradient vs finite differences"
     )
+
+
+@pytest.mark.parametrize("loss, activation, classes", [
+    ("SparseCategoricalCrossentropy", "softmax", 3),
+    ("CategoricalCrossentropy", "softmax", 3),
+    ("BinaryCrossentropy", "sigmoid", 1),
+])
+def test_from_logits_on_probabilities_warns_as_keras_does(loss, activation, classes):
+    import warnings
+
+    import ferrax
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4)).astype("float32")
+    ids = rng.integers(0, max(classes, 2), 16)
+    if loss == "SparseCategoricalCrossentropy":
+        y = ids
+    elif loss == "CategoricalCrossentropy":
+        y = np.eye(classes)[ids]
+    else:
+        y = ids[:, None].astype("float32")
+    for act, should_warn in ((activation, True), (None, False)):
+        model = ferrax.Sequential([ferrax.Input((4,)),
+                                   ferrax.layers.Dense(classes, activation=act, name="head")])
+        model.compile(optimizer="sgd", loss=getattr(ferrax.losses, loss)(from_logits=True))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, epochs=1, verbose=0)
+        about = [w for w in caught if "from_logits=True" in str(w.message)]
+        assert bool(about) == should_warn, (act, [str(w.message) for w in caught])
+        if should_warn:
+            assert "'head'" in str(about[0].message) and about[0].filename == __file__

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
+import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
@@ -789,6 +793,7 @@ class Model:
         assert loss is not None  # checked by _require_compiled
         out_last = self._output_layer().output_shape[-1]
         assert out_last is not None  # only the batch axis is None
+        _warn_probabilities_as_logits(loss, last_layer)
         self._trace_functions([(loss, cfg["metrics"])])
         spec = {
             "loss": loss._core_spec(),
@@ -1707,6 +1712,32 @@ def _verbosity(verbose: int | str) -> int:
         raise ValueError(f"'verbose' must be 'auto', 0, 1 or 2, got {verbose!r}")
     return int(verbose)
 
+
+
+def _warn_probabilities_as_logits(loss: Any, last_layer: Any) -> None:
+    """Keras's warning for a from_logits=True cross-entropy on an output that a
+    softmax or sigmoid already turned into probabilities (it trains, badly)."""
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    if not config.get("from_logits"):
+        return
+    activation = ("softmax" if type(last_layer).__name__ == "Softmax"
+                  else getattr(last_layer, "activation", None))
+    if activation in ("softmax", "sigmoid"):
+        warnings.warn(f"{type(loss).__name__} has from_logits=True, but the output of layer "
+                      f"'{last_layer.name}' comes from a {activation} activation and so is "
+                      f"not logits: drop the {activation} (activation=None) or use "
+                      f"from_logits=False", UserWarning, stacklevel=_outside_ferrax())
+
+
+def _outside_ferrax() -> int:
+    """The stacklevel of the first caller outside the ferrax package (a warning
+    then names the user's line)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 def _traced(metric: Any) -> bool:
     return isinstance(metric, metrics_module.MetricFunctionWrapper)
